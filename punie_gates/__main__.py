@@ -1,0 +1,3 @@
+from punie_gates.cli import main
+
+raise SystemExit(main())

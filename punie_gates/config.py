@@ -1,0 +1,180 @@
+"""The suite's options: pytest command-line flags, ini keys and environment variables.
+
+Every option has a flag (`--candidate`), most an ini key (`candidate = ...` under
+[tool.pytest.ini_options]) and some an environment variable; the flag wins, then
+the environment, then the ini key, then the default (from data/gates.toml where
+the figure is a threshold).
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+from punie_gates import paths
+
+GATES = ("gate0", "gate1", "gate2", "gate3", "gate4", "gate5")
+DEFAULT_CANDIDATE = "mlx-community/Devstral-Small-2-24B-Instruct-2512-8bit"
+
+
+@dataclass(frozen=True)
+class Option:
+    flag: str
+    dest: str
+    help: str
+    ini: str | None = None
+    env: str | None = None
+    type: Any = str
+    default: Any = None
+    action: str | None = None
+
+
+OPTIONS = (
+    Option("--candidate", "candidate", "the model to judge: 'demo', a local MLX model folder or a Hugging Face repo id", ini="candidate", env="PUNIE_GATES_CANDIDATE", default=DEFAULT_CANDIDATE),
+    Option("--baseline", "baseline", "the model in production (Qwen3 Phase 27), measured beside the candidate where a gate compares", ini="baseline", env="PUNIE_GATES_BASELINE"),
+    Option("--report-dir", "report_dir", "folder for gate-report.json/.md, responses, benchmarks and plots", ini="report_dir", env="PUNIE_GATES_REPORT_DIR", default="reports"),
+    Option("--work-dir", "work_dir", "folder for converted data, adapters and fused models, keyed by their inputs (default: <cache>/work)", ini="work_dir", env="PUNIE_GATES_WORK_DIR"),
+    Option("--run-all-gates", "run_all_gates", "run every gate even after a hard failure (diagnosis; the verdict is unchanged)", action="store_true"),
+    Option("--memory-budget-gb", "memory_budget_gb", "Gate 1 peak-memory budget in GB (default from data/gates.toml: 20)", ini="memory_budget_gb", type=float),
+    Option("--queries", "queries", "validation queries TOML (default data/queries.toml)", ini="queries", env="PUNIE_GATES_QUERIES"),
+    Option("--tools", "tools", "tool catalog TOML (default data/tools.toml)", ini="tools"),
+    Option("--gates", "gates", "gate thresholds TOML (default data/gates.toml)", ini="gates"),
+    Option("--training-data", "training_data", "folder with train.jsonl and valid.jsonl in Qwen3 form (default: data/phase27_merged, Punie's layout; the demo uses fixtures/demo-training)", ini="training_data", env="PUNIE_GATES_TRAINING_DATA"),
+    Option("--system-prompt", "system_prompt", "file with the system prompt for validation queries (default: the training data's most common one)", ini="system_prompt"),
+    Option("--gate4-iters", "gate4_iters", "Gate 4 LoRA iterations (default 50)", type=int),
+    Option("--gate5-iters", "gate5_iters", "Gate 5 LoRA iterations (default 500)", type=int),
+    Option("--gate4-examples", "gate4_examples", "Gate 4 training examples, a stratified sample (default 100)", type=int),
+    Option("--fresh", "fresh", "ignore cached work (converted data, quantized models, adapters, fused models)", action="store_true"),
+    Option("--gen-batch-size", "gen_batch_size", "how many validation queries to generate at once (1 = the one-at-a-time reference path)", ini="gen_batch_size", type=int, default=4),
+    Option("--max-tokens", "max_tokens", "generation budget per validation query", ini="max_tokens", type=int, default=512),
+    Option("--seed", "seed", "seed for sampling examples and training", type=int, default=0),
+)
+
+
+@dataclass(frozen=True)
+class GateConfig:
+    candidate: str
+    baseline: str | None
+    report_dir: Path
+    work_dir: Path
+    cache_dir: Path
+    run_all_gates: bool
+    memory_budget_gb: float
+    queries_path: Path
+    tools_path: Path
+    gates_path: Path
+    training_data: Path | None
+    system_prompt_path: Path | None
+    gate4_iters: int
+    gate5_iters: int
+    gate4_examples: int
+    gate4_valid_examples: int
+    fresh: bool
+    gen_batch_size: int
+    max_tokens: int
+    seed: int
+    offline: bool
+    thresholds: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def is_demo(self) -> bool:
+        return self.candidate == "demo"
+
+    def gate(self, name: str) -> Mapping[str, Any]:
+        return self.thresholds.get(name, {})
+
+
+def add_options(parser) -> None:
+    group = parser.getgroup("punie-gates", "punie-gates: the candidate and the gates")
+    for opt in OPTIONS:
+        kwargs: dict[str, Any] = {"dest": f"punie_{opt.dest}", "help": opt.help}
+        if opt.action:
+            kwargs["action"] = opt.action
+        else:
+            kwargs["type"] = opt.type
+            kwargs["default"] = None
+        group.addoption(opt.flag, **kwargs)
+        if opt.ini:
+            parser.addini(opt.ini, opt.help, default=None)
+
+
+def _raw(config, opt: Option) -> Any:
+    value = config.getoption(f"punie_{opt.dest}")
+    if value not in (None, False):
+        return value
+    if opt.env and os.environ.get(opt.env):
+        return opt.type(os.environ[opt.env])
+    if opt.ini:
+        ini = config.getini(opt.ini)
+        if ini not in (None, "", []):
+            return opt.type(ini)
+    return opt.default if not opt.action else False
+
+
+def load_thresholds(path: Path) -> dict[str, Any]:
+    try:
+        with open(path, "rb") as fh:
+            data = tomllib.load(fh)
+    except FileNotFoundError:
+        raise ValueError(f"{path}: gate thresholds file not found (--gates)") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ValueError(f"{path}: not valid TOML: {exc}") from None
+    missing = [g for g in GATES if g not in data]
+    if missing:
+        raise ValueError(f"{path}: no table for {', '.join(missing)}; every gate needs one")
+    for gate in GATES:
+        if data[gate].get("kind") not in ("hard", "soft", "caution"):
+            raise ValueError(f"{path}: [{gate}] kind must be 'hard', 'soft' or 'caution'")
+    return data
+
+
+def _path(value: str | None, root: Path) -> Path | None:
+    if value is None:
+        return None
+    p = Path(value).expanduser()
+    return p if p.is_absolute() else (root / p)
+
+
+def from_pytest(config) -> GateConfig:
+    get = {opt.dest: _raw(config, opt) for opt in OPTIONS}
+    root = Path(config.invocation_params.dir)
+    data = paths.data_dir()
+    gates_path = _path(get["gates"], root) or data / "gates.toml"
+    thresholds = load_thresholds(gates_path)
+    cache = paths.cache_dir()
+    candidate = str(get["candidate"])
+
+    training = _path(get["training_data"], root)
+    if training is None:
+        training = paths.fixtures_dir() / "demo-training" if candidate == "demo" else root / "data" / "phase27_merged"
+
+    def pick(value, gate, key):
+        return value if value is not None else thresholds[gate][key]
+
+    return GateConfig(
+        candidate=candidate,
+        baseline=get["baseline"],
+        report_dir=_path(get["report_dir"], root),
+        work_dir=_path(get["work_dir"], root) or cache / "work",
+        cache_dir=cache,
+        run_all_gates=bool(get["run_all_gates"]),
+        memory_budget_gb=float(pick(get["memory_budget_gb"], "gate1", "memory_budget_gb")),
+        queries_path=_path(get["queries"], root) or data / "queries.toml",
+        tools_path=_path(get["tools"], root) or data / "tools.toml",
+        gates_path=gates_path,
+        training_data=training,
+        system_prompt_path=_path(get["system_prompt"], root),
+        gate4_iters=int(pick(get["gate4_iters"], "gate4", "iters")),
+        gate5_iters=int(pick(get["gate5_iters"], "gate5", "iters")),
+        gate4_examples=int(pick(get["gate4_examples"], "gate4", "examples")),
+        gate4_valid_examples=int(thresholds["gate4"]["valid_examples"]),
+        fresh=bool(get["fresh"]),
+        gen_batch_size=int(get["gen_batch_size"]),
+        max_tokens=int(get["max_tokens"]),
+        seed=int(get["seed"]),
+        offline=os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0", "false", "False"),
+        thresholds=thresholds,
+    )

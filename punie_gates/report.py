@@ -1,0 +1,135 @@
+"""gate-report.json, gate-report.md and the terminal verdict table."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import platform
+import time
+from pathlib import Path
+from typing import Any
+
+from punie_gates import __version__
+from punie_gates.verdict import GATE_ORDER
+
+DEMO_NOTE = (
+    "built-in offline demo candidate: a tiny model with RANDOM weights and Devstral's "
+    "tokenizer layout; its verdict exercises the suite and says nothing about any real model"
+)
+
+
+def _jsonable(value: Any) -> Any:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return _jsonable(dataclasses.asdict(value))
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        items = [_jsonable(v) for v in value]
+        return sorted(items, key=str) if isinstance(value, (set, frozenset)) else items
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, float):
+        return round(value, 6)
+    if value is None or isinstance(value, (str, int, bool)):
+        return value
+    return str(value)
+
+
+def report_document(book, cfg) -> dict[str, Any]:
+    verdict = book.verdict
+    candidate = cfg.candidate if cfg else None
+    doc = {
+        "suite": f"punie-gates {__version__}",
+        "verdict": verdict.verdict,
+        "stopped_at": verdict.stopped_at,
+        "complete": verdict.complete,
+        "flags": list(verdict.flags),
+        "reasons": list(verdict.reasons),
+        "candidate": {
+            "spec": candidate,
+            "is_demo": candidate == "demo",
+            "note": DEMO_NOTE if candidate == "demo" else None,
+        },
+        "baseline": cfg.baseline if cfg else None,
+        "run_all_gates": cfg.run_all_gates if cfg else False,
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(book.started)),
+        "seconds": round(time.time() - book.started, 3),
+        "machine": {"platform": platform.platform(), "machine": platform.machine(), "cpus": os.cpu_count()},
+        "collection_errors": list(book.collection_errors),
+        "gates": {},
+    }
+    for gate in GATE_ORDER:
+        result = book.results.get(gate)
+        if result is None:
+            continue
+        doc["gates"][gate] = {
+            "name": result.name,
+            "kind": result.kind,
+            "status": result.status,
+            "seconds": result.seconds,
+            "tests": dict(result.tests),
+            "reasons": list(result.reasons),
+            "figures": _jsonable(dict(result.figures)),
+        }
+    return doc
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def write_reports(report_dir: Path, book, cfg) -> tuple[Path, Path]:
+    report_dir = Path(report_dir)
+    report_dir.mkdir(parents=True, exist_ok=True)
+    doc = report_document(book, cfg)
+    json_path, md_path = report_dir / "gate-report.json", report_dir / "gate-report.md"
+    _atomic_write(json_path, json.dumps(doc, indent=2, ensure_ascii=False) + "\n")
+    _atomic_write(md_path, markdown(doc))
+    return json_path, md_path
+
+
+def _short(value: Any, width: int = 100) -> str:
+    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def markdown(doc: dict[str, Any]) -> str:
+    lines = [f"# punie-gates report: {doc['verdict']}", ""]
+    cand = doc["candidate"]
+    lines.append(f"- candidate: `{cand['spec']}`" + (f" ({cand['note']})" if cand["note"] else ""))
+    if doc["baseline"]:
+        lines.append(f"- baseline: `{doc['baseline']}`")
+    lines.append(f"- stopped at: {doc['stopped_at'] or '-'}; complete run: {doc['complete']}")
+    lines += [f"- {r}" for r in doc["reasons"]]
+    lines += ["", "| gate | name | kind | status | seconds | reason |", "|---|---|---|---|---|---|"]
+    for gate, g in doc["gates"].items():
+        reason = _short(g["reasons"][0], 120).replace("|", "\\|") if g["reasons"] else ""
+        lines.append(f"| {gate} | {g['name']} | {g['kind']} | **{g['status']}** | {g['seconds']:.1f} | {reason} |")
+    for gate, g in doc["gates"].items():
+        if not g["figures"]:
+            continue
+        lines += ["", f"## {gate}: {g['name']}", ""]
+        for key, value in g["figures"].items():
+            lines.append(f"- {key}: `{_short(value, 300)}`")
+    return "\n".join(lines) + "\n"
+
+
+def terminal_lines(book) -> list[str]:
+    verdict = book.verdict
+    out = ["", "=" * 24 + " punie-gates verdict " + "=" * 24]
+    for gate in GATE_ORDER:
+        r = book.results.get(gate)
+        if r is None:
+            continue
+        reason = f"  {_short(r.reasons[0], 90)}" if r.reasons and r.status != "passed" else ""
+        out.append(f"{gate}  {r.kind:<7} {r.status.upper():<8} {r.seconds:7.1f}s  {r.name}{reason}")
+    where = f" (stopped at {verdict.stopped_at})" if verdict.stopped_at else ""
+    out.append(f"VERDICT: {verdict.verdict}{where}")
+    for reason in verdict.reasons if verdict.verdict != "GO" else ():
+        out.append(f"  - {_short(reason, 150)}")
+    if book.report_paths:
+        out.append("report: " + ", ".join(str(p) for p in book.report_paths))
+    return out

@@ -1,0 +1,90 @@
+"""The seed's decision matrix: gate outcomes in, one go/no-go verdict out.
+
+Gates 0, 1, 4 and 5 are hard (a failure stops the evaluation: NO_GO); Gate 2 is
+soft and Gate 3 is "caution" (a failure flags and the evaluation continues). A
+gate that did not run (skipped, errored, not collected, deselected) is never
+counted as passed, so a run missing any gate is never GO. When the user chose a
+subset of the gates (-m/-k, a single file), no go/no-go can be given: the
+verdict is INCOMPLETE unless a hard gate that did run already failed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+GATE_ORDER = ("gate0", "gate1", "gate2", "gate3", "gate4", "gate5")
+STATUSES = ("passed", "failed", "skipped", "error", "not_run")
+VERDICTS = ("GO", "GO_WITH_FLAGS", "NO_GO", "INCOMPLETE")
+HARD, SOFT, CAUTION = "hard", "soft", "caution"
+
+
+@dataclass(frozen=True)
+class GateResult:
+    gate: str
+    status: str
+    kind: str
+    name: str = ""
+    figures: Mapping[str, Any] = field(default_factory=dict)
+    reasons: tuple[str, ...] = ()
+    seconds: float = 0.0
+    tests: Mapping[str, int] = field(default_factory=dict)
+
+    def __post_init__(self):
+        if self.status not in STATUSES:
+            raise ValueError(f"{self.gate}: unknown status {self.status!r}")
+        if self.kind not in (HARD, SOFT, CAUTION):
+            raise ValueError(f"{self.gate}: unknown kind {self.kind!r}")
+
+
+@dataclass(frozen=True)
+class Verdict:
+    verdict: str
+    stopped_at: str | None
+    flags: tuple[str, ...]
+    reasons: tuple[str, ...]
+    complete: bool
+
+    @property
+    def passes(self) -> bool:
+        """Whether the run's exit status should be 0 (GO and GO_WITH_FLAGS only)."""
+        return self.verdict in ("GO", "GO_WITH_FLAGS")
+
+
+def _why(result: GateResult) -> str:
+    first = f": {result.reasons[0]}" if result.reasons else ""
+    return f"{result.gate} ({result.name or result.kind}) {result.status}{first}"
+
+
+def decide(results: Mapping[str, GateResult], *, complete: bool = True) -> Verdict:
+    """Apply the decision matrix to every gate, in gate order."""
+    unknown = set(results) - set(GATE_ORDER)
+    if unknown:
+        raise ValueError(f"unknown gates: {sorted(unknown)}")
+    flags: list[str] = []
+    missing: list[str] = []
+    for gate in GATE_ORDER:
+        result = results.get(gate)
+        if result is None or result.status in ("skipped", "not_run"):
+            missing.append(f"{gate} {'not run' if result is None else result.status}"
+                           + (f": {result.reasons[0]}" if result is not None and result.reasons else ""))
+            continue
+        if result.status == "passed":
+            continue
+        if result.kind == HARD:
+            # A hard gate that failed or errored stops the evaluation, whatever ran after it.
+            return Verdict("NO_GO", gate, tuple(flags), (_why(result),), complete)
+        if result.status == "failed":
+            label = "soft gate failed" if result.kind == SOFT else "caution"
+            flags.append(f"{gate} {label}: " + (result.reasons[0] if result.reasons else "see report"))
+        else:  # a soft or caution gate that errored measured nothing: it is missing
+            missing.append(_why(result))
+    if missing:
+        if not complete:
+            return Verdict("INCOMPLETE", None, tuple(flags),
+                           ("partial run: " + "; ".join(missing),), complete)
+        return Verdict("NO_GO", None, tuple(flags),
+                       tuple(f"{m} (a run missing a gate is never GO)" for m in missing), complete)
+    if flags:
+        return Verdict("GO_WITH_FLAGS", None, tuple(flags), tuple(flags), complete)
+    return Verdict("GO", None, (), ("every gate passed",), complete)
