@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from punie_gates import paths
+from punie_gates.candidate import DEFAULT_CANDIDATE
 
 GATES = ("gate0", "gate1", "gate2", "gate3", "gate4", "gate5")
-DEFAULT_CANDIDATE = "mlx-community/Devstral-Small-2-24B-Instruct-2512-8bit"
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,439 @@
+"""LoRA training through mlx-lm's tuner, resumable and cached by its inputs.
+
+This runs what `mlx_lm lora` runs (linear_to_lora_layers, ChatDataset,
+CacheDataset, TrainingArgs, train, evaluate) with three additions the gates
+need on a run that may take days:
+
+- the loss curve: training loss every iteration, validation loss at iteration
+  0 (the untrained model: "where it started"), every `steps_per_eval` and at
+  the last iteration, each measured after that many optimizer steps;
+- checkpoints every `save_every` iterations (adapters, Adam state, curve,
+  iteration), each written atomically; a restarted run loads the latest one,
+  skips the batches already seen and trains only the remaining iterations,
+  so it continues as if never interrupted;
+- a finished adapter folder keyed by model, data, settings and library
+  versions (punie_gates.artifacts), reused by later runs unless `fresh`.
+
+The tokenizer is loaded in mistral-common's "finetuning" mode: the default
+("test") mode refuses conversations ending with an assistant turn, which is
+exactly what a training example is (FACTS.md).
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import shutil
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from punie_gates import artifacts
+
+ADAPTERS = "adapters.safetensors"
+ADAPTER_CONFIG = "adapter_config.json"
+OPTIMIZER = "optimizer.safetensors"
+STATE = "state.json"
+CURVE = "loss_curve.json"
+INFO = "train_info.json"
+KEEP_CHECKPOINTS = 2
+
+Progress = Callable[..., None]
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    """LoRA settings; the defaults are the seed plan's (batch 1, lr 1e-4, 8 layers)."""
+
+    iters: int
+    batch_size: int = 1
+    learning_rate: float = 1e-4
+    num_layers: int = 8
+    max_seq_length: int = 2048
+    seed: int = 0
+    # None: iters // 5, so validation runs at 0, every fifth and the last
+    # iteration (>= 2 points however short the run); it costs a pass over the
+    # validation batches each time.
+    steps_per_eval: int | None = None
+    save_every: int | None = None  # None: iters // 10 (at most a tenth of the run is redone)
+    val_batches: int = 25  # mlx-lm's default; -1 = the whole validation set
+    lora_rank: int = 8  # rank / scale / dropout: mlx-lm's defaults
+    lora_scale: float = 20.0
+    lora_dropout: float = 0.0
+    # Activation dtype while training. None: float32 on MLX's CPU backend, where
+    # quantized matmuls with float16 inputs are ~35x slower than with float32
+    # (measured on this machine), else the model's own dtype.
+    compute_dtype: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.iters < 1:
+            raise ValueError(f"iters must be >= 1, got {self.iters}")
+        for name in ("batch_size", "num_layers", "max_seq_length"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("steps_per_eval", "save_every"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ValueError(f"{name} must be >= 1 or None, got {value}")
+
+    @classmethod
+    def from_table(cls, table: Mapping[str, Any], *, iters: int, seed: int = 0) -> TrainSettings:
+        """Settings from data/gates.toml's [training] table (batch_size, learning_rate, num_layers, ...)."""
+        known = {f.name for f in fields(cls)} - {"iters", "seed"}
+        unknown = sorted(set(table) - known)
+        if unknown:
+            raise ValueError(f"[training] has unknown keys {unknown}; known: {sorted(known)}")
+        return cls(iters=iters, seed=seed, **dict(table))
+
+    def resolved_compute_dtype(self) -> str | None:
+        """The dtype training casts the model's floating parameters to (None: leave them)."""
+        if self.compute_dtype is not None:
+            return self.compute_dtype
+        import mlx.core as mx
+
+        return "float32" if mx.default_device() == mx.cpu else None
+
+    @property
+    def eval_every(self) -> int:
+        return self.steps_per_eval or max(1, self.iters // 5)
+
+    @property
+    def checkpoint_every(self) -> int:
+        return self.save_every or max(1, self.iters // 10)
+
+    def lora_parameters(self) -> dict:
+        return {"rank": self.lora_rank, "scale": self.lora_scale, "dropout": self.lora_dropout}
+
+
+@dataclass(frozen=True)
+class LossCurve:
+    """(iteration, loss) points; validation starts at iteration 0."""
+
+    train: tuple[tuple[int, float], ...] = ()
+    valid: tuple[tuple[int, float], ...] = ()
+
+    @property
+    def start(self) -> float | None:
+        return self.valid[0][1] if self.valid else None
+
+    @property
+    def end(self) -> float | None:
+        return self.valid[-1][1] if self.valid else None
+
+    @property
+    def reduction(self) -> float | None:
+        """Fraction of the starting validation loss removed: (start - end) / start."""
+        if len(self.valid) < 2 or not self.start:
+            return None
+        return (self.start - self.end) / self.start
+
+    def improved(self) -> bool:
+        """True when validation loss ended below where it started."""
+        return len(self.valid) >= 2 and self.end < self.start
+
+    def to_json(self) -> dict:
+        return {"train": [list(p) for p in self.train], "valid": [list(p) for p in self.valid]}
+
+    @classmethod
+    def from_json(cls, data: dict) -> LossCurve:
+        def points(key):
+            return tuple((int(it), float(loss)) for it, loss in data.get(key, []))
+
+        return cls(train=points("train"), valid=points("valid"))
+
+    def summary(self) -> dict:
+        """The figures a report shows next to the plot."""
+        return {
+            "valid_start": self.start,
+            "valid_end": self.end,
+            "valid_reduction": self.reduction,
+            "train_first": self.train[0][1] if self.train else None,
+            "train_last": self.train[-1][1] if self.train else None,
+            "points": {"train": len(self.train), "valid": len(self.valid)},
+        }
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    adapter_dir: Path
+    curve: LossCurve
+    iters_done: int
+    resumed_from: int  # 0 for a run that started from scratch
+    seconds: float  # training wall time, summed over interrupted attempts
+    cached: bool  # True when an earlier run's finished adapters were reused
+    lora_layers: int = 0  # layers that got LoRA (num_layers capped at the model's depth)
+    info: dict = field(default_factory=dict, compare=False)
+
+
+def training_key(model_path: Path, train_records, valid_records, settings: TrainSettings) -> dict:
+    """Everything a finished adapter depends on (its artifact key)."""
+    return {
+        "kind": "lora",
+        "model": artifacts.tree_fingerprint(model_path),
+        "train": artifacts.records_fingerprint(train_records),
+        "valid": artifacts.records_fingerprint(valid_records),
+        "settings": asdict(settings),
+        "compute_dtype": settings.resolved_compute_dtype(),
+        "versions": artifacts.library_versions(),
+    }
+
+
+def training_token_ids(model_path: Path, records: Sequence[dict]) -> list[list[int]]:
+    """Records rendered exactly as training renders them (finetuning-mode tokenizer, tools natively)."""
+    from mlx_lm.utils import load_tokenizer
+
+    tokenizer = load_tokenizer(Path(model_path), {"mode": "finetuning"})
+    return [list(tokenizer.apply_chat_template(r["messages"], tools=r.get("tools"), return_dict=False)) for r in records]
+
+
+def load_for_training(model_path: Path, compute_dtype: str | None = None):
+    """mlx-lm model + tokenizer able to render conversations ending with an assistant turn."""
+    import mlx.core as mx
+    from mlx_lm import load
+
+    # "mode" is mistral-common's validation mode; a tokenizers-backed tokenizer
+    # ignores it (checked), so this is safe for a Qwen3 baseline too.
+    model, tokenizer = load(str(model_path), tokenizer_config={"mode": "finetuning"})
+    if compute_dtype is not None:
+        # Floating parameters only: quantized weights stay packed integers,
+        # their scales and biases (and norms, embeddings) take the dtype.
+        model.set_dtype(getattr(mx, compute_dtype))
+    return model, tokenizer
+
+
+def train_lora(
+    model_path: Path,
+    train_records: Sequence[dict],
+    valid_records: Sequence[dict],
+    settings: TrainSettings,
+    work_dir: Path,
+    *,
+    fresh: bool = False,
+    progress: Progress | None = None,
+) -> TrainResult:
+    """Train LoRA adapters on `model_path`, resuming or reusing earlier work.
+
+    Records are {"messages": [...], "tools": [...]} in the model's chat form
+    (the converter's output). Returns where the adapters are (loadable with
+    `mlx_lm.load(model, adapter_path=...)`) and the loss curve.
+    """
+    model_path = Path(model_path)
+    train_records, valid_records = list(train_records), list(valid_records)
+    if len(train_records) < settings.batch_size:
+        raise ValueError(f"need at least batch_size={settings.batch_size} training records, got {len(train_records)}")
+    if not valid_records:
+        raise ValueError("need validation records: the loss curve is what the gate judges")
+    key = training_key(model_path, train_records, valid_records, settings)
+    final = artifacts.artifact_dir(work_dir, "lora", key)
+    resume_root = final.with_name(f"{final.name}.resume")
+    if fresh:
+        artifacts.discard(resume_root)
+    elif (done := artifacts.cached(final)) is not None:
+        return _finished(done, cached=True)
+
+    import mlx.optimizers as optim
+    import numpy as np
+
+    import mlx.core as mx
+    from mlx_lm.tuner.datasets import CacheDataset, ChatDataset
+    from mlx_lm.tuner.trainer import TrainingArgs, evaluate, iterate_batches, train
+    from mlx_lm.tuner.utils import linear_to_lora_layers
+    from mlx.utils import tree_flatten, tree_unflatten
+
+    compute_dtype = settings.resolved_compute_dtype()
+    model, tokenizer = load_for_training(model_path, compute_dtype)
+    model.freeze()
+    lora_layers = min(settings.num_layers, len(model.layers))
+    mx.random.seed(settings.seed)
+    linear_to_lora_layers(model, lora_layers, settings.lora_parameters())
+    optimizer = optim.Adam(learning_rate=settings.learning_rate)
+
+    checkpoint = latest_checkpoint(resume_root)
+    resumed_from, seconds_before = 0, 0.0
+    curve = {"train": [], "valid": []}
+    if checkpoint is not None:
+        state = json.loads((checkpoint / STATE).read_text(encoding="utf-8"))
+        resumed_from, seconds_before, curve = state["iteration"], state["seconds"], state["curve"]
+        model.load_weights(str(checkpoint / ADAPTERS), strict=False)  # mlx-lm's resume_adapter_file
+        optimizer.state = tree_unflatten(list(mx.load(str(checkpoint / OPTIMIZER)).items()))
+    mx.eval(model.parameters(), optimizer.state)
+
+    train_set = CacheDataset(ChatDataset(train_records, tokenizer))
+    valid_set = CacheDataset(ChatDataset(valid_records, tokenizer))
+    report = progress or (lambda *args, **kwargs: None)
+    val_batches = settings.val_batches
+
+    def validate(iteration: int) -> None:
+        # iterate_batches draws a permutation from numpy's global RNG even for
+        # evaluation; keep the training order independent of how many
+        # validations ran, so a resumed run sees the same batches.
+        rng = np.random.get_state()
+        tic = time.perf_counter()
+        loss = evaluate(
+            model, valid_set, settings.batch_size, val_batches, max_seq_length=settings.max_seq_length
+        )
+        np.random.set_state(rng)
+        model.train()
+        curve["valid"] = [p for p in curve["valid"] if p[0] != iteration] + [[iteration, float(loss)]]
+        report("validate", iteration, settings.iters, val_loss=float(loss), seconds=time.perf_counter() - tic)
+
+    started = time.perf_counter()
+
+    def save_checkpoint(iteration: int) -> None:
+        target = resume_root / f"ckpt-{iteration:07d}"
+        with artifacts.building(target) as tmp:
+            mx.save_safetensors(str(tmp / ADAPTERS), dict(tree_flatten(model.trainable_parameters())))
+            mx.save_safetensors(str(tmp / OPTIMIZER), dict(tree_flatten(optimizer.state)))
+            seconds = seconds_before + time.perf_counter() - started
+            state = {"iteration": iteration, "seconds": seconds, "curve": curve, "settings": asdict(settings)}
+            (tmp / STATE).write_text(json.dumps(state), encoding="utf-8")
+        for old in checkpoints(resume_root)[:-KEEP_CHECKPOINTS]:
+            artifacts.discard(old)
+
+    from mlx_lm.tuner.callbacks import TrainingCallback
+
+    class Recorder(TrainingCallback):
+        def on_train_loss_report(self, info: dict) -> None:
+            iteration = resumed_from + int(info["iteration"])
+            curve["train"].append([iteration, float(info["train_loss"])])
+            report(
+                "train",
+                iteration,
+                settings.iters,
+                loss=float(info["train_loss"]),
+                tokens_per_second=float(info["tokens_per_second"]),
+                peak_memory_gb=float(info["peak_memory"]),
+            )
+            if iteration % settings.eval_every == 0 or iteration == settings.iters:
+                validate(iteration)
+            if iteration % settings.checkpoint_every == 0 and iteration < settings.iters:
+                save_checkpoint(iteration)
+
+    def resumable_batches(dataset, batch_size, max_seq_length, loop=False, seed=None, comm_group=None):
+        batches = iterate_batches(dataset, batch_size, max_seq_length, loop=loop, seed=seed, comm_group=comm_group)
+        # Training (loop=True) skips what the checkpoint already trained on.
+        return itertools.islice(batches, resumed_from, None) if loop else batches
+
+    remaining = settings.iters - resumed_from
+    resume_root.mkdir(parents=True, exist_ok=True)
+    np.random.seed(settings.seed)
+    if resumed_from == 0:
+        validate(0)
+    if remaining > 0:
+        args = TrainingArgs(
+            batch_size=settings.batch_size,
+            iters=remaining,
+            val_batches=val_batches,
+            steps_per_report=1,
+            steps_per_eval=remaining + 1,  # validation is ours (Recorder), by global iteration
+            steps_per_save=remaining + 1,  # checkpoints are ours, written atomically
+            max_seq_length=settings.max_seq_length,
+            adapter_file=str(resume_root / "mlx_lm_last.safetensors"),  # never trusted
+        )
+        model.train()
+        train(model, optimizer, train_set, None, args=args, iterate_batches=resumable_batches, training_callback=Recorder())
+    seconds = seconds_before + time.perf_counter() - started
+
+    info = {
+        "iters_done": settings.iters,
+        "resumed_from": resumed_from,
+        "seconds": seconds,
+        "lora_layers": lora_layers,
+        "compute_dtype": compute_dtype,
+        "model_layers": len(model.layers),
+        "train_examples": len(train_records),
+        "valid_examples": len(valid_records),
+        "settings": asdict(settings),
+        "base_model": str(model_path),
+    }
+    with artifacts.building(final, key) as tmp:
+        mx.save_safetensors(str(tmp / ADAPTERS), dict(tree_flatten(model.trainable_parameters())))
+        adapter_config = {
+            "fine_tune_type": "lora",
+            "num_layers": lora_layers,
+            "lora_parameters": settings.lora_parameters(),
+            **{k: v for k, v in asdict(settings).items() if not k.startswith("lora_")},
+        }
+        (tmp / ADAPTER_CONFIG).write_text(json.dumps(adapter_config, indent=1), encoding="utf-8")
+        (tmp / CURVE).write_text(json.dumps(curve), encoding="utf-8")
+        (tmp / INFO).write_text(json.dumps(info, indent=1), encoding="utf-8")
+    shutil.rmtree(resume_root, ignore_errors=True)
+    return _finished(final, cached=False)
+
+
+def _finished(folder: Path, cached: bool) -> TrainResult:
+    info = json.loads((folder / INFO).read_text(encoding="utf-8"))
+    curve = LossCurve.from_json(json.loads((folder / CURVE).read_text(encoding="utf-8")))
+    return TrainResult(
+        adapter_dir=folder,
+        curve=curve,
+        iters_done=info["iters_done"],
+        resumed_from=info["resumed_from"],
+        seconds=info["seconds"],
+        cached=cached,
+        lora_layers=info["lora_layers"],
+        info=info,
+    )
+
+
+def checkpoints(resume_root: Path) -> list[Path]:
+    """Complete checkpoint folders under `resume_root`, oldest first."""
+    if not Path(resume_root).is_dir():
+        return []
+    found = [p for p in Path(resume_root).glob("ckpt-*") if p.name[5:].isdigit() and artifacts.is_complete(p)]
+    return sorted(found, key=lambda p: int(p.name[5:]))
+
+
+def latest_checkpoint(resume_root: Path) -> Path | None:
+    found = checkpoints(resume_root)
+    return found[-1] if found else None
+
+
+def plot_loss_curve(curve: LossCurve, png: Path, title: str) -> Path:
+    """Training and validation loss against iteration, as a PNG (Agg: no display needed)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    png = Path(png)
+    png.parent.mkdir(parents=True, exist_ok=True)
+    fig, ax = plt.subplots(figsize=(7, 4), dpi=110)
+    try:
+        if curve.train:
+            its, losses = zip(*curve.train)
+            ax.plot(its, losses, color="tab:blue", alpha=0.35, linewidth=1, label="train (per iteration)")
+            window = max(1, len(losses) // 20)
+            if window > 1:
+                smooth = [_mean(losses[max(0, i - window + 1) : i + 1]) for i in range(len(losses))]
+                ax.plot(its, smooth, color="tab:blue", linewidth=1.8, label=f"train (mean of {window})")
+        if curve.valid:
+            its, losses = zip(*curve.valid)
+            ax.plot(its, losses, "o-", color="tab:orange", linewidth=1.8, label="validation")
+        ax.set_xlabel("iteration")
+        ax.set_ylabel("loss")
+        reduction = curve.reduction
+        ax.set_title(title if reduction is None else f"{title} (validation loss {-reduction:+.0%})")
+        ax.grid(alpha=0.3)
+        ax.legend()
+        fig.tight_layout()
+        tmp = png.with_name(f".{png.name}.tmp.png")
+        fig.savefig(tmp)
+        tmp.replace(png)
+    finally:
+        plt.close(fig)
+    return png
+
+
+def _mean(values) -> float:
+    return sum(values) / len(values)
+
+
+def write_loss_curve(curve: LossCurve, path: Path) -> Path:
+    """The curve as JSON {"train": [[it, loss]...], "valid": [[it, loss]...]}."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(curve.to_json()), encoding="utf-8")
+    return path

@@ -1,0 +1,60 @@
+"""Gate 1 (hard): the candidate loads in MLX at 5 bits, fits the memory budget and writes code.
+
+The candidate is quantized to the target bits (data/gates.toml, 5) unless it is
+already there; that model is the one every later gate uses. A model whose
+answer to a plain coding request is not Python defining a function stops the
+evaluation here, with its answer quoted. The demo's random weights fail here
+on purpose.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+pytestmark = [pytest.mark.gate1]
+
+
+def test_loads_at_target_bits(candidate_model, gate_config, gate_record):
+    for key, value in candidate_model.figures().items():
+        gate_record(key, value)
+    target = int(gate_config.gate("gate1")["target_bits"])
+    gate_record("target_bits", target)
+    assert candidate_model.bits == target, (
+        f"expected the loaded model at {target} bits, found {candidate_model.bits} "
+        f"(config.json of {candidate_model.path}); later gates would measure another model"
+    )
+
+
+def test_peak_memory_within_budget(candidate_model, gate_config, gate_record):
+    budget = gate_config.memory_budget_gb
+    gate_record("memory_budget_gb", budget)
+    assert candidate_model.peak_memory_gb <= budget, (
+        f"expected peak memory while loading <= {budget:g} GB, found {candidate_model.peak_memory_gb:.2f} GB "
+        f"({candidate_model.name} at {candidate_model.bits} bits); it would not run beside the agent"
+    )
+
+
+def test_smoke_writes_a_python_function(candidate_model, gate_config, gate_record):
+    from punie_gates.smoke import SMOKE_PROMPT, run_smoke
+
+    spec = gate_config.gate("gate1")
+    result = run_smoke(
+        candidate_model.model,
+        candidate_model.tokenizer,
+        prompt=str(spec.get("smoke_prompt", SMOKE_PROMPT)),
+        max_tokens=int(spec["smoke_max_tokens"]),
+    )
+    for key, value in result.figures().items():
+        gate_record(key, value)
+    problems = [] if result.passed else [result.failure_message()]
+    budget = gate_config.memory_budget_gb
+    if result.peak_memory_gb > budget:
+        problems.append(f"expected peak memory while generating <= {budget:g} GB, found {result.peak_memory_gb:.2f} GB")
+    if problems and candidate_model.is_demo:
+        problems.append("this is the demo candidate (random weights): it is expected to fail here")
+    assert not problems, "; ".join(problems)
+
+
+@pytest.mark.gate_decision
+def test_gate1_decision(gate_outcome):
+    gate_outcome.check()
