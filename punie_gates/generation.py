@@ -132,30 +132,42 @@ def _greedy():
     return make_sampler(temp=0.0)
 
 
+def _eos_ids(tokenizer) -> set[int]:
+    # mlx-lm's TokenizerWrapper knows every EOS id (config + tokenizer); a bare tokenizer one.
+    ids = getattr(tokenizer, "eos_token_ids", None) or {tokenizer.eos_token_id}
+    return {int(i) for i in ids if i is not None}
+
+
 def _decode(tokenizer, tokens: Sequence[int]) -> str:
     # Keep control tokens: a tool call is `[TOOL_CALLS]name[ARGS]{...}` and scoring reads them.
     return tokenizer.decode(list(tokens), skip_special_tokens=False)
 
 
 def _generate_one_by_one(model, tokenizer, prompts, prefix_len, cache, prefix_s, max_tokens, _batch, progress):
-    from mlx_lm.generate import stream_generate
+    # mlx-lm's generate_step is the engine under stream_generate; used directly so
+    # that no streaming detokenizer runs (mlx-lm's BPE one raised KeyError on some
+    # tekken ids here) and text is decoded once, the same way as the batched path.
+    import mlx.core as mx
+    from mlx_lm.generate import generate_step, generation_stream, wired_limit
 
-    sampler, out, start = _greedy(), [], time.perf_counter()
-    for n, (qid, ids) in enumerate(prompts):
-        tic = time.perf_counter()
-        kwargs = {"prompt_cache": copy.deepcopy(cache)} if cache is not None else {}
-        tokens, ttft, last = [], None, None
-        for r in stream_generate(model, tokenizer, ids[prefix_len:], max_tokens=max_tokens, sampler=sampler, **kwargs):
-            if ttft is None:
-                ttft = time.perf_counter() - tic
-            tokens.append(r.token)
-            last = r
-        latency = time.perf_counter() - tic
-        if last.finish_reason == "stop":  # the final response repeats the EOS it stopped at
-            tokens.pop()
-        shared = prefix_s if n == 0 else 0.0  # only the first query paid for the prefix
-        out.append(_result(tokenizer, (qid, ids), n, prefix_len, shared, tokens, ttft, latency, last.finish_reason))
-        _report(progress, "generate", n + 1, len(prompts), out, time.perf_counter() - start + prefix_s)
+    sampler, eos, out, start = _greedy(), _eos_ids(tokenizer), [], time.perf_counter()
+    with wired_limit(model, [generation_stream]):
+        for n, (qid, ids) in enumerate(prompts):
+            tic = time.perf_counter()
+            kwargs = {"prompt_cache": copy.deepcopy(cache)} if cache is not None else {}
+            steps = generate_step(mx.array(ids[prefix_len:]), model, max_tokens=max_tokens, sampler=sampler, **kwargs)
+            tokens, ttft, reason = [], None, "length"
+            for token, _ in steps:
+                ttft = time.perf_counter() - tic if ttft is None else ttft
+                if token in eos:
+                    reason = "stop"
+                    break
+                tokens.append(token)
+            steps.close()
+            latency = time.perf_counter() - tic
+            shared = prefix_s if n == 0 else 0.0  # only the first query paid for the prefix
+            out.append(_result(tokenizer, (qid, ids), n, prefix_len, shared, tokens, ttft, latency, reason))
+            _report(progress, "generate", n + 1, len(prompts), out, time.perf_counter() - start + prefix_s)
     return out
 
 
@@ -165,7 +177,7 @@ def _generate_batched(model, tokenizer, prompts, prefix_len, cache, prefix_s, ma
     gen = BatchGenerator(
         model,
         max_tokens=max_tokens,
-        stop_tokens=[[t] for t in sorted(tokenizer.eos_token_ids)],
+        stop_tokens=[[t] for t in sorted(_eos_ids(tokenizer))],
         sampler=_greedy(),
         completion_batch_size=batch_size,
         prefill_batch_size=batch_size,

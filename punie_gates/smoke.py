@@ -14,11 +14,13 @@ Steps, cheapest first:
 from __future__ import annotations
 
 import ast
+import contextlib
 import json
 import os
 import re
 import shutil
 import struct
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -261,7 +263,10 @@ def _quantize_into(source: Path, dest: Path, bits: int, *, dequantize_first: boo
         model = dequantize_model(model)
         config.pop("quantization", None)
         config.pop("quantization_config", None)
-    model, config = quantize_model(model, config, GROUP_SIZE, bits, mode="affine")
+    # mlx-lm prints its bits-per-weight line on stdout; commands whose stdout is
+    # JSON (punie-gates bench) must not get it there.
+    with contextlib.redirect_stdout(sys.stderr):
+        model, config = quantize_model(model, config, GROUP_SIZE, bits, mode="affine")
     keep_vision = "vision_tower" in getattr(model, "model", {})  # as mlx_lm.utils.save decides
     save_model(dest, model, donate_model=True)
     save_config(config, config_path=dest / "config.json", keep_vision_config=keep_vision)

@@ -195,6 +195,7 @@ def load_for_training(model_path: Path, compute_dtype: str | None = None):
 
     # "mode" is mistral-common's validation mode; a tokenizers-backed tokenizer
     # ignores it (checked), so this is safe for a Qwen3 baseline too.
+    mx.clear_cache()  # freed models of earlier gates must not sit in MLX's cache beside this one
     model, tokenizer = load(str(model_path), tokenizer_config={"mode": "finetuning"})
     if compute_dtype is not None:
         # Floating parameters only: quantized weights stay packed integers,
@@ -233,14 +234,14 @@ def train_lora(
     elif (done := artifacts.cached(final)) is not None:
         return _finished(done, cached=True)
 
+    import mlx.core as mx
     import mlx.optimizers as optim
     import numpy as np
-
-    import mlx.core as mx
+    from mlx.utils import tree_flatten, tree_unflatten
+    from mlx_lm.tuner.callbacks import TrainingCallback
     from mlx_lm.tuner.datasets import CacheDataset, ChatDataset
     from mlx_lm.tuner.trainer import TrainingArgs, evaluate, iterate_batches, train
     from mlx_lm.tuner.utils import linear_to_lora_layers
-    from mlx.utils import tree_flatten, tree_unflatten
 
     compute_dtype = settings.resolved_compute_dtype()
     model, tokenizer = load_for_training(model_path, compute_dtype)
@@ -271,9 +272,7 @@ def train_lora(
         # validations ran, so a resumed run sees the same batches.
         rng = np.random.get_state()
         tic = time.perf_counter()
-        loss = evaluate(
-            model, valid_set, settings.batch_size, val_batches, max_seq_length=settings.max_seq_length
-        )
+        loss = evaluate(model, valid_set, settings.batch_size, val_batches, max_seq_length=settings.max_seq_length)
         np.random.set_state(rng)
         model.train()
         curve["valid"] = [p for p in curve["valid"] if p[0] != iteration] + [[iteration, float(loss)]]
@@ -291,8 +290,6 @@ def train_lora(
             (tmp / STATE).write_text(json.dumps(state), encoding="utf-8")
         for old in checkpoints(resume_root)[:-KEEP_CHECKPOINTS]:
             artifacts.discard(old)
-
-    from mlx_lm.tuner.callbacks import TrainingCallback
 
     class Recorder(TrainingCallback):
         def on_train_loss_report(self, info: dict) -> None:
@@ -392,38 +389,37 @@ def latest_checkpoint(resume_root: Path) -> Path | None:
 
 
 def plot_loss_curve(curve: LossCurve, png: Path, title: str) -> Path:
-    """Training and validation loss against iteration, as a PNG (Agg: no display needed)."""
-    import matplotlib
+    """Training and validation loss against iteration, as a PNG.
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    Uses matplotlib's Figure directly (Agg canvas): no display, and no change
+    to the process-wide pyplot backend.
+    """
+    from matplotlib.figure import Figure
 
     png = Path(png)
     png.parent.mkdir(parents=True, exist_ok=True)
-    fig, ax = plt.subplots(figsize=(7, 4), dpi=110)
-    try:
-        if curve.train:
-            its, losses = zip(*curve.train)
-            ax.plot(its, losses, color="tab:blue", alpha=0.35, linewidth=1, label="train (per iteration)")
-            window = max(1, len(losses) // 20)
-            if window > 1:
-                smooth = [_mean(losses[max(0, i - window + 1) : i + 1]) for i in range(len(losses))]
-                ax.plot(its, smooth, color="tab:blue", linewidth=1.8, label=f"train (mean of {window})")
-        if curve.valid:
-            its, losses = zip(*curve.valid)
-            ax.plot(its, losses, "o-", color="tab:orange", linewidth=1.8, label="validation")
-        ax.set_xlabel("iteration")
-        ax.set_ylabel("loss")
-        reduction = curve.reduction
-        ax.set_title(title if reduction is None else f"{title} (validation loss {-reduction:+.0%})")
-        ax.grid(alpha=0.3)
-        ax.legend()
-        fig.tight_layout()
-        tmp = png.with_name(f".{png.name}.tmp.png")
-        fig.savefig(tmp)
-        tmp.replace(png)
-    finally:
-        plt.close(fig)
+    fig = Figure(figsize=(7, 4), dpi=110)
+    ax = fig.subplots()
+    if curve.train:
+        its, losses = zip(*curve.train)
+        ax.plot(its, losses, color="tab:blue", alpha=0.35, linewidth=1, label="train (per iteration)")
+        window = max(1, len(losses) // 20)
+        if window > 1:
+            smooth = [_mean(losses[max(0, i - window + 1) : i + 1]) for i in range(len(losses))]
+            ax.plot(its, smooth, color="tab:blue", linewidth=1.8, label=f"train (mean of {window})")
+    if curve.valid:
+        its, losses = zip(*curve.valid)
+        ax.plot(its, losses, "o-", color="tab:orange", linewidth=1.8, label="validation")
+    ax.set_xlabel("iteration")
+    ax.set_ylabel("loss")
+    reduction = curve.reduction
+    ax.set_title(title if reduction is None else f"{title} (validation loss {-reduction:+.0%})")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    tmp = png.with_name(f".{png.name}.tmp.png")
+    fig.savefig(tmp)
+    tmp.replace(png)
     return png
 
 

@@ -39,20 +39,24 @@ def records(training_data, gate_config):
 
 
 @pytest.fixture(scope="module")
-def trained(candidate_model, records, gate_config, progress):
+def trained(candidate_weights, records, gate_config, progress):
     from punie_gates.training import TrainSettings, train_lora
 
-    settings = TrainSettings.from_table(gate_config.thresholds.get("training", {}), iters=gate_config.gate4_iters, seed=gate_config.seed)
+    table = gate_config.thresholds.get("training", {})
+    settings = TrainSettings.from_table(table, iters=gate_config.gate4_iters, seed=gate_config.seed)
     train, valid = records
-    return train_lora(candidate_model.path, train, valid, settings, gate_config.work_dir, fresh=gate_config.fresh, progress=progress)
+    return train_lora(
+        candidate_weights.path, train, valid, settings, gate_config.work_dir, fresh=gate_config.fresh, progress=progress
+    )
 
 
 @pytest.fixture(scope="module")
-def fused(candidate_model, trained, gate_config, progress):
+def fused(candidate_weights, trained, gate_config, progress):
     from punie_gates.fusion import fuse_and_quantize
 
     bits = int(gate_config.gate("gate1").get("target_bits", 5))
-    return fuse_and_quantize(candidate_model.path, trained.adapter_dir, gate_config.work_dir, bits=bits, fresh=gate_config.fresh, progress=progress)
+    work, fresh = gate_config.work_dir, gate_config.fresh
+    return fuse_and_quantize(candidate_weights.path, trained.adapter_dir, work, bits=bits, fresh=fresh, progress=progress)
 
 
 @pytest.fixture(scope="module")
@@ -71,7 +75,12 @@ def answers(fused, query_set, catalog, system_prompt, records, gate_config, prog
     mismatch = prefix_mismatch(tokenizer, records[0][0], messages[queries[0].id], tools)
     prompts = [(q.id, render_prompt(tokenizer, messages[q.id], tools)) for q in queries]
     generations = generate_answers(
-        model, tokenizer, prompts, max_tokens=gate_config.max_tokens, batch_size=gate_config.gen_batch_size, progress=progress
+        model,
+        tokenizer,
+        prompts,
+        max_tokens=gate_config.max_tokens,
+        batch_size=gate_config.gen_batch_size,
+        progress=progress,
     )
     save_responses(gate_config.report_dir / "gate4-responses.jsonl", generations)
     del model
@@ -89,12 +98,15 @@ def test_training_sample(records, training_data, gate_config, gate_record):
     gate_record("training_data", str(gate_config.training_data))
     gate_record("converted", {"train": converted_train.converted, "valid": converted_valid.converted})
     gate_record("rejected", {"train": converted_train.rejected, "valid": converted_valid.rejected})
-    if converted_train.rejects or converted_valid.rejects:
-        gate_record("first_rejects", [f"line {r.line}: {r.reason}" for r in (converted_train.rejects + converted_valid.rejects)[:5]])
-    gate_record("examples", {"train": len(train), "valid": len(valid), "requested_train": gate_config.gate4_examples, "requested_valid": gate_config.gate4_valid_examples})
+    rejects = converted_train.rejects + converted_valid.rejects
+    if rejects:
+        gate_record("first_rejects", [f"line {r.line}: {r.reason}" for r in rejects[:5]])
+    wanted = {"train": gate_config.gate4_examples, "valid": gate_config.gate4_valid_examples}
+    gate_record("examples", {"train": len(train), "valid": len(valid), "requested": wanted})
     gate_record("families", dict(Counter(record_family(r) for r in train).most_common()))
-    assert len(train) == min(gate_config.gate4_examples, converted_train.converted), (
-        f"expected a sample of {gate_config.gate4_examples} training conversations (or all {converted_train.converted}), found {len(train)}"
+    assert len(train) == min(wanted["train"], converted_train.converted), (
+        f"expected a sample of {wanted['train']} training conversations "
+        f"(or all {converted_train.converted}), found {len(train)}"
     )
     assert len(valid) == min(gate_config.gate4_valid_examples, converted_valid.converted)
 
@@ -125,11 +137,12 @@ def test_validation_loss_falls(trained, gate_config, gate_record):
     )
 
 
-def test_lora_survives_quantization(candidate_model, trained, fused, records, gate_config, gate_record):
+def test_lora_survives_quantization(candidate_weights, trained, fused, records, gate_config, gate_record):
     from punie_gates.fusion import lora_retention, model_size_gb
     from punie_gates.training import training_token_ids
 
-    retention = lora_retention(candidate_model.path, trained.adapter_dir, fused, training_token_ids(candidate_model.path, records[1]))
+    prompts = training_token_ids(candidate_weights.path, records[1])
+    retention = lora_retention(candidate_weights.path, trained.adapter_dir, fused, prompts)
     gate_record("lora_retention", retention.to_json())
     gate_record("fused_model", {"path": str(fused), "disk_gb": round(model_size_gb(fused), 3)})
     need = float(gate_config.gate("gate4")["min_lora_retention"])
@@ -159,7 +172,8 @@ def test_gate4_queries(answers, catalog, gate_config, gate_record):
     gate_record("responses", str(gate_config.report_dir / "gate4-responses.jsonl"))
     need = int(gate_config.gate("gate4")["min_correct"])
     failed = "; ".join(f"{s.id}: {s.reason}" for s in scores if not s.passed)
-    assert correct >= need, f"expected >= {need}/{len(scores)} correct answers from the fused model, found {correct}: {failed}"[:1500]
+    message = f"expected >= {need}/{len(scores)} correct answers from the fused model, found {correct}: {failed}"
+    assert correct >= need, message[:1500]
 
 
 @pytest.mark.gate_decision

@@ -49,20 +49,24 @@ def records(training_data, gate_config):
 
 
 @pytest.fixture(scope="module")
-def trained(candidate_model, records, gate_config, progress):
+def trained(candidate_weights, records, gate_config, progress):
     from punie_gates.training import TrainSettings, train_lora
 
-    settings = TrainSettings.from_table(gate_config.thresholds.get("training", {}), iters=gate_config.gate5_iters, seed=gate_config.seed)
+    table = gate_config.thresholds.get("training", {})
+    settings = TrainSettings.from_table(table, iters=gate_config.gate5_iters, seed=gate_config.seed)
     train, valid = records
-    return train_lora(candidate_model.path, train, valid, settings, gate_config.work_dir, fresh=gate_config.fresh, progress=progress)
+    return train_lora(
+        candidate_weights.path, train, valid, settings, gate_config.work_dir, fresh=gate_config.fresh, progress=progress
+    )
 
 
 @pytest.fixture(scope="module")
-def fused(candidate_model, trained, gate_config, progress):
+def fused(candidate_weights, trained, gate_config, progress):
     from punie_gates.fusion import fuse_and_quantize
 
     bits = int(gate_config.gate("gate1").get("target_bits", 5))
-    return fuse_and_quantize(candidate_model.path, trained.adapter_dir, gate_config.work_dir, bits=bits, fresh=gate_config.fresh, progress=progress)
+    work, fresh = gate_config.work_dir, gate_config.fresh
+    return fuse_and_quantize(candidate_weights.path, trained.adapter_dir, work, bits=bits, fresh=fresh, progress=progress)
 
 
 @pytest.fixture(scope="module")
@@ -87,7 +91,12 @@ def answers(fused_model, query_set, catalog, system_prompt, gate_config, progres
     tools = catalog.native_schemas()
     prompts = [(q.id, render_prompt(tokenizer, query_messages(system_prompt, q.text), tools)) for q in query_set.queries]
     generations = generate_answers(
-        model, tokenizer, prompts, max_tokens=gate_config.max_tokens, batch_size=gate_config.gen_batch_size, progress=progress
+        model,
+        tokenizer,
+        prompts,
+        max_tokens=gate_config.max_tokens,
+        batch_size=gate_config.gen_batch_size,
+        progress=progress,
     )
     save_responses(gate_config.report_dir / "gate5-responses.jsonl", generations)
     return {g.id: g for g in generations}
@@ -122,13 +131,14 @@ def test_validation_loss_reduction(trained, records, gate_config, gate_record):
     )
 
 
-def test_lora_survives_quantization(candidate_model, trained, fused, records, gate_config, gate_record):
+def test_lora_survives_quantization(candidate_weights, trained, fused, records, gate_config, gate_record):
     from punie_gates.fusion import lora_retention
     from punie_gates.sampling import stratified_sample
     from punie_gates.training import training_token_ids
 
     sample = stratified_sample(records[1], gate_config.gate4_valid_examples, gate_config.seed)
-    retention = lora_retention(candidate_model.path, trained.adapter_dir, fused, training_token_ids(candidate_model.path, sample))
+    prompts = training_token_ids(candidate_weights.path, sample)
+    retention = lora_retention(candidate_weights.path, trained.adapter_dir, fused, prompts)
     gate_record("lora_retention", retention.to_json())
     need = float(gate_config.gate("gate5")["min_lora_retention"])
     assert retention.kl_adapter_vs_base > 0, "the adapter does not change the model's predictions: nothing to retain"
@@ -166,7 +176,9 @@ def test_overall_and_per_category(answers, query_set, catalog, gate_config, gate
     thresholds = query_set.thresholds
     gate_record("correct", correct)
     gate_record("total", len(scores))
-    gate_record("categories", {c: {"correct": sum(v), "total": len(v), "min": thresholds.category_min.get(c)} for c, v in by_category.items()})
+    gate_record("categories", {
+        c: {"correct": sum(v), "total": len(v), "min": thresholds.category_min.get(c)} for c, v in by_category.items()
+    })
     gate_record("queries", [{**s.to_json(), "response": answers[i].text[:300]} for i, s in scores.items()])
     gate_record("responses", str(gate_config.report_dir / "gate5-responses.jsonl"))
     gate_record("avg_latency_s", round(statistics.fmean(g.latency_s for g in answers.values()), 3))
@@ -184,7 +196,9 @@ def test_overall_and_per_category(answers, query_set, catalog, gate_config, gate
     assert not problems, "; ".join(problems)
 
 
-def test_speed_against_baseline(fused_model, baseline_model, query_set, catalog, system_prompt, gate_config, gate_record, progress):
+def test_speed_against_baseline(
+    fused_model, baseline_model, query_set, catalog, system_prompt, gate_config, gate_record, progress
+):
     if baseline_model is None:
         gate_record("speed", "not applicable: no --baseline given (Gate 2 compares with Punie's reported figure)")
         return
@@ -197,7 +211,8 @@ def test_speed_against_baseline(fused_model, baseline_model, query_set, catalog,
 
     def average(model, tokenizer) -> float:
         prompts = [(q.id, render_prompt(tokenizer, query_messages(system_prompt, q.text), tools)) for q in queries]
-        return statistics.fmean(g.latency_s for g in generate_naive(model, tokenizer, prompts, max_tokens=max_tokens, progress=progress))
+        generations = generate_naive(model, tokenizer, prompts, max_tokens=max_tokens, progress=progress)
+        return statistics.fmean(g.latency_s for g in generations)
 
     mine = average(*fused_model)
     theirs = average(baseline_model.model, baseline_model.tokenizer)

@@ -139,10 +139,10 @@ def test_make_progress_under_pytest(pytester):
             """
         )
     )
-    shown = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    shown = pytester.runpytest_inprocess("-p", "no:cacheprovider")
     shown.assert_outcomes(passed=1)
     shown.stdout.fnmatch_lines(["*[[]punie-gates] generate 1/3 (33%) tokens_per_s=5*", "*generate 3/3 (100%)*"])
-    quiet = pytester.runpytest_subprocess("-q", "-p", "no:cacheprovider")
+    quiet = pytester.runpytest_inprocess("-q", "-p", "no:cacheprovider")
     quiet.assert_outcomes(passed=1)
     assert "[punie-gates]" not in quiet.stdout.str()
 

@@ -49,16 +49,30 @@ def catalog():
     return load_catalog()
 
 
-def test_native_tools_are_exactly_execute_code(catalog):
+def test_native_tools_are_what_punie_offers(catalog):
     schemas = catalog.native_schemas()
-    assert [s["function"]["name"] for s in schemas] == ["execute_code"]
-    (schema,) = schemas
+    # Code Mode, plus the two tools Punie's Phase 27 data also calls directly.
+    assert [s["function"]["name"] for s in schemas] == ["execute_code", "read_file", "run_command"]
+    schema = schemas[0]
     assert schema["type"] == "function"
     params = schema["function"]["parameters"]
     assert params["type"] == "object"
     assert params["required"] == ["code"]
     assert params["properties"]["code"]["type"] == "string"
     assert set(schema["function"]) == {"name", "description", "parameters"}
+    for native in schemas[1:]:  # the same arguments as their typed namesakes: one meaning per call
+        name = native["function"]["name"]
+        assert tuple(native["function"]["parameters"]["properties"]) == catalog.typed[name].params
+
+
+def test_a_native_tool_sharing_a_typed_name_must_take_its_arguments(tmp_path):
+    text = (Path(load_catalog().path).read_text(encoding="utf-8")
+            .replace('[native.parameters.path]\ntype = "string"\ndescription = "Path of the file',
+                     '[native.parameters.file]\ntype = "string"\ndescription = "Path of the file'))
+    bad = tmp_path / "tools.toml"
+    bad.write_text(text, encoding="utf-8")
+    with pytest.raises(CatalogError, match="native tool 'read_file': a typed tool shares this name but takes"):
+        load_catalog(bad)
 
 
 def test_execute_code_description_lists_every_typed_tool(catalog):

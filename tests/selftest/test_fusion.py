@@ -10,7 +10,7 @@ import pytest
 
 from punie_gates import artifacts, paths
 from punie_gates.fusion import Retention, fuse_and_quantize, fuse_dequantized, lora_retention, quantize
-from punie_gates.training import TrainSettings, load_for_training, train_lora
+from punie_gates.training import TrainSettings, train_lora, training_token_ids
 
 from test_training import TRAIN, VALID  # the same short conversations
 
@@ -37,8 +37,7 @@ def adapter(demo_base, work) -> Path:
 
 @pytest.fixture(scope="module")
 def prompts(demo_base) -> list[list[int]]:
-    _, tokenizer = load_for_training(demo_base)
-    return [tokenizer.apply_chat_template(r["messages"], tools=r.get("tools"), return_dict=False) for r in VALID]
+    return training_token_ids(demo_base, VALID)
 
 
 @pytest.fixture(scope="module")
@@ -61,10 +60,15 @@ def test_fused_model_is_5_bit_and_loads_with_the_base_tokenizer(fused5, demo_bas
 def test_fusion_is_cached_and_fresh_rebuilds(demo_base, adapter, work, fused5):
     fused_dense = fuse_dequantized(demo_base, adapter, work)
     assert json.loads((fused_dense / "config.json").read_text()).get("quantization") is None
-    assert fuse_and_quantize(demo_base, adapter, work, bits=5, keep_fused=True) == fused5
+    artifacts.discard(fused_dense)
+    # Keyed by base + adapter + bits: found again without redoing the 16-bit fuse.
+    assert fuse_and_quantize(demo_base, adapter, work, bits=5) == fused5
+    assert not fused_dense.exists()
     marker = (fused5 / artifacts.MARKER).stat().st_mtime_ns
-    assert quantize(fused_dense, work, bits=5, fresh=True) == fused5
-    assert (fused5 / artifacts.MARKER).stat().st_mtime_ns != marker, "--fresh reused the cached quantization"
+    assert fuse_and_quantize(demo_base, adapter, work, bits=5, fresh=True, keep_fused=True) == fused5
+    assert (fused5 / artifacts.MARKER).stat().st_mtime_ns != marker, "--fresh reused the cached fuse"
+    plain = quantize(fused_dense, work, bits=5)  # the generic step: any float model folder
+    assert json.loads((plain / "config.json").read_text())["quantization"]["bits"] == 5
 
 
 def test_retention_5_bit_beats_4_bit(demo_base, adapter, work, fused5, prompts):

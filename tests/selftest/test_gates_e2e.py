@@ -53,6 +53,22 @@ def small_gates(pytester, **overrides) -> Path:
     return path
 
 
+def small_data(pytester, train: int = 6, valid: int = 2) -> list[str]:
+    """CI-sized inputs: a few demo conversations and a catalog whose execute_code
+    description does not list every typed tool (shorter prompts, same checks)."""
+    folder = pytester.path / "small-training"
+    folder.mkdir(exist_ok=True)
+    source = paths.fixtures_dir() / "demo-training"
+    for name, n in (("train.jsonl", train), ("valid.jsonl", valid)):
+        lines = (source / name).read_text(encoding="utf-8").splitlines(keepends=True)
+        (folder / name).write_text("".join(lines[:n]), encoding="utf-8")
+    catalog = (paths.data_dir() / "tools.toml").read_text(encoding="utf-8")
+    assert "list_typed_tools = true" in catalog
+    tools = pytester.path / "small-tools.toml"
+    tools.write_text(catalog.replace("list_typed_tools = true", "list_typed_tools = false"), encoding="utf-8")
+    return [f"--training-data={folder}", f"--tools={tools}"]
+
+
 def run(pytester, *args):
     reports = pytester.path / "reports"
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--report-dir", str(reports), "gates", *args, timeout=1500)
@@ -121,10 +137,11 @@ def test_full_run_on_the_demo_stops_at_gate1(suite):
 
 def test_every_gate_runs_with_run_all_gates(suite):
     """All six gates run past Gate 1's failure: passed or failed, none skipped."""
+    gates = small_gates(suite, gate4__valid_examples=2)
     result, doc = run(
-        suite, "--candidate", "demo", "--run-all-gates", "--gates", str(small_gates(suite)),
-        "--gate4-iters", "2", "--gate5-iters", "2", "--gate4-examples", "8", "--max-tokens", "8",
-        "--gen-batch-size", "4",
+        suite, "--candidate", "demo", "--run-all-gates", f"--gates={gates}", *small_data(suite),
+        "--gate4-iters", "2", "--gate5-iters", "2", "--gate4-examples", "4", "--max-tokens", "8",
+        "--gen-batch-size", "8",
     )
     assert result.ret == 1
     assert (doc["verdict"], doc["stopped_at"]) == ("NO_GO", "gate1")

@@ -40,21 +40,38 @@ TOOLS = [
 
 
 @pytest.fixture(scope="module")
-def tekken_file(tmp_path_factory):
-    from punie_gates.tekken import write_tekken
+def demo_dir():
+    from punie_gates.demo import ensure_demo_model
 
-    return write_tekken(tmp_path_factory.mktemp("tekken") / "tekken.json")
+    return ensure_demo_model()
 
 
 @pytest.fixture(scope="module")
-def tokenizer(tekken_file, tmp_path_factory):
-    """mlx-lm's TokenizerWrapper over the offline Devstral-compatible tokenizer."""
+def tekken_file(demo_dir):
+    return demo_dir / "tekken.json"
+
+
+@pytest.fixture(scope="module", params=["mistral-common", "tokenizers"])
+def tokenizer(request, demo_dir, tmp_path_factory):
+    """mlx-lm's TokenizerWrapper over the demo's Devstral-compatible tokenizer, in both backends.
+
+    With tekken.json beside it transformers picks MistralCommonBackend (what real
+    Devstral gets); without it, the generic backend from tokenizer.json.
+    """
+    import shutil
+
     from mlx_lm.tokenizer_utils import load as load_tokenizer
 
-    from punie_gates.tekken import save_hf_tokenizer
-
-    folder = save_hf_tokenizer(tekken_file, tmp_path_factory.mktemp("tok"))
-    return load_tokenizer(folder)
+    folder = demo_dir
+    if request.param == "tokenizers":
+        folder = tmp_path_factory.mktemp("tok")
+        for name in ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja", "config.json"):
+            if (demo_dir / name).is_file():
+                shutil.copyfile(demo_dir / name, folder / name)
+    wrapper = load_tokenizer(folder)
+    expected = "MistralCommonBackend" if request.param == "mistral-common" else "TokenizersBackend"
+    assert type(wrapper._tokenizer).__name__ == expected
+    return wrapper
 
 
 def record(system=SYSTEM, tools=TOOLS, user="How many type errors are in src/?"):

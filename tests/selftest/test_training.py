@@ -44,7 +44,8 @@ def _direct(question: str, answer: str) -> dict:
 
 
 def _tool(path: str, count: int) -> dict:
-    call = {"id": "a1b2c3d4e", "type": "function", "function": {"name": "execute_code", "arguments": {"code": f"print(typecheck('{path}').error_count)"}}}
+    code = f"print(typecheck('{path}').error_count)"
+    call = {"id": "a1b2c3d4e", "type": "function", "function": {"name": "execute_code", "arguments": {"code": code}}}
     return {
         "messages": [
             {"role": "system", "content": "Be brief."},
@@ -161,7 +162,11 @@ def test_resume_continues_where_the_interruption_left_off(straight, demo_base, t
     assert [p.name for p in checkpoints(resume_root)] == ["ckpt-0000002", "ckpt-0000004"]
 
     seen = []
-    resumed = train_lora(demo_base, TRAIN, VALID, SETTINGS, tmp_path, progress=lambda step, done, total, **f: seen.append((step, done)))
+
+    def record(step, done, total, **figures):
+        seen.append((step, done))
+
+    resumed = train_lora(demo_base, TRAIN, VALID, SETTINGS, tmp_path, progress=record)
     assert resumed.resumed_from == 4 and resumed.iters_done == 6 and not resumed.cached
     assert [d for s, d in seen if s == "train"] == [5, 6], "trained iterations the checkpoint already had"
     assert [it for it, _ in resumed.curve.train] == [1, 2, 3, 4, 5, 6]
