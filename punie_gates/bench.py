@@ -149,7 +149,8 @@ def _parser() -> argparse.ArgumentParser:
         "suite's (shared-prefix cache + batching) on the same model in one process; print one JSON line.",
     )
     p.add_argument("--candidate", default=os.environ.get("PUNIE_GATES_CANDIDATE", "demo"),
-                   help="'demo' (built-in, offline), a model folder or a hub id already in the cache (default: demo)")
+                   help="'demo' (built-in, offline), an MLX model folder or a Hugging Face repo id (fetched unless "
+                        "HF_HUB_OFFLINE=1); loaded at the gates' target bits (default: demo)")
     p.add_argument("--queries", type=Path, default=None, help="query file (default: data/queries.toml)")
     p.add_argument("--limit", type=int, default=None, metavar="N",
                    help="use only the first N queries (default: all of them)")

@@ -35,6 +35,11 @@ TOKENIZER_FILES = (
     "tokenizer.model",
     "*.tiktoken",
 )
+# Files that say how to read a model rather than what it computes: quantizing or
+# fusing copies them byte for byte from the source, because mlx-lm's save
+# re-serialises the tokenizer (under MistralCommonBackend it writes tekken.json
+# only, dropping tokenizer.json and with it the fast detokenizer).
+CARRIED_FILES = tuple(f for f in TOKENIZER_FILES if f not in ("config.json", "*.tiktoken")) + ("punie_gates_demo.json",)
 # mlx-lm loads only `model*.safetensors`; Mistral's own repos also carry a
 # `consolidated.safetensors` copy of the same weights, which must not be fetched.
 WEIGHT_FILES = ("model*.safetensors", "model.safetensors.index.json")

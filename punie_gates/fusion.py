@@ -41,23 +41,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from punie_gates import artifacts
+from punie_gates.candidate import CARRIED_FILES
 
 ADAPTER_FILES = ("adapters.safetensors", "adapter_config.json")
 MODEL_FILES = ("*.safetensors", "*.json", "*.jinja", "tokenizer.model")
-# Files that say how to read a model rather than what it computes, copied byte
-# for byte from the base: mlx-lm's save re-serialises the tokenizer (under
-# MistralCommonBackend it writes tekken.json only).
-CARRIED_FILES = (
-    "tekken.json",
-    "tokenizer.json",
-    "tokenizer_config.json",
-    "special_tokens_map.json",
-    "chat_template.jinja",
-    "chat_template.json",
-    "tokenizer.model",
-    "generation_config.json",
-    "punie_gates_demo.json",
-)
 
 
 @dataclass(frozen=True)

@@ -251,6 +251,7 @@ def _results(config, book: GateBook) -> dict[str, GateResult]:
             reasons=tuple(dict.fromkeys(_clean(r) for r in reasons if r)),
             seconds=round(sum(i.seconds for i in infos), 3),
             tests=counts,
+            flags=tuple(str(f) for f in book.figures.get(gate, {}).get("flags", ())),
         )
     return results
 

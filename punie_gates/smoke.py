@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
-from punie_gates.candidate import Candidate, CandidateError, weight_files
+from punie_gates.candidate import CARRIED_FILES, Candidate, CandidateError, weight_files
 
 SMOKE_PROMPT = "Write a Python function that checks whether a number is prime."
 SMOKE_MAX_TOKENS = 200
@@ -44,21 +44,6 @@ OVERHEAD_GB = 0.5
 # bias per group of 64: half a bit more.
 _GROUP_OVERHEAD_BITS = 32 / GROUP_SIZE
 
-# Files that say how to read the model rather than what it computes: carried over
-# byte for byte into the quantized folder, so Gates 0 and 1 see the same tokenizer.
-# (mlx-lm's save re-serialises the tokenizer: under MistralCommonBackend it writes
-# tekken.json only, which drops tokenizer.json and with it the fast detokenizer.)
-CARRIED_FILES = (
-    "tekken.json",
-    "tokenizer.json",
-    "tokenizer_config.json",
-    "special_tokens_map.json",
-    "chat_template.jinja",
-    "chat_template.json",
-    "tokenizer.model",
-    "generation_config.json",
-    "punie_gates_demo.json",
-)
 _FLOAT_BITS = {"F64": 64, "F32": 32, "F16": 16, "BF16": 16, "F8_E4M3": 8, "F8_E5M2": 8}
 _DTYPE_NAMES = {"float32": 32, "float16": 16, "bfloat16": 16}
 

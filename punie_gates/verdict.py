@@ -29,6 +29,7 @@ class GateResult:
     reasons: tuple[str, ...] = ()
     seconds: float = 0.0
     tests: Mapping[str, int] = field(default_factory=dict)
+    flags: tuple[str, ...] = ()  # acceptable-but-noted findings of a passed gate (e.g. 2-5x slower)
 
     def __post_init__(self):
         if self.status not in STATUSES:
@@ -70,6 +71,7 @@ def decide(results: Mapping[str, GateResult], *, complete: bool = True) -> Verdi
                            + (f": {result.reasons[0]}" if result is not None and result.reasons else ""))
             continue
         if result.status == "passed":
+            flags.extend(f"{gate}: {flag}" for flag in result.flags)
             continue
         if result.kind == HARD:
             # A hard gate that failed or errored stops the evaluation, whatever ran after it.

@@ -17,13 +17,9 @@ pytestmark = [pytest.mark.gate2]
 
 
 def _prompts(loaded, query_set, catalog, system_prompt):
-    from punie_gates.prompts import query_messages, render_prompt
+    from punie_gates.gate_steps import validation_prompts
 
-    tools = catalog.native_schemas()
-    return [
-        (q.id, render_prompt(loaded.tokenizer, query_messages(system_prompt, q.text), tools))
-        for q in query_set.for_gate("gate2")
-    ]
+    return validation_prompts(loaded.tokenizer, query_set.for_gate("gate2"), system_prompt, catalog.native_schemas())
 
 
 def _timed(loaded, prompts, max_tokens, progress):

@@ -15,21 +15,13 @@ pytestmark = [pytest.mark.gate3]
 
 @pytest.fixture(scope="module")
 def zero_shot(candidate_model, query_set, catalog, system_prompt, gate_config, progress):
-    from punie_gates.generation import generate_answers, save_responses
-    from punie_gates.prompts import query_messages, render_prompt
+    from punie_gates.gate_steps import answer_queries
 
     queries = query_set.for_gate("gate3")
-    tools = catalog.native_schemas()
-    prompts = [(q.id, render_prompt(candidate_model.tokenizer, query_messages(system_prompt, q.text), tools)) for q in queries]
-    generations = generate_answers(
-        candidate_model.model,
-        candidate_model.tokenizer,
-        prompts,
-        max_tokens=gate_config.max_tokens,
-        batch_size=gate_config.gen_batch_size,
-        progress=progress,
+    generations = answer_queries(
+        candidate_model.model, candidate_model.tokenizer, queries, catalog=catalog, system_prompt=system_prompt,
+        gate_config=gate_config, progress=progress, save_as="gate3-responses.jsonl",
     )
-    save_responses(gate_config.report_dir / "gate3-responses.jsonl", generations)
     return queries, {g.id: g.text for g in generations}
 
 

@@ -40,23 +40,17 @@ def records(training_data, gate_config):
 
 @pytest.fixture(scope="module")
 def trained(candidate_weights, records, gate_config, progress):
-    from punie_gates.training import TrainSettings, train_lora
+    from punie_gates.gate_steps import train_for_gate
 
-    table = gate_config.thresholds.get("training", {})
-    settings = TrainSettings.from_table(table, iters=gate_config.gate4_iters, seed=gate_config.seed)
     train, valid = records
-    return train_lora(
-        candidate_weights.path, train, valid, settings, gate_config.work_dir, fresh=gate_config.fresh, progress=progress
-    )
+    return train_for_gate(candidate_weights.path, train, valid, gate_config, iters=gate_config.gate4_iters, progress=progress)
 
 
 @pytest.fixture(scope="module")
 def fused(candidate_weights, trained, gate_config, progress):
-    from punie_gates.fusion import fuse_and_quantize
+    from punie_gates.gate_steps import fuse_for_gate
 
-    bits = int(gate_config.gate("gate1").get("target_bits", 5))
-    work, fresh = gate_config.work_dir, gate_config.fresh
-    return fuse_and_quantize(candidate_weights.path, trained.adapter_dir, work, bits=bits, fresh=fresh, progress=progress)
+    return fuse_for_gate(candidate_weights.path, trained.adapter_dir, gate_config, progress=progress)
 
 
 @pytest.fixture(scope="module")
@@ -65,24 +59,16 @@ def answers(fused, query_set, catalog, system_prompt, records, gate_config, prog
     import mlx.core as mx
     from mlx_lm import load
 
-    from punie_gates.generation import generate_answers, save_responses
-    from punie_gates.prompts import prefix_mismatch, query_messages, render_prompt
+    from punie_gates.gate_steps import answer_queries
+    from punie_gates.prompts import prefix_mismatch, query_messages
 
     queries = query_set.for_gate("gate4")
-    tools = catalog.native_schemas()
     model, tokenizer = load(str(fused))
-    messages = {q.id: query_messages(system_prompt, q.text) for q in queries}
-    mismatch = prefix_mismatch(tokenizer, records[0][0], messages[queries[0].id], tools)
-    prompts = [(q.id, render_prompt(tokenizer, messages[q.id], tools)) for q in queries]
-    generations = generate_answers(
-        model,
-        tokenizer,
-        prompts,
-        max_tokens=gate_config.max_tokens,
-        batch_size=gate_config.gen_batch_size,
-        progress=progress,
+    mismatch = prefix_mismatch(tokenizer, records[0][0], query_messages(system_prompt, queries[0].text), catalog.native_schemas())
+    generations = answer_queries(
+        model, tokenizer, queries, catalog=catalog, system_prompt=system_prompt,
+        gate_config=gate_config, progress=progress, save_as="gate4-responses.jsonl",
     )
-    save_responses(gate_config.report_dir / "gate4-responses.jsonl", generations)
     del model
     mx.clear_cache()
     return queries, {g.id: g for g in generations}, mismatch

@@ -29,15 +29,26 @@ def demo(tmp_path_factory):
     return load(str(ensure_demo_model()))
 
 
+# A short system prompt and one tool: the random demo's answers then depend on the
+# query (under the full catalog's ~770-token head they all collapse to the same
+# tokens, and a broken cache could not show).
+SYSTEM = "You are Punie, a coding assistant. Answer briefly."
+TOOLS = [
+    {
+        "type": "function",
+        "function": {
+            "name": "execute_code",
+            "description": "Run Python that calls the typed tools.",
+            "parameters": {"type": "object", "properties": {"code": {"type": "string"}}, "required": ["code"]},
+        },
+    }
+]
+
+
 @pytest.fixture(scope="module")
 def prompts(demo):
-    from punie_gates.catalog import load_catalog
-    from punie_gates.prompts import default_system_prompt
-
     _, tokenizer = demo
-    tools = load_catalog().native_schemas()
-    system = default_system_prompt(())
-    return [(f"q{n}", render_prompt(tokenizer, query_messages(system, text), tools)) for n, text in enumerate(QUESTIONS)]
+    return [(f"q{n}", render_prompt(tokenizer, query_messages(SYSTEM, text), TOOLS)) for n, text in enumerate(QUESTIONS)]
 
 
 @pytest.fixture(scope="module")
@@ -70,6 +81,11 @@ def test_naive_generation_reports_what_it_did(naive, prompts):
         assert isinstance(g.text, str)
 
 
+def test_answers_depend_on_the_query(naive):
+    """The premise of the cache tests below: a cache mix-up would change some answer."""
+    assert len({g.tokens for g in naive}) >= 3, [g.tokens for g in naive]
+
+
 def test_prefix_cache_gives_the_same_tokens_for_less_prefill(demo, prompts, naive):
     """Batch size 1 with the cache is token-for-token the naive run: the cache is correct."""
     model, tokenizer = demo
@@ -80,6 +96,26 @@ def test_prefix_cache_gives_the_same_tokens_for_less_prefill(demo, prompts, naiv
     naive_prefill = sum(g.prefill_tokens_computed for g in naive)
     assert sum(g.prefill_tokens_computed for g in cached) == naive_prefill - shared * (len(prompts) - 1)
     assert cached[0].prefill_tokens_computed == len(prompts[0][1])  # the first query paid for the prefix
+
+
+def test_cached_prefix_gives_the_same_next_token_logits(demo, prompts):
+    """Prefix KV computed once + the suffix == the whole prompt at once, to float tolerance."""
+    import copy
+
+    import mlx.core as mx
+    from mlx_lm.models.cache import make_prompt_cache
+
+    from punie_gates.generation import _prefill
+
+    model, _ = demo
+    shared = shared_prefix_len([ids for _, ids in prompts])
+    prefix_cache, _ = _prefill(model, prompts[0][1][:shared])
+    for _, ids in prompts:
+        whole = model(mx.array(ids)[None], cache=make_prompt_cache(model))[0, -1]
+        cached = model(mx.array(ids[shared:])[None], cache=copy.deepcopy(prefix_cache))[0, -1]
+        assert mx.allclose(whole, cached, atol=1e-4, rtol=1e-4).item()
+        assert mx.argmax(whole).item() == mx.argmax(cached).item()
+    assert all(c.offset == shared for c in prefix_cache), "the shared prefix cache was modified"
 
 
 def test_cache_is_not_consumed_by_reuse(demo, prompts, naive):
@@ -100,8 +136,10 @@ def test_batched_path_runs_and_reports(demo, prompts, naive):
         assert 0 < g.ttft_s <= g.latency_s
     assert sum(g.prefill_tokens_computed for g in batched) < sum(g.prefill_tokens_computed for g in naive)
     # Batched greedy decoding may differ from one-at-a-time in the last bits of the
-    # logits; how often is measured by `punie-gates bench`, not asserted here.
-    assert all(g.tokens[:1] == n.tokens[:1] for g, n in zip(batched, naive)), "first tokens differ"
+    # logits (`punie-gates bench` counts it: 0 of 40 on this CPU backend), so allow
+    # one difference; a wrong cache or prompt offset changes most answers.
+    same = sum(g.tokens == n.tokens for g, n in zip(batched, naive))
+    assert same >= len(naive) - 1, f"only {same} of {len(naive)} batched answers match one-at-a-time"
 
 
 def test_progress_is_reported_per_finished_query(demo, prompts):

@@ -111,3 +111,10 @@ def test_every_combination_is_decided():
     for statuses in itertools.product(STATUSES, repeat=len(GATE_ORDER)):
         rs = {g: GateResult(g, s, KINDS[g]) for g, s in zip(GATE_ORDER, statuses)}
         assert decide(rs).verdict in ("GO", "GO_WITH_FLAGS", "NO_GO")
+
+
+def test_a_passed_gate_can_carry_a_flag():
+    rs = results()
+    rs["gate5"] = GateResult("gate5", "passed", "hard", flags=("3.1x slower than the baseline",))
+    v = decide(rs)
+    assert (v.verdict, v.flags) == ("GO_WITH_FLAGS", ("gate5: 3.1x slower than the baseline",))
