@@ -53,6 +53,7 @@ class GateBook:
     verdict: Any = None
     results: dict[str, GateResult] = field(default_factory=dict)
     report_paths: tuple[Path, ...] = ()
+    candidate: str | None = None
 
     @property
     def active(self) -> bool:
@@ -172,6 +173,7 @@ class GateSession:
             cfg = None
             book.verdict = decide({}, complete=True)
             book.collection_errors.append(str(exc))
+        book.candidate = cfg.candidate if cfg else None
         report_dir = cfg.report_dir if cfg else Path(self.config.invocation_params.dir) / "reports"
         book.report_paths = report.write_reports(report_dir, book, cfg)
         if book.verdict.verdict == "INCOMPLETE":

@@ -126,6 +126,8 @@ def terminal_lines(book) -> list[str]:
             continue
         reason = f"  {_short(r.reasons[0], 90)}" if r.reasons and r.status != "passed" else ""
         out.append(f"{gate}  {r.kind:<7} {r.status.upper():<8} {r.seconds:7.1f}s  {r.name}{reason}")
+    if getattr(book, "candidate", None) == "demo":
+        out.append(f"candidate: demo ({DEMO_NOTE})")
     where = f" (stopped at {verdict.stopped_at})" if verdict.stopped_at else ""
     out.append(f"VERDICT: {verdict.verdict}{where}")
     for reason in verdict.reasons if verdict.verdict != "GO" else ():

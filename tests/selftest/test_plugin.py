@@ -64,7 +64,7 @@ def test_all_gates_pass_is_go(pytester):
     assert doc["gates"]["gate0"]["figures"] == {"answer": 42}
     assert doc["candidate"]["is_demo"] and "RANDOM weights" in doc["candidate"]["note"]
     assert (pytester.path / "reports" / "gate-report.md").read_text().startswith("# punie-gates report: GO")
-    result.stdout.fnmatch_lines(["*punie-gates verdict*", "VERDICT: GO"])
+    result.stdout.fnmatch_lines(["*punie-gates verdict*", "candidate: demo (*RANDOM weights*", "VERDICT: GO"])
 
 
 def test_hard_failure_stops_and_later_gates_are_skipped(pytester):
