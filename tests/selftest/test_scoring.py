@@ -417,3 +417,15 @@ def test_punie_code_mode_calls_read_only_catalog_fields(phase27_dir, catalog):
                         problems.append((name, number, facts.error, dict(facts.unknown_fields)))
     assert turns > 800
     assert not problems, problems[:3]
+
+
+def test_a_typed_tool_offered_natively_counts_as_called(catalog):
+    # Punie offers run_command both directly and inside execute_code code.
+    from punie_gates.queries import Query
+
+    query = Query(id="x-01", category="existing_tools", text="List the files.", expect="tool",
+                  tools_any=("run_command",), tools_all=(), fields_any=())
+    direct = score_response(query, '[TOOL_CALLS]run_command[ARGS]{"command": "ls"}', catalog)
+    assert direct.passed and direct.tools == ("run_command",), direct.reason
+    wrong_args = score_response(query, '[TOOL_CALLS]run_command[ARGS]{"cmd": "ls"}', catalog)
+    assert not wrong_args.passed, wrong_args.reason
