@@ -48,3 +48,17 @@ def fuse_for_gate(weights: Path, adapter_dir: Path, gate_config, *, progress) ->
 
     bits = int(gate_config.gate("gate1").get("target_bits", 5))
     return fuse_and_quantize(weights, adapter_dir, gate_config.work_dir, bits=bits, fresh=gate_config.fresh, progress=progress)
+
+
+def generation_figures(generations, gate_config) -> dict:
+    """What generating the answers cost, beside what the plan's one-at-a-time way would have
+    prefilled (every prompt in full): the prefix cache's saving, measured on this run."""
+    gens = list(generations)
+    return {
+        "queries": len(gens),
+        "batch_size": gate_config.gen_batch_size,
+        "max_tokens": gate_config.max_tokens,
+        "prefill_tokens_naive": sum(g.prompt_tokens for g in gens),
+        "prefill_tokens_suite": sum(g.prefill_tokens_computed for g in gens),
+        "generated_tokens": sum(g.generated_tokens for g in gens),
+    }

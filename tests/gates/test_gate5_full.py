@@ -152,6 +152,7 @@ def test_query(query_id, answers, query_set, catalog):
 
 
 def test_overall_and_per_category(answers, query_set, catalog, gate_config, gate_record):
+    from punie_gates.gate_steps import generation_figures
     from punie_gates.scoring import score_response
 
     scores = {q.id: score_response(q, answers[q.id].text, catalog) for q in query_set.queries}
@@ -168,6 +169,7 @@ def test_overall_and_per_category(answers, query_set, catalog, gate_config, gate
     gate_record("queries", [{**s.to_json(), "response": answers[i].text[:300]} for i, s in scores.items()])
     gate_record("responses", str(gate_config.report_dir / "gate5-responses.jsonl"))
     gate_record("avg_latency_s", round(statistics.fmean(g.latency_s for g in answers.values()), 3))
+    gate_record("generation", generation_figures(answers.values(), gate_config))
 
     short = [
         f"{c}: {sum(by_category.get(c, []))}/{len(by_category.get(c, []))} (min {m})"

@@ -153,4 +153,7 @@ def test_every_gate_runs_with_run_all_gates(suite):
     assert "well_formed_calls" in g3
     g4 = doc["gates"]["gate4"]["figures"]
     assert g4["loss_curve"]["valid"] and "lora_retention" in g4
-    assert "lora_retention" in doc["gates"]["gate5"]["figures"]
+    g5 = doc["gates"]["gate5"]["figures"]
+    assert "lora_retention" in g5 and g5["total"] == 40
+    # the shared prefix is prefilled once, not once per query
+    assert g5["generation"]["prefill_tokens_suite"] < g5["generation"]["prefill_tokens_naive"] / 4
