@@ -104,6 +104,7 @@ def markdown(doc: dict[str, Any]) -> str:
         lines.append(f"- baseline: `{doc['baseline']}`")
     lines.append(f"- stopped at: {doc['stopped_at'] or '-'}; complete run: {doc['complete']}")
     lines += [f"- {r}" for r in doc["reasons"]]
+    lines += [f"- flag: {f}" for f in doc["flags"] if f not in doc["reasons"]]
     lines += ["", "| gate | name | kind | status | seconds | reason |", "|---|---|---|---|---|---|"]
     for gate, g in doc["gates"].items():
         reason = _short(g["reasons"][0], 120).replace("|", "\\|") if g["reasons"] else ""
@@ -132,6 +133,8 @@ def terminal_lines(book) -> list[str]:
     out.append(f"VERDICT: {verdict.verdict}{where}")
     for reason in verdict.reasons if verdict.verdict != "GO" else ():
         out.append(f"  - {_short(reason, 150)}")
+    if verdict.flags and verdict.verdict != "GO_WITH_FLAGS":  # there the reasons are the flags
+        out += [f"  flag: {_short(flag, 150)}" for flag in verdict.flags]
     if book.report_paths:
         out.append("report: " + ", ".join(str(p) for p in book.report_paths))
     return out

@@ -43,3 +43,30 @@ def test_validation_prompts_render_like_training(candidate_serving_tokenizer, tr
     query = query_set.queries[0]
     mismatch = prefix_mismatch(candidate_serving_tokenizer, same_prompt[0], query_messages(system_prompt, query.text), tools)
     assert mismatch is None, mismatch
+
+
+def test_validation_data_is_not_in_the_training_data(training_data, gate_config, gate_record):
+    """Not a failure: a leak makes Gate 5's validation loss overstate what the model learned,
+    so it is measured and flagged for the people who curate the data."""
+    import json
+
+    train, valid = training_data
+
+    def key(record) -> str:
+        return json.dumps(record["messages"], sort_keys=True, ensure_ascii=False)
+
+    train_keys = [key(r) for r in train.records]
+    seen = set(train_keys)
+    leaked = [line for line, r in zip(valid.record_lines, valid.records) if key(r) in seen]
+    duplicates = len(train_keys) - len(seen)
+    gate_record("data_overlap", {
+        "train_duplicates": duplicates,
+        "valid_in_train": len(leaked),
+        "valid_in_train_lines": leaked[:20],
+    })
+    if leaked:
+        gate_record("flags", [
+            f"{len(leaked)} of {valid.converted} validation conversations also appear in the training data "
+            f"({gate_config.training_data}/valid.jsonl lines {', '.join(map(str, leaked[:5]))}...): "
+            "validation loss overstates generalisation"
+        ])

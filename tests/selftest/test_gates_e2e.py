@@ -157,3 +157,18 @@ def test_every_gate_runs_with_run_all_gates(suite):
     assert "lora_retention" in g5 and g5["total"] == 40
     # the shared prefix is prefilled once, not once per query
     assert g5["generation"]["prefill_tokens_suite"] < g5["generation"]["prefill_tokens_naive"] / 4
+
+
+def test_gate0_flags_validation_conversations_found_in_training(suite):
+    folder = suite.path / "leaky"
+    folder.mkdir()
+    source = paths.fixtures_dir() / "demo-training"
+    train = (source / "train.jsonl").read_text(encoding="utf-8").splitlines(keepends=True)[:6]
+    valid = (source / "valid.jsonl").read_text(encoding="utf-8").splitlines(keepends=True)[:1]
+    (folder / "train.jsonl").write_text("".join(train), encoding="utf-8")
+    (folder / "valid.jsonl").write_text("".join(valid + train[2:3]), encoding="utf-8")
+    result, doc = run(suite, "-m", "gate0", "--candidate", "demo", f"--training-data={folder}")
+    assert result.ret == 0 and doc["gates"]["gate0"]["status"] == "passed"
+    overlap = doc["gates"]["gate0"]["figures"]["data_overlap"]
+    assert overlap["valid_in_train"] == 1 and overlap["valid_in_train_lines"] == [2]
+    assert any("1 of 2 validation conversations also appear" in f for f in doc["flags"])
