@@ -50,6 +50,17 @@ def fuse_for_gate(weights: Path, adapter_dir: Path, gate_config, *, progress) ->
     return fuse_and_quantize(weights, adapter_dir, gate_config.work_dir, bits=bits, fresh=gate_config.fresh, progress=progress)
 
 
+def measure_retention(tokenizer, weights: Path, adapter_dir: Path, fused: Path, records):
+    """How much of the adapter's effect the fused, quantized model keeps, on `records`
+    rendered as training renders them (the session's finetuning-mode tokenizer: the
+    quantized folders carry the candidate's tokenizer files byte for byte)."""
+    from punie_gates.fusion import lora_retention
+    from punie_gates.tokenizer_check import render_ids
+
+    prompts = [render_ids(tokenizer, r["messages"], r.get("tools")) for r in records]
+    return lora_retention(weights, adapter_dir, fused, prompts)
+
+
 def generation_figures(generations, gate_config) -> dict:
     """What generating the answers cost, beside what the plan's one-at-a-time way would have
     prefilled (every prompt in full): the prefix cache's saving, measured on this run."""

@@ -182,10 +182,10 @@ def training_key(model_path: Path, train_records, valid_records, settings: Train
 
 def training_token_ids(model_path: Path, records: Sequence[dict]) -> list[list[int]]:
     """Records rendered exactly as training renders them (finetuning-mode tokenizer, tools natively)."""
-    from mlx_lm.utils import load_tokenizer
+    from punie_gates.tokenizer_check import load_candidate_tokenizer, render_ids
 
-    tokenizer = load_tokenizer(Path(model_path), {"mode": "finetuning"})
-    return [list(tokenizer.apply_chat_template(r["messages"], tools=r.get("tools"), return_dict=False)) for r in records]
+    tokenizer = load_candidate_tokenizer(Path(model_path))
+    return [render_ids(tokenizer, r["messages"], r.get("tools")) for r in records]
 
 
 def load_for_training(model_path: Path, compute_dtype: str | None = None):

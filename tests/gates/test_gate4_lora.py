@@ -123,12 +123,11 @@ def test_validation_loss_falls(trained, gate_config, gate_record):
     )
 
 
-def test_lora_survives_quantization(candidate_weights, trained, fused, records, gate_config, gate_record):
-    from punie_gates.fusion import lora_retention, model_size_gb
-    from punie_gates.training import training_token_ids
+def test_lora_survives_quantization(candidate_tokenizer, candidate_weights, trained, fused, records, gate_config, gate_record):
+    from punie_gates.fusion import model_size_gb
+    from punie_gates.gate_steps import measure_retention
 
-    prompts = training_token_ids(candidate_weights.path, records[1])
-    retention = lora_retention(candidate_weights.path, trained.adapter_dir, fused, prompts)
+    retention = measure_retention(candidate_tokenizer, candidate_weights.path, trained.adapter_dir, fused, records[1])
     gate_record("lora_retention", retention.to_json())
     gate_record("fused_model", {"path": str(fused), "disk_gb": round(model_size_gb(fused), 3)})
     need = float(gate_config.gate("gate4")["min_lora_retention"])

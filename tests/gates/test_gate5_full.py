@@ -117,14 +117,12 @@ def test_validation_loss_reduction(trained, records, gate_config, gate_record):
     )
 
 
-def test_lora_survives_quantization(candidate_weights, trained, fused, records, gate_config, gate_record):
-    from punie_gates.fusion import lora_retention
+def test_lora_survives_quantization(candidate_tokenizer, candidate_weights, trained, fused, records, gate_config, gate_record):
+    from punie_gates.gate_steps import measure_retention
     from punie_gates.sampling import stratified_sample
-    from punie_gates.training import training_token_ids
 
     sample = stratified_sample(records[1], gate_config.gate4_valid_examples, gate_config.seed)
-    prompts = training_token_ids(candidate_weights.path, sample)
-    retention = lora_retention(candidate_weights.path, trained.adapter_dir, fused, prompts)
+    retention = measure_retention(candidate_tokenizer, candidate_weights.path, trained.adapter_dir, fused, sample)
     gate_record("lora_retention", retention.to_json())
     need = float(gate_config.gate("gate5")["min_lora_retention"])
     assert retention.kl_adapter_vs_base > 0, "the adapter does not change the model's predictions: nothing to retain"
