@@ -18,10 +18,9 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from punie_gates.generation import DEFAULT_BATCH_SIZE
+
 PLAN_MAX_TOKENS = 512  # the plan's validation script capped answers at 512 tokens
-# Measured on the demo (2 shared CPU cores, mlx CPU backend): batch 8 was fastest of
-# 1, 4, 8 (16 no better); the gates' own default (--gen-batch-size) is the lead's call.
-DEFAULT_BATCH_SIZE = 8
 
 
 @dataclass(frozen=True)
@@ -82,6 +81,25 @@ def run_bench(model, tokenizer, queries, catalog, system_prompt: str, *, max_tok
         # Other work on the machine slows whichever run it overlaps: the 1-minute
         # load average before and after tells whether the comparison was fair.
         machine={**machine(), "load_avg_1m": [load_before, _load_avg()]},
+    )
+
+
+def write_result(path: Path, result: BenchResult) -> Path:
+    """The JSON line `punie-gates bench` prints, as a file (the gates write reports/bench.json)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(asdict(result)) + "\n", encoding="utf-8")
+    return path
+
+
+def summary(figures: dict) -> str:
+    """One line for people: what the bench measured, from its JSON figures."""
+    n = figures.get("queries", 0)
+    return (
+        f"naive {figures['naive_s']:.1f} s, suite {figures['suite_s']:.1f} s: speedup {figures['speedup']:.2f}x "
+        f"(prefill {figures['prefill_tokens_naive']:,} vs {figures['prefill_tokens_suite']:,} tokens; "
+        f"{n} queries, batch {figures['batch_size']}, cap {figures['max_tokens']} tokens; "
+        f"outputs differ {figures['outputs_differ']}/{n}, verdicts differ {figures['verdicts_differ']}/{n})"
     )
 
 
@@ -196,9 +214,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     result = run_bench(model, tokenizer, queries, catalog, system_prompt, max_tokens=args.max_tokens,
                        batch_size=args.gen_batch_size, candidate=args.candidate, progress=progress)
-    line = json.dumps(asdict(result))
-    print(line, flush=True)
+    print(json.dumps(asdict(result)), flush=True)
     if args.json_out is not None:
-        args.json_out.parent.mkdir(parents=True, exist_ok=True)
-        args.json_out.write_text(line + "\n", encoding="utf-8")
+        write_result(args.json_out, result)
     return 0

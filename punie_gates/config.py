@@ -16,6 +16,7 @@ from typing import Any, Mapping
 
 from punie_gates import paths
 from punie_gates.candidate import DEFAULT_CANDIDATE
+from punie_gates.generation import DEFAULT_BATCH_SIZE
 
 GATES = ("gate0", "gate1", "gate2", "gate3", "gate4", "gate5")
 
@@ -48,8 +49,9 @@ OPTIONS = (
     Option("--gate5-iters", "gate5_iters", "Gate 5 LoRA iterations (default 500)", type=int),
     Option("--gate4-examples", "gate4_examples", "Gate 4 training examples, a stratified sample (default 100)", type=int),
     Option("--fresh", "fresh", "ignore cached work (converted data, quantized models, adapters, fused models)", action="store_true"),
-    Option("--gen-batch-size", "gen_batch_size", "how many validation queries to generate at once (1 = the one-at-a-time reference path)", ini="gen_batch_size", type=int, default=4),
+    Option("--gen-batch-size", "gen_batch_size", f"how many validation queries to generate at once (default {DEFAULT_BATCH_SIZE}; 1 = the one-at-a-time reference path)", ini="gen_batch_size", env="PUNIE_GATES_GEN_BATCH_SIZE", type=int, default=DEFAULT_BATCH_SIZE),
     Option("--max-tokens", "max_tokens", "generation budget per validation query", ini="max_tokens", type=int, default=512),
+    Option("--bench", "bench", "Gate 2 also times the validation answers the plan's way (one at a time, full prompt) against the suite's (shared prefix, batches) and puts the figures in the report; doubles that generation time", ini="bench", env="PUNIE_GATES_BENCH", action="store_true"),
     Option("--seed", "seed", "seed for sampling examples and training", type=int, default=0),
 )
 
@@ -75,6 +77,7 @@ class GateConfig:
     fresh: bool
     gen_batch_size: int
     max_tokens: int
+    bench: bool
     seed: int
     offline: bool
     thresholds: Mapping[str, Any] = field(default_factory=dict)
@@ -101,16 +104,34 @@ def add_options(parser) -> None:
             parser.addini(opt.ini, opt.help, default=None)
 
 
+_TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
+
+
+def _convert(opt: Option, value: str, source: str) -> Any:
+    """A value from the environment or an ini file, as the option's type; a bad one names its source."""
+    text = str(value).strip()
+    if opt.action == "store_true":
+        if text.lower() in _TRUE:
+            return True
+        if text.lower() in _FALSE:
+            return False
+        raise ValueError(f"{source}: expected one of {', '.join(_TRUE + _FALSE)} for {opt.flag}, got {text!r}")
+    try:
+        return opt.type(text)
+    except ValueError:
+        raise ValueError(f"{source}: {opt.flag} needs {opt.type.__name__}, got {text!r}") from None
+
+
 def _raw(config, opt: Option) -> Any:
     value = config.getoption(f"punie_{opt.dest}")
     if value not in (None, False):
         return value
     if opt.env and os.environ.get(opt.env):
-        return opt.type(os.environ[opt.env])
+        return _convert(opt, os.environ[opt.env], f"environment variable {opt.env}")
     if opt.ini:
         ini = config.getini(opt.ini)
         if ini not in (None, "", []):
-            return opt.type(ini)
+            return _convert(opt, ini, f"ini key {opt.ini!r}")
     return opt.default if not opt.action else False
 
 
@@ -136,6 +157,12 @@ def _path(value: str | None, root: Path) -> Path | None:
         return None
     p = Path(value).expanduser()
     return p if p.is_absolute() else (root / p)
+
+
+def _at_least_one(value: Any, flag: str) -> int:
+    if int(value) < 1:
+        raise ValueError(f"{flag} must be at least 1, got {value}")
+    return int(value)
 
 
 def from_pytest(config) -> GateConfig:
@@ -172,8 +199,9 @@ def from_pytest(config) -> GateConfig:
         gate4_examples=int(pick(get["gate4_examples"], "gate4", "examples")),
         gate4_valid_examples=int(thresholds["gate4"]["valid_examples"]),
         fresh=bool(get["fresh"]),
-        gen_batch_size=int(get["gen_batch_size"]),
-        max_tokens=int(get["max_tokens"]),
+        gen_batch_size=_at_least_one(get["gen_batch_size"], "--gen-batch-size"),
+        max_tokens=_at_least_one(get["max_tokens"], "--max-tokens"),
+        bench=bool(get["bench"]),
         seed=int(get["seed"]),
         offline=os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0", "false", "False"),
         thresholds=thresholds,

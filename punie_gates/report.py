@@ -127,6 +127,9 @@ def terminal_lines(book) -> list[str]:
             continue
         reason = f"  {_short(r.reasons[0], 90)}" if r.reasons and r.status != "passed" else ""
         out.append(f"{gate}  {r.kind:<7} {r.status.upper():<8} {r.seconds:7.1f}s  {r.name}{reason}")
+    gate2 = book.results.get("gate2")
+    if gate2 is not None and gate2.figures.get("bench_summary"):
+        out.append(f"speed to verdict (--bench): {gate2.figures['bench_summary']}")
     if getattr(book, "candidate", None) == "demo":
         out.append(f"candidate: demo ({DEMO_NOTE})")
     where = f" (stopped at {verdict.stopped_at})" if verdict.stopped_at else ""

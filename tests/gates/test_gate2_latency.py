@@ -88,6 +88,33 @@ def test_latency(benchmark, candidate_model, baseline_model, query_set, catalog,
     )
 
 
+@pytest.mark.gate_detail  # a measurement of the suite's method, not of the candidate: it never fails the gate
+def test_speed_to_verdict(candidate_model, query_set, catalog, system_prompt, gate_config, gate_record, progress):
+    """--bench: every validation query answered the plan's way (one at a time, the full
+    prompt each time) and the suite's way (shared prefix once, batches), timed side by
+    side on this model; the figures `punie-gates bench` prints, in the report."""
+    if not gate_config.bench:
+        pytest.skip("--bench not given: timing the plan's generation against the suite's doubles its cost")
+    from dataclasses import asdict
+
+    from punie_gates.bench import run_bench, summary, write_result
+
+    result = run_bench(
+        candidate_model.model,
+        candidate_model.tokenizer,
+        query_set.queries,
+        catalog,
+        system_prompt,
+        max_tokens=gate_config.max_tokens,
+        batch_size=gate_config.gen_batch_size,
+        candidate=gate_config.candidate,
+        progress=progress,
+    )
+    gate_record("bench", asdict(result))
+    gate_record("bench_json", str(write_result(gate_config.report_dir / "bench.json", result)))
+    gate_record("bench_summary", summary(asdict(result)))
+
+
 @pytest.mark.gate_decision
 def test_gate2_decision(gate_outcome):
     gate_outcome.check()

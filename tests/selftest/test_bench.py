@@ -49,6 +49,16 @@ def test_bench_computes_fewer_prefill_tokens_than_naive(bench_run):
     assert result["prefill_tokens_naive"] - result["prefill_tokens_suite"] == 2 * result["shared_prefix_tokens"]
 
 
+def test_summary_line_reads_the_figures(bench_run):
+    from punie_gates.bench import summary
+
+    r = json.loads(bench_run[0].stdout)
+    line = summary(r)
+    assert f"naive {r['naive_s']:.1f} s, suite {r['suite_s']:.1f} s: speedup {r['speedup']:.2f}x" in line
+    assert f"prefill {r['prefill_tokens_naive']:,} vs {r['prefill_tokens_suite']:,} tokens" in line
+    assert f"outputs differ {r['outputs_differ']}/3, verdicts differ {r['verdicts_differ']}/3" in line
+
+
 def test_bench_shows_progress_on_stderr_only(bench_run):
     proc, _ = bench_run
     assert "[punie-gates] bench naive 3/3" in proc.stderr

@@ -141,7 +141,7 @@ def test_every_gate_runs_with_run_all_gates(suite):
     result, doc = run(
         suite, "--candidate", "demo", "--run-all-gates", f"--gates={gates}", *small_data(suite),
         "--gate4-iters", "2", "--gate5-iters", "2", "--gate4-examples", "4", "--max-tokens", "8",
-        "--gen-batch-size", "8",
+        "--gen-batch-size", "8", "--bench",
     )
     assert result.ret == 1
     assert (doc["verdict"], doc["stopped_at"]) == ("NO_GO", "gate1")
@@ -151,6 +151,12 @@ def test_every_gate_runs_with_run_all_gates(suite):
     assert g2["avg_latency_s"] > 0 and len(g2["per_query"]) == 10
     assert (suite.path / "reports" / "gate2-benchmark.json").is_file()
     assert "well_formed_calls" in g3
+    # --bench: the plan's way and the suite's, side by side, the figures `punie-gates bench` prints
+    bench = g2["bench"]
+    assert (bench["queries"], bench["batch_size"], bench["max_tokens"]) == (40, 8, 8)
+    assert bench["prefill_tokens_suite"] < bench["prefill_tokens_naive"] and bench["speedup"] > 0
+    assert json.loads((suite.path / "reports" / "bench.json").read_text()) == bench
+    result.stdout.fnmatch_lines(["speed to verdict (--bench): naive * s, suite * s: speedup *x (prefill *"])
     g4 = doc["gates"]["gate4"]["figures"]
     assert g4["loss_curve"]["valid"] and "lora_retention" in g4
     g5 = doc["gates"]["gate5"]["figures"]

@@ -1,0 +1,107 @@
+"""The commands the README, docs/ci.md and the workflows show use options that exist.
+
+Users copy these lines; a renamed flag must break a test here, not their run. Each
+`pytest ...` and `punie-gates COMMAND ...` line is checked against the options the
+real parsers know (`--help` of the installed commands), and every long option of the
+suite named in the README's options table must be one the plugin registers.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+import subprocess
+import sys
+from functools import cache
+from pathlib import Path
+
+import pytest
+import yaml
+
+from punie_gates.config import OPTIONS
+
+REPO = Path(__file__).resolve().parents[2]
+DOCS = (REPO / "README.md", REPO / "docs" / "ci.md")
+WORKFLOWS = sorted((REPO / ".github" / "workflows").glob("*.yml"))
+COMMANDS = ("convert", "score", "demo-model", "bench")
+
+
+def _code_lines(text: str) -> list[str]:
+    """Shell lines inside ```bash blocks, continuation lines joined, comments dropped."""
+    lines, inside, pending = [], False, ""
+    for raw in text.splitlines():
+        if raw.startswith("```"):
+            inside = raw.strip() in ("```bash", "```sh", "```console") if not inside else False
+            continue
+        if not inside:
+            continue
+        line = pending + raw.strip()
+        if line.endswith("\\"):
+            pending = line[:-1] + " "
+            continue
+        pending = ""
+        lines.append(line)
+    return lines
+
+
+def _workflow_lines(path: Path) -> list[str]:
+    out = []
+    for job in yaml.safe_load(path.read_text(encoding="utf-8"))["jobs"].values():
+        for step in job.get("steps", []):
+            out += [ln.strip() for ln in str(step.get("run", "")).splitlines()]
+    return out
+
+
+def _commands() -> list[tuple[str, list[str]]]:
+    found = []
+    sources = [(p, _code_lines(p.read_text(encoding="utf-8"))) for p in DOCS]
+    sources += [(p, _workflow_lines(p)) for p in WORKFLOWS]
+    for path, lines in sources:
+        for line in lines:
+            words = shlex.split(line, comments=True)
+            while words and "=" in words[0] and not words[0].startswith("-"):  # VAR=value prefixes
+                words = words[1:]
+            if words[:1] in (["pytest"], ["punie-gates"]):
+                found.append((f"{path.relative_to(REPO)}: {line}", words))
+    return found
+
+
+@cache
+def _help(*argv: str) -> str:
+    proc = subprocess.run([sys.executable, *argv, "--help"], capture_output=True, text=True, cwd=REPO, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return proc.stdout
+
+
+def _known(words: list[str]) -> str:
+    if words[0] == "pytest":
+        return _help("-m", "pytest", "-p", "no:cacheprovider")
+    assert len(words) > 1 and words[1] in COMMANDS, f"unknown punie-gates command in {words}"
+    return _help("-m", "punie_gates", words[1])
+
+
+COMMAND_LINES = _commands()
+
+
+def test_the_docs_show_commands():
+    shown = {words[0] for _, words in COMMAND_LINES}
+    assert shown == {"pytest", "punie-gates"}, shown
+    assert any(w[:3] == ["pytest", "--candidate", "demo"] for _, w in COMMAND_LINES)  # the quick start
+
+
+@pytest.mark.parametrize(("where", "words"), COMMAND_LINES, ids=[w for w, _ in COMMAND_LINES])
+def test_documented_command_uses_known_options(where, words):
+    known = _known(words)
+    for word in words[1:]:
+        if word.startswith("--"):
+            flag = word.split("=", 1)[0]
+            assert re.search(rf"(?<![\w-]){re.escape(flag)}(?![\w-])", known), f"{where}: {flag} is not an option"
+
+
+def test_every_option_in_the_readme_table_exists():
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    table = [ln for ln in readme.splitlines() if ln.startswith("| `--")]
+    named = {flag for ln in table for flag in re.findall(r"`(--[\w-]+)`", ln.split("|")[1])}
+    assert named <= {o.flag for o in OPTIONS}, named - {o.flag for o in OPTIONS}
+    # and the table leaves none of them out
+    assert {o.flag for o in OPTIONS} <= named, {o.flag for o in OPTIONS} - named
