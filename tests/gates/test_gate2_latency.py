@@ -110,9 +110,9 @@ def test_speed_to_verdict(candidate_model, query_set, catalog, system_prompt, ga
         candidate=gate_config.candidate,
         progress=progress,
     )
-    gate_record("bench", asdict(result))
+    figures = gate_record("bench", asdict(result))
     gate_record("bench_json", str(write_result(gate_config.report_dir / "bench.json", result)))
-    gate_record("bench_summary", summary(asdict(result)))
+    gate_record("bench_summary", summary(figures))
 
 
 @pytest.mark.gate_decision
