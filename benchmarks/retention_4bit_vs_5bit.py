@@ -4,7 +4,7 @@ Punie reported that fusing and quantizing to 4 bits rounded the LoRA delta away
 while 5 bits kept it; the plan adopted 5 bits on that report. This trains one
 adapter on the 5-bit demo candidate (the project's demo training data, the
 gates' settings), fuses it with the seed's recipe at 4 and at 5 bits, and
-measures punie_gates.fusion.lora_retention for both on the same validation
+measures punie_gates.model.fusion.lora_retention for both on the same validation
 conversations. Prints one JSON line.
 
     python benchmarks/retention_4bit_vs_5bit.py [--iters 10] [--examples 8]
@@ -50,12 +50,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
 
-    from punie_gates import paths
-    from punie_gates.catalog import load_catalog
-    from punie_gates.convert import convert_training_folder
-    from punie_gates.fusion import fuse_and_quantize, lora_retention
-    from punie_gates.sampling import stratified_sample
-    from punie_gates.training import TrainSettings, train_lora, training_token_ids
+    from punie_gates.inputs import paths
+    from punie_gates.inputs.catalog import load_catalog
+    from punie_gates.formats.convert import convert_training_folder
+    from punie_gates.model.fusion import fuse_and_quantize, lora_retention
+    from punie_gates.formats.sampling import stratified_sample
+    from punie_gates.model.training import TrainSettings, train_lora, training_token_ids
 
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="retention-") as scratch:
@@ -63,8 +63,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.model is not None:
             base = args.model
         else:
-            from punie_gates.demo import ensure_demo_model
-            from punie_gates.smoke import ensure_bits
+            from punie_gates.model.demo import ensure_demo_model
+            from punie_gates.model.quantize import ensure_bits
 
             base = ensure_bits(ensure_demo_model(), paths.cache_dir() / "work", 5).path
         data = args.data or paths.fixtures_dir() / "demo-training"

@@ -1,3 +1,3 @@
-from punie_gates.cli import main
+from punie_gates.commands import main
 
 raise SystemExit(main())

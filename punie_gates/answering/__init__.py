@@ -1,1 +1,6 @@
-"""(being filled in: see README Layout)"""
+"""Asking a model the validation queries: prompts through the model's own chat template
+(`prompts.py`) and greedy generation in-process (`inprocess.py`: shared-prefix cache,
+batching). Serving through `mlx_lm.server` and multi-turn conversations live here too.
+
+Imports model/, formats/, inputs/ and errors only.
+"""

@@ -28,7 +28,7 @@ def test_training_data_converts_with_nothing_rejected(training_data, gate_config
 
 
 def test_validation_prompts_render_like_training(candidate_serving_tokenizer, training_data, catalog, query_set, system_prompt, gate_record):
-    from punie_gates.prompts import prefix_mismatch, query_messages
+    from punie_gates.answering.prompts import prefix_mismatch, query_messages
 
     train, _ = training_data
     tools = catalog.native_schemas()
@@ -65,8 +65,8 @@ def test_validation_data_is_not_in_the_training_data(training_data, gate_config,
         "valid_in_train_lines": leaked[:20],
     })
     if leaked:
-        gate_record("flags", [
+        gate_record.flag(
             f"{len(leaked)} of {valid.converted} validation conversations also appear in the training data "
             f"({gate_config.training_data}/valid.jsonl lines {', '.join(map(str, leaked[:5]))}...): "
             "validation loss overstates generalisation"
-        ])
+        )

@@ -13,7 +13,8 @@ import time
 
 import pytest
 
-from punie_gates import tokenizer_check as tc
+from punie_gates.checks import tokenizer as tc
+from punie_gates.model import tokenizer as mt
 
 pytestmark = [pytest.mark.gate0]
 
@@ -42,9 +43,9 @@ def converted_records(training_data) -> tuple[list[dict], list[str]]:
 
 
 @pytest.fixture(scope="module")
-def rendered_records(converted_records, candidate_tokenizer) -> tc.Rendered:
+def rendered_records(converted_records, candidate_tokenizer) -> mt.Rendered:
     records, names = converted_records
-    return tc.render_records(records, candidate_tokenizer, label=names)
+    return mt.render_records(records, candidate_tokenizer, label=names)
 
 
 def test_tokenizer_format_is_known(candidate, gate0_report, gate_record):
@@ -74,7 +75,7 @@ def test_renders_a_training_conversation(gate0_report, gate_record):
     assert gate0_report.finetuning_render_ok, (
         f"{gate0_report.tokenizer_class} cannot render a conversation ending with an assistant turn, "
         f"which mlx-lm's ChatDataset renders for every training example: {gate0_report.render_error} "
-        f"(load it with tokenizer_config={dict(tc.FINETUNING_TOKENIZER_CONFIG)})"
+        f"(load it with tokenizer_config={dict(mt.FINETUNING_TOKENIZER_CONFIG)})"
     )
 
 
@@ -100,7 +101,7 @@ def test_tokenizer_parity_with_mistral_common(
     if gate0_report.family != "mistral":
         gate_record("parity", f"not applicable: the {gate0_report.family} format has no mistral-common reference")
         return
-    tekken = tc.tekken_path_of(candidate.path)
+    tekken = mt.tekken_path_of(candidate.path)
     if tekken is None:
         gate_record("parity", "not applicable (no tekken.json in candidate)")
         return

@@ -35,7 +35,7 @@ def test_peak_memory_within_budget(candidate_model, gate_config, gate_record):
 
 
 def test_smoke_writes_a_python_function(candidate_model, gate_config, gate_record):
-    from punie_gates.smoke import SMOKE_PROMPT, run_smoke
+    from punie_gates.checks.smoke import SMOKE_PROMPT, run_smoke
 
     spec = gate_config.gate("gate1")
     result = run_smoke(

@@ -17,13 +17,13 @@ pytestmark = [pytest.mark.gate2]
 
 
 def _prompts(loaded, query_set, catalog, system_prompt):
-    from punie_gates.gate_steps import validation_prompts
+    from punie_gates.checks.steps import validation_prompts
 
     return validation_prompts(loaded.tokenizer, query_set.for_gate("gate2"), system_prompt, catalog.native_schemas())
 
 
 def _timed(loaded, prompts, max_tokens, progress):
-    from punie_gates.generation import generate_naive
+    from punie_gates.answering.inprocess import generate_naive
 
     return generate_naive(loaded.model, loaded.tokenizer, prompts, max_tokens=max_tokens, progress=progress)
 
@@ -97,7 +97,7 @@ def test_speed_to_verdict(candidate_model, query_set, catalog, system_prompt, ga
         pytest.skip("--bench not given: timing the plan's generation against the suite's doubles its cost")
     from dataclasses import asdict
 
-    from punie_gates.bench import run_bench, summary, write_result
+    from punie_gates.checks.bench import run_bench, summary, write_result
 
     result = run_bench(
         candidate_model.model,

@@ -1,7 +1,7 @@
 """Gate 4 (hard): a small LoRA run, fused and quantized to 5 bits, answers 6 of 10.
 
 The cheapest training signal. 100 conversations sampled to keep the training
-data's mix of tool families (punie_gates.sampling) and 10 validation ones,
+data's mix of tool families (punie_gates.formats.sampling) and 10 validation ones,
 converted to the candidate's chat form; 50 iterations at the seed's settings
 on the 5-bit model Gate 1 made; then the seed's fusion (fuse dequantized,
 quantize to 5 bits). It passes when validation loss fell, the quantized fuse
@@ -21,63 +21,26 @@ pytestmark = [pytest.mark.gate4]
 
 
 @pytest.fixture(scope="module")
-def records(training_data, gate_config):
+def records(usable_training_data, gate_config):
     """(train, valid) records for this gate: stratified samples of the converted data."""
-    from punie_gates.sampling import stratified_sample
+    from punie_gates.formats.sampling import stratified_sample
 
-    train, valid = training_data
-    if not train.records or not valid.records:
-        pytest.fail(
-            f"no usable training data in {gate_config.training_data}: {train.converted} training and "
-            f"{valid.converted} validation conversations converted ({train.rejected + valid.rejected} rejected)",
-            pytrace=False,
-        )
+    train, valid = usable_training_data
     return (
-        stratified_sample(train.records, gate_config.gate4_examples, gate_config.seed),
-        stratified_sample(valid.records, gate_config.gate4_valid_examples, gate_config.seed),
+        stratified_sample(train, gate_config.gate4_examples, gate_config.seed),
+        stratified_sample(valid, gate_config.gate4_valid_examples, gate_config.seed),
     )
 
 
 @pytest.fixture(scope="module")
-def trained(candidate_weights, records, gate_config, progress):
-    from punie_gates.gate_steps import train_for_gate
-
-    train, valid = records
-    return train_for_gate(candidate_weights.path, train, valid, gate_config, iters=gate_config.gate4_iters, progress=progress)
-
-
-@pytest.fixture(scope="module")
-def fused(candidate_weights, trained, gate_config, progress):
-    from punie_gates.gate_steps import fuse_for_gate
-
-    return fuse_for_gate(candidate_weights.path, trained.adapter_dir, gate_config, progress=progress)
-
-
-@pytest.fixture(scope="module")
-def answers(fused, query_set, catalog, system_prompt, records, gate_config, progress):
-    """The fused model's greedy answers to the Gate 4 queries (the model is released afterwards)."""
-    import mlx.core as mx
-    from mlx_lm import load
-
-    from punie_gates.gate_steps import answer_queries
-    from punie_gates.prompts import prefix_mismatch, query_messages
-
-    queries = query_set.for_gate("gate4")
-    model, tokenizer = load(str(fused))
-    mismatch = prefix_mismatch(tokenizer, records[0][0], query_messages(system_prompt, queries[0].text), catalog.native_schemas())
-    generations = answer_queries(
-        model, tokenizer, queries, catalog=catalog, system_prompt=system_prompt,
-        gate_config=gate_config, progress=progress, save_as="gate4-responses.jsonl",
-    )
-    del model
-    mx.clear_cache()
-    return queries, {g.id: g for g in generations}, mismatch
+def gate_queries(query_set):
+    return query_set.for_gate("gate4")
 
 
 def test_training_sample(records, training_data, gate_config, gate_record):
     from collections import Counter
 
-    from punie_gates.sampling import record_family
+    from punie_gates.formats.sampling import record_family
 
     train, valid = records
     converted_train, converted_valid = training_data
@@ -98,24 +61,11 @@ def test_training_sample(records, training_data, gate_config, gate_record):
 
 
 def test_validation_loss_falls(trained, gate_config, gate_record):
-    from punie_gates.training import plot_loss_curve, write_loss_curve
+    from punie_gates.checks.steps import training_figures
 
+    for key, value in training_figures(trained, gate_config.report_dir, "gate4", f"Gate 4 LoRA: {trained.iters_done} iterations").items():
+        gate_record(key, value)
     curve = trained.curve
-    report = gate_config.report_dir
-    png = plot_loss_curve(curve, report / "gate4-loss-curve.png", f"Gate 4 LoRA: {trained.iters_done} iterations")
-    write_loss_curve(curve, report / "gate4-loss-curve.json")
-    gate_record("loss_curve", curve.to_json())
-    gate_record("loss_curve_png", str(png))
-    gate_record("loss", curve.summary())
-    gate_record("training", {
-        "iters": trained.iters_done,
-        "resumed_from": trained.resumed_from,
-        "cached": trained.cached,
-        "seconds": round(trained.seconds, 1),
-        "lora_layers": trained.lora_layers,
-        "adapter_dir": str(trained.adapter_dir),
-        "settings": trained.info.get("settings"),
-    })
     assert curve.start is not None and len(curve.valid) >= 2, f"expected >= 2 validation points, found {curve.valid}"
     assert curve.end < curve.start, (
         f"validation loss ended at {curve.end:.4f}, not below where it started ({curve.start:.4f}) after "
@@ -123,33 +73,26 @@ def test_validation_loss_falls(trained, gate_config, gate_record):
     )
 
 
-def test_lora_survives_quantization(candidate_tokenizer, candidate_weights, trained, fused, records, gate_config, gate_record):
-    from punie_gates.fusion import model_size_gb
-    from punie_gates.gate_steps import measure_retention
+def test_lora_survives_quantization(retention, fused, gate_config, gate_record):
+    from punie_gates.checks.steps import retention_problem
+    from punie_gates.model.folder import disk_gb
 
-    retention = measure_retention(candidate_tokenizer, candidate_weights.path, trained.adapter_dir, fused, records[1])
     gate_record("lora_retention", retention.to_json())
-    gate_record("fused_model", {"path": str(fused), "disk_gb": round(model_size_gb(fused), 3)})
-    need = float(gate_config.gate("gate4")["min_lora_retention"])
-    assert retention.kl_adapter_vs_base > 0, "the adapter does not change the model's predictions: nothing to retain"
-    assert retention.value >= need, (
-        f"the {retention.bits}-bit fuse keeps {retention.value:.2f} of the adapter's effect on next-token "
-        f"predictions (KL adapter->fused {retention.kl_adapter_vs_fused:.4g} vs adapter->base "
-        f"{retention.kl_adapter_vs_base:.4g} nats); expected >= {need}: quantization rounded the LoRA delta away"
-    )
+    gate_record("fused_model", {"path": str(fused), "disk_gb": round(disk_gb(fused), 3)})
+    problem = retention_problem(retention, float(gate_config.gate("gate4")["min_lora_retention"]))
+    assert problem is None, problem
 
 
 def test_prompts_match_training(answers, gate_record):
-    _, _, mismatch = answers
-    gate_record("prompt_matches_training", mismatch is None)
-    assert mismatch is None, mismatch
+    gate_record("prompt_matches_training", answers.prompt_mismatch is None)
+    assert answers.prompt_mismatch is None, answers.prompt_mismatch
 
 
 def test_gate4_queries(answers, catalog, gate_config, gate_record):
-    from punie_gates.scoring import score_response
+    from punie_gates.checks.scoring import score_response
 
-    queries, generations, _ = answers
-    scores = [score_response(q, generations[q.id].text, catalog) for q in queries]
+    generations = answers.generations
+    scores = [score_response(q, generations[q.id].text, catalog) for q in answers.queries]
     gate_record("queries", [{**s.to_json(), "response": generations[s.id].text[:300]} for s in scores])
     correct = sum(s.passed for s in scores)
     gate_record("correct", correct)

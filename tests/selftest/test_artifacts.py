@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from punie_gates import artifacts
+from punie_gates.model import artifacts
 
 
 def _build(final: Path, text: str = "weights", parts: dict | None = None) -> Path:
@@ -112,7 +112,7 @@ def test_partial_of_a_dead_process_is_swept(tmp_path):
 _KILLED_BUILD = """
 import sys, time
 from pathlib import Path
-from punie_gates import artifacts
+from punie_gates.model import artifacts
 with artifacts.building(Path(sys.argv[1]), {"x": 1}) as partial:
     (partial / "model.bin").write_bytes(b"x" * 1000)
     print("writing", flush=True)

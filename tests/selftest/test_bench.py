@@ -9,7 +9,8 @@ import textwrap
 
 import pytest
 
-from punie_gates.progress import format_line, format_seconds, make_progress, null_progress, progress_printer
+from punie_gates.plugin.terminal import make_progress
+from punie_gates.progress import format_line, format_seconds, null_progress, progress_printer
 
 KEYS = {
     "naive_s", "suite_s", "speedup", "prefill_tokens_naive", "prefill_tokens_suite", "verdicts_differ",
@@ -50,7 +51,7 @@ def test_bench_computes_fewer_prefill_tokens_than_naive(bench_run):
 
 
 def test_summary_line_reads_the_figures(bench_run):
-    from punie_gates.bench import summary
+    from punie_gates.checks.bench import summary
 
     r = json.loads(bench_run[0].stdout)
     line = summary(r)
@@ -68,14 +69,14 @@ def test_bench_shows_progress_on_stderr_only(bench_run):
 
 @pytest.mark.parametrize("argv", [["--max-tokens", "0"], ["--gen-batch-size", "0"], ["--limit", "0"]])
 def test_bench_refuses_bad_numbers(argv, capsys):
-    from punie_gates.bench import main
+    from punie_gates.commands.bench import main
 
     assert main(["--candidate", "demo", *argv]) == 2
     assert "must be >= 1" in capsys.readouterr().err
 
 
 def test_bench_names_a_bad_query_file(tmp_path, capsys):
-    from punie_gates.bench import main
+    from punie_gates.commands.bench import main
 
     bad = tmp_path / "queries.toml"
     bad.write_text("[[query]]\nid = 1\n", encoding="utf-8")
@@ -132,7 +133,7 @@ def test_make_progress_under_pytest(pytester):
         textwrap.dedent(
             """
             import pytest
-            from punie_gates.progress import make_progress
+            from punie_gates.plugin.terminal import make_progress
 
             @pytest.fixture
             def progress(pytestconfig):

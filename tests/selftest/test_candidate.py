@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from punie_gates.candidate import (
+from punie_gates.model.folder import config_family
+from punie_gates.model.candidate import (
     DEFAULT_CANDIDATE,
     CandidateError,
-    detect_family,
     resolve_candidate,
 )
 
@@ -111,7 +111,7 @@ def test_hub_id_offline_and_not_cached_fails_with_the_fix(tmp_path, offline_hub)
 
 def _fake_hub_cache(home: Path, repo: str, files: dict[str, Path | str]) -> Path:
     """huggingface_hub's cache layout: models--org--name/snapshots/<rev>/ and refs/main."""
-    from punie_gates.tekken import write_tekken
+    from punie_gates.formats.tekken import write_tekken
 
     revision = "0123456789abcdef0123456789abcdef01234567"
     root = home / "hub" / ("models--" + repo.replace("/", "--"))
@@ -134,7 +134,7 @@ def test_hub_id_resolves_from_the_offline_cache(tmp_path, offline_hub):
     assert (found.source, found.name, found.family, found.is_demo) == ("hub", REPO, "mistral", False)
     assert found.path == snapshot
     # The tokenizer loads from that folder the way Gate 0 reads it (no weights, no network).
-    from punie_gates.tekken import reference_tokenizer
+    from punie_gates.formats.tekken import reference_tokenizer
 
     assert reference_tokenizer(found.path / "tekken.json").instruct_tokenizer.tokenizer.get_special_token("[ARGS]") >= 0
 
@@ -150,6 +150,6 @@ def test_an_existing_folder_wins_over_a_repo_id_spelling(tmp_path, monkeypatch, 
 
 
 def test_family_falls_back_to_tokenizer_files(tmp_path):
-    assert detect_family(_folder(tmp_path / "a", {"model_type": "llama"}, files=("tekken.json",))) == "mistral"
-    assert detect_family(_folder(tmp_path / "b", {"model_type": "llama"})) == "unknown"
-    assert detect_family(_folder(tmp_path / "c", {"model_type": "qwen3"})) == "qwen3"
+    assert config_family(_folder(tmp_path / "a", {"model_type": "llama"}, files=("tekken.json",))) == "mistral"
+    assert config_family(_folder(tmp_path / "b", {"model_type": "llama"})) == "unknown"
+    assert config_family(_folder(tmp_path / "c", {"model_type": "qwen3"})) == "qwen3"

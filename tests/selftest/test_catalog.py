@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from punie_gates.catalog import CatalogError, load_catalog, native_tool_schemas
+from punie_gates.inputs.catalog import CatalogError, load_catalog, native_tool_schemas
 
 # Punie's typed tools and their result fields (FACTS.md), written out independently of
 # data/tools.toml so a slip in either shows up here.

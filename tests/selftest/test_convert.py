@@ -8,18 +8,17 @@ from pathlib import Path
 
 import pytest
 
-from punie_gates import paths
-from punie_gates.convert import (
+from punie_gates.inputs import paths
+from punie_gates.formats.convert import (
     ConversionResult,
     convert_training_folder,
-    main,
     read_jsonl_bytes,
-    record_family,
-    stratified_sample,
     to_mistral,
     to_qwen3,
 )
-from punie_gates.qwen3_format import QWEN3_MARKERS
+from punie_gates.commands.convert import main
+from punie_gates.formats.sampling import record_family, stratified_sample
+from punie_gates.formats.qwen3 import QWEN3_MARKERS
 
 FIXTURES = paths.fixtures_dir() / "qwen3"
 SHAPES = FIXTURES / "shapes.jsonl"
@@ -485,7 +484,7 @@ def test_cli_toml_catalog(tmp_path, capsys):
     catalog = paths.data_dir() / "tools.toml"
     if not catalog.is_file():
         pytest.skip("data/tools.toml not present")
-    from punie_gates.catalog import native_tool_schemas
+    from punie_gates.inputs.catalog import native_tool_schemas
 
     names = {t["function"]["name"] for t in native_tool_schemas(catalog)}
     status = main([str(SHAPES), "-o", str(tmp_path / "o.jsonl"), "--tools", str(catalog)])

@@ -8,7 +8,7 @@ from collections import Counter
 
 import pytest
 
-from punie_gates.convert import (
+from punie_gates.formats.convert import (
     convert_training_folder,
     read_jsonl_bytes,
     record_family,
@@ -88,7 +88,7 @@ def test_to_qwen3_reproduces_punies_text_up_to_tag_layout(phase27_dir, converted
 def devstral_tokenizers(tmp_path_factory):
     from transformers import AutoTokenizer
 
-    from punie_gates.tekken import reference_tokenizer, save_hf_tokenizer, write_tekken
+    from punie_gates.formats.tekken import reference_tokenizer, save_hf_tokenizer, write_tekken
 
     root = tmp_path_factory.mktemp("tekken27")
     tekken = write_tekken(root / "tekken.json", layout="v13")

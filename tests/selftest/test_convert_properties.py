@@ -19,8 +19,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from punie_gates.convert import _mistral_marker, to_mistral, to_qwen3
-from punie_gates.qwen3_format import LAYOUT_WS, QWEN3_MARKERS
+from punie_gates.formats.convert import _mistral_marker, to_mistral, to_qwen3
+from punie_gates.formats.qwen3 import LAYOUT_WS, QWEN3_MARKERS
 
 ID = re.compile(r"[A-Za-z0-9]{9}")
 _QWEN3 = re.compile("|".join(map(re.escape, QWEN3_MARKERS)))
@@ -188,7 +188,7 @@ def devstral_tokenizers(tmp_path_factory):
     """(HF tokenizer with the v13 template, mistral-common reference in finetuning mode), built offline."""
     from transformers import AutoTokenizer
 
-    from punie_gates.tekken import reference_tokenizer, save_hf_tokenizer, write_tekken
+    from punie_gates.formats.tekken import reference_tokenizer, save_hf_tokenizer, write_tekken
 
     root = tmp_path_factory.mktemp("tekken")
     tekken = write_tekken(root / "tekken.json", layout="v13")

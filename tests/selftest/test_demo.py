@@ -7,8 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from punie_gates import artifacts, demo
-from punie_gates.candidate import resolve_candidate
+from punie_gates.model import artifacts
+from punie_gates.commands import demo_model
+from punie_gates.model import demo
+from punie_gates.model.candidate import resolve_candidate
 
 
 @pytest.fixture(scope="session")
@@ -26,7 +28,7 @@ def demo_dir(demo_cache) -> Path:
 def cli_dir(tmp_path_factory, demo_dir) -> Path:
     """A second, independent build through `punie-gates demo-model DIR`."""
     target = tmp_path_factory.mktemp("cli") / "demo-model"
-    assert demo.main([str(target)]) == 0
+    assert demo_model.main([str(target)]) == 0
     return target
 
 
@@ -99,7 +101,7 @@ def test_cli_refuses_a_folder_that_is_not_a_demo(tmp_path, capsys):
     target = tmp_path / "precious"
     target.mkdir()
     (target / "notes.txt").write_text("keep me")
-    assert demo.main([str(target)]) == 2
+    assert demo_model.main([str(target)]) == 2
     assert (target / "notes.txt").read_text() == "keep me"
     assert "not an empty folder or a demo model" in capsys.readouterr().err
 
@@ -109,4 +111,4 @@ def test_cli_on_an_existing_demo_folder_does_not_rebuild(cli_dir, monkeypatch):
         raise AssertionError("an up-to-date demo folder must not be rebuilt")
 
     monkeypatch.setattr(demo, "build_demo_model", refuse)
-    assert demo.main([str(cli_dir)]) == 0
+    assert demo_model.main([str(cli_dir)]) == 0

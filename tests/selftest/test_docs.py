@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from punie_gates.config import OPTIONS
+from punie_gates.inputs.options import OPTIONS
 
 REPO = Path(__file__).resolve().parents[2]
 DOCS = (REPO / "README.md", REPO / "docs" / "ci.md")

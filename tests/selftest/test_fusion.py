@@ -8,9 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from punie_gates import artifacts, paths
-from punie_gates.fusion import Retention, fuse_and_quantize, fuse_dequantized, lora_retention, quantize
-from punie_gates.training import TrainSettings, train_lora, training_token_ids
+from punie_gates.model import artifacts
+from punie_gates.inputs import paths
+from punie_gates.model.fusion import Retention, fuse_and_quantize, fuse_dequantized, lora_retention
+from punie_gates.model.quantize import ensure_bits
+from punie_gates.model.training import TrainSettings, train_lora, training_token_ids
 
 from test_training import TRAIN, VALID  # the same short conversations
 
@@ -19,8 +21,8 @@ SETTINGS = TrainSettings(iters=6, max_seq_length=128, steps_per_eval=6, save_eve
 
 @pytest.fixture(scope="module")
 def demo_base() -> Path:
-    from punie_gates.demo import ensure_demo_model
-    from punie_gates.smoke import ensure_bits
+    from punie_gates.model.demo import ensure_demo_model
+    from punie_gates.model.quantize import ensure_bits
 
     return ensure_bits(ensure_demo_model(), paths.cache_dir() / "work", 5).path
 
@@ -67,7 +69,7 @@ def test_fusion_is_cached_and_fresh_rebuilds(demo_base, adapter, work, fused5):
     marker = (fused5 / artifacts.MARKER).stat().st_mtime_ns
     assert fuse_and_quantize(demo_base, adapter, work, bits=5, fresh=True, keep_fused=True) == fused5
     assert (fused5 / artifacts.MARKER).stat().st_mtime_ns != marker, "--fresh reused the cached fuse"
-    plain = quantize(fused_dense, work, bits=5)  # the generic step: any float model folder
+    plain = ensure_bits(fused_dense, work, 5).path  # the one quantizer serves any float model folder
     assert json.loads((plain / "config.json").read_text())["quantization"]["bits"] == 5
 
 

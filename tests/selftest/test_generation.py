@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from punie_gates.generation import Generation, generate_answers, generate_naive, save_responses, shared_prefix_len
-from punie_gates.prompts import query_messages, render_prompt
+from punie_gates.answering.inprocess import Generation, generate_answers, generate_naive, save_responses, shared_prefix_len
+from punie_gates.answering.prompts import query_messages, render_prompt
 
 MAX_TOKENS = 12
 QUESTIONS = (
@@ -24,7 +24,7 @@ def demo(tmp_path_factory):
     """The demo candidate (tiny, random weights) loaded with mlx-lm, built in the suite's cache."""
     from mlx_lm import load
 
-    from punie_gates.demo import ensure_demo_model
+    from punie_gates.model.demo import ensure_demo_model
 
     return load(str(ensure_demo_model()))
 
@@ -105,7 +105,7 @@ def test_cached_prefix_gives_the_same_next_token_logits(demo, prompts):
     import mlx.core as mx
     from mlx_lm.models.cache import make_prompt_cache
 
-    from punie_gates.generation import _prefill
+    from punie_gates.answering.inprocess import _prefill
 
     model, _ = demo
     shared = shared_prefix_len([ids for _, ids in prompts])
@@ -167,9 +167,9 @@ def test_bad_input_is_refused(demo, prompts):
 
 
 def test_save_responses_writes_the_score_format(tmp_path, naive):
-    from punie_gates.catalog import load_catalog
-    from punie_gates.queries import load_queries
-    from punie_gates.scoring import read_responses
+    from punie_gates.inputs.catalog import load_catalog
+    from punie_gates.inputs.queries import load_queries
+    from punie_gates.checks.scoring import read_responses
 
     path = save_responses(tmp_path / "out" / "responses.jsonl", naive)
     rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from punie_gates import paths
-from punie_gates.prompts import (
+from punie_gates.inputs import paths
+from punie_gates.answering.prompts import (
     default_system_prompt,
     prefix_mismatch,
     prompt_head,
@@ -41,7 +41,7 @@ TOOLS = [
 
 @pytest.fixture(scope="module")
 def demo_dir():
-    from punie_gates.demo import ensure_demo_model
+    from punie_gates.model.demo import ensure_demo_model
 
     return ensure_demo_model()
 
@@ -106,7 +106,7 @@ def test_render_passes_tools_natively_and_ends_with_the_generation_prompt(tokeni
 def test_render_matches_mistral_commons_reference_encoding(tokenizer, tekken_file):
     from mistral_common.protocol.instruct.request import ChatCompletionRequest
 
-    from punie_gates.tekken import reference_tokenizer
+    from punie_gates.formats.tekken import reference_tokenizer
 
     messages = query_messages(SYSTEM, "Which tests fail?")
     reference = reference_tokenizer(tekken_file, validation_mode="test").encode_chat_completion(
@@ -170,7 +170,7 @@ def test_default_system_prompt_is_the_most_common_in_training():
 
 
 def test_default_system_prompt_accepts_a_conversion_result():
-    class Result:  # the shape of punie_gates.convert.ConversionResult that matters here
+    class Result:  # the shape of punie_gates.formats.convert.ConversionResult that matters here
         records = (record(system="From records."),)
 
     assert default_system_prompt(Result()) == "From records."

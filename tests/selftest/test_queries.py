@@ -7,8 +7,8 @@ from collections import Counter
 
 import pytest
 
-from punie_gates.catalog import load_catalog
-from punie_gates.queries import QueryFileError, load_queries
+from punie_gates.inputs.catalog import load_catalog
+from punie_gates.inputs.queries import QueryFileError, load_queries
 
 CATEGORIES = [
     "direct_answers", "existing_lsp", "new_lsp", "git_tools",

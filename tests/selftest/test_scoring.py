@@ -10,11 +10,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from punie_gates import cli, paths
-from punie_gates.catalog import load_catalog
-from punie_gates.code_analysis import analyse_code
-from punie_gates.queries import load_queries
-from punie_gates.scoring import Call, detect_format, main, parse_calls, score_response, validate_call
+from punie_gates import commands as cli
+from punie_gates.inputs import paths
+from punie_gates.inputs.catalog import load_catalog
+from punie_gates.formats.code_analysis import analyse_code
+from punie_gates.inputs.queries import load_queries
+from punie_gates.checks.scoring import score_response, validate_call
+from punie_gates.formats.tool_calls import ParsedCall, detect_format, parse_calls
+from punie_gates.commands.score import main
 
 RESPONSES = paths.fixtures_dir() / "responses"
 CASE_FILES = {"mistral": "cases_mistral.toml", "qwen3": "cases_qwen3.toml"}
@@ -222,12 +225,12 @@ def test_parsers_never_raise_on_marker_soup(text):
 
 
 def test_validate_call(catalog):
-    assert validate_call(Call("execute_code", {"code": "print(1)"}, None), catalog) is None
-    assert "required" in validate_call(Call("execute_code", {}, None), catalog)
-    assert "code" in validate_call(Call("execute_code", {"code": 3}, None), catalog)
-    assert "typed tool" in validate_call(Call("git_status", {}, None), catalog)
-    assert "no native tool named 'bash'" in validate_call(Call("bash", {}, None), catalog)
-    assert validate_call(Call("execute_code", None, "cut off"), catalog) == "cut off"
+    assert validate_call(ParsedCall("execute_code", {"code": "print(1)"}, None), catalog) is None
+    assert "required" in validate_call(ParsedCall("execute_code", {}, None), catalog)
+    assert "code" in validate_call(ParsedCall("execute_code", {"code": 3}, None), catalog)
+    assert "typed tool" in validate_call(ParsedCall("git_status", {}, None), catalog)
+    assert "no native tool named 'bash'" in validate_call(ParsedCall("bash", {}, None), catalog)
+    assert validate_call(ParsedCall("execute_code", None, "cut off"), catalog) == "cut off"
 
 
 # --- code analysis ---------------------------------------------------------------------------
@@ -421,7 +424,7 @@ def test_punie_code_mode_calls_read_only_catalog_fields(phase27_dir, catalog):
 
 def test_a_typed_tool_offered_natively_counts_as_called(catalog):
     # Punie offers run_command both directly and inside execute_code code.
-    from punie_gates.queries import Query
+    from punie_gates.inputs.queries import Query
 
     query = Query(id="x-01", category="existing_tools", text="List the files.", expect="tool",
                   tools_any=("run_command",), tools_all=(), fields_any=())

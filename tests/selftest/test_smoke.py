@@ -9,20 +9,18 @@ from pathlib import Path
 
 import pytest
 
-from punie_gates import demo
-from punie_gates.candidate import CandidateError, resolve_candidate
-from punie_gates.smoke import (
+from punie_gates.model import demo
+from punie_gates.model.candidate import CandidateError, resolve_candidate
+from punie_gates.checks.smoke import check_defines_function, extract_code, run_smoke
+from punie_gates.model.folder import (
     MemoryBudgetError,
-    check_defines_function,
     check_memory_budget,
-    ensure_bits,
     estimate_memory_gb,
-    extract_code,
-    load_model,
     quantization_bits,
-    run_smoke,
     stored_bits,
 )
+from punie_gates.model.loading import load_model
+from punie_gates.model.quantize import ensure_bits
 
 # -- the smoke check on strings -----------------------------------------------
 
@@ -157,7 +155,7 @@ def demo_candidate(demo_cache):
 
 @pytest.fixture(scope="session")
 def loaded_demo(demo_candidate, work_dir):
-    return load_model(demo_candidate, work_dir=work_dir, memory_budget_gb=20.0)
+    return load_model(demo_candidate, work_dir=work_dir, memory_budget_gb=20.0, bits=5)
 
 
 def test_demo_is_quantized_to_5_bits_and_loads_within_budget(loaded_demo, demo_candidate):
@@ -173,9 +171,9 @@ def test_demo_is_quantized_to_5_bits_and_loads_within_budget(loaded_demo, demo_c
 
 
 def test_quantized_model_is_cached_and_a_5bit_model_is_used_as_is(loaded_demo, demo_candidate, work_dir):
-    again = ensure_bits(demo_candidate.path, work_dir)
+    again = ensure_bits(demo_candidate.path, work_dir, 5)
     assert (again.path, again.cached, again.seconds) == (loaded_demo.path, True, 0.0)
-    as_is = ensure_bits(loaded_demo.path, work_dir)
+    as_is = ensure_bits(loaded_demo.path, work_dir, 5)
     assert (as_is.path, as_is.quantized_by_suite, as_is.source_bits) == (loaded_demo.path, False, 5)
 
 
@@ -199,7 +197,7 @@ def test_demo_smoke_fails_quoting_its_gibberish(loaded_demo):
 
 def test_a_tiny_budget_refuses_before_loading(demo_candidate, work_dir):
     with pytest.raises(MemoryBudgetError, match=r"candidate 'demo'.*budget is 0.1 GB"):
-        load_model(demo_candidate, work_dir=work_dir, memory_budget_gb=0.1)
+        load_model(demo_candidate, work_dir=work_dir, memory_budget_gb=0.1, bits=5)
 
 
 # -- the gate module end to end, on the demo ----------------------------------------

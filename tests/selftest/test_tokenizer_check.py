@@ -1,4 +1,4 @@
-"""Self-tests of Gate 0's tokenizer check (punie_gates.tokenizer_check).
+"""Self-tests of Gate 0's tokenizer check (punie_gates.checks.tokenizer).
 
 Tokenizer-only candidate folders are built once per session from the tekken file
 mistral-common ships: the v13 layout Devstral uses and the v3 layout where
@@ -18,8 +18,9 @@ from pathlib import Path
 
 import pytest
 
-from punie_gates import tekken
-from punie_gates import tokenizer_check as tc
+from punie_gates.formats import tekken
+from punie_gates.checks import tokenizer as tc
+from punie_gates.model import tokenizer as mt
 
 BACKENDS = {"tokenizers": "TokenizersBackend", "mistral": "MistralCommonBackend"}
 MISTRAL_CONFIG = {"model_type": "mistral3", "text_config": {"model_type": "ministral3"}}
@@ -84,7 +85,7 @@ def folders(tmp_path_factory, tekken_files) -> dict[tuple[str, str], Path]:
 def tokenizer_of(folders):
     @cache
     def loader(layout: str, variant: str):
-        return tc.load_candidate_tokenizer(folders[(layout, variant)])
+        return mt.load_candidate_tokenizer(folders[(layout, variant)])
 
     return loader
 
@@ -242,7 +243,7 @@ def test_parity_catches_a_broken_pretokenizer_and_shows_where(tokenizer_of, repo
 def test_parity_uses_the_ids_given(tokenizer_of, tekken_files):
     records = _parity_records()[:1]
     tokenizer = tokenizer_of("v13", "tokenizers")
-    rendered = tc.render_records(records, tokenizer)
+    rendered = mt.render_records(records, tokenizer)
     assert rendered.errors == ()
     assert tc.check_parity(records, tokenizer, tekken_files["v13"], rendered=rendered.ids).mismatched == 0
     shifted = [(rendered.ids[0][0],) + rendered.ids[0]]
@@ -251,14 +252,14 @@ def test_parity_uses_the_ids_given(tokenizer_of, tekken_files):
 
 
 def test_real_training_data_has_no_split_marker_and_parity_holds(phase27_dir, repo_root, tokenizer_of, tekken_files):
-    from punie_gates.catalog import load_catalog
-    from punie_gates.convert import convert_training_folder
+    from punie_gates.inputs.catalog import load_catalog
+    from punie_gates.formats.convert import convert_training_folder
 
     tools = load_catalog(repo_root / "data" / "tools.toml").native_schemas()
     train, valid = convert_training_folder(phase27_dir, tools=tools)
     records = [*train.records, *valid.records]
     tokenizer = tokenizer_of("v13", "tokenizers")
-    rendered = tc.render_records(records, tokenizer)
+    rendered = mt.render_records(records, tokenizer)
     assert rendered.errors == ()
     assert tc.find_split_markers(records, tokenizer) == []
     parity = tc.check_parity(records, tokenizer, tekken_files["v13"], rendered=rendered.ids)
@@ -332,7 +333,7 @@ def qwen_folders(tmp_path_factory) -> dict[str, Path]:
 
 
 def test_qwen3_tool_markers_pass(qwen_folders):
-    tokenizer = tc.load_candidate_tokenizer(qwen_folders["ok"])
+    tokenizer = mt.load_candidate_tokenizer(qwen_folders["ok"])
     report = tc.inspect_tokenizer(tokenizer)
     assert report.passed, report.failures
     assert (report.family, report.tokenizer_class) == ("qwen3", "TokenizersBackend")
@@ -340,14 +341,14 @@ def test_qwen3_tool_markers_pass(qwen_folders):
         found = report.marker(marker)
         assert found.emitted and found.single and len(found.ids) == 1, found
     assert report.seed_delimiters == ()
-    assert tc.tekken_path_of(qwen_folders["ok"]) is None  # parity: not applicable
+    assert mt.tekken_path_of(qwen_folders["ok"]) is None  # parity: not applicable
     # Qwen3 data carries its markers as text by design: not flagged while they stay whole.
     record = {"messages": [{"role": "assistant", "content": '<tool_call>\n{"name": "x"}\n</tool_call>'}]}
     assert tc.find_split_markers([record], tokenizer) == []
 
 
 def test_qwen3_missing_marker_fails_naming_it(qwen_folders):
-    tokenizer = tc.load_candidate_tokenizer(qwen_folders["no-close"])
+    tokenizer = mt.load_candidate_tokenizer(qwen_folders["no-close"])
     report = tc.inspect_tokenizer(tokenizer)
     assert report.family == "qwen3" and not report.passed
     assert [f for f in report.failures if f.startswith("</tool_call> is not one token")], report.failures
@@ -357,7 +358,7 @@ def test_qwen3_missing_marker_fails_naming_it(qwen_folders):
 
 
 def test_unknown_format_fails(qwen_folders):
-    report = tc.inspect_tokenizer(tc.load_candidate_tokenizer(qwen_folders["plain"]))
+    report = tc.inspect_tokenizer(mt.load_candidate_tokenizer(qwen_folders["plain"]))
     assert report.family == "unknown" and not report.passed
     assert report.failures[0].startswith("unknown chat format")
 
@@ -368,6 +369,6 @@ def test_unknown_format_fails(qwen_folders):
 def test_load_refuses_what_is_not_a_local_tokenizer_folder(tmp_path):
     # mlx-lm would take a missing path for a hub repo id and try to download it.
     with pytest.raises(FileNotFoundError, match="not a local folder"):
-        tc.load_candidate_tokenizer(tmp_path / "mlx-community" / "missing")
+        mt.load_candidate_tokenizer(tmp_path / "mlx-community" / "missing")
     with pytest.raises(FileNotFoundError, match="no tokenizer.json, tekken.json or tokenizer.model"):
-        tc.load_candidate_tokenizer(tmp_path)
+        mt.load_candidate_tokenizer(tmp_path)

@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from punie_gates import artifacts, paths
-from punie_gates.training import (
+from punie_gates.model import artifacts
+from punie_gates.inputs import paths
+from punie_gates.model.training import (
     LossCurve,
     TrainSettings,
     checkpoints,
@@ -85,8 +86,8 @@ def stop_at(iteration: int):
 @pytest.fixture(scope="module")
 def demo_base() -> Path:
     """The demo candidate at 5 bits, as Gate 1 leaves it (keyed and cached under the suite's cache)."""
-    from punie_gates.demo import ensure_demo_model
-    from punie_gates.smoke import ensure_bits
+    from punie_gates.model.demo import ensure_demo_model
+    from punie_gates.model.quantize import ensure_bits
 
     return ensure_bits(ensure_demo_model(), paths.cache_dir() / "work", 5).path
 
@@ -187,7 +188,7 @@ import json, sys
 from pathlib import Path
 sys.path.insert(0, sys.argv[3])
 from test_training import TRAIN, VALID
-from punie_gates.training import TrainSettings, train_lora
+from punie_gates.model.training import TrainSettings, train_lora
 settings = TrainSettings(iters=40, max_seq_length=128, steps_per_eval=40, save_every=1, val_batches=-1)
 train_lora(Path(sys.argv[1]), TRAIN, VALID, settings, Path(sys.argv[2]))
 """

@@ -8,9 +8,15 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from punie_gates.verdict import GATE_ORDER, STATUSES, GateResult, decide
+from punie_gates.decision.verdict import STATUSES, GateResult, decide
+from punie_gates.inputs.gates import builtin_gates
 
-KINDS = {"gate0": "hard", "gate1": "hard", "gate2": "soft", "gate3": "caution", "gate4": "hard", "gate5": "hard"}
+GATE_ORDER = builtin_gates().ids
+KINDS = {g.id: g.kind for g in builtin_gates()}
+
+
+def test_the_registry_holds_the_seed_decision_matrix():
+    assert KINDS == {"gate0": "hard", "gate1": "hard", "gate2": "soft", "gate3": "caution", "gate4": "hard", "gate5": "hard"}
 
 
 def results(**statuses):

@@ -7,11 +7,12 @@ import json
 import os
 import platform
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping, Sequence
 
 from punie_gates import __version__
-from punie_gates.verdict import GATE_ORDER
+from punie_gates.decision.verdict import GateResult, Verdict
 
 DEMO_NOTE = (
     "built-in offline demo candidate: a tiny model with RANDOM weights and Devstral's "
@@ -36,43 +37,66 @@ def _jsonable(value: Any) -> Any:
     return str(value)
 
 
-def report_document(book, cfg) -> dict[str, Any]:
-    verdict = book.verdict
-    candidate = cfg.candidate if cfg else None
-    doc = {
-        "suite": f"punie-gates {__version__}",
-        "verdict": verdict.verdict,
-        "stopped_at": verdict.stopped_at,
-        "complete": verdict.complete,
-        "flags": list(verdict.flags),
-        "reasons": list(verdict.reasons),
-        "candidate": {
-            "spec": candidate,
-            "is_demo": candidate == "demo",
-            "note": DEMO_NOTE if candidate == "demo" else None,
-        },
-        "baseline": cfg.baseline if cfg else None,
-        "run_all_gates": cfg.run_all_gates if cfg else False,
-        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(book.started)),
-        "seconds": round(time.time() - book.started, 3),
-        "machine": {"platform": platform.platform(), "machine": platform.machine(), "cpus": os.cpu_count()},
-        "collection_errors": list(book.collection_errors),
-        "gates": {},
-    }
-    for gate in GATE_ORDER:
-        result = book.results.get(gate)
-        if result is None:
-            continue
-        doc["gates"][gate] = {
-            "name": result.name,
-            "kind": result.kind,
-            "status": result.status,
-            "seconds": result.seconds,
-            "tests": dict(result.tests),
-            "reasons": list(result.reasons),
-            "figures": _jsonable(dict(result.figures)),
+@dataclass(frozen=True)
+class Report:
+    """One run's outcome: what gate-report.json, gate-report.md and the terminal show."""
+
+    verdict: Verdict
+    """The go/no-go and why."""
+    results: Mapping[str, GateResult]
+    """Every gate's result, in gate order."""
+    candidate: str | None
+    """The candidate as the user named it (None when the options could not be read)."""
+    baseline: str | None = None
+    """The production model measured beside it, if any."""
+    run_all_gates: bool = False
+    """Whether later gates ran past a hard failure (diagnosis)."""
+    started: float = field(default_factory=time.time)
+    """When the run started (seconds since the epoch)."""
+    finished: float = field(default_factory=time.time)
+    """When the verdict was reached."""
+    collection_errors: tuple[str, ...] = ()
+    """Gate modules or options that could not be read."""
+
+    @property
+    def is_demo(self) -> bool:
+        return self.candidate == "demo"
+
+    def to_json(self) -> dict[str, Any]:
+        """The gate-report.json document."""
+        verdict = self.verdict
+        doc = {
+            "suite": f"punie-gates {__version__}",
+            "verdict": verdict.verdict,
+            "stopped_at": verdict.stopped_at,
+            "complete": verdict.complete,
+            "flags": list(verdict.flags),
+            "reasons": list(verdict.reasons),
+            "candidate": {
+                "spec": self.candidate,
+                "is_demo": self.is_demo,
+                "note": DEMO_NOTE if self.is_demo else None,
+            },
+            "baseline": self.baseline,
+            "run_all_gates": self.run_all_gates,
+            "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(self.started)),
+            "seconds": round(self.finished - self.started, 3),
+            "machine": {"platform": platform.platform(), "machine": platform.machine(), "cpus": os.cpu_count()},
+            "collection_errors": list(self.collection_errors),
+            "gates": {},
         }
-    return doc
+        for gate, result in self.results.items():
+            doc["gates"][gate] = {
+                "name": result.name,
+                "kind": result.kind,
+                "status": result.status,
+                "seconds": result.seconds,
+                "tests": dict(result.tests),
+                "reasons": list(result.reasons),
+                "flags": list(result.flags),
+                "figures": _jsonable(dict(result.figures)),
+            }
+        return doc
 
 
 def _atomic_write(path: Path, text: str) -> None:
@@ -81,10 +105,10 @@ def _atomic_write(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def write_reports(report_dir: Path, book, cfg) -> tuple[Path, Path]:
+def write_reports(report_dir: Path, report: Report) -> tuple[Path, Path]:
     report_dir = Path(report_dir)
     report_dir.mkdir(parents=True, exist_ok=True)
-    doc = report_document(book, cfg)
+    doc = report.to_json()
     json_path, md_path = report_dir / "gate-report.json", report_dir / "gate-report.md"
     _atomic_write(json_path, json.dumps(doc, indent=2, ensure_ascii=False) + "\n")
     _atomic_write(md_path, markdown(doc))
@@ -118,19 +142,16 @@ def markdown(doc: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def terminal_lines(book) -> list[str]:
-    verdict = book.verdict
+def terminal_lines(report: Report, report_paths: Sequence[Path] = ()) -> list[str]:
+    verdict = report.verdict
     out = ["", "=" * 24 + " punie-gates verdict " + "=" * 24]
-    for gate in GATE_ORDER:
-        r = book.results.get(gate)
-        if r is None:
-            continue
+    for gate, r in report.results.items():
         reason = f"  {_short(r.reasons[0], 90)}" if r.reasons and r.status != "passed" else ""
         out.append(f"{gate}  {r.kind:<7} {r.status.upper():<8} {r.seconds:7.1f}s  {r.name}{reason}")
-    gate2 = book.results.get("gate2")
+    gate2 = report.results.get("gate2")
     if gate2 is not None and gate2.figures.get("bench_summary"):
         out.append(f"speed to verdict (--bench): {gate2.figures['bench_summary']}")
-    if getattr(book, "candidate", None) == "demo":
+    if report.is_demo:
         out.append(f"candidate: demo ({DEMO_NOTE})")
     where = f" (stopped at {verdict.stopped_at})" if verdict.stopped_at else ""
     out.append(f"VERDICT: {verdict.verdict}{where}")
@@ -138,6 +159,6 @@ def terminal_lines(book) -> list[str]:
         out.append(f"  - {_short(reason, 150)}")
     if verdict.flags and verdict.verdict != "GO_WITH_FLAGS":  # there the reasons are the flags
         out += [f"  flag: {_short(flag, 150)}" for flag in verdict.flags]
-    if book.report_paths:
-        out.append("report: " + ", ".join(str(p) for p in book.report_paths))
+    if report_paths:
+        out.append("report: " + ", ".join(str(p) for p in report_paths))
     return out

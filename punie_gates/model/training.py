@@ -12,7 +12,7 @@ need on a run that may take days:
   skips the batches already seen and trains only the remaining iterations,
   so it continues as if never interrupted;
 - a finished adapter folder keyed by model, data, settings and library
-  versions (punie_gates.artifacts), reused by later runs unless `fresh`.
+  versions (punie_gates.model.artifacts), reused by later runs unless `fresh`.
 
 The tokenizer is loaded in mistral-common's "finetuning" mode: the default
 ("test") mode refuses conversations ending with an assistant turn, which is
@@ -30,7 +30,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from punie_gates import artifacts
+from punie_gates.model import artifacts
 
 ADAPTERS = "adapters.safetensors"
 ADAPTER_CONFIG = "adapter_config.json"
@@ -182,7 +182,7 @@ def training_key(model_path: Path, train_records, valid_records, settings: Train
 
 def training_token_ids(model_path: Path, records: Sequence[dict]) -> list[list[int]]:
     """Records rendered exactly as training renders them (finetuning-mode tokenizer, tools natively)."""
-    from punie_gates.tokenizer_check import load_candidate_tokenizer, render_ids
+    from punie_gates.model.tokenizer import load_candidate_tokenizer, render_ids
 
     tokenizer = load_candidate_tokenizer(Path(model_path))
     return [render_ids(tokenizer, r["messages"], r.get("tools")) for r in records]
@@ -234,13 +234,42 @@ def train_lora(
     elif (done := artifacts.cached(final)) is not None:
         return _finished(done, cached=True)
 
+    run = _start(model_path, train_records, valid_records, settings, resume_root, progress)
+    _train(run)
+    _publish(run, final, key)
+    shutil.rmtree(resume_root, ignore_errors=True)
+    return _finished(final, cached=False)
+
+
+@dataclass
+class _Run:
+    """One training run in progress: the model being trained and what it has done so far."""
+
+    model: Any
+    optimizer: Any
+    train_set: Any
+    valid_set: Any
+    settings: TrainSettings
+    resume_root: Path
+    report: Progress
+    lora_layers: int
+    compute_dtype: str
+    model_path: Path
+    examples: tuple[int, int]  # (train, valid) records
+    resumed_from: int = 0  # the checkpoint's iteration (0: a fresh start)
+    seconds_before: float = 0.0  # training time spent before the checkpoint
+    curve: dict = field(default_factory=lambda: {"train": [], "valid": []})
+    started: float = field(default_factory=time.perf_counter)
+
+    def seconds(self) -> float:
+        return self.seconds_before + time.perf_counter() - self.started
+
+
+def _start(model_path, train_records, valid_records, settings, resume_root, progress) -> _Run:
+    """The model with LoRA layers and its optimizer, resumed from the latest checkpoint if any."""
     import mlx.core as mx
     import mlx.optimizers as optim
-    import numpy as np
-    from mlx.utils import tree_flatten, tree_unflatten
-    from mlx_lm.tuner.callbacks import TrainingCallback
     from mlx_lm.tuner.datasets import CacheDataset, ChatDataset
-    from mlx_lm.tuner.trainer import TrainingArgs, evaluate, iterate_batches, train
     from mlx_lm.tuner.utils import linear_to_lora_layers
 
     compute_dtype = settings.resolved_compute_dtype()
@@ -249,115 +278,165 @@ def train_lora(
     lora_layers = min(settings.num_layers, len(model.layers))
     mx.random.seed(settings.seed)
     linear_to_lora_layers(model, lora_layers, settings.lora_parameters())
-    optimizer = optim.Adam(learning_rate=settings.learning_rate)
+    run = _Run(
+        model=model,
+        optimizer=optim.Adam(learning_rate=settings.learning_rate),
+        train_set=CacheDataset(ChatDataset(train_records, tokenizer)),
+        valid_set=CacheDataset(ChatDataset(valid_records, tokenizer)),
+        settings=settings,
+        resume_root=resume_root,
+        report=progress or (lambda *args, **kwargs: None),
+        lora_layers=lora_layers,
+        compute_dtype=compute_dtype,
+        model_path=model_path,
+        examples=(len(train_records), len(valid_records)),
+    )
+    _resume(run)
+    mx.eval(run.model.parameters(), run.optimizer.state)
+    return run
 
-    checkpoint = latest_checkpoint(resume_root)
-    resumed_from, seconds_before = 0, 0.0
-    curve = {"train": [], "valid": []}
-    if checkpoint is not None:
-        state = json.loads((checkpoint / STATE).read_text(encoding="utf-8"))
-        resumed_from, seconds_before, curve = state["iteration"], state["seconds"], state["curve"]
-        model.load_weights(str(checkpoint / ADAPTERS), strict=False)  # mlx-lm's resume_adapter_file
-        optimizer.state = tree_unflatten(list(mx.load(str(checkpoint / OPTIMIZER)).items()))
-    mx.eval(model.parameters(), optimizer.state)
 
-    train_set = CacheDataset(ChatDataset(train_records, tokenizer))
-    valid_set = CacheDataset(ChatDataset(valid_records, tokenizer))
-    report = progress or (lambda *args, **kwargs: None)
-    val_batches = settings.val_batches
+def _resume(run: _Run) -> None:
+    import mlx.core as mx
+    from mlx.utils import tree_unflatten
 
-    def validate(iteration: int) -> None:
-        # iterate_batches draws a permutation from numpy's global RNG even for
-        # evaluation; keep the training order independent of how many
-        # validations ran, so a resumed run sees the same batches.
-        rng = np.random.get_state()
-        tic = time.perf_counter()
-        loss = evaluate(model, valid_set, settings.batch_size, val_batches, max_seq_length=settings.max_seq_length)
-        np.random.set_state(rng)
-        model.train()
-        curve["valid"] = [p for p in curve["valid"] if p[0] != iteration] + [[iteration, float(loss)]]
-        report("validate", iteration, settings.iters, val_loss=float(loss), seconds=time.perf_counter() - tic)
+    checkpoint = latest_checkpoint(run.resume_root)
+    if checkpoint is None:
+        return
+    state = json.loads((checkpoint / STATE).read_text(encoding="utf-8"))
+    run.resumed_from, run.seconds_before, run.curve = state["iteration"], state["seconds"], state["curve"]
+    run.model.load_weights(str(checkpoint / ADAPTERS), strict=False)  # mlx-lm's resume_adapter_file
+    run.optimizer.state = tree_unflatten(list(mx.load(str(checkpoint / OPTIMIZER)).items()))
 
-    started = time.perf_counter()
 
-    def save_checkpoint(iteration: int) -> None:
-        target = resume_root / f"ckpt-{iteration:07d}"
-        with artifacts.building(target) as tmp:
-            mx.save_safetensors(str(tmp / ADAPTERS), dict(tree_flatten(model.trainable_parameters())))
-            mx.save_safetensors(str(tmp / OPTIMIZER), dict(tree_flatten(optimizer.state)))
-            seconds = seconds_before + time.perf_counter() - started
-            state = {"iteration": iteration, "seconds": seconds, "curve": curve, "settings": asdict(settings)}
-            (tmp / STATE).write_text(json.dumps(state), encoding="utf-8")
-        for old in checkpoints(resume_root)[:-KEEP_CHECKPOINTS]:
-            artifacts.discard(old)
+def _validate(run: _Run, iteration: int) -> None:
+    import numpy as np
+    from mlx_lm.tuner.trainer import evaluate
 
-    class Recorder(TrainingCallback):
-        def on_train_loss_report(self, info: dict) -> None:
-            iteration = resumed_from + int(info["iteration"])
-            curve["train"].append([iteration, float(info["train_loss"])])
-            report(
-                "train",
-                iteration,
-                settings.iters,
-                loss=float(info["train_loss"]),
-                tokens_per_second=float(info["tokens_per_second"]),
-                peak_memory_gb=float(info["peak_memory"]),
-            )
-            if iteration % settings.eval_every == 0 or iteration == settings.iters:
-                validate(iteration)
-            if iteration % settings.checkpoint_every == 0 and iteration < settings.iters:
-                save_checkpoint(iteration)
+    # iterate_batches draws a permutation from numpy's global RNG even for
+    # evaluation; keep the training order independent of how many
+    # validations ran, so a resumed run sees the same batches.
+    rng = np.random.get_state()
+    tic = time.perf_counter()
+    s = run.settings
+    loss = evaluate(run.model, run.valid_set, s.batch_size, s.val_batches, max_seq_length=s.max_seq_length)
+    np.random.set_state(rng)
+    run.model.train()
+    run.curve["valid"] = [p for p in run.curve["valid"] if p[0] != iteration] + [[iteration, float(loss)]]
+    run.report("validate", iteration, s.iters, val_loss=float(loss), seconds=time.perf_counter() - tic)
 
-    def resumable_batches(dataset, batch_size, max_seq_length, loop=False, seed=None, comm_group=None):
-        batches = iterate_batches(dataset, batch_size, max_seq_length, loop=loop, seed=seed, comm_group=comm_group)
-        # Training (loop=True) skips what the checkpoint already trained on.
-        return itertools.islice(batches, resumed_from, None) if loop else batches
 
-    remaining = settings.iters - resumed_from
-    resume_root.mkdir(parents=True, exist_ok=True)
-    np.random.seed(settings.seed)
-    if resumed_from == 0:
-        validate(0)
-    if remaining > 0:
-        args = TrainingArgs(
-            batch_size=settings.batch_size,
-            iters=remaining,
-            val_batches=val_batches,
-            steps_per_report=1,
-            steps_per_eval=remaining + 1,  # validation is ours (Recorder), by global iteration
-            steps_per_save=remaining + 1,  # checkpoints are ours, written atomically
-            max_seq_length=settings.max_seq_length,
-            adapter_file=str(resume_root / "mlx_lm_last.safetensors"),  # never trusted
+def _save_checkpoint(run: _Run, iteration: int) -> None:
+    import mlx.core as mx
+    from mlx.utils import tree_flatten
+
+    target = run.resume_root / f"ckpt-{iteration:07d}"
+    with artifacts.building(target) as tmp:
+        mx.save_safetensors(str(tmp / ADAPTERS), dict(tree_flatten(run.model.trainable_parameters())))
+        mx.save_safetensors(str(tmp / OPTIMIZER), dict(tree_flatten(run.optimizer.state)))
+        state = {"iteration": iteration, "seconds": run.seconds(), "curve": run.curve, "settings": asdict(run.settings)}
+        (tmp / STATE).write_text(json.dumps(state), encoding="utf-8")
+    for old in checkpoints(run.resume_root)[:-KEEP_CHECKPOINTS]:
+        artifacts.discard(old)
+
+
+class GateTrainingCallback:
+    """mlx-lm's training callback (duck-typed: its trainer calls these two methods):
+    records the loss curve by global iteration, validates and checkpoints on the
+    suite's schedule, and reports progress."""
+
+    def __init__(self, run: _Run):
+        self.run = run
+
+    def on_train_loss_report(self, info: dict) -> None:
+        run, s = self.run, self.run.settings
+        iteration = run.resumed_from + int(info["iteration"])
+        run.curve["train"].append([iteration, float(info["train_loss"])])
+        run.report(
+            "train",
+            iteration,
+            s.iters,
+            loss=float(info["train_loss"]),
+            tokens_per_second=float(info["tokens_per_second"]),
+            peak_memory_gb=float(info["peak_memory"]),
         )
-        model.train()
-        train(model, optimizer, train_set, None, args=args, iterate_batches=resumable_batches, training_callback=Recorder())
-    seconds = seconds_before + time.perf_counter() - started
+        if iteration % s.eval_every == 0 or iteration == s.iters:
+            _validate(run, iteration)
+        if iteration % s.checkpoint_every == 0 and iteration < s.iters:
+            _save_checkpoint(run, iteration)
 
+    def on_val_loss_report(self, info: dict) -> None:
+        """Unused: validation is ours, by global iteration."""
+
+
+def _resumable_batches(skip: int, dataset, batch_size, max_seq_length, loop=False, seed=None, comm_group=None):
+    from mlx_lm.tuner.trainer import iterate_batches
+
+    batches = iterate_batches(dataset, batch_size, max_seq_length, loop=loop, seed=seed, comm_group=comm_group)
+    # Training (loop=True) skips what the checkpoint already trained on.
+    return itertools.islice(batches, skip, None) if loop else batches
+
+
+def _train(run: _Run) -> None:
+    import functools
+
+    import numpy as np
+    from mlx_lm.tuner.trainer import TrainingArgs, train
+
+    s = run.settings
+    remaining = s.iters - run.resumed_from
+    run.resume_root.mkdir(parents=True, exist_ok=True)
+    np.random.seed(s.seed)
+    run.started = time.perf_counter()
+    if run.resumed_from == 0:
+        _validate(run, 0)
+    if remaining <= 0:
+        return
+    args = TrainingArgs(
+        batch_size=s.batch_size,
+        iters=remaining,
+        val_batches=s.val_batches,
+        steps_per_report=1,
+        steps_per_eval=remaining + 1,  # validation is ours (the callback), by global iteration
+        steps_per_save=remaining + 1,  # checkpoints are ours, written atomically
+        max_seq_length=s.max_seq_length,
+        adapter_file=str(run.resume_root / "mlx_lm_last.safetensors"),  # never trusted
+    )
+    run.model.train()
+    train(run.model, run.optimizer, run.train_set, None, args=args,
+          iterate_batches=functools.partial(_resumable_batches, run.resumed_from),
+          training_callback=GateTrainingCallback(run))
+
+
+def _publish(run: _Run, final: Path, key: Mapping[str, Any]) -> None:
+    """The finished adapter, its config, curve and run record, written atomically."""
+    import mlx.core as mx
+    from mlx.utils import tree_flatten
+
+    s = run.settings
     info = {
-        "iters_done": settings.iters,
-        "resumed_from": resumed_from,
-        "seconds": seconds,
-        "lora_layers": lora_layers,
-        "compute_dtype": compute_dtype,
-        "model_layers": len(model.layers),
-        "train_examples": len(train_records),
-        "valid_examples": len(valid_records),
-        "settings": asdict(settings),
-        "base_model": str(model_path),
+        "iters_done": s.iters,
+        "resumed_from": run.resumed_from,
+        "seconds": run.seconds(),
+        "lora_layers": run.lora_layers,
+        "compute_dtype": run.compute_dtype,
+        "model_layers": len(run.model.layers),
+        "train_examples": run.examples[0],
+        "valid_examples": run.examples[1],
+        "settings": asdict(s),
+        "base_model": str(run.model_path),
     }
     with artifacts.building(final, key) as tmp:
-        mx.save_safetensors(str(tmp / ADAPTERS), dict(tree_flatten(model.trainable_parameters())))
+        mx.save_safetensors(str(tmp / ADAPTERS), dict(tree_flatten(run.model.trainable_parameters())))
         adapter_config = {
             "fine_tune_type": "lora",
-            "num_layers": lora_layers,
-            "lora_parameters": settings.lora_parameters(),
-            **{k: v for k, v in asdict(settings).items() if not k.startswith("lora_")},
+            "num_layers": run.lora_layers,
+            "lora_parameters": s.lora_parameters(),
+            **{k: v for k, v in asdict(s).items() if not k.startswith("lora_")},
         }
         (tmp / ADAPTER_CONFIG).write_text(json.dumps(adapter_config, indent=1), encoding="utf-8")
-        (tmp / CURVE).write_text(json.dumps(curve), encoding="utf-8")
+        (tmp / CURVE).write_text(json.dumps(run.curve), encoding="utf-8")
         (tmp / INFO).write_text(json.dumps(info, indent=1), encoding="utf-8")
-    shutil.rmtree(resume_root, ignore_errors=True)
-    return _finished(final, cached=False)
 
 
 def _finished(folder: Path, cached: bool) -> TrainResult:

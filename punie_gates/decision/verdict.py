@@ -11,12 +11,12 @@ verdict is INCOMPLETE unless a hard gate that did run already failed.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
-GATE_ORDER = ("gate0", "gate1", "gate2", "gate3", "gate4", "gate5")
+from punie_gates.inputs.gates import HARD, KINDS, SOFT, builtin_gates
+
 STATUSES = ("passed", "failed", "skipped", "error", "not_run")
 VERDICTS = ("GO", "GO_WITH_FLAGS", "NO_GO", "INCOMPLETE")
-HARD, SOFT, CAUTION = "hard", "soft", "caution"
 
 
 @dataclass(frozen=True)
@@ -34,7 +34,7 @@ class GateResult:
     def __post_init__(self):
         if self.status not in STATUSES:
             raise ValueError(f"{self.gate}: unknown status {self.status!r}")
-        if self.kind not in (HARD, SOFT, CAUTION):
+        if self.kind not in KINDS:
             raise ValueError(f"{self.gate}: unknown kind {self.kind!r}")
 
 
@@ -57,14 +57,15 @@ def _why(result: GateResult) -> str:
     return f"{result.gate} ({result.name or result.kind}) {result.status}{first}"
 
 
-def decide(results: Mapping[str, GateResult], *, complete: bool = True) -> Verdict:
-    """Apply the decision matrix to every gate, in gate order."""
-    unknown = set(results) - set(GATE_ORDER)
+def decide(results: Mapping[str, GateResult], *, complete: bool = True, order: Sequence[str] | None = None) -> Verdict:
+    """Apply the decision matrix to every gate, in gate order (the registry's by default)."""
+    order = tuple(order) if order is not None else builtin_gates().ids
+    unknown = set(results) - set(order)
     if unknown:
         raise ValueError(f"unknown gates: {sorted(unknown)}")
     flags: list[str] = []
     missing: list[str] = []
-    for gate in GATE_ORDER:
+    for gate in order:
         result = results.get(gate)
         if result is None or result.status in ("skipped", "not_run"):
             missing.append(f"{gate} {'not run' if result is None else result.status}"

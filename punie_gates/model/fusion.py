@@ -3,7 +3,7 @@
 The seed's recipe, with mlx-lm's own functions: fuse to 16-bit floats with
 the base dequantized (what `mlx_lm fuse --dequantize` does), then quantize
 that with `mlx_lm.convert` (what `mlx_lm convert -q --q-bits 5` does). Both
-products are keyed artifacts (punie_gates.artifacts).
+products are keyed artifacts (punie_gates.model.artifacts).
 
 Quantizing after the fuse can round the adapter's small weight change away:
 each weight snaps back to the grid it was trained on. Punie reported that a
@@ -40,8 +40,9 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from punie_gates import artifacts
-from punie_gates.candidate import CARRIED_FILES
+from punie_gates.model import artifacts
+from punie_gates.model.candidate import CARRIED_FILES
+from punie_gates.model.folder import quantization_bits, read_config
 
 ADAPTER_FILES = ("adapters.safetensors", "adapter_config.json")
 MODEL_FILES = ("*.safetensors", "*.json", "*.jinja", "tokenizer.model")
@@ -105,22 +106,6 @@ def fuse_dequantized(base_path: Path, adapter_dir: Path, work_dir: Path, *, fres
     return final
 
 
-def quantize(model_path: Path, work_dir: Path, bits: int = 5, group_size: int = 64, *, fresh: bool = False) -> Path:
-    """`model_path` quantized to `bits` with mlx-lm's convert (`mlx_lm convert -q --q-bits N`)."""
-    model_path = Path(model_path)
-    parts = {
-        "kind": "quantized",
-        "source": artifacts.tree_fingerprint(model_path, MODEL_FILES),
-        "bits": bits,
-        "group_size": group_size,
-        "versions": artifacts.library_versions(),
-    }
-    final = artifacts.artifact_dir(work_dir, f"q{bits}", parts)
-    if (done := artifacts.cached(final, fresh)) is not None:
-        return done
-    with artifacts.building(final, parts) as partial:
-        _convert_into(model_path, partial, bits, group_size)
-    return final
 
 
 def _convert_into(source: Path, partial: Path, bits: int, group_size: int) -> None:
@@ -280,7 +265,7 @@ def lora_retention(
         kl_adapter_vs_base=mean_base,
         kl_adapter_vs_fused=mean_fused,
         prompts=len(prompts),
-        bits=_model_bits(fused_path),
+        bits=_loaded_bits(fused_path),
         positions=count,
         delta_projection=projection,
         delta_norm=norm,
@@ -288,13 +273,6 @@ def lora_retention(
     )
 
 
-def _model_bits(path: Path) -> int | None:
-    try:
-        config = json.loads((Path(path) / "config.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    quant = config.get("quantization") or {}
-    return quant.get("bits")
 
 
 def _weights(path: Path) -> dict:
@@ -352,6 +330,6 @@ def delta_projection(base_path: Path, adapter_dir: Path, fused_path: Path) -> tu
     return kept / total, math.sqrt(total)
 
 
-def model_size_gb(path: Path) -> float:
-    """Bytes on disk of the files in a model folder, in GB (1e9)."""
-    return sum(p.stat().st_size for p in Path(path).iterdir() if p.is_file()) / 1e9
+def _loaded_bits(path: Path) -> int | None:
+    bits = quantization_bits(read_config(path, required=False) or {})
+    return max(bits) if bits else None

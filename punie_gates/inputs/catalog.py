@@ -8,17 +8,18 @@ The file's own header documents its schema.
 from __future__ import annotations
 
 import copy
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from punie_gates import paths
+from punie_gates.inputs import paths
+
+from punie_gates.errors import DataFileError
 
 
-class CatalogError(ValueError):
+class CatalogError(DataFileError):
     """The tool catalog is malformed; the message names the file and the entry."""
 
 
@@ -73,14 +74,7 @@ class Catalog:
 def load_catalog(path: Path | None = None) -> Catalog:
     """Read and validate the catalog; default data/tools.toml."""
     path = Path(path) if path is not None else paths.data_dir() / "tools.toml"
-    try:
-        with path.open("rb") as handle:
-            raw = tomllib.load(handle)
-    except OSError as exc:
-        raise CatalogError(f"{path}: cannot read tool catalog: {exc.strerror or exc}") from exc
-    except tomllib.TOMLDecodeError as exc:
-        raise CatalogError(f"{path}: not valid TOML: {exc}") from exc
-    return _build(raw, path)
+    return _build(paths.read_toml(path, "tool catalog", CatalogError), path)
 
 
 def native_tool_schemas(path: Path) -> list[dict]:

@@ -11,15 +11,15 @@ when Gate 1 really loads the model. Remote code is never trusted.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
-# Verified to exist on the hub; the suite quantizes it to 5 bits itself (from 8
-# bits more of the original survives than from a 4-bit re-quantization).
-DEFAULT_CANDIDATE = "mlx-community/Devstral-Small-2-24B-Instruct-2512-8bit"
+from punie_gates.errors import CandidateError
+from punie_gates.inputs.options import DEFAULT_CANDIDATE
+from punie_gates.model.folder import TOKENIZER_MARKERS, config_family, read_config, weight_files
+
 DEMO = "demo"
 
 # What a tokenizer-level look-up fetches: config and tokenizer files, no weights.
@@ -43,15 +43,9 @@ CARRIED_FILES = tuple(f for f in TOKENIZER_FILES if f not in ("config.json", "*.
 # mlx-lm loads only `model*.safetensors`; Mistral's own repos also carry a
 # `consolidated.safetensors` copy of the same weights, which must not be fetched.
 WEIGHT_FILES = ("model*.safetensors", "model.safetensors.index.json")
-_TOKENIZER_MARKERS = ("tekken.json", "tokenizer.json", "tokenizer.model")
 
-_MISTRAL_TYPES = {"mistral", "mistral3", "ministral", "ministral3", "mistral4", "mixtral", "pixtral"}
 # org/name as the hub spells repo ids: letters, digits, '-', '_', '.'.
 _REPO_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
-
-
-class CandidateError(RuntimeError):
-    """A candidate that cannot be found, fetched or used, with what to do about it."""
 
 
 @dataclass(frozen=True)
@@ -84,51 +78,32 @@ def resolve_candidate(
     if not spec:
         raise CandidateError("no candidate given: pass --candidate demo, a local MLX model folder or a Hugging Face repo id")
     if spec == DEMO:
-        from punie_gates.demo import ensure_demo_model
+        from punie_gates.model.demo import ensure_demo_model
 
         path = ensure_demo_model(Path(cache_dir))
-        return Candidate(spec, DEMO, path, True, detect_family(path), "demo")
+        return Candidate(spec, DEMO, path, True, config_family(path), "demo")
 
     local = Path(spec).expanduser()
     # An existing folder wins over a repo id of the same spelling, as in mlx-lm.
     if local.exists() or not _REPO_ID.match(spec):
-        from punie_gates.demo import is_demo_model
+        from punie_gates.model.demo import is_demo_model
 
         path = _check_local(spec, local, need_weights)
         # A demo built into a folder of its own (`punie-gates demo-model DIR`) is still a demo.
-        return Candidate(spec, path.name, path, is_demo_model(path), detect_family(path), "local")
+        return Candidate(spec, path.name, path, is_demo_model(path), config_family(path), "local")
 
     path = _from_hub(spec, offline=offline, need_weights=need_weights, hf_cache_dir=hf_cache_dir)
-    return Candidate(spec, spec, path, False, detect_family(path), "hub")
+    return Candidate(spec, spec, path, False, config_family(path), "hub")
 
 
-def detect_family(path: Path) -> str:
-    """"mistral", "qwen3" or "unknown", from config.json's model types, else the tokenizer files."""
-    types = set()
-    config = _read_config(Path(path), required=False)
-    if config:
-        types.add(str(config.get("model_type", "")))
-        text = config.get("text_config")
-        if isinstance(text, dict):
-            types.add(str(text.get("model_type", "")))
-    if types & _MISTRAL_TYPES:
-        return "mistral"
-    if any(t.startswith("qwen3") for t in types):
-        return "qwen3"
-    if (Path(path) / "tekken.json").is_file():
-        return "mistral"
-    return "unknown"
 
 
-def weight_files(path: Path) -> list[Path]:
-    """The safetensors files mlx-lm would load from `path`."""
-    return sorted(Path(path).glob("model*.safetensors"))
 
 
 def validate_model_folder(label: str, path: Path, *, need_weights: bool, fix: str) -> None:
     """Raise CandidateError unless `path` has a readable config, a tokenizer and (if asked) weights."""
-    _read_config(path, required=True, label=label, fix=fix)
-    if not any((path / name).is_file() for name in _TOKENIZER_MARKERS):
+    read_config(path, required=True, label=label, fix=fix)
+    if not any((path / name).is_file() for name in TOKENIZER_MARKERS):
         raise CandidateError(
             f"candidate {label!r}: no tokenizer in {path} (expected tekken.json, tokenizer.json or "
             f"tokenizer.model); {fix}"
@@ -162,27 +137,6 @@ def _check_local(spec: str, path: Path, need_weights: bool) -> Path:
     return path
 
 
-def _read_config(path: Path, *, required: bool, label: str = "", fix: str = "") -> dict | None:
-    file = Path(path) / "config.json"
-    try:
-        text = file.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        if required:
-            raise CandidateError(f"candidate {label!r}: no config.json in {path}; {fix}") from None
-        return None
-    try:
-        config = json.loads(text)
-    except json.JSONDecodeError as exc:
-        if required:
-            raise CandidateError(
-                f"candidate {label!r}: {file} line {exc.lineno} column {exc.colno}: not valid JSON ({exc.msg})"
-            ) from None
-        return None
-    if not isinstance(config, dict):
-        if required:
-            raise CandidateError(f"candidate {label!r}: {file} line 1: expected a JSON object")
-        return None
-    return config
 
 
 # -- the hub -----------------------------------------------------------------

@@ -4,44 +4,25 @@ Replies are parsed with mlx-lm's own tool parsers (the ones Punie's runtime uses
 a call counts only if the runtime would see it: Mistral's `[TOOL_CALLS]name[ARGS]{json}`
 (or the older `[TOOL_CALLS][{"name", "arguments"}]` array) and Qwen3's
 `<tool_call><function=...>...</tool_call>`. Code passed to `execute_code` is analysed
-with `ast` (punie_gates.code_analysis) and never run.
+with `ast` (punie_gates.formats.code_analysis) and never run.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
-import os
-import re
-import sys
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from types import MappingProxyType
+from typing import Any
 
-from punie_gates.catalog import Catalog, CatalogError, load_catalog
-from punie_gates.code_analysis import CodeFacts, analyse_code
-from punie_gates.queries import Query, QueryFileError, QuerySet, load_queries
-
-FORMATS = ("auto", "mistral", "qwen3")
-_MISTRAL_START = "[TOOL_CALLS]"
-_QWEN3_START, _QWEN3_END = "<tool_call>", "</tool_call>"
-# Only for explaining a failure: the parser itself is mlx-lm's.
-_MISTRAL_HEADER = re.compile(r"([\w-]+)\s*\[ARGS\]\s*")
-_QWEN3_BLOCK = re.compile(r"<tool_call>(.*?)(</tool_call>|\Z)", re.DOTALL)
-_QWEN3_NAME = re.compile(r"<function=\s*([^\s<>]+)")
-_DROPPED = (
-    "parses alone, but another call after [TOOL_CALLS] does not, and mlx-lm drops "
-    "every call of the reply when one fails"
-)
+from punie_gates.formats.tool_calls import MISTRAL_START, QWEN3_START, ParsedCall, detect_format, parse_calls
+from punie_gates.inputs.catalog import Catalog
+from punie_gates.formats.code_analysis import CodeFacts, analyse_code
+from punie_gates.inputs.queries import Query, QuerySet
 
 
-@dataclass(frozen=True)
-class Call:
-    name: str  # "" when even the name could not be read
-    arguments: Mapping | None
-    error: str | None  # set when the call is malformed (the runtime would drop it)
+
 
 
 @dataclass(frozen=True)
@@ -51,7 +32,7 @@ class Score:
     tools: tuple[str, ...]  # typed tools called (inside execute_code or directly)
     fields: tuple[str, ...]  # result fields read, sorted
     reason: str
-    calls: tuple[Call, ...]
+    calls: tuple[ParsedCall, ...]
 
     def to_json(self) -> dict:
         return {"id": self.id, "passed": self.passed, "tools": list(self.tools), "fields": list(self.fields), "reason": self.reason}
@@ -60,113 +41,24 @@ class Score:
 # --- parsing -------------------------------------------------------------------------
 
 
-def detect_format(text: str) -> str:
-    """Which tool-call format a reply uses: "mistral", "qwen3" or "none" (first marker wins)."""
-    mistral, qwen3 = text.find(_MISTRAL_START), text.find(_QWEN3_START)
-    if mistral < 0 and qwen3 < 0:
-        return "none"
-    if qwen3 < 0 or 0 <= mistral < qwen3:
-        return "mistral"
-    return "qwen3"
 
 
-def parse_calls(text: str, fmt: str = "auto", tools: list[dict] | None = None) -> tuple[Call, ...]:
-    """Every tool call in a reply; malformed ones carry `error`. `tools` (OpenAI schemas)
-    lets the Qwen3 parser convert parameter types, as the runtime does."""
-    if fmt not in FORMATS:
-        raise ValueError(f"unknown format {fmt!r} (use one of {', '.join(FORMATS)})")
-    if fmt == "auto":
-        fmt = detect_format(text)
-    if fmt == "mistral":
-        return _parse_mistral(text)
-    if fmt == "qwen3":
-        return _parse_qwen3(text, tools)
-    return ()
 
 
-def _call(name: str, arguments) -> Call:
-    if not isinstance(arguments, dict):
-        return Call(name, None, f"arguments are {type(arguments).__name__}, not a JSON object")
-    return Call(name, MappingProxyType(arguments), None)
 
 
-def _parse_mistral(text: str) -> tuple[Call, ...]:
-    from mlx_lm.tool_parsers import mistral
-
-    start = text.find(_MISTRAL_START)
-    if start < 0:
-        return ()
-    # As in mlx-lm: everything after the first marker is one tool text (Mistral has no
-    # end marker; a call ends at </s>), and later markers are skipped by the parser.
-    tail = text[start + len(_MISTRAL_START) :].split("</s>", 1)[0].strip()
-    try:
-        parsed = mistral.parse_tool_call(tail)
-    except (ValueError, json.JSONDecodeError):
-        return _diagnose_mistral(tail)
-    return tuple(_call(c["name"], c["arguments"]) for c in (parsed if isinstance(parsed, list) else [parsed]))
 
 
-def _diagnose_mistral(tail: str) -> tuple[Call, ...]:
-    """mlx-lm rejected the tool text: say which call is broken and which were lost with it."""
-    from mlx_lm.tool_parsers import mistral
-
-    calls: list[Call] = []
-    decoder = json.JSONDecoder()
-    for piece in (p.strip() for p in tail.split(_MISTRAL_START)):
-        headers = list(_MISTRAL_HEADER.finditer(piece))
-        if not headers:
-            try:
-                parsed = mistral.parse_tool_call(piece)
-            except (ValueError, json.JSONDecodeError):
-                calls.append(Call("", None, f"not a tool call mlx-lm can parse: {_clip(piece)!r}"))
-                continue
-            for c in parsed if isinstance(parsed, list) else [parsed]:
-                calls.append(Call(c["name"], None, _DROPPED))
-            continue
-        for index, header in enumerate(headers):
-            end = headers[index + 1].start() if index + 1 < len(headers) else len(piece)
-            text = piece[:end].rstrip()
-            try:
-                decoder.raw_decode(text, header.end())
-            except json.JSONDecodeError as exc:
-                cut = exc.msg.startswith("Unterminated") or exc.pos >= len(text)
-                detail = "cut off before the JSON ends" if cut else f"{exc.msg} at char {exc.pos - header.end()}"
-                calls.append(Call(header.group(1), None, f"arguments are not valid JSON ({detail})"))
-            else:
-                calls.append(Call(header.group(1), None, _DROPPED))
-    if not any(c.error != _DROPPED for c in calls):
-        calls.append(Call("", None, f"mlx-lm could not parse the tool calls: {_clip(tail)!r}"))
-    return tuple(calls)
 
 
-def _parse_qwen3(text: str, tools: list[dict] | None) -> tuple[Call, ...]:
-    from mlx_lm.tool_parsers import qwen3_coder
-
-    # As in mlx-lm: each <tool_call> block is parsed on its own; an unclosed last block
-    # still reaches the parser (generation may stop right after </function>).
-    calls = []
-    for block in _QWEN3_BLOCK.finditer(text):
-        body, closed = block.group(1).strip(), bool(block.group(2))
-        name_match = _QWEN3_NAME.search(body)
-        name = name_match.group(1) if name_match else ""
-        try:
-            parsed = qwen3_coder.parse_tool_call(body, tools)
-        except (ValueError, TypeError, SyntaxError) as exc:
-            hint = "" if closed else "; no closing </tool_call>, so it was probably cut off"
-            calls.append(Call(name, None, f"not a tool call mlx-lm can parse ({exc}){hint}"))
-            continue
-        calls.append(_call(parsed["name"], parsed["arguments"]))
-    return tuple(calls)
 
 
-def _clip(text: str, limit: int = 60) -> str:
-    return text if len(text) <= limit else text[:limit] + "..."
 
 
 # --- checking calls ------------------------------------------------------------------
 
 
-def validate_call(call: Call, catalog: Catalog) -> str | None:
+def validate_call(call: ParsedCall, catalog: Catalog) -> str | None:
     """None if the call names a native tool and its arguments match that tool's JSON
     schema; otherwise why not. A typed tool called by name is not a native tool."""
     from jsonschema import Draft202012Validator
@@ -204,7 +96,7 @@ class _Findings:
     described: list[str]
 
 
-def _examine(calls: tuple[Call, ...], catalog: Catalog) -> _Findings:
+def _examine(calls: tuple[ParsedCall, ...], catalog: Catalog) -> _Findings:
     found = _Findings({}, {}, {}, 0, [])
     for call in calls:
         if call.error:
@@ -312,7 +204,7 @@ def score_response(query: Query, response: str, catalog: Catalog, fmt: str = "au
             problems.append(f"reads fields the results do not have ({wrong})")
 
     found_text = "; ".join(found.described) if calls else ("text with no tool call" if response.strip() else "nothing")
-    other = {"mistral": _QWEN3_START, "qwen3": _MISTRAL_START, "none": None}.get(resolved)
+    other = {"mistral": QWEN3_START, "qwen3": MISTRAL_START, "none": None}.get(resolved)
     if other and other in response:
         found_text += f" (the text also holds {other} markers, which the {resolved} format ignores)"
     verdict = "FAIL" if problems else "PASS"
@@ -325,55 +217,8 @@ def score_response(query: Query, response: str, catalog: Catalog, fmt: str = "au
 
 # --- command line --------------------------------------------------------------------
 
-_EPILOG = """\
-input:  RESPONSES is JSONL, one {"id": QUERY_ID, "response": TEXT} per line (other
-        keys are ignored; an id may appear more than once).
-output: stdout gets one JSON line per response, in order:
-        {"id", "passed", "tools", "fields", "reason"}; stderr gets a summary
-        (passed/total and each category against the query file's thresholds).
-exit status:
-  0  every response was scored; pass or fail is in the output, not the exit status
-  2  bad input: an unreadable or invalid query or tool file, a line that is not a
-     JSON object with string "id" and "response", or an id the query file lacks
-     (each reported with file and line number; nothing is scored)
-"""
 
 
-def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(
-        prog="punie-gates score",
-        description="Score saved model responses against the validation queries.",
-        epilog=_EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.add_argument("--queries", type=Path, help="query file (default: data/queries.toml)")
-    parser.add_argument("--responses", type=Path, required=True, help="responses JSONL")
-    parser.add_argument("--format", choices=FORMATS, default="auto", help="tool-call format (default: detect by markers)")
-    parser.add_argument("--tools", type=Path, help="tool catalog (default: data/tools.toml)")
-    args = parser.parse_args(argv)
-
-    try:
-        catalog = load_catalog(args.tools)
-        queries = load_queries(args.queries, catalog)
-    except (CatalogError, QueryFileError) as exc:
-        print(f"punie-gates score: {exc}", file=sys.stderr)
-        return 2
-    records, errors = read_responses(args.responses, queries)
-    if errors:
-        print("\n".join(f"punie-gates score: {e}" for e in errors), file=sys.stderr)
-        return 2
-
-    scores = []
-    try:
-        for id, response in records:
-            score = score_response(queries.by_id(id), response, catalog, args.format)
-            scores.append(score)
-            print(json.dumps(score.to_json(), ensure_ascii=False), flush=True)
-    except BrokenPipeError:  # e.g. `| head`: the reader left, so stop without a traceback
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 1
-    print(summary(scores, queries), file=sys.stderr)
-    return 0
 
 
 def read_responses(path: Path, queries: QuerySet) -> tuple[list[tuple[str, str]], list[str]]:
@@ -409,34 +254,136 @@ def read_responses(path: Path, queries: QuerySet) -> tuple[list[tuple[str, str]]
     return records, errors
 
 
-def summary(scores: list[Score], queries: QuerySet) -> str:
-    """Passed/total and each category against its minimum (judged on a complete set only)."""
+@dataclass(frozen=True)
+class CategoryTally:
+    """One category's passes against its minimum."""
+
+    name: str
+    """The category."""
+    passed: int
+    """Queries of the category that passed."""
+    total: int
+    """Queries of the category scored."""
+    minimum: int | None
+    """Passes the query file requires of it (None: no minimum)."""
+
+    @property
+    def met(self) -> bool:
+        return self.minimum is None or self.passed >= self.minimum
+
+
+@dataclass(frozen=True)
+class Judgment:
+    """Scores tallied against the query file's thresholds: the one place they are judged."""
+
+    passed: int
+    """Queries that passed."""
+    total: int
+    """Queries scored."""
+    overall_min: int
+    """Passes required overall."""
+    categories: tuple[CategoryTally, ...]
+    """Each category (those with a minimum, and any other scored), in file order."""
+    complete: bool
+    """Whether every query was scored exactly once (only then are thresholds judged)."""
+
+    @property
+    def problems(self) -> list[str]:
+        """Why the thresholds are not met (empty when they are, or when not judged)."""
+        if not self.complete:
+            return []
+        problems = []
+        if self.passed < self.overall_min:
+            problems.append(f"{self.passed}/{self.total} correct, expected >= {self.overall_min}")
+        short = [f"{c.name}: {c.passed}/{c.total} (min {c.minimum})" for c in self.categories if not c.met]
+        if short:
+            problems.append("categories below their minimum: " + ", ".join(short))
+        return problems
+
+    @property
+    def met(self) -> bool:
+        return self.complete and not self.problems
+
+    def categories_json(self) -> dict[str, dict[str, Any]]:
+        return {c.name: {"correct": c.passed, "total": c.total, "min": c.minimum} for c in self.categories}
+
+
+def judge(scores: Sequence[Score], queries: QuerySet) -> Judgment:
+    """Passed/total and each category against its minimum."""
     category = {q.id: q.category for q in queries.queries}
     ids = Counter(s.id for s in scores)
     complete = set(ids) == set(category) and all(n == 1 for n in ids.values())
-    passed = sum(s.passed for s in scores)
     th = queries.thresholds
-    lines = [f"passed {passed}/{len(scores)}"]
-    if complete:
-        lines[0] += f" (overall minimum {th.overall_min}: {'met' if passed >= th.overall_min else 'NOT met'})"
+    names = list(dict.fromkeys([*th.category_min, *queries.categories]))
+    tallies = []
+    for name in names:
+        mine = [s for s in scores if category.get(s.id) == name]
+        if not mine and name not in th.category_min:
+            continue
+        tallies.append(CategoryTally(name, sum(s.passed for s in mine), len(mine), th.category_min.get(name)))
+    return Judgment(sum(s.passed for s in scores), len(scores), th.overall_min, tuple(tallies), complete)
+
+
+def summary(scores: list[Score], queries: QuerySet) -> str:
+    """Passed/total and each category against its minimum (judged on a complete set only)."""
+    j = judge(scores, queries)
+    ids = Counter(s.id for s in scores)
+    lines = [f"passed {j.passed}/{j.total}"]
+    if j.complete:
+        lines[0] += f" (overall minimum {j.overall_min}: {'met' if j.passed >= j.overall_min else 'NOT met'})"
     else:
         lines[0] += (
-            f" (responses cover {len(ids)} of {len(category)} queries"
+            f" (responses cover {len(ids)} of {len(queries.queries)} queries"
             f"{', some more than once' if any(n > 1 for n in ids.values()) else ''}: thresholds not judged)"
         )
-    for name in queries.categories:
-        mine = [s for s in scores if category[s.id] == name]
-        if not mine:
+    for c in j.categories:
+        if not c.total:
             continue
-        ok = sum(s.passed for s in mine)
-        line = f"  {name:<16} {ok}/{len(mine)}"
-        if complete:
-            minimum = th.category_min[name]
-            line += f"  (minimum {minimum}: {'met' if ok >= minimum else 'NOT met'})"
+        line = f"  {c.name:<16} {c.passed}/{c.total}"
+        if j.complete and c.minimum is not None:
+            line += f"  (minimum {c.minimum}: {'met' if c.met else 'NOT met'})"
         lines.append(line)
-    if complete:
-        below = [n for n in queries.categories if sum(s.passed for s in scores if category[s.id] == n) < th.category_min[n]]
-        if passed < th.overall_min:
+    if j.complete:
+        below = [c.name for c in j.categories if not c.met]
+        if j.passed < j.overall_min:
             below.insert(0, "overall")
         lines.append(f"thresholds: {'NOT met (' + ', '.join(below) + ')' if below else 'met'}")
     return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class ZeroShotTally:
+    """Gate 3's count: well-formed calls to known tools, and calls made where none belonged."""
+
+    rows: tuple[dict, ...]
+    """Per query: id, expectation, calls, valid calls, problems, the start of the response."""
+    good_calls: int
+    """Schema-valid calls to a known tool on the queries that need a tool."""
+    tool_queries: int
+    """Queries that need a tool."""
+    direct_queries: int
+    """Queries that must be answered without one."""
+
+    @property
+    def called_on_direct(self) -> list[dict]:
+        return [r for r in self.rows if r["expect"] == "direct" and r["calls"]]
+
+
+def tally_zero_shot(queries: Sequence[Query], responses: Mapping[str, str], catalog: Catalog) -> ZeroShotTally:
+    rows, good = [], 0
+    for q in queries:
+        calls = parse_calls(responses[q.id])
+        problems = [validate_call(c, catalog) for c in calls]
+        valid = sum(p is None for p in problems)
+        if q.expect == "tool":
+            good += valid
+        rows.append({
+            "id": q.id,
+            "expect": q.expect,
+            "calls": [c.name for c in calls],
+            "valid_calls": valid,
+            "problems": [p for p in problems if p],
+            "response": responses[q.id][:200],
+        })
+    return ZeroShotTally(tuple(rows), good, sum(q.expect == "tool" for q in queries),
+                         sum(q.expect == "direct" for q in queries))

@@ -3,24 +3,22 @@
 `--candidate demo` lets the whole suite run with no network and no 24B download:
 the architecture mlx-lm uses for Devstral Small 2 (a `mistral3` wrapper around
 a `ministral3` text model), shrunk to hidden size 64, with the tekken
-vocabulary mistral-common ships laid out as a v13 tokenizer (punie_gates.tekken).
+vocabulary mistral-common ships laid out as a v13 tokenizer (punie_gates.formats.tekken).
 Its weights are random, so it writes gibberish: it must fail Gate 1's smoke
 test, and every report says it is a demo.
 
 Built on first use into `<cache>/demo/<key>`, where the key hashes the recipe
 and the library versions that shape the files; the same inputs give the same
 bytes. The build happens in a private folder renamed into place when complete
-(punie_gates.artifacts), so a killed build never leaves a folder a later run
+(punie_gates.model.artifacts), so a killed build never leaves a folder a later run
 trusts.
 """
 
 from __future__ import annotations
 
-import argparse
 import copy
 import json
 import sys
-import time
 from pathlib import Path
 
 MARKER = "punie_gates_demo.json"
@@ -95,7 +93,7 @@ NOTE = (
 
 def key_parts() -> dict:
     """Everything the demo's bytes depend on (its cache folder is named after their hash)."""
-    from punie_gates import artifacts
+    from punie_gates.model import artifacts
 
     return {
         "recipe": RECIPE_VERSION,
@@ -109,14 +107,15 @@ def key_parts() -> dict:
 
 def demo_model_dir(cache_dir: Path) -> Path:
     """Where the demo for this recipe and these library versions lives (maybe not built yet)."""
-    from punie_gates import artifacts
+    from punie_gates.model import artifacts
 
     return artifacts.artifact_dir(Path(cache_dir), "demo", key_parts())
 
 
 def ensure_demo_model(cache_dir: Path | None = None) -> Path:
     """The demo model folder under `cache_dir` (default paths.cache_dir()), built if missing."""
-    from punie_gates import artifacts, paths
+    from punie_gates.model import artifacts
+    from punie_gates.inputs import paths
 
     cache_dir = Path(cache_dir) if cache_dir is not None else paths.cache_dir()
     parts = key_parts()
@@ -138,7 +137,7 @@ def is_demo_model(path: Path) -> bool:
 
 def build_demo_model(dest: Path) -> Path:
     """Write the demo's files into the empty folder `dest` (deterministic bytes)."""
-    from punie_gates.tekken import save_hf_tokenizer, write_tekken
+    from punie_gates.formats.tekken import save_hf_tokenizer, write_tekken
 
     dest = Path(dest)
     dest.mkdir(parents=True, exist_ok=True)
@@ -168,30 +167,10 @@ def _write_random_weights(dest: Path) -> None:
     save_model(dest, model)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="punie-gates demo-model",
-        description="Build the offline demo candidate (tiny, random weights) into a folder.",
-    )
-    parser.add_argument(
-        "dir", nargs="?", type=Path, help="folder to build into (default: the suite's cache, as `--candidate demo` uses)"
-    )
-    args = parser.parse_args(argv)
-    started = time.perf_counter()
-    if args.dir is None:
-        path = ensure_demo_model()
-    else:
-        path = _build_into(args.dir)
-        if path is None:
-            return 2
-    size_mb = sum(p.stat().st_size for p in path.iterdir() if p.is_file()) / 1e6
-    print(f"demo model ready in {time.perf_counter() - started:.1f} s: {path} ({size_mb:.0f} MB, random weights)")
-    print(f"use it with: pytest --candidate {path}  (or --candidate demo)")
-    return 0
 
 
 def _build_into(target: Path) -> Path | None:
-    from punie_gates import artifacts
+    from punie_gates.model import artifacts
 
     target = target.expanduser().resolve()
     if target.exists():
@@ -207,7 +186,7 @@ def _build_into(target: Path) -> Path | None:
 
 
 def _same_recipe(folder: Path) -> bool:
-    from punie_gates import artifacts
+    from punie_gates.model import artifacts
 
     try:
         recorded = json.loads((folder / artifacts.INPUTS).read_text(encoding="utf-8"))
@@ -215,6 +194,3 @@ def _same_recipe(folder: Path) -> bool:
         return False
     return artifacts.is_complete(folder) and recorded == json.loads(json.dumps(key_parts()))
 
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -20,35 +20,27 @@ from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Iterator, Mapping, Sequence
 
+from punie_gates.model.tokenizer import (
+    backend_of,
+    record_name,
+    render_ids,
+)
+
 if TYPE_CHECKING:
-    from mlx_lm.tokenizer_utils import TokenizerWrapper
+    pass
 
 __all__ = [
-    "FINETUNING_TOKENIZER_CONFIG",
     "Gate0Report",
     "MarkerReport",
     "ParityReport",
-    "Rendered",
-    "backend_of",
     "canonical_conversation",
     "check_parity",
-    "detect_family",
+    "format_family",
     "find_split_markers",
     "inspect_tokenizer",
-    "load_candidate_tokenizer",
     "naive_text_probe",
-    "record_name",
-    "render_ids",
-    "render_records",
-    "tekken_path_of",
 ]
 
-# How mlx-lm must load a Mistral tokenizer for training. transformers 5 picks
-# MistralCommonBackend when the folder holds tekken.json *and* a config.json whose
-# model_type is a Mistral one (mistral3, ministral3, ...); in its default "test"
-# mode that backend refuses conversations ending with an assistant turn, which
-# is every training example. Other backends ignore `mode`.
-FINETUNING_TOKENIZER_CONFIG: Mapping[str, Any] = {"mode": "finetuning", "trust_remote_code": False}
 
 # Format markers per chat-format family: every one the format may emit, and
 # the tool markers that must be among those the template really emits.
@@ -138,12 +130,6 @@ class Gate0Report:
         return {m.marker: m.figure() for m in self.seed_delimiters}
 
 
-@dataclass(frozen=True)
-class Rendered:
-    """Token ids of records rendered as mlx-lm's ChatDataset renders them."""
-
-    ids: tuple[tuple[int, ...] | None, ...]  # None where rendering failed
-    errors: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -159,40 +145,10 @@ class ParityReport:
 # -- loading -------------------------------------------------------------------
 
 
-def load_candidate_tokenizer(path: Path, *, serving: bool = False) -> TokenizerWrapper:
-    """The candidate's tokenizer as mlx-lm must load it for LoRA training.
-
-    `serving=True` loads the default mode instead, the one generation prompts
-    (ending with a user turn) render with; both modes encode alike.
-
-    A `TokenizerWrapper` from `mlx_lm.utils.load_tokenizer` with
-    FINETUNING_TOKENIZER_CONFIG. Reads tokenizer and config files only, never
-    weights, never remote code, never the network. Under MistralCommonBackend
-    this finetuning-mode tokenizer in turn refuses conversations ending with a
-    user or tool turn (generation prompts): serving needs the default mode.
-    """
-    from mlx_lm.utils import load_tokenizer
-
-    path = Path(path)
-    if not path.is_dir():
-        # mlx-lm would treat a missing folder as a Hub repo id and download it.
-        raise FileNotFoundError(f"{path}: not a local folder; Gate 0 reads a local candidate folder")
-    if not any((path / name).is_file() for name in ("tokenizer.json", "tekken.json", "tokenizer.model")):
-        raise FileNotFoundError(f"{path}: no tokenizer.json, tekken.json or tokenizer.model in the candidate folder")
-    extra = {"trust_remote_code": False} if serving else dict(FINETUNING_TOKENIZER_CONFIG)
-    return load_tokenizer(path, tokenizer_config_extra=extra)
 
 
-def backend_of(tokenizer):
-    """The transformers tokenizer inside an mlx-lm TokenizerWrapper (or itself)."""
-    from mlx_lm.tokenizer_utils import TokenizerWrapper
-
-    return tokenizer._tokenizer if isinstance(tokenizer, TokenizerWrapper) else tokenizer
 
 
-def tekken_path_of(folder: Path) -> Path | None:
-    path = Path(folder) / "tekken.json"
-    return path if path.is_file() else None
 
 
 # -- the canonical conversation ------------------------------------------------
@@ -231,27 +187,10 @@ def canonical_conversation() -> tuple[list[dict], list[dict]]:
     return messages, tools
 
 
-def render_ids(tokenizer, messages: Sequence[Mapping], tools: Sequence[Mapping] | None) -> list[int]:
-    """Ids for one conversation, rendered the way mlx_lm.tuner.datasets.ChatDataset does."""
-    ids = tokenizer.apply_chat_template(list(messages), tools=list(tools) if tools else None, return_dict=False)
-    return [int(i) for i in ids]
 
 
-def record_name(label: str | Sequence[str], index: int) -> str:
-    """`label[index]`, or the index-th of per-record names (e.g. "train.jsonl line 7")."""
-    return f"{label}[{index}]" if isinstance(label, str) else label[index]
 
 
-def render_records(records: Sequence[Mapping], tokenizer, label: str | Sequence[str] = "record") -> Rendered:
-    ids: list[tuple[int, ...] | None] = []
-    errors: list[str] = []
-    for index, record in enumerate(records):
-        try:
-            ids.append(tuple(render_ids(tokenizer, record["messages"], record.get("tools"))))
-        except Exception as exc:  # any template or validation error is the finding
-            ids.append(None)
-            errors.append(f"{record_name(label, index)}: the tokenizer cannot render it: {type(exc).__name__}: {exc}")
-    return Rendered(tuple(ids), tuple(errors))
 
 
 # -- vocabulary look-ups -------------------------------------------------------
@@ -289,7 +228,7 @@ def _text_ids(backend, text: str) -> list[int]:
     return [int(i) for i in backend.encode(text, add_special_tokens=False)]
 
 
-def detect_family(tokenizer) -> str:
+def format_family(tokenizer) -> str:
     """The chat-format family from the vocabulary: 'mistral', 'qwen3' or 'unknown'."""
     backend = backend_of(tokenizer)
     if type(backend).__name__ == "MistralCommonBackend":
@@ -348,7 +287,7 @@ def _call_end(backend, ids: Sequence[int], controls: set[int]) -> str | None:
 def inspect_tokenizer(tokenizer) -> Gate0Report:
     """Render the canonical tool conversation through the tokenizer and judge its markers."""
     backend = backend_of(tokenizer)
-    family = detect_family(tokenizer)
+    family = format_family(tokenizer)
     failures: list[str] = []
     messages, tools = canonical_conversation()
 
@@ -441,7 +380,7 @@ def find_split_markers(
     markers as text by design; only a split one is flagged there.
     """
     backend = backend_of(tokenizer)
-    family = family or detect_family(tokenizer)
+    family = family or format_family(tokenizer)
     names = tuple(dict.fromkeys(FAMILY_MARKERS.get(family, ()) + (SEED_DELIMITERS if family == "mistral" else ())))
     if not names:
         return []
@@ -482,7 +421,7 @@ def _reference(path: Path, mtime_ns: int, size: int):
 
     `mtime_ns` and `size` only key the cache: a rewritten file is loaded again.
     """
-    from punie_gates.tekken import reference_tokenizer
+    from punie_gates.formats.tekken import reference_tokenizer
 
     return reference_tokenizer(path, validation_mode="finetuning")
 

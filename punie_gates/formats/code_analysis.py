@@ -21,7 +21,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
-from punie_gates.catalog import Catalog
+from punie_gates.inputs.catalog import Catalog
 
 # Every typed result is a pydantic model: these attributes exist on all of them but
 # are not data fields, so reading one is neither a field read nor a hallucination.

@@ -8,7 +8,6 @@ threshold cannot exceed the queries there are. The file's header documents it.
 from __future__ import annotations
 
 import re
-import tomllib
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -16,11 +15,13 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from punie_gates import paths
-from punie_gates.catalog import Catalog, load_catalog
+from punie_gates.inputs import paths
+from punie_gates.inputs.catalog import Catalog, load_catalog
+
+from punie_gates.errors import DataFileError
 
 
-class QueryFileError(ValueError):
+class QueryFileError(DataFileError):
     """The query file is malformed; the message names the file and the query."""
 
 
@@ -79,14 +80,7 @@ def load_queries(path: Path | None = None, catalog: Catalog | None = None) -> Qu
     """Read and validate the query file; default data/queries.toml and data/tools.toml."""
     path = Path(path) if path is not None else paths.data_dir() / "queries.toml"
     catalog = catalog if catalog is not None else load_catalog()
-    try:
-        with path.open("rb") as handle:
-            raw = tomllib.load(handle)
-    except OSError as exc:
-        raise QueryFileError(f"{path}: cannot read query file: {exc.strerror or exc}") from exc
-    except tomllib.TOMLDecodeError as exc:
-        raise QueryFileError(f"{path}: not valid TOML: {exc}") from exc
-    return _build(raw, path, catalog)
+    return _build(paths.read_toml(path, "query file", QueryFileError), path, catalog)
 
 
 def _build(raw: dict, path: Path, catalog: Catalog) -> QuerySet:

@@ -119,7 +119,7 @@ def default_system_prompt(train_records: Iterable[Mapping] | Any = None) -> str:
     )
     if counts:
         return counts.most_common(1)[0][0]
-    from punie_gates.paths import data_dir
+    from punie_gates.inputs.paths import data_dir
 
     path = data_dir() / "system_prompt.txt"
     text = path.read_text(encoding="utf-8").strip()

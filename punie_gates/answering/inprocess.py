@@ -19,10 +19,6 @@ from pathlib import Path
 
 Prompts = Sequence[tuple[str, list[int]]]
 _PREFILL_STEP = 2048  # mlx-lm's default chunk for prompt processing
-# Queries decoded together by default (the gates' --gen-batch-size, the bench's).
-# On the demo here 8 was as fast as 16, 20 or 40 and faster than 1 or 4; on a 24B
-# model every row also holds its own copy of the ~0.8k-token prefix in the cache.
-DEFAULT_BATCH_SIZE = 8
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,140 @@
+"""Steps several gates share: validation prompts, answering queries, training, fusing,
+retention and the judgments on them.
+
+The gate modules stay declarative (fixtures and assertions); what they do to a
+model and how they tally it lives here once, so Gates 4 and 5 train, fuse and
+judge exactly alike.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+from punie_gates.answering.inprocess import Generation
+from punie_gates.inputs.queries import Query
+
+
+def validation_prompts(tokenizer, queries, system_prompt: str, tools: Sequence[dict]) -> list[tuple[str, list[int]]]:
+    """(id, token ids) per query, through the model's own template with the tools passed natively."""
+    from punie_gates.answering.prompts import query_messages, render_prompt
+
+    return [(q.id, render_prompt(tokenizer, query_messages(system_prompt, q.text), tools)) for q in queries]
+
+
+def answer_queries(model, tokenizer, queries, *, catalog, system_prompt, gate_config, progress, save_as: str):
+    """Greedy answers (the suite's batched, prefix-cached path), saved for `punie-gates score`."""
+    from punie_gates.answering.inprocess import generate_answers, save_responses
+
+    prompts = validation_prompts(tokenizer, queries, system_prompt, catalog.native_schemas())
+    generations = generate_answers(
+        model,
+        tokenizer,
+        prompts,
+        max_tokens=gate_config.max_tokens,
+        batch_size=gate_config.gen_batch_size,
+        progress=progress,
+    )
+    save_responses(gate_config.report_dir / save_as, generations)
+    return generations
+
+
+@dataclass(frozen=True)
+class GateAnswers:
+    """A trained gate's answers to its queries."""
+
+    queries: tuple[Query, ...]
+    """The queries asked, in order."""
+    generations: Mapping[str, Generation]
+    """Each query's answer, by query id."""
+    prompt_mismatch: str | None
+    """How the validation prompt differs from a training prompt's head (None: it does not)."""
+
+
+def answer_gate_queries(model, tokenizer, queries, first_training_record, *, catalog, system_prompt,
+                        gate_config, progress, save_as: str) -> GateAnswers:
+    from punie_gates.answering.prompts import prefix_mismatch, query_messages
+
+    mismatch = prefix_mismatch(tokenizer, first_training_record, query_messages(system_prompt, queries[0].text),
+                               catalog.native_schemas())
+    generations = answer_queries(model, tokenizer, queries, catalog=catalog, system_prompt=system_prompt,
+                                 gate_config=gate_config, progress=progress, save_as=save_as)
+    return GateAnswers(tuple(queries), {g.id: g for g in generations}, mismatch)
+
+
+def train_for_gate(weights: Path, train, valid, gate_config, *, iters: int, progress):
+    """LoRA with the suite's training settings (data/gates.toml [training])."""
+    from punie_gates.model.training import TrainSettings, train_lora
+
+    settings = TrainSettings.from_table(gate_config.training, iters=iters, seed=gate_config.seed)
+    return train_lora(weights, train, valid, settings, gate_config.work_dir, fresh=gate_config.fresh, progress=progress)
+
+
+def fuse_for_gate(weights: Path, adapter_dir: Path, gate_config, *, progress) -> Path:
+    """Fused to float16 with dequantize, then quantized to the target bits (cached)."""
+    from punie_gates.model.fusion import fuse_and_quantize
+
+    return fuse_and_quantize(weights, adapter_dir, gate_config.work_dir, bits=gate_config.target_bits,
+                             fresh=gate_config.fresh, progress=progress)
+
+
+def measure_retention(tokenizer, weights: Path, adapter_dir: Path, fused: Path, records):
+    """How much of the adapter's effect the fused, quantized model keeps, on `records`
+    rendered as training renders them (the session's finetuning-mode tokenizer: the
+    quantized folders carry the candidate's tokenizer files byte for byte)."""
+    from punie_gates.model.fusion import lora_retention
+    from punie_gates.model.tokenizer import render_ids
+
+    prompts = [render_ids(tokenizer, r["messages"], r.get("tools")) for r in records]
+    return lora_retention(weights, adapter_dir, fused, prompts)
+
+
+def retention_problem(retention, need: float) -> str | None:
+    """Why the fused model did not keep enough of the adapter's effect, or None."""
+    if not retention.kl_adapter_vs_base > 0:
+        return "the adapter does not change the model's predictions: nothing to retain"
+    if retention.value < need:
+        return (
+            f"the {retention.bits}-bit fuse keeps {retention.value:.2f} of the adapter's effect on next-token "
+            f"predictions (KL adapter->fused {retention.kl_adapter_vs_fused:.4g} vs adapter->base "
+            f"{retention.kl_adapter_vs_base:.4g} nats); expected >= {need}: quantization rounded the LoRA delta away"
+        )
+    return None
+
+
+def training_figures(trained, report_dir: Path, gate: str, title: str) -> dict[str, Any]:
+    """What a training gate records about its LoRA run: the loss curve (json, png) and the run."""
+    from punie_gates.model.training import plot_loss_curve, write_loss_curve
+
+    curve = trained.curve
+    png = plot_loss_curve(curve, report_dir / f"{gate}-loss-curve.png", title)
+    write_loss_curve(curve, report_dir / f"{gate}-loss-curve.json")
+    return {
+        "loss_curve": curve.to_json(),
+        "loss_curve_png": str(png),
+        "loss": curve.summary(),
+        "training": {
+            "iters": trained.iters_done,
+            "resumed_from": trained.resumed_from,
+            "cached": trained.cached,
+            "seconds": round(trained.seconds, 1),
+            "lora_layers": trained.lora_layers,
+            "adapter_dir": str(trained.adapter_dir),
+            "settings": trained.info.get("settings"),
+        },
+    }
+
+
+def generation_figures(generations, gate_config) -> dict:
+    """What generating the answers cost, beside what the plan's one-at-a-time way would have
+    prefilled (every prompt in full): the prefix cache's saving, measured on this run."""
+    gens = list(generations)
+    return {
+        "queries": len(gens),
+        "batch_size": gate_config.gen_batch_size,
+        "max_tokens": gate_config.max_tokens,
+        "prefill_tokens_naive": sum(g.prompt_tokens for g in gens),
+        "prefill_tokens_suite": sum(g.prefill_tokens_computed for g in gens),
+        "generated_tokens": sum(g.generated_tokens for g in gens),
+    }

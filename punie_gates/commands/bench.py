@@ -1,0 +1,83 @@
+"""`punie-gates bench`: the plan's validation generation vs the suite's, side by side in one run."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from dataclasses import asdict
+from pathlib import Path
+
+from punie_gates.checks.bench import PLAN_MAX_TOKENS, run_bench, write_result
+from punie_gates.inputs.options import DEFAULT_BATCH_SIZE
+
+def _load_candidate(spec: str, progress=None):
+    """(model, tokenizer) of a candidate loaded as the gates load it: the same options
+    (environment and gates file included), at the target bits."""
+    from punie_gates.inputs.options import resolve_options
+    from punie_gates.model.loading import load_named
+
+    options = resolve_options({"candidate": spec}, root=Path.cwd())
+    loaded = load_named(spec, options, progress=progress)
+    return loaded.model, loaded.tokenizer
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="punie-gates bench",
+        description="Time the plan's validation generation (one query at a time, full prompt) against the "
+        "suite's (shared-prefix cache + batching) on the same model in one process; print one JSON line.",
+    )
+    p.add_argument("--candidate", default=os.environ.get("PUNIE_GATES_CANDIDATE", "demo"),
+                   help="'demo' (built-in, offline), an MLX model folder or a Hugging Face repo id (fetched unless "
+                        "HF_HUB_OFFLINE=1); loaded at the gates' target bits (default: demo)")
+    p.add_argument("--queries", type=Path, default=None, help="query file (default: data/queries.toml)")
+    p.add_argument("--limit", type=int, default=None, metavar="N",
+                   help="use only the first N queries (default: all of them)")
+    p.add_argument("--tools", type=Path, default=None, help="tool catalog (default: data/tools.toml)")
+    p.add_argument("--system-prompt", type=Path, default=None,
+                   help="system prompt text (default: data/system_prompt.txt)")
+    p.add_argument("--max-tokens", type=int, default=PLAN_MAX_TOKENS,
+                   help=f"token cap per answer, both runs (default: the plan's {PLAN_MAX_TOKENS})")
+    p.add_argument("--gen-batch-size", type=int, default=DEFAULT_BATCH_SIZE,
+                   help=f"queries decoded together in the suite's run (default: {DEFAULT_BATCH_SIZE})")
+    p.add_argument("--json-out", type=Path, default=None, help="also write the JSON result to this file")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress lines on stderr")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.max_tokens < 1 or args.gen_batch_size < 1 or (args.limit is not None and args.limit < 1):
+        print("punie-gates bench: --max-tokens, --gen-batch-size and --limit must be >= 1", file=sys.stderr)
+        return 2
+    from punie_gates.model.candidate import CandidateError
+    from punie_gates.inputs.catalog import CatalogError, load_catalog
+    from punie_gates.progress import null_progress, progress_printer
+    from punie_gates.answering.prompts import default_system_prompt
+    from punie_gates.inputs.queries import QueryFileError, load_queries
+
+    try:
+        catalog = load_catalog(args.tools)
+        queries = load_queries(args.queries, catalog=catalog).queries[: args.limit]
+    except (CatalogError, QueryFileError) as exc:
+        print(f"punie-gates bench: {exc}", file=sys.stderr)
+        return 2
+    if args.system_prompt is not None:
+        system_prompt = args.system_prompt.read_text(encoding="utf-8").strip()
+    else:
+        system_prompt = default_system_prompt(())
+    progress = null_progress if args.quiet else progress_printer(lambda line: print(line, file=sys.stderr, flush=True))
+
+    try:
+        model, tokenizer = _load_candidate(args.candidate, progress)
+    except CandidateError as exc:
+        print(f"punie-gates bench: {exc}", file=sys.stderr)
+        return 2
+    result = run_bench(model, tokenizer, queries, catalog, system_prompt, max_tokens=args.max_tokens,
+                       batch_size=args.gen_batch_size, candidate=args.candidate, progress=progress)
+    print(json.dumps(asdict(result)), flush=True)
+    if args.json_out is not None:
+        write_result(args.json_out, result)
+    return 0

@@ -1,0 +1,230 @@
+"""A model folder as mlx-lm sees it, read without loading it.
+
+config.json (its model types, quantization bits), the safetensors headers (tensor
+bytes and dtypes), the size on disk and the memory a load needs: every gate and
+command that asks one of these questions asks it here.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+from punie_gates.errors import CandidateError, MemoryBudgetError
+
+GROUP_SIZE = 64  # mlx-lm's default for affine quantization
+
+# Loaded weights are not all a model needs: the KV cache, activations and MLX's
+# buffers come on top. 10% plus half a GB covers greedy generation of a few
+# thousand tokens on a dense 24B model; the measured peak is what Gate 1 judges,
+# this estimate only refuses hopeless loads early.
+OVERHEAD_FRACTION = 0.10
+OVERHEAD_GB = 0.5
+# Per weight, affine quantization stores `bits` plus a 16-bit scale and a 16-bit
+# bias per group of 64: half a bit more.
+_GROUP_OVERHEAD_BITS = 32 / GROUP_SIZE
+
+_FLOAT_BITS = {"F64": 64, "F32": 32, "F16": 16, "BF16": 16, "F8_E4M3": 8, "F8_E5M2": 8}
+_DTYPE_NAMES = {"float32": 32, "float16": 16, "bfloat16": 16}
+
+
+# -- reading a model folder without loading it ---------------------------------
+
+
+@dataclass(frozen=True)
+class WeightsInfo:
+    files: int
+    bytes: int  # tensor bytes the headers declare
+    float_bits: int | None  # bits of the dominant float dtype (16 for float16/bfloat16)
+
+
+def read_weights_info(model_dir: Path) -> WeightsInfo:
+    """Sizes and dtypes from the safetensors headers of `model*.safetensors` (no tensor is read)."""
+    model_dir = Path(model_dir)
+    files = weight_files(model_dir)
+    if not files:
+        raise CandidateError(f"{model_dir}: no model*.safetensors weights to estimate")
+    total = 0
+    by_bits: dict[int, int] = {}
+    for file in files:
+        for name, entry in _safetensors_header(file).items():
+            if name == "__metadata__":
+                continue
+            start, end = entry["data_offsets"]
+            total += end - start
+            bits = _FLOAT_BITS.get(entry.get("dtype", ""))
+            if bits:
+                by_bits[bits] = by_bits.get(bits, 0) + end - start
+    dominant = max(by_bits, key=by_bits.get) if by_bits else None
+    return WeightsInfo(len(files), total, dominant)
+
+
+def _safetensors_header(file: Path) -> dict:
+    size = file.stat().st_size
+    with file.open("rb") as fh:
+        head = fh.read(8)
+        if len(head) < 8:
+            raise CandidateError(f"{file}: too short for a safetensors file ({size} bytes)")
+        (length,) = struct.unpack("<Q", head)
+        if length > 100_000_000 or 8 + length > size:
+            raise CandidateError(f"{file}: not a safetensors file (header length {length}, file {size} bytes)")
+        try:
+            header = json.loads(fh.read(length))
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise CandidateError(f"{file}: unreadable safetensors header ({exc})") from None
+    try:
+        end = max((e["data_offsets"][1] for n, e in header.items() if n != "__metadata__"), default=0)
+    except (KeyError, TypeError, IndexError):
+        raise CandidateError(f"{file}: safetensors header without data_offsets") from None
+    if 8 + length + end > size:
+        raise CandidateError(
+            f"{file}: truncated: its header declares {8 + length + end} bytes but the file has {size} "
+            "(an interrupted download? delete it and fetch the model again)"
+        )
+    return header
+
+
+def quantization_bits(config: Mapping[str, Any]) -> frozenset[int]:
+    """Every bit width config.json's "quantization" names (empty when not quantized)."""
+    quant = config.get("quantization") or config.get("quantization_config")
+    if not isinstance(quant, Mapping) or "bits" not in quant:
+        return frozenset()
+    bits = {int(quant["bits"])}
+    # mlx-lm records per-layer overrides (mixed recipes) as nested entries.
+    bits |= {int(v["bits"]) for v in quant.values() if isinstance(v, Mapping) and "bits" in v}
+    return frozenset(bits)
+
+
+def stored_bits(model_dir: Path, config: Mapping[str, Any] | None = None) -> int | None:
+    """Bits per weight as stored: the quantization's (the widest when mixed), else the float dtype's."""
+    config = read_config(model_dir) if config is None else config
+    qbits = quantization_bits(config)
+    if qbits:
+        return max(qbits)
+    info = read_weights_info(model_dir) if weight_files(model_dir) else None
+    if info and info.float_bits:
+        return info.float_bits
+    dtype = config.get("torch_dtype") or config.get("dtype") or (config.get("text_config") or {}).get("dtype")
+    return _DTYPE_NAMES.get(str(dtype))
+
+
+def estimate_memory_gb(model_dir: Path, bits: int | None = None) -> float:
+    """Memory to load `model_dir`, in GB: tensor bytes plus the stated overhead.
+
+    With `bits`, the estimate is for the model quantized to that many bits
+    (affine, group size 64), scaled from what is stored now.
+    """
+    model_dir = Path(model_dir)
+    weights = read_weights_info(model_dir).bytes
+    if bits is not None:
+        config = read_config(model_dir)
+        now = stored_bits(model_dir, config)
+        if now:
+            per_weight_now = now + (_GROUP_OVERHEAD_BITS if quantization_bits(config) else 0)
+            weights = weights * (bits + _GROUP_OVERHEAD_BITS) / per_weight_now
+    return weights / 1e9 * (1 + OVERHEAD_FRACTION) + OVERHEAD_GB
+
+
+def check_memory_budget(model_dir: Path, budget_gb: float, bits: int | None = None, label: str = "") -> float:
+    """The estimate, or MemoryBudgetError before anything is loaded when it exceeds `budget_gb`."""
+    estimate = estimate_memory_gb(model_dir, bits)
+    if estimate > budget_gb:
+        weights = (estimate - OVERHEAD_GB) / (1 + OVERHEAD_FRACTION)
+        what = f"at {bits} bits " if bits is not None else ""
+        raise MemoryBudgetError(
+            f"{label or model_dir}: needs about {estimate:.1f} GB {what}(weights {weights:.1f} GB + "
+            f"{OVERHEAD_FRACTION:.0%} + {OVERHEAD_GB} GB overhead) but the memory budget is {budget_gb:g} GB; "
+            "refusing to load it (it would swap). Use a smaller quantization, or raise --memory-budget-gb "
+            "if this machine really has the memory"
+        )
+    return estimate
+
+
+def physical_memory_gb() -> float | None:
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 1e9
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def disk_gb(folder: Path) -> float:
+    """Bytes on disk of the files in a model folder, in GB (1e9)."""
+    return sum(p.stat().st_size for p in Path(folder).iterdir() if p.is_file()) / 1e9
+
+
+# -- quantizing ----------------------------------------------------------------
+
+
+
+
+
+
+
+
+# -- loading -------------------------------------------------------------------
+
+
+
+
+
+
+
+
+TOKENIZER_MARKERS = ("tekken.json", "tokenizer.json", "tokenizer.model")
+
+
+_MISTRAL_TYPES = {"mistral", "mistral3", "ministral", "ministral3", "mistral4", "mixtral", "pixtral"}
+
+
+def config_family(path: Path) -> str:
+    """"mistral", "qwen3" or "unknown", from config.json's model types, else the tokenizer files."""
+    types = set()
+    config = read_config(Path(path), required=False)
+    if config:
+        types.add(str(config.get("model_type", "")))
+        text = config.get("text_config")
+        if isinstance(text, dict):
+            types.add(str(text.get("model_type", "")))
+    if types & _MISTRAL_TYPES:
+        return "mistral"
+    if any(t.startswith("qwen3") for t in types):
+        return "qwen3"
+    if (Path(path) / "tekken.json").is_file():
+        return "mistral"
+    return "unknown"
+
+
+def weight_files(path: Path) -> list[Path]:
+    """The safetensors files mlx-lm would load from `path`."""
+    return sorted(Path(path).glob("model*.safetensors"))
+
+
+def read_config(path: Path, *, required: bool = True, label: str = "", fix: str = "") -> dict | None:
+    """config.json as a dict; a missing or malformed one raises CandidateError naming the
+    file, line and fix (or gives None when not `required`)."""
+    file = Path(path) / "config.json"
+    who = f"candidate {label!r}: " if label else ""
+    fix = f"; {fix}" if fix else ""
+    try:
+        text = file.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        if required:
+            raise CandidateError(f"{who}no config.json in {path}{fix}") from None
+        return None
+    try:
+        config = json.loads(text)
+    except json.JSONDecodeError as exc:
+        if required:
+            raise CandidateError(
+                f"{who}{file} line {exc.lineno} column {exc.colno}: not valid JSON ({exc.msg})"
+            ) from None
+        return None
+    if not isinstance(config, dict):
+        if required:
+            raise CandidateError(f"{who}{file} line 1: expected a JSON object")
+        return None
+    return config

@@ -1,0 +1,30 @@
+"""The pytest plugin: options, markers, fixtures, gate ordering and the verdict.
+
+The only part of punie_gates that imports pytest. Its hooks are one-liners into
+the run's `GateSession` (plugin/session.py); the fixtures live in
+plugin/fixtures.py (options and data) and plugin/model_fixtures.py (the candidate
+and its models). The plugin stays inert in runs that collect no gate tests, such
+as the self-tests.
+
+Import direction of the package (a self-test enforces it):
+plugin -> decision, checks -> answering, model -> formats, inputs -> errors, progress.
+"""
+
+from __future__ import annotations
+
+from punie_gates.inputs import options as gate_options
+from punie_gates.plugin.session import GateSession
+
+pytest_plugins = [
+    "punie_gates.plugin.fixtures",
+    "punie_gates.plugin.model_fixtures",
+    "punie_gates.plugin.training_fixtures",
+]
+
+
+def pytest_addoption(parser):
+    gate_options.add_options(parser)
+
+
+def pytest_configure(config):
+    GateSession.install(config)

@@ -1,0 +1,113 @@
+"""Session fixtures for the run's options and data, and the per-test gate helpers."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from punie_gates.errors import UserError
+from punie_gates.inputs import options as gate_options
+from punie_gates.plugin.session import gate_of, session_of
+
+
+@pytest.fixture(scope="session")
+def gate_config(pytestconfig) -> gate_options.GateConfig:
+    """The resolved options of this run (flags, ini keys, environment, data/gates.toml)."""
+    try:
+        return session_of(pytestconfig).options()
+    except UserError as exc:
+        pytest.fail(str(exc), pytrace=False)
+
+
+class GateRecorder:
+    """`gate_record(key, value)` puts a figure in gates.<gate>.figures of the report;
+    `gate_record.flag(text)` raises a flag on the gate (several accumulate)."""
+
+    def __init__(self, session, gate: str):
+        self._session, self.gate = session, gate
+
+    def __call__(self, key: str, value: Any) -> Any:
+        return self._session.record(self.gate, key, value)
+
+    def flag(self, text: str) -> None:
+        self._session.flag(self.gate, text)
+
+
+def _gate_or_fail(request) -> str:
+    gate = gate_of(request.node)
+    if gate is None:
+        raise pytest.UsageError(f"{request.node.nodeid}: {request.fixturename} needs a gateN marker")
+    return gate
+
+
+@pytest.fixture
+def gate_record(request) -> GateRecorder:
+    """Figures and flags for this test's gate's report entry."""
+    return GateRecorder(session_of(request.config), _gate_or_fail(request))
+
+
+class GateOutcome:
+    def __init__(self, session, nodeid: str, gate: str):
+        self._session, self._nodeid, self._gate = session, nodeid, gate
+
+    def check(self) -> None:
+        """Fail unless every earlier check of this gate passed."""
+        problems = self._session.unmet_checks(self._gate, self._nodeid)
+        if problems:
+            pytest.fail(f"{self._gate} did not pass: " + "; ".join(problems), pytrace=False)
+
+
+@pytest.fixture
+def gate_outcome(request) -> GateOutcome:
+    """For a gate's decision test: `gate_outcome.check()`."""
+    return GateOutcome(session_of(request.config), request.node.nodeid, _gate_or_fail(request))
+
+
+@pytest.fixture(scope="session")
+def progress(pytestconfig):
+    """A `progress(step, done, total, **figures)` callable that writes to the terminal."""
+    from punie_gates.plugin.terminal import make_progress
+
+    return make_progress(pytestconfig)
+
+
+@pytest.fixture(scope="session")
+def catalog(gate_config):
+    from punie_gates.inputs.catalog import load_catalog
+
+    return load_catalog(gate_config.tools_path)
+
+
+@pytest.fixture(scope="session")
+def query_set(gate_config, catalog):
+    from punie_gates.inputs.queries import load_queries
+
+    return load_queries(gate_config.queries_path, catalog=catalog)
+
+
+@pytest.fixture(scope="session")
+def training_data(gate_config, catalog):
+    """(train, valid) converted to Mistral form with the catalog's tools, rejects included."""
+    from punie_gates.formats.convert import convert_training_folder
+
+    folder = gate_config.training_data
+    if folder is None or not (folder / "train.jsonl").is_file() or not (folder / "valid.jsonl").is_file():
+        pytest.fail(
+            f"training data not found: {folder} must hold train.jsonl and valid.jsonl in Qwen3 form "
+            "(point --training-data at Punie's data/phase27_merged folder)",
+            pytrace=False,
+        )
+    return convert_training_folder(folder, tools=catalog.native_schemas())
+
+
+@pytest.fixture(scope="session")
+def system_prompt(gate_config, training_data) -> str:
+    """The validation prompts' system prompt: the one training used, unless given."""
+    from punie_gates.answering.prompts import default_system_prompt
+    from punie_gates.inputs import paths
+
+    if gate_config.system_prompt_path is not None:
+        return gate_config.system_prompt_path.read_text(encoding="utf-8").strip()
+    train, _ = training_data
+    return default_system_prompt(train.records) or (paths.data_dir() / "system_prompt.txt").read_text(encoding="utf-8").strip()

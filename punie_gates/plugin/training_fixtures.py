@@ -1,0 +1,84 @@
+"""Module fixtures the training gates (4 and 5) share: train, fuse, load the fused model, answer.
+
+Each training gate module defines `records` ((train, valid) for its run, drawn from
+`usable_training_data`) and
+`gate_queries` (what it asks); these fixtures do the rest for the module's gate,
+so the two gates train, fuse and answer exactly alike.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from punie_gates.plugin.session import gate_of
+
+
+@pytest.fixture(scope="module")
+def training_gate(request) -> str:
+    """The gate of the module asking (its gateN marker)."""
+    gate = gate_of(request.node)
+    if gate is None:
+        raise pytest.UsageError(f"{request.node.nodeid}: the training fixtures need a gateN marker")
+    return gate
+
+
+@pytest.fixture(scope="module")
+def usable_training_data(training_data, gate_config) -> tuple[list[dict], list[dict]]:
+    """Every converted (train, valid) record; a run with none of either fails here, saying so."""
+    train, valid = training_data
+    if not train.records or not valid.records:
+        pytest.fail(
+            f"no usable training data in {gate_config.training_data}: {train.converted} training and "
+            f"{valid.converted} validation conversations converted ({train.rejected + valid.rejected} rejected)",
+            pytrace=False,
+        )
+    return list(train.records), list(valid.records)
+
+
+@pytest.fixture(scope="module")
+def trained(candidate_at_target_bits, records, gate_config, training_gate, progress):
+    """The LoRA adapter trained on `records` (cached by its inputs; resumes from checkpoints)."""
+    from punie_gates.checks.steps import train_for_gate
+
+    train, valid = records
+    return train_for_gate(candidate_at_target_bits.path, train, valid, gate_config,
+                          iters=gate_config.lora_iters(training_gate), progress=progress)
+
+
+@pytest.fixture(scope="module")
+def fused(candidate_at_target_bits, trained, gate_config, progress):
+    """The fused model's folder at the target bits."""
+    from punie_gates.checks.steps import fuse_for_gate
+
+    return fuse_for_gate(candidate_at_target_bits.path, trained.adapter_dir, gate_config, progress=progress)
+
+
+@pytest.fixture(scope="module")
+def retention(candidate_tokenizer, candidate_at_target_bits, trained, fused, records, gate_config):
+    """How much of the adapter's effect the fused model keeps, on a sample of the validation
+    records (Gate 4's size: every extra record costs three forward passes)."""
+    from punie_gates.checks.steps import measure_retention
+    from punie_gates.formats.sampling import stratified_sample
+
+    sample = stratified_sample(records[1], gate_config.gate4_valid_examples, gate_config.seed)
+    return measure_retention(candidate_tokenizer, candidate_at_target_bits.path, trained.adapter_dir, fused, sample)
+
+
+@pytest.fixture(scope="module")
+def fused_model(fused):
+    """(model, tokenizer) of the fused model, held for the module and released after it."""
+    from punie_gates.model.loading import holding, load_folder
+
+    with holding(lambda: load_folder(fused)) as loaded:
+        yield loaded
+
+
+@pytest.fixture(scope="module")
+def answers(fused_model, gate_queries, records, catalog, system_prompt, gate_config, training_gate, progress):
+    """The fused model's greedy answers to the gate's queries (checks.steps.GateAnswers)."""
+    from punie_gates.checks.steps import answer_gate_queries
+
+    model, tokenizer = fused_model
+    return answer_gate_queries(model, tokenizer, gate_queries, records[0][0], catalog=catalog,
+                               system_prompt=system_prompt, gate_config=gate_config, progress=progress,
+                               save_as=f"{training_gate}-responses.jsonl")
