@@ -22,6 +22,7 @@ from types import MappingProxyType
 
 from punie_gates.catalog import Catalog, CatalogError, load_catalog
 from punie_gates.code_analysis import CodeFacts, analyse_code
+from punie_gates.inputs.facts import missing_facts
 from punie_gates.queries import Query, QueryFileError, QuerySet, load_queries
 
 FORMATS = ("auto", "mistral", "qwen3")
@@ -263,7 +264,8 @@ def _merge(found: _Findings, facts: CodeFacts) -> None:
 
 def _expected(query: Query) -> str:
     if query.expect == "direct":
-        return "a direct answer with no tool call"
+        stating = f" stating {', '.join(repr(f) for f in query.answer_facts)}" if query.answer_facts else ""
+        return "a direct answer with no tool call" + stating
     parts = []
     if query.tools_any:
         parts.append(f"a call of {_any(query.tools_any)}")
@@ -291,6 +293,8 @@ def score_response(query: Query, response: str, catalog: Catalog, fmt: str = "au
             problems.append("a tool call on a question that needs none")
         elif not response.strip():
             problems.append("the response is empty")
+        elif missing := missing_facts(response, query.answer_facts):
+            problems.append("the answer does not state " + ", ".join(repr(f) for f in missing))
     else:
         called = set(found.tools)
         if not calls:
