@@ -334,6 +334,25 @@ def in_process_ask(
     return ask_many
 
 
+def server_ask(client, model: str, tools: Sequence[Mapping] | None, *, max_tokens: int) -> Ask:
+    """An Ask through an OpenAI-compatible server (mlx_lm.server, as Punie's agent talks
+    to it): greedy, tools passed natively, the server's parsed `tool_calls` taken as is.
+    `client` is an `openai.OpenAI` (or anything with its chat.completions.create)."""
+
+    def ask(messages: list[dict]) -> Reply:
+        response = client.chat.completions.create(
+            model=model,
+            messages=for_openai(messages),
+            tools=[dict(t) for t in tools] if tools else None,
+            temperature=0.0,
+            max_tokens=max_tokens,
+        )
+        message = response.choices[0].message
+        return reply_from_message(message.model_dump() if hasattr(message, "model_dump") else dict(message))
+
+    return ask
+
+
 # --- saved conversations --------------------------------------------------------------
 
 

@@ -31,6 +31,7 @@ from punie_gates.answering.conversation import (
     read_conversations,
     reply_from_message,
     reply_from_text,
+    server_ask,
     write_conversations,
 )
 from punie_gates.catalog import load_catalog
@@ -454,6 +455,36 @@ def test_reply_from_a_server_message():
     sent = for_openai([{"role": "assistant", "content": "", "tool_calls": [
         {"id": "abcdefghi", "type": "function", "function": {"name": "execute_code", "arguments": {"code": "x"}}}]}])
     assert sent[0]["tool_calls"][0]["function"]["arguments"] == '{"code": "x"}'
+
+
+class FakeServer:
+    """Stands in for openai.OpenAI against mlx_lm.server: records requests, answers from a list."""
+
+    def __init__(self, messages):
+        self.answers, self.requests = list(messages), []
+        self.chat = self
+        self.completions = self
+
+    def create(self, **request):
+        self.requests.append(request)
+        message = self.answers.pop(0)
+        return type("Response", (), {"choices": [type("Choice", (), {"message": message})()]})()
+
+
+def test_server_ask_sends_string_arguments_and_takes_parsed_calls(queries, catalog):
+    call = {"role": "assistant", "content": "", "tool_calls": [
+        {"id": "call_1", "type": "function", "function": {"name": "execute_code", "arguments": '{"code": "print(typecheck(\'src/models/\'))"}'}}]}
+    server = FakeServer([call, {"role": "assistant", "content": "4 type errors.", "tool_calls": None}])
+    ask = server_ask(server, "candidate", catalog.native_schemas(), max_tokens=64)
+    query = queries.by_id("field_access-01")
+    first = ask([*PROMPT, {"role": "user", "content": query.text}])
+    conversation = converse(query, first, ask, catalog=catalog, prompt=[*PROMPT, {"role": "user", "content": query.text}], max_turns=4)
+    assert score_followup(query, conversation).passed
+    sent = server.requests[1]
+    assert sent["temperature"] == 0.0 and sent["tools"] and sent["max_tokens"] == 64
+    assistant, tool = sent["messages"][-2:]
+    assert isinstance(assistant["tool_calls"][0]["function"]["arguments"], str)
+    assert tool["tool_call_id"] == assistant["tool_calls"][0]["id"] and tool["content"] == query.results["typecheck"]
 
 
 def test_a_batch_ask_that_raises_is_recorded_for_each_conversation(queries, catalog):
