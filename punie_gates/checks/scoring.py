@@ -21,6 +21,7 @@ from punie_gates.inputs.catalog import Catalog
 from punie_gates.formats.code_analysis import CodeFacts, analyse_code
 from punie_gates.inputs.queries import Query, QuerySet
 
+from punie_gates.inputs.facts import missing_facts
 
 
 
@@ -155,7 +156,8 @@ def _merge(found: _Findings, facts: CodeFacts) -> None:
 
 def _expected(query: Query) -> str:
     if query.expect == "direct":
-        return "a direct answer with no tool call"
+        stating = f" stating {', '.join(repr(f) for f in query.answer_facts)}" if query.answer_facts else ""
+        return "a direct answer with no tool call" + stating
     parts = []
     if query.tools_any:
         parts.append(f"a call of {_any(query.tools_any)}")
@@ -183,6 +185,8 @@ def score_response(query: Query, response: str, catalog: Catalog, fmt: str = "au
             problems.append("a tool call on a question that needs none")
         elif not response.strip():
             problems.append("the response is empty")
+        elif missing := missing_facts(response, query.answer_facts):
+            problems.append("the answer does not state " + ", ".join(repr(f) for f in missing))
     else:
         called = set(found.tools)
         if not calls:

@@ -2,7 +2,10 @@
 
 Every check a query asks for must be one that a reply can satisfy and one that a
 reply can fail: tools must exist, fields must belong to the listed tools, and a
-threshold cannot exceed the queries there are. The file's header documents it.
+threshold cannot exceed the queries there are. The same goes for the follow-up:
+a tool result must have exactly the catalog's fields, every tool a query asks for
+needs one, and each answer fact must reach the model through them without being
+in the question already. The file's header documents it.
 """
 
 from __future__ import annotations
@@ -10,7 +13,7 @@ from __future__ import annotations
 import re
 from collections import Counter
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
@@ -19,6 +22,8 @@ from punie_gates.inputs import paths
 from punie_gates.inputs.catalog import Catalog, load_catalog
 
 from punie_gates.errors import DataFileError
+from punie_gates.inputs.facts import alternatives, states
+from punie_gates.inputs.results import check_result, normalise_result, readable_text
 
 
 class QueryFileError(DataFileError):
@@ -26,8 +31,17 @@ class QueryFileError(DataFileError):
 
 
 EXPECTS = ("tool", "direct")
+FOLLOWUPS = ("text", "call")
+# Replies per conversation (the first one included) when [settings] gives none, and
+# the bounds a file may choose within: a follow-up needs 2, a second call 3.
+DEFAULT_MAX_TURNS = 4
+MAX_TURNS_RANGE = (2, 10)
 _ID = re.compile(r"^(?P<category>[a-z][a-z0-9_]*)-(?P<number>\d{2})$")
-_QUERY_KEYS = {"id", "category", "text", "expect", "tools_any", "tools_all", "fields_any"}
+_QUERY_KEYS = {
+    "id", "category", "text", "expect", "tools_any", "tools_all", "fields_any",
+    "answer_facts", "results", "followup", "followup_tool",
+}
+_EMPTY: Mapping[str, str] = MappingProxyType({})
 
 
 @dataclass(frozen=True)
@@ -39,6 +53,11 @@ class Query:
     tools_any: tuple[str, ...] = ()
     tools_all: tuple[str, ...] = ()
     fields_any: tuple[str, ...] = ()
+    answer_facts: tuple[str, ...] = ()  # what a correct final answer states ("a|b": either)
+    # typed tool -> the text its result prints as (one line); not hashed (a mapping)
+    results: Mapping[str, str] = field(default_factory=lambda: _EMPTY, hash=False)
+    followup: str = "text"  # "text": answer from the result; "call": call followup_tool next
+    followup_tool: str | None = None  # the tool a "call" follow-up must call
 
     @property
     def listed_tools(self) -> tuple[str, ...]:
@@ -58,6 +77,7 @@ class QuerySet:
     thresholds: Thresholds
     gate_sets: Mapping[str, tuple[str, ...]]
     path: Path
+    max_turns: int = DEFAULT_MAX_TURNS  # model replies per conversation, the first included
 
     def by_id(self, id: str) -> Query:
         for query in self.queries:
@@ -89,8 +109,8 @@ def _build(raw: dict, path: Path, catalog: Catalog) -> QuerySet:
     def fail(where: str, reason: str) -> None:
         errors.append(f"{path}: {where}: {reason}")
 
-    for key in set(raw) - {"thresholds", "gates", "query"}:
-        fail(key, "unknown top-level key (expected [thresholds], [gates], [[query]])")
+    for key in set(raw) - {"thresholds", "settings", "gates", "query"}:
+        fail(key, "unknown top-level key (expected [thresholds], [settings], [gates], [[query]])")
 
     raw_queries = raw.get("query")
     if not isinstance(raw_queries, list) or not raw_queries:
@@ -112,11 +132,12 @@ def _build(raw: dict, path: Path, catalog: Catalog) -> QuerySet:
     # error says what is wrong, and a second "unknown id" would mislead.
     all_ids = {e.get("id") for e in raw_queries if isinstance(e, dict)}
     gate_sets = _gate_sets(raw.get("gates", {}), all_ids, fail)
+    max_turns = _max_turns(raw.get("settings", {}), queries, fail)
 
     if errors:
         raise QueryFileError("\n".join(errors))
     assert thresholds is not None
-    return QuerySet(tuple(queries), thresholds, gate_sets, path)
+    return QuerySet(tuple(queries), thresholds, gate_sets, path, max_turns)
 
 
 def _names(value: Any) -> bool:
@@ -171,9 +192,126 @@ def _query(entry: Any, index: int, catalog: Catalog, fail) -> Query | None:
     for name in lists["fields_any"]:
         if known and not any(name in catalog.all_field_names(t) for t in known):
             bad(f"field {name!r} belongs to none of the listed tools ({', '.join(known)})")
+    facts = _answer_facts(entry, text if isinstance(text, str) else "", bad)
+    followup, followup_tool = _followup(entry, expect, bad)
+    if followup_tool is not None and followup_tool not in catalog.typed:
+        bad(f"followup_tool {followup_tool!r} is not a typed tool in {catalog.path or 'the catalog'}")
+    results = _results(entry, expect, catalog, bad)
+    if expect == "tool" and results is not None:
+        then = [followup_tool] if followup_tool else []
+        required = [*listed, *then]
+        for tool in dict.fromkeys(required):
+            if tool in catalog.typed and tool not in results:
+                bad(f"results has no entry for {tool!r}: its call would stop the conversation")
+        if all(t in results for t in required):
+            _check_facts_reachable(facts, lists["tools_any"], [*lists["tools_all"], *then], results, bad)
     if not ok:
         return None
-    return Query(id, category, text, expect, lists["tools_any"], lists["tools_all"], lists["fields_any"])
+    return Query(
+        id, category, text, expect, lists["tools_any"], lists["tools_all"], lists["fields_any"],
+        facts, MappingProxyType(dict(results or {})), followup, followup_tool,
+    )
+
+
+def _answer_facts(entry: dict, text: str, bad) -> tuple[str, ...]:
+    facts = entry.get("answer_facts")
+    if facts is None:
+        bad("answer_facts is missing: list what a correct final answer states")
+        return ()
+    if not _names(facts) or not facts:
+        bad('answer_facts must be a non-empty list of strings, e.g. ["3", "views.py"]')
+        return ()
+    for fact in facts:
+        terms = alternatives(fact)
+        if not all(terms):
+            bad(f"answer fact {fact!r} has an empty alternative (separate alternatives with |)")
+            continue
+        echoed = [t for t in terms if states(text, t)]
+        if echoed:
+            bad(f"answer fact {fact!r}: {echoed[0]!r} is already in the query's text, so stating it proves nothing")
+    for fact, n in Counter(facts).items():
+        if n > 1:
+            bad(f"answer fact {fact!r} is listed {n} times")
+    return tuple(facts)
+
+
+def _followup(entry: dict, expect: Any, bad) -> tuple[str, str | None]:
+    followup, tool = entry.get("followup", "text"), entry.get("followup_tool")
+    if followup not in FOLLOWUPS:
+        bad(f"unknown followup {followup!r} (use {' or '.join(repr(f) for f in FOLLOWUPS)})")
+        return "text", None
+    if expect == "direct" and ("followup" in entry or tool is not None):
+        bad('expect = "direct" has no follow-up (no tool result comes back)')
+        return "text", None
+    if followup == "call" and not (isinstance(tool, str) and tool):
+        bad('followup = "call" needs followup_tool: the tool the second call must call')
+        return followup, None
+    if followup == "text" and tool is not None:
+        bad('followup_tool is only for followup = "call"')
+        return followup, None
+    return followup, tool
+
+
+def _results(entry: dict, expect: Any, catalog: Catalog, bad) -> dict[str, str] | None:
+    raw = entry.get("results")
+    if expect == "direct":
+        if raw is not None:
+            bad('expect = "direct" cannot give results (no tool is called)')
+        return {}
+    if raw is None:
+        if expect == "tool":
+            bad("results is missing: a [query.results] table of typed tool -> what its result prints")
+        return None
+    if not isinstance(raw, dict):
+        bad("results must be a table of typed tool -> result text")
+        return None
+    results: dict[str, str] = {}
+    for tool, text in raw.items():
+        typed = catalog.typed.get(tool)
+        if typed is None:
+            bad(f"results.{tool}: {tool!r} is not a typed tool in {catalog.path or 'the catalog'}")
+            continue
+        problems = check_result(typed, text)
+        for problem in problems:
+            bad(f"results.{tool}: {problem}")
+        if not problems:
+            results[tool] = normalise_result(typed, text)
+    return results if len(results) == len(raw) else None
+
+
+def _check_facts_reachable(facts, tools_any, always, results: dict[str, str], bad) -> None:
+    """Each fact must reach the model whichever of tools_any it calls: in the result of a
+    tool every good answer calls (tools_all, followup_tool), or in every tools_any result."""
+    asked = list(dict.fromkeys([*tools_any, *always]))
+    results = {tool: readable_text(text) for tool, text in results.items()}
+    for fact in facts:
+        if any(states(results[t], fact) for t in always):
+            continue
+        lacking = [t for t in tools_any if not states(results[t], fact)]
+        if len(lacking) == len(tools_any):
+            bad(f"answer fact {fact!r} appears in none of the query's results ({', '.join(asked)})")
+        elif lacking:
+            bad(
+                f"answer fact {fact!r} is not in {', '.join(lacking)}'s result: a model that calls "
+                f"{lacking[0]} (enough for tools_any) could not state it"
+            )
+
+
+def _max_turns(raw: Any, queries: list[Query], fail) -> int:
+    if not isinstance(raw, dict):
+        fail("settings", "must be a table")
+        return DEFAULT_MAX_TURNS
+    for key in set(raw) - {"max_turns"}:
+        fail(f"settings.{key}", "unknown key (expected max_turns)")
+    value = raw.get("max_turns", DEFAULT_MAX_TURNS)
+    low, high = MAX_TURNS_RANGE
+    if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+        fail("settings.max_turns", f"must be an integer from {low} to {high} (model replies per conversation)")
+        return DEFAULT_MAX_TURNS
+    calls = [q.id for q in queries if q.followup == "call"]
+    if calls and value < 3:
+        fail("settings.max_turns", f"{value} leaves no room for a second call and an answer ({calls[0]} needs 3)")
+    return value
 
 
 def _thresholds(raw: Any, queries: list[Query], fail) -> Thresholds | None:

@@ -99,6 +99,9 @@ overall_min = 3
 git_tools = 1
 direct_answers = 1
 
+[settings]
+max_turns = 4
+
 [gates]
 gate3 = ["git_tools-01", "direct_answers-01"]
 
@@ -109,6 +112,11 @@ text = "Is the tree clean?"
 expect = "tool"
 tools_any = ["git_status"]
 fields_any = ["clean"]
+answer_facts = ["notes.md"]
+
+[query.results]
+git_status = """GitStatusResult(success=True, clean=False, file_count=1,
+  files=[GitFileStatus(file='notes.md', status='modified', staged=False)], parse_error=None)"""
 
 [[query]]
 id = "git_tools-02"
@@ -116,12 +124,20 @@ category = "git_tools"
 text = "Last commits and diff?"
 expect = "tool"
 tools_all = ["git_log", "git_diff"]
+followup = "call"
+followup_tool = "git_diff"
+answer_facts = ["3", "a1b2c3d|first"]
+
+[query.results]
+git_log = "GitLogResult(success=True, commits=[GitCommit(hash='a1b2c3d', message='first', author='A', date='2025-01-02')], commit_count=1, parse_error=None)"
+git_diff = "GitDiffResult(success=True, file_count=1, additions=3, deletions=0, files=[], parse_error=None)"
 
 [[query]]
 id = "direct_answers-01"
 category = "direct_answers"
 text = "What is a tuple?"
 expect = "direct"
+answer_facts = ["immutable|cannot be changed"]
 '''
 
 # (replace this, with that) in VALID -> words the error must contain
@@ -140,6 +156,23 @@ BAD = {
     "direct query lists tools": (('expect = "direct"', 'expect = "direct"\ntools_any = ["git_log"]'), ["'direct_answers-01'", "cannot list tools"]),
     "tool query lists no tools": (('tools_any = ["git_status"]\nfields_any = ["clean"]', ""), ["'git_tools-01'", "needs tools_any or tools_all"]),
     "unknown query key": (('expect = "direct"', 'expect = "direct"\ntool_any = ["git_log"]'), ["'direct_answers-01'", "unknown key 'tool_any'"]),
+    "no answer_facts": (('answer_facts = ["notes.md"]\n', ""), ["'git_tools-01'", "answer_facts is missing"]),
+    "empty alternative": (('["notes.md"]', '["notes.md|"]'), ["'git_tools-01'", "'notes.md|'", "empty alternative"]),
+    "fact in no result": (('["notes.md"]', '["todo.md"]'), ["'git_tools-01'", "'todo.md'", "none of the query's results (git_status)"]),
+    "fact already in the text": (('["notes.md"]', '["notes.md", "tree"]'), ["'git_tools-01'", "'tree'", "already in the query's text"]),
+    "number fact in no result": (('["3", "a1b2c3d|first"]', '["4", "a1b2c3d|first"]'), ["'git_tools-02'", "'4'", "none of the query's results"]),
+    "result for an unknown tool": (("git_status = ", "git_stat = "), ["'git_tools-01'", "results.git_stat", "not a typed tool"]),
+    "listed tool without result": (('git_log = "GitLogResult', 'read_file = "GitLogResult'), ["'git_tools-02'", "no entry for 'git_log'"]),
+    "result lacks a catalog field": (("additions=3, deletions=0, ", "additions=3, "), ["'git_tools-02'", "results.git_diff", "lacks deletions"]),
+    "result has a field the catalog lacks": (("staged=False)", "staged=False, mode=1)"), ["'git_tools-01'", "results.git_status", "files[0] has mode"]),
+    "result not an expression": (("files=[], parse_error=None)", "files=[], parse_error=None"), ["'git_tools-02'", "results.git_diff", "not a Python expression"]),
+    "direct query with results": (('expect = "direct"\n', 'expect = "direct"\nresults = { git_log = "x" }\n'), ["'direct_answers-01'", "cannot give results"]),
+    "direct query with followup": (('expect = "direct"\n', 'expect = "direct"\nfollowup = "text"\n'), ["'direct_answers-01'", "has no follow-up"]),
+    "unknown followup": (('followup = "call"', 'followup = "maybe"'), ["'git_tools-02'", "unknown followup 'maybe'"]),
+    "call followup without tool": (('followup_tool = "git_diff"\n', ""), ["'git_tools-02'", "needs followup_tool"]),
+    "followup tool not in catalog": (('followup_tool = "git_diff"', 'followup_tool = "git_dif"'), ["'git_tools-02'", "'git_dif' is not a typed tool"]),
+    "max_turns out of range": (("max_turns = 4", "max_turns = 40"), ["settings.max_turns", "from 2 to 10"]),
+    "max_turns too small for a second call": (("max_turns = 4", "max_turns = 2"), ["settings.max_turns", "git_tools-02 needs 3"]),
     "not TOML": (("[thresholds]", "[thresholds"), ["not valid TOML"]),
 }
 
@@ -154,6 +187,17 @@ def test_valid_small_file_loads(tmp_path, catalog):
     qs = load_queries(_write(tmp_path, VALID), catalog)
     assert [q.id for q in qs.queries] == ["git_tools-01", "git_tools-02", "direct_answers-01"]
     assert qs.by_id("git_tools-02").tools_all == ("git_log", "git_diff")
+    assert qs.max_turns == 4
+    status = qs.by_id("git_tools-01")
+    # Spread over lines in the file, sent on one line as repr prints it.
+    assert status.results["git_status"] == (
+        "GitStatusResult(success=True, clean=False, file_count=1, files=[GitFileStatus(file='notes.md', "
+        "status='modified', staged=False)], parse_error=None)"
+    )
+    assert (status.followup, status.followup_tool) == ("text", None)
+    assert (qs.by_id("git_tools-02").followup, qs.by_id("git_tools-02").followup_tool) == ("call", "git_diff")
+    assert qs.by_id("direct_answers-01").answer_facts == ("immutable|cannot be changed",)
+    assert qs.by_id("direct_answers-01").results == {}
     assert [q.id for q in qs.for_gate("gate3")] == ["git_tools-01", "direct_answers-01"]
 
 
@@ -180,3 +224,27 @@ def test_every_error_is_reported_at_once(tmp_path, catalog):
 def test_missing_query_file_names_it(tmp_path, catalog):
     with pytest.raises(QueryFileError, match="absent.toml"):
         load_queries(tmp_path / "absent.toml", catalog)
+
+
+def test_a_fact_must_reach_the_model_whichever_tools_any_it_calls(tmp_path, catalog):
+    either = VALID.replace('tools_any = ["git_status"]', 'tools_any = ["git_status", "git_diff"]').replace(
+        "[query.results]\ngit_status",
+        "[query.results]\ngit_diff = \"GitDiffResult(success=True, file_count=0, additions=0, deletions=0, files=[], parse_error=None)\"\ngit_status",
+        1,
+    )
+    with pytest.raises(QueryFileError) as info:
+        load_queries(_write(tmp_path, either), catalog)
+    message = str(info.value)
+    assert "'git_tools-01'" in message and "'notes.md' is not in git_diff's result" in message
+    # Stated in a result of a tool every good answer calls (tools_all), it is reachable.
+    ok = either.replace('tools_any = ["git_status", "git_diff"]', 'tools_any = ["git_diff"]\ntools_all = ["git_status"]')
+    assert load_queries(_write(tmp_path, ok), catalog).by_id("git_tools-01").tools_all == ("git_status",)
+
+
+def test_the_shipped_file_documents_every_query_key():
+    from punie_gates.inputs import paths
+    from punie_gates.inputs.queries import _QUERY_KEYS
+
+    header = (paths.data_dir() / "queries.toml").read_text(encoding="utf-8").split("\n[thresholds]\n")[0]
+    for key in sorted(_QUERY_KEYS) + ["max_turns", "[settings]"]:
+        assert f"#   {key}" in header or f"# {key}" in header or f"#   [query.{key}]" in header, key

@@ -73,7 +73,7 @@ def model_dir(tmp_path) -> Path:
 
 @pytest.fixture(scope="module")
 def demo_model(tmp_path_factory) -> Path:
-    from punie_gates.demo import ensure_demo_model
+    from punie_gates.model.demo import ensure_demo_model
 
     cache = os.environ.get("PUNIE_GATES_CACHE") or tmp_path_factory.mktemp("cache")
     return ensure_demo_model(Path(cache))
@@ -294,7 +294,7 @@ def test_versions_name_the_libraries_that_shape_answers():
 
 def test_real_server_on_the_demo_candidate(demo_model, tmp_path):
     from punie_gates.answering.server import answer_via_server
-    from punie_gates.catalog import load_catalog
+    from punie_gates.inputs.catalog import load_catalog
 
     tools = load_catalog().native_schemas()
     system = {"role": "system", "content": "You are Punie, a Python coding assistant."}
