@@ -12,6 +12,7 @@ COMMANDS = {
     "score": ("punie_gates.scoring:main", "score saved responses against the validation queries"),
     "demo-model": ("punie_gates.demo:main", "build the offline demo candidate into a folder"),
     "bench": ("punie_gates.bench:main", "time naive vs. the suite's validation generation side by side"),
+    "compare": ("punie_gates.commands.compare:main", "two runs' saved answers re-scored side by side (page + paired figures)"),
 }
 
 

@@ -80,6 +80,8 @@ def pytest_configure(config):
     session = GateSession(config)
     config.stash[_STASH] = session.book
     config.pluginmanager.register(session, "punie-gates-session")
+    if config.pluginmanager.hasplugin("html"):  # pytest-html is installed: the verdict goes on its page too
+        config.pluginmanager.register(_HtmlSummary(session.book), "punie-gates-html")
 
 
 def _gate_config(config) -> gate_options.GateConfig:
@@ -191,6 +193,24 @@ class GateSession:
 
         for line in report.terminal_lines(self.book):
             terminalreporter.write_line(line)
+
+
+class _HtmlSummary:
+    """pytest-html's summary hook, registered only when pytest-html is loaded (never a dependency)."""
+
+    def __init__(self, book: GateBook):
+        self.book = book
+
+    def pytest_html_results_summary(self, prefix, summary, postfix, session):
+        if not self.book.report_paths:  # no gate ran: nothing to add
+            return
+        import json
+
+        from punie_gates.decision.html import verdict_fragment
+
+        json_path, *others = self.book.report_paths
+        doc = json.loads(Path(json_path).read_text(encoding="utf-8"))
+        prefix.append(verdict_fragment(doc, next((p for p in others if Path(p).suffix == ".html"), None)))
 
 
 def _message(report) -> str:
