@@ -67,10 +67,13 @@ class Paired:
             "mcnemar": {
                 "both_passed": m.both_passed, "both_failed": m.both_failed,
                 "only_a": m.only_candidate, "only_b": m.only_baseline, "discordant": m.discordant,
-                "p_two_sided": round(m.p_two_sided, 6), "p_a_worse": round(m.p_candidate_worse, 6),
-                "p_b_worse": round(self.p_b_worse, 6),
+                "p_two_sided": _p(m.p_two_sided), "p_a_worse": _p(m.p_candidate_worse), "p_b_worse": _p(self.p_b_worse),
             },
         }
+
+
+def _p(value: float) -> float:
+    return float(f"{value:.6g}")  # significant digits: 32 discordant pairs give p ~ 5e-10, not 0
 
 
 @dataclass(frozen=True)
@@ -190,7 +193,9 @@ def _answer(run: Run, qid: str) -> html.Answer:
 def comparison_page(c: Comparison, queries: QuerySet) -> html.Page:
     """The side-by-side page of a comparison (the same template as gate-report.html)."""
     la, lb = _labels(c)
-    notes = []
+    m = c.overall.mcnemar
+    notes = [f"{la} passed {m.only_candidate} queries that {lb} failed, {lb} passed {m.only_baseline} that {la} failed "
+             f"(exact McNemar p = {m.p_two_sided:.3g}); both passed {m.both_passed}, both failed {m.both_failed}"]
     if c.only_a or c.only_b:
         notes.append(f"compared on the {len(c.ids)} queries both runs answered")
     if c.only_a:
@@ -199,7 +204,7 @@ def comparison_page(c: Comparison, queries: QuerySet) -> html.Page:
         notes.append(f"only {lb} answered: {', '.join(c.only_b)}")
 
     def fact(label: str, r: Run) -> tuple[str, str]:
-        extra = ", ".join(x for x in (f"verdict {r.verdict}" if r.verdict else "", f"candidate {r.candidate}" if r.candidate else "") if x)
+        extra = ", ".join(f"{k} {v}" for k, v in (("verdict", r.verdict), ("candidate", r.candidate)) if v)
         return label, f"{r.responses_path}" + (f" ({extra})" if extra else "")
 
     rows = [(

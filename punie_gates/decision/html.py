@@ -8,8 +8,8 @@ script (by hash), and Jinja2 autoescaping shows a reply holding markup as text.
 The page reads the report document (`punie_gates.report.report_document`, the dict
 gate-report.json holds) and the saved responses beside it (gateN-responses.jsonl,
 `{"id", "response"}`, full text where the document keeps 300 characters; a
-baseline's in gateN-baseline-responses.jsonl). Parts
-that later runs may add are shown when present and left out when absent:
+baseline's in gateN-baseline-responses.jsonl). Parts that later runs may add are
+shown when present and left out when absent:
 
 - per query row of `gates.gateN.figures.queries`: `category` (else from the id,
   `category-NN`), `text`, `followup` (the follow-up turn's answer) and `baseline`
@@ -268,7 +268,8 @@ def _gate3_answer(row: Mapping[str, Any], full_text: str | None) -> Answer:
     calls, valid, problems = _strings(row.get("calls")), row.get("valid_calls") or 0, _strings(row.get("problems"))
     passed = (valid > 0) if row.get("expect") == "tool" else not calls
     found = f"calls {', '.join(calls)} ({valid} valid)" if calls else "no tool call"
-    reason = f"{'PASS' if passed else 'FAIL'}: expected {'a valid tool call' if row.get('expect') == 'tool' else 'no tool call'}; found {found}"
+    expected = "a valid tool call" if row.get("expect") == "tool" else "no tool call"
+    reason = f"{'PASS' if passed else 'FAIL'}: expected {expected}; found {found}"
     if problems:
         reason += "; " + "; ".join(problems)
     response = full_text if full_text is not None else row.get("response")
@@ -299,7 +300,8 @@ def query_section(gate: str, figures: Mapping[str, Any], responses: Mapping[str,
             base_saved = (baseline_responses or {}).get(qid, {})
             base_text = base_saved.get("response") if isinstance(base_saved.get("response"), str) else None
             answers.append(answer_from(row.get("baseline"), base_text))
-        rows.append(QueryRow(gate, qid, str(row.get("category") or category_of(qid)), str(row.get("text") or ""), tuple(answers)))
+        category = str(row.get("category") or category_of(qid))
+        rows.append(QueryRow(gate, qid, category, str(row.get("text") or ""), tuple(answers)))
     if not rows:
         return None
     sides = ("candidate", "baseline") if with_baseline else ("candidate",)
@@ -543,7 +545,7 @@ def report_page(doc: Mapping[str, Any], report_dir: Path | None = None,
             for t in (_marker_table("gate0: tool markers the template emits", figures.get("markers"),
                                     "Each must be one control token: text cannot forge it, and the model sees it whole."),
                       _marker_table("gate0: the seed plan's delimiters (for reference)", figures.get("seed_delimiters"),
-                                    "[/TOOL_CALLS] is not part of Devstral's format: being several tokens is not a failure.")):
+                                    "[/TOOL_CALLS] is not part of Devstral's format: several tokens is no failure.")):
                 if t:
                     tables.append(t)
         for t in (_category_table(gate, figures) or _pass_rate_table(gate, figures), _steps_table(gate, figures)):
