@@ -105,14 +105,16 @@ def _atomic_write(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def write_reports(report_dir: Path, report: Report) -> tuple[Path, Path]:
+def write_reports(report_dir: Path, report: Report) -> tuple[Path, Path, Path]:
+    from punie_gates.decision.html import write_html
+
     report_dir = Path(report_dir)
     report_dir.mkdir(parents=True, exist_ok=True)
     doc = report.to_json()
     json_path, md_path = report_dir / "gate-report.json", report_dir / "gate-report.md"
     _atomic_write(json_path, json.dumps(doc, indent=2, ensure_ascii=False) + "\n")
     _atomic_write(md_path, markdown(doc))
-    return json_path, md_path
+    return json_path, md_path, write_html(report_dir, doc)
 
 
 def _short(value: Any, width: int = 100) -> str:

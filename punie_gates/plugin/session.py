@@ -57,6 +57,8 @@ class GateSession:
         session = cls(config)
         config.stash[_STASH] = session
         config.pluginmanager.register(session, "punie-gates-session")
+        if config.pluginmanager.hasplugin("html"):  # pytest-html is installed: the verdict goes on its page too
+            config.pluginmanager.register(_HtmlSummary(session), "punie-gates-html")
         return session
 
     @property
@@ -180,6 +182,21 @@ class GateSession:
             return
         for line in terminal_lines(self.report, self.report_paths):
             terminalreporter.write_line(line)
+
+
+class _HtmlSummary:
+    """pytest-html's summary hook, registered only when pytest-html is loaded (never a dependency)."""
+
+    def __init__(self, session: GateSession):
+        self.session = session
+
+    def pytest_html_results_summary(self, prefix, summary, postfix, session):
+        if self.session.report is None:  # no gate ran: nothing to add
+            return
+        from punie_gates.decision.html import verdict_fragment
+
+        html_page = next((p for p in self.session.report_paths if Path(p).suffix == ".html"), None)
+        prefix.append(verdict_fragment(self.session.report.to_json(), html_page))
 
 
 def _message(report) -> str:

@@ -23,7 +23,7 @@ from punie_gates.inputs.options import OPTIONS
 REPO = Path(__file__).resolve().parents[2]
 DOCS = (REPO / "README.md", REPO / "docs" / "ci.md")
 WORKFLOWS = sorted((REPO / ".github" / "workflows").glob("*.yml"))
-COMMANDS = ("convert", "score", "demo-model", "bench")
+COMMANDS = ("convert", "score", "demo-model", "bench", "compare")
 
 
 def _code_lines(text: str) -> list[str]:
