@@ -39,6 +39,7 @@ STATE = "state.json"
 CURVE = "loss_curve.json"
 INFO = "train_info.json"
 KEEP_CHECKPOINTS = 2
+RESUME_SOURCES = "sources.json"  # in the resume folder: the model folder the checkpoints train
 
 Progress = Callable[..., None]
 
@@ -230,6 +231,7 @@ def train_lora(
     final = artifacts.artifact_dir(work_dir, "lora", key)
     resume_root = final.with_name(f"{final.name}.resume")
     if fresh:
+        artifacts.claim(final)  # as cached() does: this run is the one building `final`
         artifacts.discard(resume_root)
     elif (done := artifacts.cached(final)) is not None:
         return _finished(done, cached=True)
@@ -243,12 +245,24 @@ def train_lora(
     from mlx_lm.tuner.trainer import TrainingArgs, evaluate, iterate_batches, train
     from mlx_lm.tuner.utils import linear_to_lora_layers
 
+    from punie_gates.model.disk import check_free_space, estimate_adapter_bytes, estimate_checkpoint_bytes
+
     compute_dtype = settings.resolved_compute_dtype()
-    model, tokenizer = load_for_training(model_path, compute_dtype)
-    model.freeze()
-    lora_layers = min(settings.num_layers, len(model.layers))
-    mx.random.seed(settings.seed)
-    linear_to_lora_layers(model, lora_layers, settings.lora_parameters())
+    try:  # cached() claimed `final` for this thread; give it back if training cannot start
+        model, tokenizer = load_for_training(model_path, compute_dtype)
+        model.freeze()
+        lora_layers = min(settings.num_layers, len(model.layers))
+        mx.random.seed(settings.seed)
+        linear_to_lora_layers(model, lora_layers, settings.lora_parameters())
+        trainable_bytes = sum(v.nbytes for _, v in tree_flatten(model.trainable_parameters()))
+        checkpoint_bytes = estimate_checkpoint_bytes(trainable_bytes)
+        adapter_bytes = estimate_adapter_bytes(trainable_bytes)
+        # Refuse now rather than after hours: the kept checkpoints, the one being written, the adapters.
+        check_free_space(resume_root, (KEEP_CHECKPOINTS + 1) * checkpoint_bytes + adapter_bytes,
+                         what="training checkpoints and adapters", work_dir=work_dir)  # fmt: skip
+    except BaseException:
+        artifacts.release(final)
+        raise
     optimizer = optim.Adam(learning_rate=settings.learning_rate)
 
     checkpoint = latest_checkpoint(resume_root)
@@ -282,7 +296,8 @@ def train_lora(
 
     def save_checkpoint(iteration: int) -> None:
         target = resume_root / f"ckpt-{iteration:07d}"
-        with artifacts.building(target) as tmp:
+        what = f"the training checkpoint at iteration {iteration}"
+        with artifacts.building(target, needed_bytes=checkpoint_bytes, what=what, work_dir=work_dir) as tmp:
             mx.save_safetensors(str(tmp / ADAPTERS), dict(tree_flatten(model.trainable_parameters())))
             mx.save_safetensors(str(tmp / OPTIMIZER), dict(tree_flatten(optimizer.state)))
             seconds = seconds_before + time.perf_counter() - started
@@ -315,6 +330,9 @@ def train_lora(
 
     remaining = settings.iters - resumed_from
     resume_root.mkdir(parents=True, exist_ok=True)
+    # What the checkpoints belong to, for `punie-gates work` (punie_gates.model.workdir).
+    (resume_root / artifacts.INPUTS).write_text(json.dumps(key, indent=1, sort_keys=True, default=str), encoding="utf-8")
+    (resume_root / RESUME_SOURCES).write_text(json.dumps({"model": str(model_path.absolute())}), encoding="utf-8")
     np.random.seed(settings.seed)
     if resumed_from == 0:
         validate(0)
@@ -345,7 +363,8 @@ def train_lora(
         "settings": asdict(settings),
         "base_model": str(model_path),
     }
-    with artifacts.building(final, key) as tmp:
+    with artifacts.building(final, key, sources={"model": model_path}, needed_bytes=adapter_bytes,
+                            what="the trained adapters", work_dir=work_dir) as tmp:  # fmt: skip
         mx.save_safetensors(str(tmp / ADAPTERS), dict(tree_flatten(model.trainable_parameters())))
         adapter_config = {
             "fine_tune_type": "lora",
