@@ -10,20 +10,52 @@ A folder is built as `<final>.partial-<pid>`, ends with a `COMPLETE` manifest
 (file list and sizes, written last) and is then renamed into place. A later
 run trusts a folder only when its manifest is there and every listed file
 still has its recorded size; anything else is rebuilt.
+
+One builder per key: `cached()` of a missing artifact takes an exclusive lock
+(fcntl.flock on a lock file named after the artifact's path, in LOCK_DIR) and
+returns None holding it; `building()` keeps it until the folder is published
+or the build failed. A second process (or thread) asking for the same key
+meanwhile waits, printing that it waits (at most `WAIT_S`), then reuses what
+the first one published. The lock files live outside the work folder so a
+killed builder leaves nothing there; the kernel drops its lock with it. A
+holder that raised between `cached()` and `building()` keeps its claim until it
+calls either again, `release()`, or exits. `punie-gates work prune` skips
+locked artifacts (punie_gates.model.workdir).
+
+Reusing an artifact records when (`LAST_USED`, a file ignored by fingerprints);
+a build may record the folders it was made from (`sources=`, in the manifest)
+so that a pruner can tell when they are gone or changed.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import json
 import os
 import shutil
+import socket
+import sys
+import tempfile
+import threading
+import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 MARKER = "COMPLETE"
 INPUTS = "inputs.json"
+LAST_USED = "LAST_USED"
+# Bookkeeping files inside an artifact folder: never part of what it holds.
+BOOKKEEPING = (MARKER, INPUTS, LAST_USED)
+# Where the build locks live; PUNIE_GATES_LOCK_DIR overrides (it must be the
+# same for every process sharing a work folder, which /tmp is on one machine).
+LOCK_DIR = Path(
+    os.environ.get("PUNIE_GATES_LOCK_DIR") or Path(tempfile.gettempdir()) / f"punie-gates-locks-{os.getuid()}"
+)
+WAIT_S = 6 * 3600.0  # how long a second builder waits for the first (a fuse of a 24B model takes ~1 h)
+NOTE_EVERY_S = 60.0  # how often a waiting builder says so
+_POLL_S = 0.2
 # Files up to this size are hashed whole; larger ones (multi-GB safetensors
 # shards) by size plus three 1 MiB samples, so keying a 16 GB model takes
 # milliseconds instead of a minute. Safetensors headers (names, shapes, dtypes,
@@ -66,7 +98,7 @@ def tree_fingerprint(folder: Path, patterns: tuple[str, ...] = ("*",)) -> dict:
     if not folder.is_dir():
         raise FileNotFoundError(f"{folder}: not a folder, cannot fingerprint it")
     names = sorted({p.name for pattern in patterns for p in folder.glob(pattern) if p.is_file()})
-    return {name: file_fingerprint(folder / name) for name in names if name not in (MARKER, INPUTS)}
+    return {name: file_fingerprint(folder / name) for name in names if name not in BOOKKEEPING}
 
 
 def records_fingerprint(records) -> dict:
@@ -186,34 +218,70 @@ def discard(folder: Path) -> None:
 
 
 @contextlib.contextmanager
-def building(final: Path, key_parts: Mapping | None = None) -> Iterator[Path]:
+def building(
+    final: Path,
+    key_parts: Mapping | None = None,
+    *,
+    sources: Mapping[str, Path] | None = None,
+    needed_bytes: int | None = None,
+    what: str | None = None,
+    work_dir: Path | None = None,
+    wait_s: float | None = None,
+) -> Iterator[Path]:
     """Build an artifact in a private partial folder, publish it atomically.
 
     Yields the partial folder. On normal exit writes inputs.json (the key
     parts, for humans), then the COMPLETE manifest, then renames the folder to
     `final`, replacing what was there (an incomplete, stale or --fresh one). On any exception the
     partial folder is removed and nothing at `final` changes.
+
+    Holds the build lock of `final` throughout (taken here unless `cached()`
+    already claimed it for this thread). With `needed_bytes`, the free space
+    of `final`'s disk is checked first and DiskSpaceError raised before
+    anything is created (`what`, `work_dir`: how the message names it).
+    `sources` ({role: folder}) are recorded in the manifest.
     """
     final = Path(final)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    sweep_partials(final)
-    partial = final.with_name(f"{final.name}.partial-{os.getpid()}")
-    shutil.rmtree(partial, ignore_errors=True)
-    partial.mkdir()
+    claim(final, wait_s=wait_s)
     try:
-        yield partial
-        if key_parts is not None:
-            (partial / INPUTS).write_text(
-                json.dumps(dict(key_parts), indent=1, sort_keys=True, default=str), encoding="utf-8"
-            )
-        for path in partial.rglob("*"):
-            if path.is_file():
-                _fsync_file(path)
-        write_manifest(partial)
-        publish(partial, final)
-    except BaseException:
+        if needed_bytes is not None:
+            from punie_gates.model.disk import check_free_space
+
+            check_free_space(final, needed_bytes, what=what or _label(final), work_dir=work_dir)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        sweep_partials(final)
+        partial = final.with_name(f"{final.name}.partial-{os.getpid()}")
         shutil.rmtree(partial, ignore_errors=True)
-        raise
+        partial.mkdir()
+        try:
+            yield partial
+            if key_parts is not None:
+                (partial / INPUTS).write_text(
+                    json.dumps(dict(key_parts), indent=1, sort_keys=True, default=str), encoding="utf-8"
+                )
+            for path in partial.rglob("*"):
+                if path.is_file():
+                    _fsync_file(path)
+            write_manifest(partial, {"sources": _sources(sources)} if sources else None)
+            publish(partial, final)
+        except BaseException:
+            shutil.rmtree(partial, ignore_errors=True)
+            raise
+    finally:
+        release(final)
+
+
+def _sources(sources: Mapping[str, Path]) -> dict:
+    # "artifact": the source is itself a keyed artifact, which a rebuild would
+    # recreate at the same path; a pruner must not call its absence stale.
+    return {
+        role: {"path": str(Path(path).absolute()), "artifact": is_complete(Path(path))}
+        for role, path in sources.items()
+    }
+
+
+def _label(final: Path) -> str:
+    return f"{final.parent.name}/{final.name}"
 
 
 def publish(partial: Path, final: Path) -> None:
@@ -229,9 +297,154 @@ def publish(partial: Path, final: Path) -> None:
         shutil.rmtree(partial, ignore_errors=True)
 
 
-def cached(final: Path, fresh: bool = False) -> Path | None:
-    """`final` when it is a complete artifact and `fresh` is off, else None."""
+def cached(final: Path, fresh: bool = False, *, wait_s: float | None = None) -> Path | None:
+    """`final` when it is a complete artifact and `fresh` is off, else None, holding its build lock.
+
+    When another process or thread is building `final`, waits for it (at most
+    `wait_s`, default WAIT_S) and returns what it published. None means: build
+    it now; the claim is this thread's until `building(final)` ends (or
+    `release(final)`). A reuse is recorded in `final/LAST_USED`.
+    """
     final = Path(final)
     if not fresh and is_complete(final):
+        mark_used(final)
         return final
+    claim(final, wait_s=wait_s)
+    if not fresh and is_complete(final):  # published while we waited
+        release(final)
+        mark_used(final)
+        return final
+    return None
+
+
+def mark_used(final: Path) -> None:
+    """Record that `final` was reused now (best effort: a read-only folder is left alone)."""
+    try:
+        (Path(final) / LAST_USED).write_text(
+            json.dumps({"last_used": time.time(), "pid": os.getpid()}), encoding="utf-8"
+        )
+    except OSError:
+        pass
+
+
+def last_used(final: Path) -> float | None:
+    """When `final` was last reused (epoch seconds), else when it was published; None when neither is known."""
+    for name in (LAST_USED, MARKER):
+        try:
+            return (Path(final) / name).stat().st_mtime
+        except OSError:
+            continue
+    return None
+
+
+# -- build locks ---------------------------------------------------------------
+
+
+class ArtifactBusyError(RuntimeError):
+    """Another process kept building an artifact for longer than this one may wait."""
+
+
+class _Claim:
+    def __init__(self, fd: int, thread: int) -> None:
+        self.fd, self.thread = fd, thread
+
+
+_claims: dict[str, _Claim] = {}  # lock file -> the claim this process holds on it
+_claims_guard = threading.Lock()
+
+
+def lock_path(final: Path) -> Path:
+    """The lock file of the artifact at `final` (named after its absolute, resolved path)."""
+    resolved = os.path.realpath(os.path.abspath(final))
+    return LOCK_DIR / f"{hashlib.sha256(resolved.encode('utf-8')).hexdigest()[:32]}.lock"
+
+
+def claim(final: Path, *, wait_s: float | None = None) -> None:
+    """Take the build lock of `final` for this thread, waiting for its holder (re-entrant per thread)."""
+    path = lock_path(final)
+    me = threading.get_ident()
+    with _claims_guard:
+        held = _claims.get(str(path))
+        if held is not None and held.thread == me:
+            return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    limit = WAIT_S if wait_s is None else wait_s
+    started = time.monotonic()
+    next_note = started
+    try:
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                waited = time.monotonic() - started
+                holder = _describe(read_holder(path))
+                if waited >= limit:
+                    raise ArtifactBusyError(
+                        f"{final} is being built by {holder}; waited {waited:.0f} s for it to finish "
+                        f"(at most {limit:.0f} s). Let that run finish and start again, stop it, or use "
+                        "another --work-dir"
+                    ) from None
+                if time.monotonic() >= next_note:
+                    print(f"[punie-gates] waiting for {holder} to finish building {final} "
+                          f"(waited {waited:.0f} s, at most {limit:.0f} s)", file=sys.stderr, flush=True)  # fmt: skip
+                    next_note += NOTE_EVERY_S
+                time.sleep(_POLL_S)
+        holder = {"pid": os.getpid(), "host": socket.gethostname(), "thread": me, "final": str(final),
+                  "since": time.time()}  # fmt: skip
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, json.dumps(holder).encode("utf-8"), 0)
+    except BaseException:
+        os.close(fd)
+        raise
+    with _claims_guard:
+        _claims[str(path)] = _Claim(fd, me)
+
+
+def release(final: Path) -> None:
+    """Give back this thread's build lock of `final` (nothing when it holds none)."""
+    path = str(lock_path(final))
+    with _claims_guard:
+        held = _claims.get(path)
+        if held is None or held.thread != threading.get_ident():
+            return
+        del _claims[path]
+    try:
+        os.ftruncate(held.fd, 0)
+        fcntl.flock(held.fd, fcntl.LOCK_UN)
+    finally:
+        os.close(held.fd)
+
+
+def read_holder(path: Path) -> dict | None:
+    """What the lock file at `path` says about its holder (pid, host, since), if anything."""
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8") or "null")
+    except (OSError, ValueError):
+        return None
+
+
+def _describe(holder: dict | None) -> str:
+    if not holder:
+        return "another process"
+    since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(holder.get("since", 0)))
+    return f"pid {holder.get('pid')} on {holder.get('host')} (since {since})"
+
+
+def building_now(final: Path) -> dict | None:
+    """The holder of `final`'s build lock when someone (this process included) holds it, else None."""
+    path = lock_path(final)
+    if not path.is_file():
+        return None
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return read_holder(path) or {}
+    finally:
+        os.close(fd)  # closing drops the lock if we got it
     return None

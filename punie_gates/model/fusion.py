@@ -43,6 +43,7 @@ from pathlib import Path
 from punie_gates.model import artifacts
 from punie_gates.model.candidate import CARRIED_FILES
 from punie_gates.model.folder import quantization_bits, read_config
+from punie_gates.model.disk import check_free_space, estimate_fused_bytes, estimate_quantized_bytes
 
 ADAPTER_FILES = ("adapters.safetensors", "adapter_config.json")
 MODEL_FILES = ("*.safetensors", "*.json", "*.jinja", "tokenizer.model")
@@ -89,18 +90,20 @@ def fuse_dequantized(base_path: Path, adapter_dir: Path, work_dir: Path, *, fres
         "versions": artifacts.library_versions(),
     }
     final = artifacts.artifact_dir(work_dir, "fused", parts)
+    needed = estimate_fused_bytes(base_path)
     if (done := artifacts.cached(final, fresh)) is not None:
         return done
-    # lazy: weights are read shard by shard while saving, not all at once.
-    model, tokenizer, config = load(str(base_path), adapter_path=str(adapter_dir), lazy=True, return_config=True)
-    fused = [(name, module.fuse(dequantize=True)) for name, module in model.named_modules() if hasattr(module, "fuse")]
-    if not fused:
-        raise ValueError(f"{adapter_dir}: no LoRA layers were applied to {base_path}; nothing to fuse")
-    model.update_modules(tree_unflatten(fused))
-    model = dequantize_model(model)
-    config.pop("quantization", None)
-    config.pop("quantization_config", None)
-    with artifacts.building(final, parts) as partial:
+    sources = {"base": base_path, "adapter": adapter_dir}
+    with artifacts.building(final, parts, sources=sources, needed_bytes=needed, what="the float fuse", work_dir=work_dir) as partial:
+        # lazy: weights are read shard by shard while saving, not all at once.
+        model, tokenizer, config = load(str(base_path), adapter_path=str(adapter_dir), lazy=True, return_config=True)
+        fused = [(name, module.fuse(dequantize=True)) for name, module in model.named_modules() if hasattr(module, "fuse")]
+        if not fused:
+            raise ValueError(f"{adapter_dir}: no LoRA layers were applied to {base_path}; nothing to fuse")
+        model.update_modules(tree_unflatten(fused))
+        model = dequantize_model(model)
+        config.pop("quantization", None)
+        config.pop("quantization_config", None)
         save(partial, str(base_path), model, tokenizer, config)
         _carry_files(base_path, partial)
     return final
@@ -114,6 +117,18 @@ def _convert_into(source: Path, partial: Path, bits: int, group_size: int) -> No
     partial.rmdir()  # convert refuses an existing folder; building() only needs it back when done
     convert(str(source), str(partial), quantize=True, q_bits=bits, q_group_size=group_size)
     _carry_files(source, partial)
+
+
+def fused_quantized_key(base_path: Path, adapter_dir: Path, bits: int, group_size: int) -> dict:
+    """What a fused, quantized model depends on (its artifact key; the streamed path shares it)."""
+    return {
+        "kind": "fused-quantized",
+        "base": artifacts.tree_fingerprint(base_path, MODEL_FILES),
+        "adapter": artifacts.tree_fingerprint(adapter_dir, ADAPTER_FILES),
+        "bits": bits,
+        "group_size": group_size,
+        "versions": artifacts.library_versions(),
+    }
 
 
 def fuse_and_quantize(
@@ -134,22 +149,24 @@ def fuse_and_quantize(
     `keep_fused` (for a 24B model it is ~48 GB).
     """
     base_path, adapter_dir = Path(base_path), Path(adapter_dir)
-    parts = {
-        "kind": "fused-quantized",
-        "base": artifacts.tree_fingerprint(base_path, MODEL_FILES),
-        "adapter": artifacts.tree_fingerprint(adapter_dir, ADAPTER_FILES),
-        "bits": bits,
-        "group_size": group_size,
-        "versions": artifacts.library_versions(),
-    }
+    parts = fused_quantized_key(base_path, adapter_dir, bits, group_size)
     final = artifacts.artifact_dir(work_dir, f"fused-q{bits}", parts)
+    quantized_bytes = estimate_quantized_bytes(base_path, bits, group_size)
+    both = estimate_fused_bytes(base_path) + quantized_bytes  # the float fuse exists until the quantized copy is done
     if (done := artifacts.cached(final, fresh)) is not None:
         return done
     report = progress or (lambda *args, **kwargs: None)
-    report("fuse", 0, 2, bits=bits)
-    fused = fuse_dequantized(base_path, adapter_dir, work_dir, fresh=fresh)
-    report("fuse", 1, 2, bits=bits)
-    with artifacts.building(final, parts) as partial:
+    try:  # the claim cached() took is ours until the quantized copy is published
+        check_free_space(final, both, what=f"the float fuse and its {bits}-bit copy", work_dir=work_dir)
+        report("fuse", 0, 2, bits=bits)
+        fused = fuse_dequantized(base_path, adapter_dir, work_dir, fresh=fresh)
+        report("fuse", 1, 2, bits=bits)
+    except BaseException:
+        artifacts.release(final)
+        raise
+    sources = {"base": base_path, "adapter": adapter_dir}
+    what = f"the fused model at {bits} bits"
+    with artifacts.building(final, parts, sources=sources, needed_bytes=quantized_bytes, what=what, work_dir=work_dir) as partial:
         _convert_into(fused, partial, bits, group_size)
     report("fuse", 2, 2, bits=bits)
     if not keep_fused:

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from punie_gates.model.candidate import CARRIED_FILES, CandidateError
+from punie_gates.model.disk import estimate_quantized_bytes
 from punie_gates.model.folder import GROUP_SIZE, quantization_bits, read_config, stored_bits
 
 
@@ -39,6 +40,7 @@ def ensure_bits(
     now = stored_bits(source, config)
     if quantization_bits(config) == {bits}:
         return Quantized(source, now, False, 0.0, False)
+    needed = estimate_quantized_bytes(source, bits, GROUP_SIZE)  # headers only; before the build lock
     parts = {
         "source": artifacts.tree_fingerprint(source, ("*.safetensors", "*.json", "*.jinja", "tokenizer.model")),
         "bits": bits,
@@ -52,7 +54,8 @@ def ensure_bits(
     if progress is not None:
         progress("quantize", 0, 1, bits=bits)
     started = time.perf_counter()
-    with artifacts.building(final, parts) as partial:
+    what = f"{source.name} quantized to {bits} bits"
+    with artifacts.building(final, parts, sources={"source": source}, needed_bytes=needed, what=what, work_dir=work_dir) as partial:
         _quantize_into(source, partial, bits, dequantize_first=bool(quantization_bits(config)))
     seconds = time.perf_counter() - started
     if progress is not None:

@@ -39,6 +39,7 @@ STATE = "state.json"
 CURVE = "loss_curve.json"
 INFO = "train_info.json"
 KEEP_CHECKPOINTS = 2
+RESUME_SOURCES = "sources.json"  # in the resume folder: the model folder the checkpoints train
 
 Progress = Callable[..., None]
 
@@ -230,13 +231,17 @@ def train_lora(
     final = artifacts.artifact_dir(work_dir, "lora", key)
     resume_root = final.with_name(f"{final.name}.resume")
     if fresh:
+        artifacts.claim(final)  # as cached() does: this run is the one building `final`
         artifacts.discard(resume_root)
     elif (done := artifacts.cached(final)) is not None:
         return _finished(done, cached=True)
 
-    run = _start(model_path, train_records, valid_records, settings, resume_root, progress)
-    _train(run)
-    _publish(run, final, key)
+    try:  # cached() claimed `final` for this thread; give it back whatever happens
+        run = _start(model_path, train_records, valid_records, settings, resume_root, work_dir, progress)
+        _train(run, key)
+        _publish(run, final, key)
+    finally:
+        artifacts.release(final)
     shutil.rmtree(resume_root, ignore_errors=True)
     return _finished(final, cached=False)
 
@@ -255,7 +260,10 @@ class _Run:
     lora_layers: int
     compute_dtype: str
     model_path: Path
+    work_dir: Path
     examples: tuple[int, int]  # (train, valid) records
+    checkpoint_bytes: int  # what one checkpoint writes (adapters + optimizer state)
+    adapter_bytes: int  # what the finished adapters write
     resumed_from: int = 0  # the checkpoint's iteration (0: a fresh start)
     seconds_before: float = 0.0  # training time spent before the checkpoint
     curve: dict = field(default_factory=lambda: {"train": [], "valid": []})
@@ -265,12 +273,15 @@ class _Run:
         return self.seconds_before + time.perf_counter() - self.started
 
 
-def _start(model_path, train_records, valid_records, settings, resume_root, progress) -> _Run:
+def _start(model_path, train_records, valid_records, settings, resume_root, work_dir, progress) -> _Run:
     """The model with LoRA layers and its optimizer, resumed from the latest checkpoint if any."""
     import mlx.core as mx
     import mlx.optimizers as optim
+    from mlx.utils import tree_flatten
     from mlx_lm.tuner.datasets import CacheDataset, ChatDataset
     from mlx_lm.tuner.utils import linear_to_lora_layers
+
+    from punie_gates.model.disk import check_free_space, estimate_adapter_bytes, estimate_checkpoint_bytes
 
     compute_dtype = settings.resolved_compute_dtype()
     model, tokenizer = load_for_training(model_path, compute_dtype)
@@ -278,6 +289,12 @@ def _start(model_path, train_records, valid_records, settings, resume_root, prog
     lora_layers = min(settings.num_layers, len(model.layers))
     mx.random.seed(settings.seed)
     linear_to_lora_layers(model, lora_layers, settings.lora_parameters())
+    trainable_bytes = sum(v.nbytes for _, v in tree_flatten(model.trainable_parameters()))
+    checkpoint_bytes = estimate_checkpoint_bytes(trainable_bytes)
+    adapter_bytes = estimate_adapter_bytes(trainable_bytes)
+    # Refuse now rather than after hours: the kept checkpoints, the one being written, the adapters.
+    check_free_space(resume_root, (KEEP_CHECKPOINTS + 1) * checkpoint_bytes + adapter_bytes,
+                     what="training checkpoints and adapters", work_dir=work_dir)  # fmt: skip
     run = _Run(
         model=model,
         optimizer=optim.Adam(learning_rate=settings.learning_rate),
@@ -289,7 +306,10 @@ def _start(model_path, train_records, valid_records, settings, resume_root, prog
         lora_layers=lora_layers,
         compute_dtype=compute_dtype,
         model_path=model_path,
+        work_dir=work_dir,
         examples=(len(train_records), len(valid_records)),
+        checkpoint_bytes=checkpoint_bytes,
+        adapter_bytes=adapter_bytes,
     )
     _resume(run)
     mx.eval(run.model.parameters(), run.optimizer.state)
@@ -331,7 +351,8 @@ def _save_checkpoint(run: _Run, iteration: int) -> None:
     from mlx.utils import tree_flatten
 
     target = run.resume_root / f"ckpt-{iteration:07d}"
-    with artifacts.building(target) as tmp:
+    what = f"the training checkpoint at iteration {iteration}"
+    with artifacts.building(target, needed_bytes=run.checkpoint_bytes, what=what, work_dir=run.work_dir) as tmp:
         mx.save_safetensors(str(tmp / ADAPTERS), dict(tree_flatten(run.model.trainable_parameters())))
         mx.save_safetensors(str(tmp / OPTIMIZER), dict(tree_flatten(run.optimizer.state)))
         state = {"iteration": iteration, "seconds": run.seconds(), "curve": run.curve, "settings": asdict(run.settings)}
@@ -377,7 +398,7 @@ def _resumable_batches(skip: int, dataset, batch_size, max_seq_length, loop=Fals
     return itertools.islice(batches, skip, None) if loop else batches
 
 
-def _train(run: _Run) -> None:
+def _train(run: _Run, key: Mapping[str, Any]) -> None:
     import functools
 
     import numpy as np
@@ -386,6 +407,9 @@ def _train(run: _Run) -> None:
     s = run.settings
     remaining = s.iters - run.resumed_from
     run.resume_root.mkdir(parents=True, exist_ok=True)
+    # What the checkpoints belong to, for `punie-gates work` (punie_gates.model.workdir).
+    (run.resume_root / artifacts.INPUTS).write_text(json.dumps(key, indent=1, sort_keys=True, default=str), encoding="utf-8")
+    (run.resume_root / RESUME_SOURCES).write_text(json.dumps({"model": str(run.model_path.absolute())}), encoding="utf-8")
     np.random.seed(s.seed)
     run.started = time.perf_counter()
     if run.resumed_from == 0:
@@ -426,7 +450,8 @@ def _publish(run: _Run, final: Path, key: Mapping[str, Any]) -> None:
         "settings": asdict(s),
         "base_model": str(run.model_path),
     }
-    with artifacts.building(final, key) as tmp:
+    with artifacts.building(final, key, sources={"model": run.model_path}, needed_bytes=run.adapter_bytes,
+                            what="the trained adapters", work_dir=run.work_dir) as tmp:  # fmt: skip
         mx.save_safetensors(str(tmp / ADAPTERS), dict(tree_flatten(run.model.trainable_parameters())))
         adapter_config = {
             "fine_tune_type": "lora",

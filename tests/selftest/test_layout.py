@@ -14,7 +14,7 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[2] / "punie_gates"
 LAYERS = {
-    "errors": 0, "progress": 0, "__init__": 0,
+    "errors": 0, "progress": 0, "resources": 0, "__init__": 0,
     "inputs": 1, "formats": 1,
     "model": 2, "answering": 2,
     "checks": 3, "decision": 3,
