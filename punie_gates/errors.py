@@ -24,3 +24,15 @@ class CandidateError(UserError, RuntimeError):
 
 class MemoryBudgetError(CandidateError):
     """The model would not fit the memory budget (raised before loading it)."""
+
+
+class DiskSpaceError(UserError, RuntimeError):
+    """Not enough free disk space for an artifact (raised before anything is written)."""
+
+
+class ArtifactBusyError(UserError, RuntimeError):
+    """Another process kept building an artifact for longer than this one may wait."""
+
+
+class ServerError(UserError, RuntimeError):
+    """mlx_lm.server did not start or stopped answering; the message quotes its log."""

@@ -64,6 +64,8 @@ mlx_lm/tool_parsers/mistral.py, and checked on the demo candidate):
 
 from __future__ import annotations
 
+from punie_gates.errors import ServerError  # noqa: F401  (raised here; defined with the other user errors)
+
 import atexit
 import json
 import os
@@ -92,8 +94,6 @@ DEFAULT_CONCURRENCY = 8  # the server's default --prompt-concurrency
 _LOG_TAIL_LINES = 40
 
 
-class ServerError(RuntimeError):
-    """mlx_lm.server did not start or stopped answering; the message quotes its log."""
 
 
 @dataclass(frozen=True)

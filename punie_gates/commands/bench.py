@@ -44,10 +44,18 @@ def _parser() -> argparse.ArgumentParser:
                    help=f"queries decoded together in the suite's run (default: {DEFAULT_BATCH_SIZE})")
     p.add_argument("--json-out", type=Path, default=None, help="also write the JSON result to this file")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress lines on stderr")
+    p.add_argument("--fusion", action="store_true",
+                   help="instead: time the seed's fusion recipe against the streamed fuse on the demo "
+                        "(see `punie-gates bench --fusion --help`)")
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if "--fusion" in argv:  # the fusion comparison: the recipe vs the streamed fuse, side by side
+        from punie_gates.commands import bench_fusion
+
+        return bench_fusion.main([a for a in argv if a != "--fusion"])
     args = _parser().parse_args(argv)
     if args.max_tokens < 1 or args.gen_batch_size < 1 or (args.limit is not None and args.limit < 1):
         print("punie-gates bench: --max-tokens, --gen-batch-size and --limit must be >= 1", file=sys.stderr)

@@ -29,6 +29,8 @@ so that a pruner can tell when they are gone or changed.
 
 from __future__ import annotations
 
+from punie_gates.errors import ArtifactBusyError  # noqa: F401  (raised here; defined with the other user errors)
+
 import contextlib
 import fcntl
 import hashlib
@@ -340,8 +342,6 @@ def last_used(final: Path) -> float | None:
 # -- build locks ---------------------------------------------------------------
 
 
-class ArtifactBusyError(RuntimeError):
-    """Another process kept building an artifact for longer than this one may wait."""
 
 
 class _Claim:

@@ -18,6 +18,8 @@ so no real disk has to be filled.
 
 from __future__ import annotations
 
+from punie_gates.errors import DiskSpaceError  # noqa: F401  (raised here; defined with the other user errors)
+
 import contextlib
 import math
 import shutil
@@ -40,8 +42,6 @@ _CONVERSION_DTYPES = {"float16": 2, "bfloat16": 2, "float32": 4}  # what mlx_lm 
 FreeSpace = Callable[[Path], int]
 
 
-class DiskSpaceError(RuntimeError):
-    """Not enough free disk space for an artifact (raised before anything is written)."""
 
 
 @dataclass(frozen=True)
