@@ -35,9 +35,9 @@ from typing import Any
 # know what a reply calls.
 from punie_gates.inputs.catalog import Catalog
 from punie_gates.formats.code_analysis import analyse_code
-from punie_gates.formats.convert import _call_id  # the converter's id rule: 9 letters/digits
+from punie_gates.formats.convert import make_call_id  # the converter's id rule: 9 letters/digits
 from punie_gates.inputs.queries import Query
-from punie_gates.formats.tool_calls import ParsedCall as Call, parse_calls
+from punie_gates.formats.tool_calls import ParsedCall, parse_calls
 
 # Why a conversation ended.
 ANSWERED = "answered"  # the last reply has no tool call
@@ -55,7 +55,7 @@ class Reply:
 
     text: str  # the raw text (in-process: decoded with control tokens; server: the content)
     content: str  # the text without its tool-call markup: the assistant message's content
-    calls: tuple[Call, ...]  # the tool calls, structured (a malformed one carries .error)
+    calls: tuple[ParsedCall, ...]  # the tool calls, structured (a malformed one carries .error)
 
 
 @dataclass(frozen=True)
@@ -117,12 +117,12 @@ def reply_from_message(message: Mapping[str, Any]) -> Reply:
             try:
                 arguments = json.loads(arguments) if arguments.strip() else {}
             except json.JSONDecodeError as exc:
-                calls.append(Call(name, None, f"arguments are not valid JSON ({exc.msg})"))
+                calls.append(ParsedCall(name, None, f"arguments are not valid JSON ({exc.msg})"))
                 continue
         if isinstance(arguments, dict):
-            calls.append(Call(name, MappingProxyType(arguments), None))
+            calls.append(ParsedCall(name, MappingProxyType(arguments), None))
         else:
-            calls.append(Call(name, None, f"arguments are {type(arguments).__name__}, not a JSON object"))
+            calls.append(ParsedCall(name, None, f"arguments are {type(arguments).__name__}, not a JSON object"))
     return Reply(content, content.strip(), tuple(calls))
 
 
@@ -221,7 +221,7 @@ class _Chat:
             self.messages.append({"role": "assistant", "content": reply.content})
             self._end(Turn(reply, (), ()), ANSWERED, f"reply {number} answers in text")
             return
-        ids = [_call_id(self.digest, number, k) for k in range(len(reply.calls))]
+        ids = [make_call_id(self.digest, number, k) for k in range(len(reply.calls))]
         assistant = {"role": "assistant", "content": reply.content}
         usable = [c for c in reply.calls if c.error is None]
         if usable:
@@ -261,7 +261,7 @@ class _Chat:
             return
         self.turns.append(Turn(reply, tuple(called), results))
 
-    def _tools_of(self, call: Call) -> tuple[tuple[str, ...], str | None]:
+    def _tools_of(self, call: ParsedCall) -> tuple[tuple[str, ...], str | None]:
         """The typed tools a call calls, or why the agent or the suite cannot answer it."""
         if call.error:
             return (), f"malformed ({call.error})"
@@ -388,7 +388,7 @@ def conversation_from_record(record: Mapping[str, Any]) -> Conversation:
         turns = []
         for t in record["turns"]:
             calls = tuple(
-                Call(c["name"], MappingProxyType(c["arguments"]) if c["arguments"] is not None else None, c["error"])
+                ParsedCall(c["name"], MappingProxyType(c["arguments"]) if c["arguments"] is not None else None, c["error"])
                 for c in t["calls"]
             )
             reply = Reply(t["text"], t["content"], calls)

@@ -340,7 +340,7 @@ def _qwen3_turns(record: dict, tools: list[dict] | None) -> list[_Turn]:
     return turns
 
 
-def _call_id(digest: bytes, turn: int, call: int) -> str:
+def make_call_id(digest: bytes, turn: int, call: int) -> str:
     number = int.from_bytes(hashlib.sha256(digest + f"{turn}.{call}".encode()).digest(), "big")
     chars = []
     for _ in range(ID_LENGTH):
@@ -360,7 +360,7 @@ def _mistral_record(turns: list[_Turn], tools: list[dict]) -> dict:
             continue
         message: dict[str, Any] = {"role": turn.role, "content": turn.text}
         if turn.calls:
-            pending = [_call_id(digest, index, k) for k in range(len(turn.calls))]
+            pending = [make_call_id(digest, index, k) for k in range(len(turn.calls))]
             message["tool_calls"] = [
                 {"id": cid, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
                 for cid, c in zip(pending, turn.calls)
