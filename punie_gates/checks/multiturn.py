@@ -226,8 +226,9 @@ def followup_summary(scores: Sequence[FollowupScore], queries: QuerySet) -> str:
     if direct:
         lines.append(f"direct queries (one reply, not in the multi-turn total): {sum(s.passed for s in direct)}/{len(direct)}")
     if judged:
-        lines.append(f"thresholds: {'met' if j.met else 'NOT met (' + '; '.join(j.problems) + ')'}"
-                     + (" [hard]" if thresholds.hard else " [flag]"))
+        kind = "hard" if thresholds.hard else "flag"
+        problems = MultiTurnJudgment(j, kind).problems
+        lines.append(f"thresholds: {'NOT met (' + '; '.join(problems) + ')' if problems else 'met'} [{kind}]")
     return "\n".join(lines)
 
 
