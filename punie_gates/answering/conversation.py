@@ -159,6 +159,12 @@ def converse(
 ) -> Conversation:
     """Continue one query's conversation from its first reply, asking `ask` after each
     tool result, for at most `max_turns` replies in all (the first one included)."""
+    return converse_many([(query, first, prompt)], ask_each(ask), catalog=catalog, max_turns=max_turns, fmt=fmt)[0]
+
+
+def ask_each(ask: Ask) -> AskMany:
+    """An AskMany that asks `ask` once per conversation (e.g. `server_ask`), an exception
+    standing for the reply it did not give."""
 
     def ask_many(batch: list[list[dict]]) -> list[Reply | Exception]:
         out: list[Reply | Exception] = []
@@ -169,7 +175,7 @@ def converse(
                 out.append(exc)
         return out
 
-    return converse_many([(query, first, prompt)], ask_many, catalog=catalog, max_turns=max_turns, fmt=fmt)[0]
+    return ask_many
 
 
 def converse_many(
@@ -308,6 +314,7 @@ def in_process_ask(
     max_tokens: int,
     fmt: str = "auto",
     batch_size: int = 1,
+    progress: Callable[..., None] | None = None,
 ) -> AskMany:
     """An AskMany on a loaded mlx-lm model: each conversation rendered by the model's own
     chat template with the tools passed natively (as training rendered it), then greedy
@@ -326,7 +333,8 @@ def in_process_ask(
             except Exception as exc:  # e.g. a template with no tool role, a tokenizer refusing
                 out[index] = exc
         if prompts:
-            answers = generate_answers(model, tokenizer, prompts, max_tokens=max_tokens, batch_size=batch_size)
+            answers = generate_answers(model, tokenizer, prompts, max_tokens=max_tokens, batch_size=batch_size,
+                                       progress=progress)
             for generation in answers:
                 out[int(generation.id)] = reply_from_text(generation.text, fmt, schemas)
         return out  # type: ignore[return-value]

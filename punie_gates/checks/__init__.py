@@ -1,7 +1,8 @@
 """What the gates judge: Gate 0's tokenizer checks (`tokenizer.py`), Gate 1's smoke test
 (`smoke.py`), honest scoring of replies (`scoring.py`: tools called, fields read, the
-category judgment), the steps and judgments Gates 2-5 share (`steps.py`) and the
-generation bench (`bench.py`).
+category judgment), the answer after the tool results (`followup.py`) and the training
+gates' multi-turn pass over it (`multiturn.py`), the steps and judgments Gates 2-5 share
+(`steps.py`) and the generation bench (`bench.py`).
 
-Imports answering/, model/, formats/, inputs/ and errors; never pytest.
+Imports answering/, model/, formats/, inputs/, decision.stats and errors; never pytest.
 """

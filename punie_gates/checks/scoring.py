@@ -314,18 +314,24 @@ class Judgment:
 
 def judge(scores: Sequence[Score], queries: QuerySet) -> Judgment:
     """Passed/total and each category against its minimum."""
-    category = {q.id: q.category for q in queries.queries}
+    th = queries.thresholds
+    return tally(scores, {q.id: q.category for q in queries.queries}, th.overall_min, th.category_min)
+
+
+def tally(scores: Sequence[Any], category: Mapping[str, str], overall_min: int,
+          category_min: Mapping[str, int]) -> Judgment:
+    """Verdicts (anything with `id` and `passed`) counted over the queries `category`
+    maps to their category: complete only when each of them is scored exactly once."""
     ids = Counter(s.id for s in scores)
     complete = set(ids) == set(category) and all(n == 1 for n in ids.values())
-    th = queries.thresholds
-    names = list(dict.fromkeys([*th.category_min, *queries.categories]))
+    names = list(dict.fromkeys([*category_min, *category.values()]))
     tallies = []
     for name in names:
         mine = [s for s in scores if category.get(s.id) == name]
-        if not mine and name not in th.category_min:
+        if not mine and name not in category_min:
             continue
-        tallies.append(CategoryTally(name, sum(s.passed for s in mine), len(mine), th.category_min.get(name)))
-    return Judgment(sum(s.passed for s in scores), len(scores), th.overall_min, tuple(tallies), complete)
+        tallies.append(CategoryTally(name, sum(s.passed for s in mine), len(mine), category_min.get(name)))
+    return Judgment(sum(s.passed for s in scores), len(scores), overall_min, tuple(tallies), complete)
 
 
 def summary(scores: list[Score], queries: QuerySet) -> str:

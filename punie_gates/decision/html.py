@@ -15,7 +15,9 @@ shown when present and left out when absent:
   `category-NN`), `text`, `followup` (the follow-up turn's answer) and `baseline`
   (the baseline's answer, with its own `followup`); an answer is a dict with
   `response`, `passed`, `reason`, `tools`, `fields`;
-- per gate: `figures.interval` / `figures.baseline_interval` and the same keys in
+- per gate: `figures.followup` (the multi-turn pass: `correct`, `total`, `categories`
+  and the interval keys below, as punie_gates.checks.multiturn records them);
+  `figures.interval` / `figures.baseline_interval` and the same keys in
   `figures.categories[NAME]` (Wilson intervals, `Interval.to_json`), `figures.mcnemar`
   (`McNemar.to_json`), and `figures.steps` (per-step resources: a list of dicts with
   `step` or a dict step -> dict, holding seconds, peak memory, bytes ...). A gate's
@@ -455,6 +457,9 @@ def key_figures(figures: Mapping[str, Any]) -> tuple[str, ...]:
         out.append(f"{single}/{len(markers)} markers single tokens")
     if _number(figures.get("correct")) is not None and _number(figures.get("total")):
         out.append(f"{figures['correct']}/{figures['total']} correct")
+    followup = figures.get("followup")
+    if isinstance(followup, Mapping) and _number(followup.get("correct")) is not None and _number(followup.get("total")):
+        out.append(f"{followup['correct']}/{followup['total']} multi-turn")
     if isinstance(figures.get("well_formed_calls"), int):
         out.append(f"{figures['well_formed_calls']} well-formed call(s)")
     if _number(figures.get("avg_latency_s")) is not None:
@@ -474,7 +479,7 @@ def key_figures(figures: Mapping[str, Any]) -> tuple[str, ...]:
     return tuple(out)
 
 
-def _category_table(gate: str, figures: Mapping[str, Any]) -> Table | None:
+def _category_table(gate: str, figures: Mapping[str, Any], title: str = "per category") -> Table | None:
     """Per category: correct/total against the minimum, with intervals and McNemar when recorded."""
     categories = figures.get("categories")
     if not isinstance(categories, Mapping) or not categories:
@@ -497,13 +502,14 @@ def _category_table(gate: str, figures: Mapping[str, Any]) -> Table | None:
 
     rows = [row(n, c) for n, c in cats.items()]
     overall = {"correct": figures.get("correct"), "total": figures.get("total"), "interval": figures.get("interval"),
-               "baseline_interval": figures.get("baseline_interval"), "mcnemar": figures.get("mcnemar")}
+               "baseline_interval": figures.get("baseline_interval"), "mcnemar": figures.get("mcnemar"),
+               "min": figures.get("overall_min")}
     if overall["correct"] is not None and overall["total"] is not None:
         rows.insert(0, row("overall", {k: v for k, v in overall.items() if v is not None}))
     bad = frozenset(i for i, r in enumerate(rows) if r[3] is False)
     columns = ["category", "candidate", "minimum", "met"] + (["baseline"] if with_base else []) + (
         ["paired (exact McNemar)"] if with_mcnemar else [])
-    return Table(f"{gate}: per category", tuple(columns), tuple(rows), bad)
+    return Table(f"{gate}: {title}", tuple(columns), tuple(rows), bad)
 
 
 def _first(reasons: Any) -> str:
@@ -548,7 +554,9 @@ def report_page(doc: Mapping[str, Any], report_dir: Path | None = None,
                                     "[/TOOL_CALLS] is not part of Devstral's format: several tokens is no failure.")):
                 if t:
                     tables.append(t)
-        for t in (_category_table(gate, figures) or _pass_rate_table(gate, figures), _steps_table(gate, figures)):
+        followup = figures.get("followup") if isinstance(figures.get("followup"), Mapping) else {}
+        for t in (_category_table(gate, figures) or _pass_rate_table(gate, figures),
+                  _category_table(gate, followup, "multi-turn pass per category"), _steps_table(gate, figures)):
             if t:
                 tables.append(t)
         section = query_section(gate, figures, responses.get(gate, {}), responses.get(f"{gate}-baseline", {})) \

@@ -72,12 +72,22 @@ class Thresholds:
 
 
 @dataclass(frozen=True)
+class FollowupThresholds:
+    """[followup]: the multi-turn pass's minimums, counted over tool queries' conversations."""
+
+    overall_min: int  # conversations that must pass, out of all tool queries
+    category_min: Mapping[str, int]  # category -> conversations that must pass in it (a category may have none)
+    hard: bool = False  # True: a miss fails Gate 5; False (default): it flags the gate
+
+
+@dataclass(frozen=True)
 class QuerySet:
     queries: tuple[Query, ...]
     thresholds: Thresholds
     gate_sets: Mapping[str, tuple[str, ...]]
     path: Path
     max_turns: int = DEFAULT_MAX_TURNS  # model replies per conversation, the first included
+    followup_thresholds: FollowupThresholds | None = None  # None: the file has no [followup] (not judged)
 
     def by_id(self, id: str) -> Query:
         for query in self.queries:
@@ -109,8 +119,8 @@ def _build(raw: dict, path: Path, catalog: Catalog) -> QuerySet:
     def fail(where: str, reason: str) -> None:
         errors.append(f"{path}: {where}: {reason}")
 
-    for key in set(raw) - {"thresholds", "settings", "gates", "query"}:
-        fail(key, "unknown top-level key (expected [thresholds], [settings], [gates], [[query]])")
+    for key in set(raw) - {"thresholds", "followup", "settings", "gates", "query"}:
+        fail(key, "unknown top-level key (expected [thresholds], [followup], [settings], [gates], [[query]])")
 
     raw_queries = raw.get("query")
     if not isinstance(raw_queries, list) or not raw_queries:
@@ -133,11 +143,12 @@ def _build(raw: dict, path: Path, catalog: Catalog) -> QuerySet:
     all_ids = {e.get("id") for e in raw_queries if isinstance(e, dict)}
     gate_sets = _gate_sets(raw.get("gates", {}), all_ids, fail)
     max_turns = _max_turns(raw.get("settings", {}), queries, fail)
+    followup = _followup_thresholds(raw.get("followup"), queries, fail)
 
     if errors:
         raise QueryFileError("\n".join(errors))
     assert thresholds is not None
-    return QuerySet(tuple(queries), thresholds, gate_sets, path, max_turns)
+    return QuerySet(tuple(queries), thresholds, gate_sets, path, max_turns, followup)
 
 
 def _names(value: Any) -> bool:
@@ -343,6 +354,43 @@ def _thresholds(raw: Any, queries: list[Query], fail) -> Thresholds | None:
         if category not in minimums:
             fail(f"thresholds.category_min.{category}", "missing: every category needs a minimum")
     return Thresholds(overall, MappingProxyType(dict(minimums)))
+
+
+def _followup_thresholds(raw: Any, queries: list[Query], fail) -> FollowupThresholds | None:
+    """[followup]: optional; when given, overall_min is required and every number must be
+    reachable by the tool queries there are (direct queries have no follow-up)."""
+    if raw is None:
+        return None
+    if not isinstance(raw, dict):
+        fail("followup", "must be a table (overall_min, hard, [followup.category_min])")
+        return None
+    for key in sorted(set(raw) - {"overall_min", "category_min", "hard"}):
+        fail(f"followup.{key}", "unknown key (expected overall_min, category_min, hard)")
+    per_category = Counter(q.category for q in queries if q.expect == "tool")
+    total = sum(per_category.values())
+    overall = raw.get("overall_min")
+    if not isinstance(overall, int) or isinstance(overall, bool) or overall < 0:
+        fail("followup.overall_min", "must be a non-negative integer (tool-query conversations that must pass)")
+        overall = 0
+    elif overall > total:
+        fail("followup.overall_min", f"{overall} is more than the {total} tool queries in the file")
+    hard = raw.get("hard", False)
+    if not isinstance(hard, bool):
+        fail("followup.hard", "must be true (a miss fails Gate 5) or false (a miss flags it)")
+        hard = False
+    minimums = raw.get("category_min", {})
+    if not isinstance(minimums, dict):
+        fail("followup.category_min", "must be a table of category -> minimum")
+        minimums = {}
+    for category, minimum in minimums.items():
+        where = f"followup.category_min.{category}"
+        if category not in per_category:
+            fail(where, f"no tool query has category {category!r}, so it has no conversations to count")
+        elif not isinstance(minimum, int) or isinstance(minimum, bool) or minimum < 0:
+            fail(where, "must be a non-negative integer")
+        elif minimum > per_category[category]:
+            fail(where, f"minimum {minimum} is more than the category's {per_category[category]} tool queries")
+    return FollowupThresholds(overall, MappingProxyType(dict(minimums)), hard)
 
 
 def _gate_sets(raw: Any, ids: set[str], fail) -> Mapping[str, tuple[str, ...]]:

@@ -33,6 +33,10 @@ class GateRecorder:
     def flag(self, text: str) -> None:
         self._session.flag(self.gate, text)
 
+    def get(self, key: str, default: Any = None) -> Any:
+        """A figure an earlier test of the gate recorded (to add to it), else `default`."""
+        return self._session.logs[self.gate].figures.get(key, default)
+
 
 def _gate_or_fail(request) -> str:
     gate = gate_of(request.node)

@@ -82,3 +82,27 @@ def answers(fused_model, gate_queries, records, catalog, system_prompt, gate_con
     return answer_gate_queries(model, tokenizer, gate_queries, records[0][0], catalog=catalog,
                                system_prompt=system_prompt, gate_config=gate_config, progress=progress,
                                save_as=f"{training_gate}-responses.jsonl")
+
+
+@pytest.fixture(scope="module")
+def conversation_ask(fused_model, catalog, gate_config, progress):
+    """The answering path the multi-turn pass asks after each tool result (an AskMany):
+    the one place it is chosen. The first turn's path: in-process generation on the fused
+    model, tools passed natively. (A server path would wrap `server_ask` in `ask_each`.)"""
+    from punie_gates.answering.conversation import in_process_ask
+
+    model, tokenizer = fused_model
+    return in_process_ask(model, tokenizer, catalog.native_schemas(), max_tokens=gate_config.max_tokens,
+                          batch_size=gate_config.gen_batch_size, progress=progress)
+
+
+@pytest.fixture(scope="module")
+def conversations(answers, conversation_ask, query_set, catalog, system_prompt, gate_config, training_gate):
+    """The gate's multi-turn pass (checks.multiturn.MultiTurn): each tool query continued from
+    its first reply in `answers`, scored, saved as gateN-conversations.jsonl."""
+    from punie_gates.checks.multiturn import run_multi_turn
+
+    first = {qid: g.text for qid, g in answers.generations.items()}
+    return run_multi_turn(answers.queries, first, conversation_ask, catalog=catalog, system_prompt=system_prompt,
+                          max_turns=query_set.max_turns,
+                          save_to=gate_config.report_dir / f"{training_gate}-conversations.jsonl")

@@ -7,7 +7,8 @@ on the 5-bit model Gate 1 made; then the seed's fusion (fuse dequantized,
 quantize to 5 bits). It passes when validation loss fell, the quantized fuse
 kept the adapter's effect (measured: the plan only assumed it), and the fused
 model answers at least 6 of the 10 Gate 4 queries, asked with the system
-prompt and tools training used.
+prompt and tools training used. The multi-turn pass (the tool results sent back,
+the answers scored) is reported, not judged.
 
 Adapters and fused models are cached in --work-dir, keyed by their inputs;
 an interrupted training resumes from its last checkpoint (--fresh ignores both).
@@ -102,6 +103,16 @@ def test_gate4_queries(answers, catalog, gate_config, gate_record):
     failed = "; ".join(f"{s.id}: {s.reason}" for s in scores if not s.passed)
     message = f"expected >= {need}/{len(scores)} correct answers from the fused model, found {correct}: {failed}"
     assert correct >= need, message[:1500]
+
+
+@pytest.mark.gate_detail
+def test_gate4_multi_turn(conversations, query_set, catalog, gate_record):
+    """Reported, not judged (Gate 5 judges the multi-turn pass), so a detail: its failure
+    alone does not fail the gate."""
+    from punie_gates.checks.multiturn import followup_rows, judge_multi_turn
+
+    gate_record("queries", followup_rows(gate_record.get("queries"), conversations, catalog))
+    gate_record("followup", judge_multi_turn(conversations, query_set, judge=False).to_json())
 
 
 @pytest.mark.gate_decision

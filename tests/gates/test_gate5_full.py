@@ -7,7 +7,9 @@ at least 80%, the quantized fuse keeps the adapter's effect, the model fits in
 minimum (data/queries.toml). Each query is its own test (a detail: its failure
 alone does not fail the gate); the aggregate test decides. With --baseline,
 generation speed is compared in this same run: slower by 2x or more is flagged,
-beyond 5x fails.
+beyond 5x fails. Then the multi-turn pass: each tool query's result comes back and
+the answer is scored (checks.multiturn); its minimums ([followup] in the query file)
+flag the gate, or fail it when the file says hard = true.
 
 Training is the long step (days on the real model): it checkpoints as it goes
 and a rerun resumes from the last checkpoint; finished adapters and fused
@@ -103,6 +105,20 @@ def test_overall_and_per_category(answers, query_set, catalog, gate_config, gate
     gate_record("avg_latency_s", round(statistics.fmean(g.latency_s for g in generations.values()), 3))
     gate_record("generation", generation_figures(generations.values(), gate_config))
     assert judgment.met, "; ".join(judgment.problems) or "not every query was scored once"
+
+
+def test_multi_turn(conversations, query_set, catalog, gate_record):
+    """Each tool query's result comes back and the answer must state it ([followup] in the
+    query file: a flag, or with hard = true a criterion)."""
+    from punie_gates.checks.multiturn import followup_rows, judge_multi_turn
+
+    gate_record("queries", followup_rows(gate_record.get("queries"), conversations, catalog))
+    verdict = judge_multi_turn(conversations, query_set, judge=True)
+    gate_record("followup", verdict.to_json())
+    if verdict.problem and not verdict.fails:
+        gate_record.flag(verdict.problem)
+    failed = "; ".join(f"{s.id}: {s.reason}" for s in conversations.scores if not s.passed)
+    assert not verdict.fails, f"{verdict.problem}: {failed}"[:1500]
 
 
 def test_speed_against_baseline(

@@ -164,6 +164,42 @@ def test_every_gate_runs_with_run_all_gates(suite):
     assert "lora_retention" in g5 and g5["total"] == 40
     # the shared prefix is prefilled once, not once per query
     assert g5["generation"]["prefill_tokens_suite"] < g5["generation"]["prefill_tokens_naive"] / 4
+    _multi_turn_was_reported(suite.path / "reports", doc)
+
+
+def _multi_turn_was_reported(reports: Path, doc) -> None:
+    """The multi-turn pass on the demo: per-query follow-up verdicts and totals in the
+    report, conversations saved and re-scorable offline; the random demo passes no
+    direct query (the first turn checks the terms an answer cannot avoid)."""
+    import subprocess
+    import sys
+
+    from punie_gates.inputs.queries import load_queries
+
+    queries = load_queries()
+    for gate, judged, total in (("gate4", "not judged", 8), ("gate5", "flag", 32)):
+        figures = doc["gates"][gate]["figures"]
+        followup = figures["followup"]
+        assert followup["judged"].startswith(judged) and followup["total"] == total, followup
+        assert sum(c["total"] for c in followup["categories"].values()) == total
+        rows = {r["id"]: r for r in figures["queries"]}
+        tool = [q.id for q in queries.queries if q.id in rows and q.expect == "tool"]
+        assert len(tool) == total and all(isinstance(rows[q]["followup"]["passed"], bool) for q in tool)
+        assert followup["correct"] == sum(rows[q]["followup"]["passed"] for q in tool)
+        direct = [q.id for q in queries.queries if q.id in rows and q.expect == "direct"]
+        assert direct and not any(rows[q]["passed"] for q in direct), [rows[q]["reason"] for q in direct]
+        saved = reports / f"{gate}-conversations.jsonl"
+        proc = subprocess.run([sys.executable, "-m", "punie_gates", "score", "--conversations", str(saved)],
+                              capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        rescored = [json.loads(line) for line in proc.stdout.splitlines()]
+        assert [r["id"] for r in rescored] == tool
+        assert [r["passed"] for r in rescored] == [rows[q]["followup"]["passed"] for q in tool]
+        assert f"multi-turn: passed {followup['correct']}/{total}" in proc.stderr
+    g5 = doc["gates"]["gate5"]
+    if g5["figures"]["followup"]["correct"] < 26:  # data/queries.toml [followup] overall_min, a flag
+        assert any(f.startswith("multi-turn pass: ") for f in g5["flags"]), g5["flags"]
+    assert "multi-turn pass per category" in (reports / "gate-report.html").read_text(encoding="utf-8")
 
 
 def test_gate0_flags_validation_conversations_found_in_training(suite):

@@ -174,6 +174,16 @@ BAD = {
     "max_turns out of range": (("max_turns = 4", "max_turns = 40"), ["settings.max_turns", "from 2 to 10"]),
     "max_turns too small for a second call": (("max_turns = 4", "max_turns = 2"), ["settings.max_turns", "git_tools-02 needs 3"]),
     "not TOML": (("[thresholds]", "[thresholds"), ["not valid TOML"]),
+    "followup minimum above the tool queries": (("[settings]", "[followup]\noverall_min = 3\n[settings]"), ["followup.overall_min", "more than the 2 tool queries"]),
+    "followup without overall_min": (("[settings]", "[followup]\nhard = true\n[settings]"), ["followup.overall_min", "non-negative integer"]),
+    "followup hard not a boolean": (("[settings]", "[followup]\noverall_min = 1\nhard = 1\n[settings]"), ["followup.hard", "true"]),
+    "followup unknown key": (("[settings]", "[followup]\noverall_min = 1\nsoft = true\n[settings]"), ["followup.soft", "unknown key"]),
+    "followup minimum for a category with no tool query": (
+        ("[settings]", "[followup]\noverall_min = 1\n[followup.category_min]\ndirect_answers = 1\n[settings]"),
+        ["followup.category_min.direct_answers", "no tool query has category"]),
+    "followup category minimum above its tool queries": (
+        ("[settings]", "[followup]\noverall_min = 1\n[followup.category_min]\ngit_tools = 3\n[settings]"),
+        ["followup.category_min.git_tools", "more than the category's 2 tool queries"]),
 }
 
 
@@ -199,6 +209,13 @@ def test_valid_small_file_loads(tmp_path, catalog):
     assert qs.by_id("direct_answers-01").answer_facts == ("immutable|cannot be changed",)
     assert qs.by_id("direct_answers-01").results == {}
     assert [q.id for q in qs.for_gate("gate3")] == ["git_tools-01", "direct_answers-01"]
+
+
+def test_followup_minimums_are_optional_and_read(tmp_path, catalog):
+    assert load_queries(_write(tmp_path, VALID), catalog).followup_thresholds is None
+    text = VALID.replace("[settings]", "[followup]\noverall_min = 2\nhard = true\n[followup.category_min]\ngit_tools = 1\n[settings]")
+    th = load_queries(_write(tmp_path, text), catalog).followup_thresholds
+    assert (th.overall_min, dict(th.category_min), th.hard) == (2, {"git_tools": 1}, True)
 
 
 @pytest.mark.parametrize("case", sorted(BAD))
@@ -246,5 +263,5 @@ def test_the_shipped_file_documents_every_query_key():
     from punie_gates.inputs.queries import _QUERY_KEYS
 
     header = (paths.data_dir() / "queries.toml").read_text(encoding="utf-8").split("\n[thresholds]\n")[0]
-    for key in sorted(_QUERY_KEYS) + ["max_turns", "[settings]"]:
+    for key in sorted(_QUERY_KEYS) + ["max_turns", "[settings]", "[followup]", "overall_min", "hard", "[followup.category_min]"]:
         assert f"#   {key}" in header or f"# {key}" in header or f"#   [query.{key}]" in header, key
