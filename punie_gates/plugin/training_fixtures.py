@@ -74,11 +74,35 @@ def fused_model(fused):
 
 
 @pytest.fixture(scope="module")
-def answers(fused_model, gate_queries, records, catalog, system_prompt, gate_config, training_gate, progress):
-    """The fused model's greedy answers to the gate's queries (checks.steps.GateAnswers)."""
+def answers(request, answer_server, gate_queries, records, catalog, system_prompt, gate_config, training_gate,
+            progress):
+    """The fused model's greedy answers to the gate's queries (checks.steps.GateAnswers):
+    through its mlx_lm.server (`answer_server`), or in-process (--answer-via inprocess:
+    only then is the fused model loaded into this process)."""
     from punie_gates.checks.steps import answer_gate_queries
 
-    model, tokenizer = fused_model
+    model = tokenizer = None
+    if answer_server is None:
+        model, tokenizer = request.getfixturevalue("fused_model")
     return answer_gate_queries(model, tokenizer, gate_queries, records[0][0], catalog=catalog,
                                system_prompt=system_prompt, gate_config=gate_config, progress=progress,
-                               save_as=f"{training_gate}-responses.jsonl")
+                               save_as=f"{training_gate}-responses.jsonl", server=answer_server)
+
+
+@pytest.fixture(scope="module")
+def baseline_answers(request, baseline_server, gate_queries, catalog, system_prompt, gate_config, training_gate,
+                     progress):
+    """The baseline's answers to the same queries, asked and saved the way the candidate's
+    were (gateN-baseline-responses.jsonl); None without --baseline."""
+    if not gate_config.baseline:
+        return None
+    from punie_gates.checks.steps import answer_queries
+
+    model = tokenizer = None
+    if baseline_server is None:
+        loaded = request.getfixturevalue("baseline_model")
+        model, tokenizer = loaded.model, loaded.tokenizer
+    answers = answer_queries(model, tokenizer, gate_queries, catalog=catalog, system_prompt=system_prompt,
+                             gate_config=gate_config, progress=progress,
+                             save_as=f"{training_gate}-baseline-responses.jsonl", server=baseline_server)
+    return {a.id: a for a in answers}
