@@ -105,7 +105,7 @@ def test_latency(benchmark, request, answer_server, baseline_server, query_set, 
 
     limit = float(spec["max_avg_latency_s"])
     assert avg <= limit, (
-        f"average latency {avg:.2f} s over {len(prompts)} queries exceeds {limit:.1f} s "
+        f"average latency {avg:.2f} s over {len(queries)} queries exceeds {limit:g} s "
         f"({avg / reference:.1f}x Punie's reported {reference:.2f} s)"
     )
 

@@ -229,6 +229,17 @@ def assert_compared_through_the_server(reports: Path, doc: dict, result) -> None
     ])  # fmt: skip
 
 
+def test_gate2_fails_a_candidate_too_slow_through_the_server(suite, gate_cache):
+    """A budget no model meets: Gate 2 times through mlx_lm.server and fails, naming the average."""
+    gates = small_gates(suite, gate2__max_avg_latency_s=0.001)
+    result, doc = run(suite, "-m", "gate2", "--candidate", "demo", "--run-all-gates", f"--gates={gates}",
+                      *small_data(suite))
+    g2 = doc["gates"]["gate2"]
+    assert g2["status"] == "failed" and g2["figures"]["timed_via"] == "server"
+    assert "over 10 queries exceeds 0.001 s" in g2["reasons"][0]
+    assert not servers_left(gate_cache)
+
+
 def test_ctrl_c_during_gate5_leaves_no_server(suite, gate_cache):
     """A real SIGINT while Gate 5's fused model is being served: the run ends, no server stays."""
     import signal
