@@ -6,6 +6,12 @@ for the longest common token prefix is computed once and every query starts from
 copy of it. Queries can also be decoded together with mlx-lm's BatchGenerator.
 `batch_size=1` with `prefix_cache=False` is the plan's way (`generate_naive`): one
 query at a time, full prompt, the reference the others are compared with.
+
+The gates ask through mlx_lm.server by default (answering/server.py, serving.py), whose
+LRU prompt cache and BatchGenerator do what the prefix cache and batching here do; for
+that path these copies are redundant. They stay for `--answer-via inprocess`, the
+reference the server path is checked against (tests/selftest/test_answer_via.py), for
+machines where no server runs, and for Gate 1's smoke test and `punie-gates bench`.
 """
 
 from __future__ import annotations

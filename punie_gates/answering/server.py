@@ -78,8 +78,8 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -519,12 +519,14 @@ def ask(
     temperature: float = 0.0,
     request_timeout_s: float = DEFAULT_REQUEST_TIMEOUT_S,
     model: str = "default_model",
+    progress: Callable[..., None] | None = None,
 ) -> list[Answer]:
     """Send each conversation as one chat completion, `concurrency` at a time; answers in input order.
 
     `conversations` are (id, messages) with OpenAI-style messages (system, user, assistant
     with `tool_calls`, tool). A failed request gives an Answer with `error` set.
-    `stream=True` also measures time to first chunk.
+    `stream=True` also measures time to first chunk. `progress(step, done, total)` is
+    called as answers arrive.
     """
     if max_tokens < 1:
         raise ValueError(f"max_tokens must be >= 1, got {max_tokens}")
@@ -548,6 +550,9 @@ def ask(
             pool.submit(_ask_one, client, qid, [dict(m) for m in messages], request, stream)
             for qid, messages in conversations
         ]
+        if progress is not None:
+            for done, _ in enumerate(as_completed(futures), 1):
+                progress("ask via server", done, len(futures))
         return [f.result() for f in futures]
     finally:
         # On Ctrl-C do not wait for answers still being generated; stopping the server ends them.

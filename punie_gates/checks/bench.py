@@ -37,6 +37,7 @@ class BenchResult:
     max_tokens: int
     candidate: str
     machine: dict
+    server: dict | None = None  # the same queries through mlx_lm.server: sequential vs concurrent (run_server_bench)
 
 
 def run_bench(model, tokenizer, queries, catalog, system_prompt: str, *, max_tokens: int, batch_size: int,
@@ -81,6 +82,33 @@ def run_bench(model, tokenizer, queries, catalog, system_prompt: str, *, max_tok
     )
 
 
+def run_server_bench(model_path: Path, queries, catalog, system_prompt: str, *, max_tokens: int, concurrency: int,
+                     log_path: Path) -> dict:
+    """The same queries through mlx_lm.server on `model_path` (the folder the in-process runs
+    loaded): one at a time, then `concurrency` at a time, to one server, both after one
+    untimed warm-up request (answering.server.time_concurrency), with the server's record."""
+    import shlex
+
+    from punie_gates.answering.server import ModelServer, time_concurrency
+    from punie_gates.checks.steps import query_conversations
+
+    conversations = query_conversations(queries, system_prompt)
+    load_before = _load_avg()
+    with ModelServer(model_path, log_path) as server:
+        timing = time_concurrency(server.base_url, conversations, tools=catalog.native_schemas(),
+                                  max_tokens=max_tokens, concurrency=concurrency)
+    record = server.record()
+    return {
+        **{k: round(v, 3) if isinstance(v, float) else v for k, v in asdict(timing).items()},
+        "startup_s": round(record.startup_s, 3),
+        "stop_s": round(record.stop_s, 3) if record.stop_s is not None else None,
+        "command": shlex.join(record.command),
+        "versions": dict(record.versions),
+        "log": str(log_path),
+        "load_avg_1m": [load_before, _load_avg()],
+    }
+
+
 def write_result(path: Path, result: BenchResult) -> Path:
     """The JSON line `punie-gates bench` prints, as a file (the gates write reports/bench.json)."""
     path = Path(path)
@@ -92,12 +120,19 @@ def write_result(path: Path, result: BenchResult) -> Path:
 def summary(figures: dict) -> str:
     """One line for people: what the bench measured, from its JSON figures."""
     n = figures.get("queries", 0)
-    return (
+    line = (
         f"naive {figures['naive_s']:.1f} s, suite {figures['suite_s']:.1f} s: speedup {figures['speedup']:.2f}x "
         f"(prefill {figures['prefill_tokens_naive']:,} vs {figures['prefill_tokens_suite']:,} tokens; "
         f"{n} queries, batch {figures['batch_size']}, cap {figures['max_tokens']} tokens; "
         f"outputs differ {figures['outputs_differ']}/{n}, verdicts differ {figures['verdicts_differ']}/{n})"
     )
+    server = figures.get("server")
+    if server:
+        line += (
+            f"; mlx_lm.server: sequential {server['sequential_s']:.1f} s, {server['concurrency']} at a time "
+            f"{server['concurrent_s']:.1f} s: {server['speedup']:.2f}x"
+        )
+    return line
 
 
 def machine() -> dict:

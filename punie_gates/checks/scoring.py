@@ -173,16 +173,60 @@ def _any(names: tuple[str, ...]) -> str:
     return names[0] if len(names) == 1 else "any of " + ", ".join(names)
 
 
-def score_response(query: Query, response: str, catalog: Catalog, fmt: str = "auto") -> Score:
-    """The verdict on one reply, with a reason that says expected, found and why."""
-    calls = parse_calls(response, fmt, tools=catalog.native_schemas())
-    resolved = detect_format(response) if fmt == "auto" else fmt
+def api_calls(tool_calls: Sequence[Mapping[str, Any]]) -> tuple[ParsedCall, ...]:
+    """The calls of an API answer's `message.tool_calls` ({name, arguments} or OpenAI's
+    {function: {name, arguments}}; arguments as JSON text or an object), taken as they are."""
+    from punie_gates.answering.conversation import reply_from_message
+
+    calls = [c.get("function", c) if isinstance(c, Mapping) else {} for c in tool_calls]
+    message = {"tool_calls": [{"function": {"name": c.get("name"), "arguments": c.get("arguments", {})}} for c in calls]}
+    return reply_from_message(message).calls
+
+
+def unparsed_markup(text: str, limit: int = 120) -> str | None:
+    """The tool-call markup left in an API answer's text, quoted from its first marker
+    (None when there is none): the server did not parse it, so it was not a call."""
+    starts = [i for i in (text.find(MISTRAL_START), text.find(QWEN3_START)) if i >= 0]
+    if not starts:
+        return None
+    quote = text[min(starts):]
+    return quote if len(quote) <= limit else quote[:limit] + "..."
+
+
+def score_response(
+    query: Query,
+    response: str,
+    catalog: Catalog,
+    fmt: str = "auto",
+    *,
+    tool_calls: Sequence[Mapping[str, Any]] | None = None,
+) -> Score:
+    """The verdict on one reply, with a reason that says expected, found and why.
+
+    `response` is the raw text (calls parsed from it in `fmt`), unless `tool_calls` is
+    given: then it is an API answer (mlx_lm.server's message.content) and its calls are
+    `tool_calls` and nothing else. A call the server did not return was not made; markup
+    left in the content is quoted in the reason.
+    """
+    structured = tool_calls is not None
+    if structured:
+        calls = api_calls(tool_calls)
+        resolved, leftover = "api", unparsed_markup(response)
+    else:
+        calls = parse_calls(response, fmt, tools=catalog.native_schemas())
+        resolved, leftover = (detect_format(response) if fmt == "auto" else fmt), None
     found = _examine(calls, catalog)
     problems: list[str] = []
+    unreturned = (
+        f"the content holds tool-call text the server did not return as tool_calls, so no call was made: {leftover!r}"
+        if leftover else None
+    )
 
     if query.expect == "direct":
         if calls:
             problems.append("a tool call on a question that needs none")
+        elif unreturned:
+            problems.append(unreturned)
         elif not response.strip():
             problems.append("the response is empty")
         elif missing := missing_facts(response, query.answer_facts):
@@ -190,7 +234,12 @@ def score_response(query: Query, response: str, catalog: Catalog, fmt: str = "au
     else:
         called = set(found.tools)
         if not calls:
-            problems.append("no tool call" + ("" if response.strip() else " (empty response)"))
+            problems.append(
+                ("no tool call returned by the server" if structured else "no tool call")
+                + ("" if response.strip() else " (empty response)")
+            )
+            if unreturned:
+                problems.append(unreturned)
         elif not found.well_formed:
             problems.append("no well-formed call")
         # With no usable call, "X not called" would only repeat the problem above.
@@ -208,6 +257,8 @@ def score_response(query: Query, response: str, catalog: Catalog, fmt: str = "au
             problems.append(f"reads fields the results do not have ({wrong})")
 
     found_text = "; ".join(found.described) if calls else ("text with no tool call" if response.strip() else "nothing")
+    if structured and calls and leftover:
+        found_text += f" (the content also holds tool-call text the server did not return: {leftover!r})"
     other = {"mistral": QWEN3_START, "qwen3": MISTRAL_START, "none": None}.get(resolved)
     if other and other in response:
         found_text += f" (the text also holds {other} markers, which the {resolved} format ignores)"
@@ -225,10 +276,50 @@ def score_response(query: Query, response: str, catalog: Catalog, fmt: str = "au
 
 
 
+@dataclass(frozen=True)
+class SavedAnswer:
+    """One saved answer, in either form (answering.answers.QueryAnswer.record)."""
+
+    id: str
+    """The query id."""
+    response: str
+    """The text: a raw reply, or an API answer's message.content."""
+    tool_calls: tuple[Mapping[str, Any], ...] | None
+    """An API answer's tool calls ({name, arguments}); None: calls are parsed from the text."""
+
+
+def score_saved(query: Query, saved: SavedAnswer, catalog: Catalog, fmt: str = "auto") -> Score:
+    """score_response on a saved answer of either form."""
+    return score_response(query, saved.response, catalog, fmt, tool_calls=saved.tool_calls)
+
+
+def score_answer(query: Query, answer, catalog: Catalog) -> Score:
+    """score_response on a gate's answer (answering.answers.QueryAnswer: text, tool_calls)."""
+    return score_response(query, answer.text, catalog, tool_calls=answer.tool_calls)
+
+
 def read_responses(path: Path, queries: QuerySet) -> tuple[list[tuple[str, str]], list[str]]:
     """(id, response) pairs and every problem found, each naming file and line."""
+    answers, errors = read_answers(path, queries)
+    return [(a.id, a.response) for a in answers], errors
+
+
+def _tool_calls_problem(value: Any) -> str | None:
+    if not isinstance(value, list):
+        return "tool_calls must be a list"
+    for n, call in enumerate(value):
+        call = call.get("function", call) if isinstance(call, dict) else None
+        if not isinstance(call, dict) or not isinstance(call.get("name"), str):
+            return f"tool_calls[{n}] needs a string name"
+        if not isinstance(call.get("arguments", {}), (str, dict)):
+            return f"tool_calls[{n}].arguments must be JSON text or an object"
+    return None
+
+
+def read_answers(path: Path, queries: QuerySet) -> tuple[list[SavedAnswer], list[str]]:
+    """Saved answers (either form) and every problem found, each naming file and line."""
     known = {q.id for q in queries.queries}
-    records: list[tuple[str, str]] = []
+    records: list[SavedAnswer] = []
     errors: list[str] = []
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
@@ -251,8 +342,13 @@ def read_responses(path: Path, queries: QuerySet) -> tuple[list[tuple[str, str]]
             errors.append(f"{where}: needs string fields id and response")
         elif id not in known:
             errors.append(f"{where}: unknown query id {id!r} (not in {queries.path})")
+        elif "tool_calls" in record and record["tool_calls"] is not None and (
+            problem := _tool_calls_problem(record["tool_calls"])
+        ):
+            errors.append(f"{where}: {problem}")
         else:
-            records.append((id, response))
+            calls = record.get("tool_calls")
+            records.append(SavedAnswer(id, response, tuple(calls) if calls is not None else None))
     if not records and not errors:
         errors.append(f"{path}: no responses")
     return records, errors
@@ -379,11 +475,20 @@ class ZeroShotTally:
         return [r for r in self.rows if r["expect"] == "direct" and r["calls"]]
 
 
-def tally_zero_shot(queries: Sequence[Query], responses: Mapping[str, str], catalog: Catalog) -> ZeroShotTally:
+def tally_zero_shot(
+    queries: Sequence[Query],
+    responses: Mapping[str, str],
+    catalog: Catalog,
+    tool_calls: Mapping[str, Sequence[Mapping[str, Any]] | None] | None = None,
+) -> ZeroShotTally:
+    """`tool_calls` (query id -> an API answer's calls) takes those calls instead of parsing the text."""
     rows, good = [], 0
     for q in queries:
-        calls = parse_calls(responses[q.id])
+        api = (tool_calls or {}).get(q.id)
+        calls = api_calls(api) if api is not None else parse_calls(responses[q.id])
         problems = [validate_call(c, catalog) for c in calls]
+        if api is not None and not calls and (leftover := unparsed_markup(responses[q.id])):
+            problems.append(f"the server returned no tool_calls; the content holds the call as text: {leftover!r}")
         valid = sum(p is None for p in problems)
         if q.expect == "tool":
             good += valid

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from punie_gates.answering.inprocess import Generation
+from punie_gates.answering.answers import QueryAnswer
 from punie_gates.inputs.queries import Query
 
 
@@ -23,21 +23,64 @@ def validation_prompts(tokenizer, queries, system_prompt: str, tools: Sequence[d
     return [(q.id, render_prompt(tokenizer, query_messages(system_prompt, q.text), tools)) for q in queries]
 
 
-def answer_queries(model, tokenizer, queries, *, catalog, system_prompt, gate_config, progress, save_as: str):
-    """Greedy answers (the suite's batched, prefix-cached path), saved for `punie-gates score`."""
-    from punie_gates.answering.inprocess import generate_answers, save_responses
+def query_conversations(queries, system_prompt: str) -> list[tuple[str, list[dict]]]:
+    """(id, messages) per query: what a server is sent (it renders them with its own template)."""
+    from punie_gates.answering.prompts import query_messages
 
-    prompts = validation_prompts(tokenizer, queries, system_prompt, catalog.native_schemas())
-    generations = generate_answers(
-        model,
-        tokenizer,
-        prompts,
-        max_tokens=gate_config.max_tokens,
-        batch_size=gate_config.gen_batch_size,
-        progress=progress,
-    )
-    save_responses(gate_config.report_dir / save_as, generations)
-    return generations
+    return [(q.id, query_messages(system_prompt, q.text)) for q in queries]
+
+
+def answer_queries(model, tokenizer, queries, *, catalog, system_prompt, gate_config, progress, save_as: str,
+                   server=None) -> list[QueryAnswer]:
+    """Greedy answers with the catalog's native tools, saved for `punie-gates score`.
+
+    With `server` (an answering.serving.ServedModel) the queries go to mlx_lm.server as
+    chat completions, `--gen-batch-size` at a time (it batches them and reuses its prompt
+    cache), and what the API returned is the answer; `model` and `tokenizer` are unused.
+    Without it they are generated in this process (batched, shared prefix computed once):
+    the reference path.
+    """
+    from punie_gates.answering.answers import from_generation, save_answers
+
+    tools = catalog.native_schemas()
+    if server is not None:
+        from punie_gates.answering.serving import ask_queries
+
+        answers = ask_queries(server, query_conversations(queries, system_prompt), tools=tools,
+                              max_tokens=gate_config.max_tokens, concurrency=gate_config.gen_batch_size,
+                              progress=progress)
+    else:
+        from punie_gates.answering.inprocess import generate_answers
+
+        prompts = validation_prompts(tokenizer, queries, system_prompt, tools)
+        generations = generate_answers(model, tokenizer, prompts, max_tokens=gate_config.max_tokens,
+                                       batch_size=gate_config.gen_batch_size, progress=progress)
+        answers = [from_generation(g) for g in generations]
+    save_answers(gate_config.report_dir / save_as, answers)
+    return answers
+
+
+def time_queries(model, tokenizer, queries, *, catalog, system_prompt, max_tokens: int, progress,
+                 server=None) -> list[QueryAnswer]:
+    """Each query alone, one after the other, timed (Gate 2, and Gate 5's speed check).
+
+    Through `server`: streamed requests one at a time, so latency and time to first token
+    are what a Punie user waits (the server's prompt cache keeps the shared head after the
+    first). In-process: the plan's way, the full prompt prefilled every time.
+    """
+    from punie_gates.answering.answers import from_generation
+
+    tools = catalog.native_schemas()
+    if server is not None:
+        from punie_gates.answering.serving import ask_queries
+
+        return ask_queries(server, query_conversations(queries, system_prompt), tools=tools, max_tokens=max_tokens,
+                           concurrency=1, stream=True, warm_up=False, progress=progress)
+    from punie_gates.answering.inprocess import generate_naive
+
+    prompts = validation_prompts(tokenizer, queries, system_prompt, tools)
+    return [from_generation(g) for g in generate_naive(model, tokenizer, prompts, max_tokens=max_tokens,
+                                                        progress=progress)]
 
 
 @dataclass(frozen=True)
@@ -46,20 +89,27 @@ class GateAnswers:
 
     queries: tuple[Query, ...]
     """The queries asked, in order."""
-    generations: Mapping[str, Generation]
-    """Each query's answer, by query id."""
+    generations: Mapping[str, QueryAnswer]
+    """Each query's answer, by query id (text, and the server's tool calls when asked through one)."""
     prompt_mismatch: str | None
     """How the validation prompt differs from a training prompt's head (None: it does not)."""
 
 
 def answer_gate_queries(model, tokenizer, queries, first_training_record, *, catalog, system_prompt,
-                        gate_config, progress, save_as: str) -> GateAnswers:
+                        gate_config, progress, save_as: str, server=None) -> GateAnswers:
+    """A trained gate's answers (through `server` when given, see answer_queries), and whether its
+    prompts start as training's did: rendered with the served folder's own tokenizer when
+    no tokenizer is given (the template the server renders with)."""
     from punie_gates.answering.prompts import prefix_mismatch, query_messages
 
+    if tokenizer is None:
+        from punie_gates.model.tokenizer import load_candidate_tokenizer
+
+        tokenizer = load_candidate_tokenizer(server.path, serving=True)
     mismatch = prefix_mismatch(tokenizer, first_training_record, query_messages(system_prompt, queries[0].text),
                                catalog.native_schemas())
     generations = answer_queries(model, tokenizer, queries, catalog=catalog, system_prompt=system_prompt,
-                                 gate_config=gate_config, progress=progress, save_as=save_as)
+                                 gate_config=gate_config, progress=progress, save_as=save_as, server=server)
     return GateAnswers(tuple(queries), {g.id: g for g in generations}, mismatch)
 
 
@@ -128,13 +178,15 @@ def training_figures(trained, report_dir: Path, gate: str, title: str) -> dict[s
 
 def generation_figures(generations, gate_config) -> dict:
     """What generating the answers cost, beside what the plan's one-at-a-time way would have
-    prefilled (every prompt in full): the prefix cache's saving, measured on this run."""
+    prefilled (every prompt in full): the prefix cache's saving (the suite's in-process, or
+    the server's prompt cache), measured on this run."""
     gens = list(generations)
     return {
         "queries": len(gens),
+        "via": gens[0].via if gens else None,
         "batch_size": gate_config.gen_batch_size,
         "max_tokens": gate_config.max_tokens,
-        "prefill_tokens_naive": sum(g.prompt_tokens for g in gens),
-        "prefill_tokens_suite": sum(g.prefill_tokens_computed for g in gens),
-        "generated_tokens": sum(g.generated_tokens for g in gens),
+        "prefill_tokens_naive": sum(g.prompt_tokens or 0 for g in gens),
+        "prefill_tokens_suite": sum(g.prefill_tokens or 0 for g in gens),
+        "generated_tokens": sum(g.generated_tokens or 0 for g in gens),
     }

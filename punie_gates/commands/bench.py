@@ -6,6 +6,7 @@ import argparse
 import json
 import os
 import sys
+import tempfile
 from dataclasses import asdict
 from pathlib import Path
 
@@ -13,21 +14,21 @@ from punie_gates.checks.bench import PLAN_MAX_TOKENS, run_bench, write_result
 from punie_gates.inputs.options import DEFAULT_BATCH_SIZE
 
 def _load_candidate(spec: str, progress=None):
-    """(model, tokenizer) of a candidate loaded as the gates load it: the same options
-    (environment and gates file included), at the target bits."""
+    """The candidate loaded as the gates load it (model.loading.LoadedModel): the same
+    options (environment and gates file included), at the target bits."""
     from punie_gates.inputs.options import resolve_options
     from punie_gates.model.loading import load_named
 
     options = resolve_options({"candidate": spec}, root=Path.cwd())
-    loaded = load_named(spec, options, progress=progress)
-    return loaded.model, loaded.tokenizer
+    return load_named(spec, options, progress=progress)
 
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="punie-gates bench",
         description="Time the plan's validation generation (one query at a time, full prompt) against the "
-        "suite's (shared-prefix cache + batching) on the same model in one process; print one JSON line.",
+        "suite's (shared-prefix cache + batching) on the same model in one process, then the same queries "
+        "through mlx_lm.server one at a time against several at a time; print one JSON line.",
     )
     p.add_argument("--candidate", default=os.environ.get("PUNIE_GATES_CANDIDATE", "demo"),
                    help="'demo' (built-in, offline), an MLX model folder or a Hugging Face repo id (fetched unless "
@@ -43,6 +44,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--gen-batch-size", type=int, default=DEFAULT_BATCH_SIZE,
                    help=f"queries decoded together in the suite's run (default: {DEFAULT_BATCH_SIZE})")
     p.add_argument("--json-out", type=Path, default=None, help="also write the JSON result to this file")
+    p.add_argument("--no-server", action="store_true",
+                   help="skip the mlx_lm.server timing (the same queries to one server, one at a time and then "
+                        "--gen-batch-size at a time; its figures are the JSON's 'server')")
+    p.add_argument("--server-log", type=Path, default=None,
+                   help="the server's log (default: bench-server.log beside --json-out, else in the temp folder)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress lines on stderr")
     p.add_argument("--fusion", action="store_true",
                    help="instead: time the seed's fusion recipe against the streamed fuse on the demo "
@@ -79,12 +85,33 @@ def main(argv: list[str] | None = None) -> int:
     progress = null_progress if args.quiet else progress_printer(lambda line: print(line, file=sys.stderr, flush=True))
 
     try:
-        model, tokenizer = _load_candidate(args.candidate, progress)
+        loaded = _load_candidate(args.candidate, progress)
     except CandidateError as exc:
         print(f"punie-gates bench: {exc}", file=sys.stderr)
         return 2
-    result = run_bench(model, tokenizer, queries, catalog, system_prompt, max_tokens=args.max_tokens,
+    result = run_bench(loaded.model, loaded.tokenizer, queries, catalog, system_prompt, max_tokens=args.max_tokens,
                        batch_size=args.gen_batch_size, candidate=args.candidate, progress=progress)
+    if not args.no_server:
+        from dataclasses import replace
+
+        from punie_gates.answering.server import ServerError
+        from punie_gates.checks.bench import run_server_bench
+        from punie_gates.model.loading import release
+
+        folder = loaded.path
+        del loaded  # the server loads its own copy: not beside this one
+        release()
+        log = args.server_log or ((args.json_out.parent if args.json_out else Path(tempfile.gettempdir()))
+                                  / "bench-server.log")
+        if not args.quiet:
+            print(f"bench server: {folder} through mlx_lm.server (log {log})", file=sys.stderr, flush=True)
+        try:
+            server = run_server_bench(folder, queries, catalog, system_prompt, max_tokens=args.max_tokens,
+                                      concurrency=args.gen_batch_size, log_path=log)
+        except ServerError as exc:
+            print(f"punie-gates bench: {exc}", file=sys.stderr)
+            return 2
+        result = replace(result, server=server)
     print(json.dumps(asdict(result)), flush=True)
     if args.json_out is not None:
         write_result(args.json_out, result)

@@ -11,14 +11,18 @@ from pathlib import Path
 
 from punie_gates.checks.followup import rescore_conversations
 from punie_gates.checks.multiturn import followup_summary
-from punie_gates.checks.scoring import read_responses, score_response, summary
+from punie_gates.checks.scoring import read_answers, score_saved, summary
 from punie_gates.formats.tool_calls import FORMATS
 from punie_gates.inputs.catalog import CatalogError, load_catalog
 from punie_gates.inputs.queries import QueryFileError, load_queries
 
 _EPILOG = """\
 input:  RESPONSES is JSONL, one {"id": QUERY_ID, "response": TEXT} per line (other
-        keys are ignored; an id may appear more than once).
+        keys are ignored; an id may appear more than once). A record with "tool_calls"
+        (a list of {"name", "arguments"}) is an answer through a server, as the gates
+        save them: its calls are those (arguments as JSON text or an object) and TEXT
+        is message.content; tool-call markup left in TEXT was not a call. Without
+        "tool_calls" the calls are parsed from TEXT (--format).
         CONVERSATIONS is JSONL as the gates save it (gateN-conversations.jsonl): one
         whole conversation per line, every reply with its parsed calls and the tool
         results sent back; it is scored again against the query file as it is now.
@@ -31,9 +35,9 @@ output: stdout gets one JSON line per response, in order:
 exit status:
   0  every response was scored; pass or fail is in the output, not the exit status
   2  bad input: an unreadable or invalid query or tool file, a line that is not a
-     JSON object with string "id" and "response" (or not a saved conversation), or
-     an id the query file lacks (each reported with file and line number; nothing
-     is scored)
+     JSON object with string "id" and "response" (or not a saved conversation), a
+     malformed "tool_calls", or an id the query file lacks
+     (each reported with file and line number; nothing is scored)
 """
 
 
@@ -63,15 +67,15 @@ def main(argv: list[str]) -> int:
         return 2
     if args.conversations is not None:
         return _conversations(args.conversations, queries)
-    records, errors = read_responses(args.responses, queries)
+    records, errors = read_answers(args.responses, queries)
     if errors:
         print("\n".join(f"punie-gates score: {e}" for e in errors), file=sys.stderr)
         return 2
 
     scores = []
     try:
-        for id, response in records:
-            score = score_response(queries.by_id(id), response, catalog, args.format or "auto")
+        for saved in records:
+            score = score_saved(queries.by_id(saved.id), saved, catalog, args.format or "auto")
             scores.append(score)
             print(json.dumps(score.to_json(), ensure_ascii=False), flush=True)
     except BrokenPipeError:  # e.g. `| head`: the reader left, so stop without a traceback

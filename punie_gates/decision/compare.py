@@ -19,7 +19,7 @@ from punie_gates.inputs.catalog import Catalog
 from punie_gates.decision import html
 from punie_gates.decision.stats import Interval, McNemar, mcnemar_exact, wilson_interval
 from punie_gates.inputs.queries import QuerySet
-from punie_gates.checks.scoring import Score, read_responses, score_response
+from punie_gates.checks.scoring import Score, read_answers, score_saved
 
 RESPONSE_FILES = ("gate5-responses.jsonl", "gate4-responses.jsonl")
 
@@ -114,10 +114,13 @@ def load_run(folder: Path, queries: QuerySet, catalog: Catalog) -> Run:
     """Read a report folder's responses and score each with the current scorer."""
     folder = Path(folder)
     path = responses_file(folder)
-    records, errors = read_responses(path, queries)
+    records, errors = read_answers(path, queries)
     if errors:
         raise CompareError("; ".join(errors[:5]) + (f" (and {len(errors) - 5} more)" if len(errors) > 5 else ""))
-    texts = dict(records)
+    saved = {a.id: a for a in records}  # the last one when an id repeats
+    # A server answer is shown with the calls the API returned under its text.
+    texts = {qid: html.saved_text({"response": a.response, "tool_calls": [dict(c) for c in a.tool_calls or ()]})
+             or a.response for qid, a in saved.items()}
     verdict = candidate = None
     report = folder / "gate-report.json"
     if report.is_file():
@@ -127,7 +130,7 @@ def load_run(folder: Path, queries: QuerySet, catalog: Catalog) -> Run:
             candidate = (doc.get("candidate") or {}).get("spec")
         except (json.JSONDecodeError, AttributeError, UnicodeDecodeError):
             pass  # the responses are what is compared; a broken report only loses the labels
-    scores = {qid: score_response(queries.by_id(qid), text, catalog) for qid, text in texts.items()}
+    scores = {qid: score_saved(queries.by_id(qid), a, catalog) for qid, a in saved.items()}
     return Run(folder, path, verdict, candidate, texts, scores)
 
 

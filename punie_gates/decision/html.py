@@ -15,6 +15,7 @@ shown when present and left out when absent:
   `category-NN`), `text`, `followup` (the follow-up turn's answer) and `baseline`
   (the baseline's answer, with its own `followup`); an answer is a dict with
   `response`, `passed`, `reason`, `tools`, `fields`;
+- a saved record's `tool_calls` (an answer through mlx_lm.server) is shown under its text;
 - per gate: `figures.followup` (the multi-turn pass: `correct`, `total`, `categories`
   and the interval keys below, as punie_gates.checks.multiturn records them);
   `figures.interval` / `figures.baseline_interval` and the same keys in
@@ -290,7 +291,7 @@ def query_section(gate: str, figures: Mapping[str, Any], responses: Mapping[str,
             continue
         qid = row["id"]
         saved = responses.get(qid, {})
-        text = saved.get("response") if isinstance(saved.get("response"), str) else None
+        text = saved_text(saved)
         if gate == "gate3" and "passed" not in row:
             mine = _gate3_answer(row, text)
         else:
@@ -299,8 +300,7 @@ def query_section(gate: str, figures: Mapping[str, Any], responses: Mapping[str,
                 mine = _replace_followup(mine, Answer(saved["followup"], None))
         answers: list[Answer | None] = [mine]
         if with_baseline:
-            base_saved = (baseline_responses or {}).get(qid, {})
-            base_text = base_saved.get("response") if isinstance(base_saved.get("response"), str) else None
+            base_text = saved_text((baseline_responses or {}).get(qid, {}))
             answers.append(answer_from(row.get("baseline"), base_text))
         category = str(row.get("category") or category_of(qid))
         rows.append(QueryRow(gate, qid, category, str(row.get("text") or ""), tuple(answers)))
@@ -308,6 +308,17 @@ def query_section(gate: str, figures: Mapping[str, Any], responses: Mapping[str,
         return None
     sides = ("candidate", "baseline") if with_baseline else ("candidate",)
     return QuerySection(f"{gate}: {len(rows)} queries", gate, sides, tuple(rows))
+
+
+def saved_text(saved: Mapping[str, Any]) -> str | None:
+    """A saved answer's text as shown: the reply, and for a server answer the tool calls
+    the API returned, under a line that says they came as message.tool_calls."""
+    text = saved.get("response") if isinstance(saved.get("response"), str) else None
+    calls = saved.get("tool_calls")
+    if text is None or not isinstance(calls, list) or not calls:
+        return text
+    shown = [f"{c.get('name')} {c.get('arguments')}" for c in calls if isinstance(c, Mapping)]
+    return text + "\n\n[message.tool_calls, as the server returned them]\n" + "\n".join(shown)
 
 
 def _replace_followup(answer: Answer, followup: Answer) -> Answer:
@@ -533,6 +544,9 @@ def report_page(doc: Mapping[str, Any], report_dir: Path | None = None,
     facts = [("candidate", str(cand.get("spec") or "-"))]
     if doc.get("baseline"):
         facts.append(("baseline", str(doc["baseline"])))
+    answering = doc.get("answering") or {}
+    if answering.get("note"):
+        facts.append(("answers", str(answering["note"])))
     facts += [
         ("started", str(doc.get("started", "-"))),
         ("seconds", f"{doc['seconds']:.1f}" if isinstance(doc.get("seconds"), (int, float)) else "-"),

@@ -20,6 +20,14 @@ DEMO_NOTE = (
 )
 
 
+ANSWERING_NOTES = {
+    "server": "answers came through mlx_lm.server: OpenAI chat completions with the catalog's tools, temperature 0, "
+              "as Punie's agent asks; scored on what the API returned (message.content and message.tool_calls)",
+    "inprocess": "answers were generated in this process (--answer-via inprocess, the reference path): the reply "
+                 "text decoded with its control tokens, calls parsed from it with mlx-lm's parsers",
+}
+
+
 def _jsonable(value: Any) -> Any:
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return _jsonable(dataclasses.asdict(value))
@@ -57,6 +65,8 @@ class Report:
     """When the verdict was reached."""
     collection_errors: tuple[str, ...] = ()
     """Gate modules or options that could not be read."""
+    answer_via: str | None = None
+    """How the gates asked their queries: "server" (mlx_lm.server) or "inprocess"."""
 
     @property
     def is_demo(self) -> bool:
@@ -78,6 +88,7 @@ class Report:
                 "note": DEMO_NOTE if self.is_demo else None,
             },
             "baseline": self.baseline,
+            "answering": {"via": self.answer_via, "note": ANSWERING_NOTES.get(self.answer_via)},
             "run_all_gates": self.run_all_gates,
             "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(self.started)),
             "seconds": round(self.finished - self.started, 3),
@@ -122,12 +133,106 @@ def _short(value: Any, width: int = 100) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
+def _cell(value: Any, width: int = 120) -> str:
+    if isinstance(value, bool):
+        text = "pass" if value else "FAIL"
+    elif isinstance(value, (list, tuple)):
+        text = ", ".join(map(str, value)) or "-"
+    else:
+        text = "" if value is None else str(value)
+    return _short(" ".join(text.split()), width).replace("|", "\\|")
+
+
+def _interval(iv: Any) -> str:
+    if not isinstance(iv, dict) or "passed" not in iv:
+        return "-"
+    return f"{iv['passed']}/{iv['total']} [{100 * iv['low']:.0f}-{100 * iv['high']:.0f}%]"
+
+
+def _mcnemar(m: Any) -> str:
+    if not isinstance(m, dict):
+        return "-"
+    return (f"only candidate {m['only_candidate']}, only baseline {m['only_baseline']}; "
+            f"p = {m['p_two_sided']:.3g} (one-sided, candidate worse: {m['p_candidate_worse']:.3g})")
+
+
+def _server_lines(figures: dict[str, Any]) -> list[str]:
+    answering = figures.get("answering")
+    if not isinstance(answering, dict):
+        return []
+    lines = [f"- answered via: {answering.get('via')}"]
+    for key in ("server", "baseline_server"):
+        server = answering.get(key)
+        if not isinstance(server, dict):
+            continue
+        versions = ", ".join(f"{k} {v}" for k, v in (server.get("versions") or {}).items())
+        parsing = server.get("tool_parsing") or {}
+        starts = ", ".join(f"started in {s['startup_s']:.1f} s, stopped in {s['stop_s'] or 0:.1f} s"
+                           for s in server.get("starts") or ())
+        lines.append(f"- {server.get('model')} server: `{server.get('command', '')}` ({starts}); log `{server.get('log')}`")
+        lines.append(f"  - versions: {versions}")
+        lines.append(f"  - tool parser: {parsing.get('tool_parser')} (tokenizer {parsing.get('tokenizer_class')})"
+                     + (f": {parsing['note']}" if parsing.get("note") else ""))
+    return lines
+
+
+def _query_table(rows: list[Any]) -> list[str]:
+    """Per query: the candidate's answer and, when there is one, the baseline's beside it."""
+    rows = [r for r in rows if isinstance(r, dict) and "passed" in r]
+    if not rows:
+        return []
+    both = any(isinstance(r.get("baseline"), dict) for r in rows)
+    head = "| query | candidate | tools | fields | reason |"
+    rule = "|---|---|---|---|---|"
+    if both:
+        head += " baseline | tools | fields | reason |"
+        rule += "---|---|---|---|"
+    out = ["", head, rule]
+    for r in rows:
+        cells = [r["id"], r["passed"], r.get("tools"), r.get("fields"), r.get("reason")]
+        if both:
+            b = r.get("baseline") or {}
+            cells += [b.get("passed"), b.get("tools"), b.get("fields"), b.get("reason")]
+        out.append("| " + " | ".join(_cell(c) for c in cells) + " |")
+    return out
+
+
+def _category_table(figures: dict[str, Any]) -> list[str]:
+    categories = figures.get("categories")
+    if not isinstance(categories, dict) or not figures.get("interval"):
+        return []
+    both = bool(figures.get("baseline_interval"))
+    head, rule = "| category | candidate | minimum |", "|---|---|---|"
+    if both:
+        head += " baseline | paired (exact McNemar) |"
+        rule += "---|---|"
+    out = ["", head, rule]
+    entries = [("overall", {"interval": figures.get("interval"), "baseline_interval": figures.get("baseline_interval"),
+                            "mcnemar": figures.get("mcnemar")})]
+    entries += [(n, c) for n, c in categories.items() if isinstance(c, dict)]
+    for name, c in entries:
+        cells = [name, _interval(c.get("interval")), c.get("min", "")]
+        if both:
+            cells += [_interval(c.get("baseline_interval")), _mcnemar(c.get("mcnemar"))]
+        out.append("| " + " | ".join(_cell(x, 200) for x in cells) + " |")
+    return out
+
+
+_TABLED = ("queries", "categories", "answering")
+
+
 def markdown(doc: dict[str, Any]) -> str:
     lines = [f"# punie-gates report: {doc['verdict']}", ""]
     cand = doc["candidate"]
     lines.append(f"- candidate: `{cand['spec']}`" + (f" ({cand['note']})" if cand["note"] else ""))
     if doc["baseline"]:
         lines.append(f"- baseline: `{doc['baseline']}`")
+    else:
+        lines.append("- baseline: none given: no comparison with the production model was made; "
+                     "the verdict rests on the thresholds alone")
+    answering = doc.get("answering") or {}
+    if answering.get("note"):
+        lines.append(f"- {answering['note']}")
     lines.append(f"- stopped at: {doc['stopped_at'] or '-'}; complete run: {doc['complete']}")
     lines += [f"- {r}" for r in doc["reasons"]]
     lines += [f"- flag: {f}" for f in doc["flags"] if f not in doc["reasons"]]
@@ -138,9 +243,14 @@ def markdown(doc: dict[str, Any]) -> str:
     for gate, g in doc["gates"].items():
         if not g["figures"]:
             continue
+        figures = g["figures"]
         lines += ["", f"## {gate}: {g['name']}", ""]
-        for key, value in g["figures"].items():
+        tables = _category_table(figures) + _query_table(figures.get("queries") or [])
+        for key, value in figures.items():
+            if key in _TABLED and (tables or key == "answering"):
+                continue
             lines.append(f"- {key}: `{_short(value, 300)}`")
+        lines += _server_lines(figures) + tables
     return "\n".join(lines) + "\n"
 
 
@@ -153,6 +263,7 @@ def terminal_lines(report: Report, report_paths: Sequence[Path] = ()) -> list[st
     gate2 = report.results.get("gate2")
     if gate2 is not None and gate2.figures.get("bench_summary"):
         out.append(f"speed to verdict (--bench): {gate2.figures['bench_summary']}")
+    out += _comparison_lines(report)
     if report.is_demo:
         out.append(f"candidate: demo ({DEMO_NOTE})")
     where = f" (stopped at {verdict.stopped_at})" if verdict.stopped_at else ""
@@ -163,4 +274,34 @@ def terminal_lines(report: Report, report_paths: Sequence[Path] = ()) -> list[st
         out += [f"  flag: {_short(flag, 150)}" for flag in verdict.flags]
     if report_paths:
         out.append("report: " + ", ".join(str(p) for p in report_paths))
+    return out
+
+
+def _comparison_lines(report: Report) -> list[str]:
+    """How the answers were asked, and one line per gate compared with the baseline."""
+    out = []
+    asked = any(isinstance(r.figures.get("answering"), dict) for r in report.results.values())
+    if not asked:
+        pass  # no gate asked a query (e.g. the run stopped at Gate 1): nothing to say how
+    elif report.answer_via == "server":
+        versions = next((f["answering"]["server"].get("versions") for f in (r.figures for r in report.results.values())
+                         if isinstance(f.get("answering"), dict) and isinstance(f["answering"].get("server"), dict)), None)
+        out.append("answers: through mlx_lm.server" + (f" (mlx-lm {versions.get('mlx-lm')})" if versions else ""))
+    elif report.answer_via:
+        out.append("answers: in-process (--answer-via inprocess)")
+    not_made: dict[str, list[str]] = {}  # reason -> gates
+    for gate, r in report.results.items():
+        comparison = r.figures.get("comparison")
+        if not isinstance(comparison, dict):
+            continue
+        if not comparison.get("made"):
+            not_made.setdefault(str(comparison.get("reason", "no comparison made")), []).append(gate)
+            continue
+        iv, base, m = r.figures.get("interval") or {}, r.figures.get("baseline_interval") or {}, r.figures.get("mcnemar") or {}
+        out.append(
+            f"{gate} vs baseline: candidate {_interval(iv)} vs baseline {_interval(base)}, McNemar "
+            f"{m.get('only_candidate')} vs {m.get('only_baseline')} discordant, p = {m.get('p_two_sided', 1):.3g} "
+            f"(one-sided {m.get('p_candidate_worse', 1):.3g}): {comparison.get('outcome')}"
+        )
+    out += [f"{', '.join(gates)} vs baseline: {reason}" for reason, gates in not_made.items()]
     return out

@@ -25,6 +25,9 @@ DEFAULT_CANDIDATE = "mlx-community/Devstral-Small-2-24B-Instruct-2512-8bit"
 # On the demo here 8 was as fast as 16, 20 or 40 and faster than 1 or 4; on a 24B
 # model every row also holds its own copy of the ~0.8k-token prefix in the cache.
 DEFAULT_BATCH_SIZE = 8
+# How the gates ask their queries: through mlx_lm.server, as Punie's agent does, or
+# generated in this process (the reference path, and for machines where no server runs).
+ANSWER_VIA = ("server", "inprocess")
 
 
 @dataclass(frozen=True)
@@ -37,6 +40,7 @@ class Option:
     type: Any = str
     default: Any = None
     action: str | None = None
+    choices: tuple[str, ...] | None = None
 
 
 OPTIONS = (
@@ -58,6 +62,7 @@ OPTIONS = (
     Option("--gen-batch-size", "gen_batch_size", f"how many validation queries to generate at once (default {DEFAULT_BATCH_SIZE}; 1 = the one-at-a-time reference path)", ini="gen_batch_size", env="PUNIE_GATES_GEN_BATCH_SIZE", type=int, default=DEFAULT_BATCH_SIZE),
     Option("--max-tokens", "max_tokens", "generation budget per validation query", ini="max_tokens", type=int, default=512),
     Option("--bench", "bench", "Gate 2 also times the validation answers the plan's way (one at a time, full prompt) against the suite's (shared prefix, batches) and puts the figures in the report; doubles that generation time", ini="bench", env="PUNIE_GATES_BENCH", action="store_true"),
+    Option("--answer-via", "answer_via", "how Gates 2-5 ask their queries: 'server' (mlx_lm.server with the OpenAI client, as Punie's agent does) or 'inprocess' (generated in this process: the reference path)", ini="answer_via", env="PUNIE_GATES_ANSWER_VIA", default="server", choices=ANSWER_VIA),
     Option("--seed", "seed", "seed for sampling examples and training", type=int, default=0),
 )
 
@@ -85,6 +90,7 @@ class GateConfig:
     max_tokens: int
     bench: bool
     seed: int
+    answer_via: str
     offline: bool
     gates: GateRegistry
 
@@ -118,6 +124,8 @@ def add_options(parser) -> None:
         else:
             kwargs["type"] = opt.type
             kwargs["default"] = None
+            if opt.choices:
+                kwargs["choices"] = opt.choices
         group.addoption(opt.flag, **kwargs)
         if opt.ini:
             parser.addini(opt.ini, opt.help, default=None)
@@ -135,6 +143,8 @@ def _convert(opt: Option, value: str, source: str) -> Any:
         if text.lower() in _FALSE:
             return False
         raise OptionError(f"{source}: expected one of {', '.join(_TRUE + _FALSE)} for {opt.flag}, got {text!r}")
+    if opt.choices and text not in opt.choices:
+        raise OptionError(f"{source}: {opt.flag} must be one of {', '.join(opt.choices)}, got {text!r}")
     try:
         return opt.type(text)
     except ValueError:
@@ -165,6 +175,14 @@ def _at_least_one(value: Any, flag: str) -> int:
     if int(value) < 1:
         raise OptionError(f"{flag} must be at least 1, got {value}")
     return int(value)
+
+
+def _choice(value: Any, dest: str) -> str:
+    # Flags are checked by argparse and env/ini values by _convert; this catches a caller's `given`.
+    opt = next(o for o in OPTIONS if o.dest == dest)
+    if value not in opt.choices:
+        raise OptionError(f"{opt.flag} must be one of {', '.join(opt.choices)}, got {value!r}")
+    return str(value)
 
 
 def resolve_options(
@@ -212,6 +230,7 @@ def resolve_options(
         max_tokens=_at_least_one(get["max_tokens"], "--max-tokens"),
         bench=bool(get["bench"]),
         seed=int(get["seed"]),
+        answer_via=_choice(get["answer_via"], "answer_via"),
         offline=environ.get("HF_HUB_OFFLINE", "") not in ("", "0", "false", "False"),
         gates=gates,
     )

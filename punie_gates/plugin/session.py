@@ -166,6 +166,7 @@ class GateSession:
             started=self.started,
             finished=time.time(),
             collection_errors=tuple(self.collection_errors),
+            answer_via=cfg.answer_via if cfg else None,
         )
         report_dir = cfg.report_dir if cfg else Path(self.config.invocation_params.dir) / "reports"
         self.report_paths = write_reports(report_dir, self.report)

@@ -74,35 +74,74 @@ def fused_model(fused):
 
 
 @pytest.fixture(scope="module")
-def answers(fused_model, gate_queries, records, catalog, system_prompt, gate_config, training_gate, progress):
-    """The fused model's greedy answers to the gate's queries (checks.steps.GateAnswers)."""
+def answers(request, answer_server, gate_queries, records, catalog, system_prompt, gate_config, training_gate,
+            progress):
+    """The fused model's greedy answers to the gate's queries (checks.steps.GateAnswers):
+    through its mlx_lm.server (`answer_server`), or in-process (--answer-via inprocess:
+    only then is the fused model loaded into this process)."""
     from punie_gates.checks.steps import answer_gate_queries
 
-    model, tokenizer = fused_model
+    model = tokenizer = None
+    if answer_server is None:
+        model, tokenizer = request.getfixturevalue("fused_model")
     return answer_gate_queries(model, tokenizer, gate_queries, records[0][0], catalog=catalog,
                                system_prompt=system_prompt, gate_config=gate_config, progress=progress,
-                               save_as=f"{training_gate}-responses.jsonl")
+                               save_as=f"{training_gate}-responses.jsonl", server=answer_server)
 
 
 @pytest.fixture(scope="module")
-def conversation_ask(fused_model, catalog, gate_config, progress):
-    """The answering path the multi-turn pass asks after each tool result (an AskMany):
-    the one place it is chosen. The first turn's path: in-process generation on the fused
-    model, tools passed natively. (A server path would wrap `server_ask` in `ask_each`.)"""
-    from punie_gates.answering.conversation import in_process_ask
+def baseline_answers(request, baseline_server, gate_queries, catalog, system_prompt, gate_config, training_gate,
+                     progress):
+    """The baseline's answers to the same queries, asked and saved the way the candidate's
+    were (gateN-baseline-responses.jsonl); None without --baseline."""
+    if not gate_config.baseline:
+        return None
+    from punie_gates.checks.steps import answer_queries
 
-    model, tokenizer = fused_model
-    return in_process_ask(model, tokenizer, catalog.native_schemas(), max_tokens=gate_config.max_tokens,
+    model = tokenizer = None
+    if baseline_server is None:
+        loaded = request.getfixturevalue("baseline_model")
+        model, tokenizer = loaded.model, loaded.tokenizer
+    answers = answer_queries(model, tokenizer, gate_queries, catalog=catalog, system_prompt=system_prompt,
+                             gate_config=gate_config, progress=progress,
+                             save_as=f"{training_gate}-baseline-responses.jsonl", server=baseline_server)
+    return {a.id: a for a in answers}
+
+
+@pytest.fixture(scope="module")
+def conversation_ask(request, answer_server, catalog, gate_config, progress):
+    """The answering path the multi-turn pass asks after each tool result (an AskMany):
+    the one place it is chosen, the same path as the first turn: the fused model's
+    mlx_lm.server (`answer_server`), or in-process generation (--answer-via inprocess);
+    tools passed natively either way."""
+    from punie_gates.answering.conversation import ask_each, in_process_ask, server_ask
+
+    tools = catalog.native_schemas()
+    if answer_server is not None:
+        import openai
+
+        client = openai.OpenAI(base_url=answer_server.base_url, api_key="not-needed")
+        return ask_each(server_ask(client, "default_model", tools, max_tokens=gate_config.max_tokens))
+    model, tokenizer = request.getfixturevalue("fused_model")
+    return in_process_ask(model, tokenizer, tools, max_tokens=gate_config.max_tokens,
                           batch_size=gate_config.gen_batch_size, progress=progress)
 
 
 @pytest.fixture(scope="module")
 def conversations(answers, conversation_ask, query_set, catalog, system_prompt, gate_config, training_gate):
     """The gate's multi-turn pass (checks.multiturn.MultiTurn): each tool query continued from
-    its first reply in `answers`, scored, saved as gateN-conversations.jsonl."""
+    its first reply in `answers` (a server's parsed calls kept as it returned them), scored,
+    saved as gateN-conversations.jsonl."""
+    from punie_gates.answering.conversation import reply_from_message
     from punie_gates.checks.multiturn import run_multi_turn
 
-    first = {qid: g.text for qid, g in answers.generations.items()}
+    def first_reply(answer):
+        if answer.tool_calls is None:  # in-process: the calls are in the text, parsed as the runtime does
+            return answer.text
+        calls = [{"function": {"name": c["name"], "arguments": c["arguments"]}} for c in answer.tool_calls]
+        return reply_from_message({"content": answer.text, "tool_calls": calls})
+
+    first = {qid: first_reply(a) for qid, a in answers.generations.items()}
     return run_multi_turn(answers.queries, first, conversation_ask, catalog=catalog, system_prompt=system_prompt,
                           max_turns=query_set.max_turns,
                           save_to=gate_config.report_dir / f"{training_gate}-conversations.jsonl")

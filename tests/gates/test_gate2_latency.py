@@ -1,9 +1,11 @@
 """Gate 2 (soft): generation latency over 10 representative queries.
 
-Each query is generated the way the agent sees it: alone, greedy, the full prompt
-through the candidate's chat template with the tools passed natively, and a fixed
-token budget. Punie's reported 2.90 s is a figure from another machine; the ratio
-to a --baseline measured in this same run is the one to trust.
+Each query is asked the way the agent asks it: alone, greedy, through the candidate's
+chat template with the tools passed natively, and a fixed token budget. By default
+through mlx_lm.server, streamed (latency and time to first token are what a Punie user
+waits); with --answer-via inprocess generated in this process, the full prompt every
+time. Punie's reported 2.90 s is a figure from another machine; the per-query ratio to
+a --baseline measured the same way in this same run is the one to trust.
 """
 
 from __future__ import annotations
@@ -16,63 +18,83 @@ import pytest
 pytestmark = [pytest.mark.gate2]
 
 
-def _prompts(loaded, query_set, catalog, system_prompt):
-    from punie_gates.checks.steps import validation_prompts
+def _timed(request, server, model_fixture, queries, catalog, system_prompt, max_tokens, progress):
+    """Each query alone, timed: through `server`, else in-process on the module's loaded model."""
+    from punie_gates.checks.steps import time_queries
 
-    return validation_prompts(loaded.tokenizer, query_set.for_gate("gate2"), system_prompt, catalog.native_schemas())
-
-
-def _timed(loaded, prompts, max_tokens, progress):
-    from punie_gates.answering.inprocess import generate_naive
-
-    return generate_naive(loaded.model, loaded.tokenizer, prompts, max_tokens=max_tokens, progress=progress)
+    loaded = request.getfixturevalue(model_fixture) if server is None else None
+    return time_queries(loaded and loaded.model, loaded and loaded.tokenizer, queries, catalog=catalog,
+                        system_prompt=system_prompt, max_tokens=max_tokens, progress=progress, server=server)
 
 
-def _summary(generations) -> dict:
+def _mean(values):
+    values = [v for v in values if v is not None]
+    return statistics.fmean(values) if values else None
+
+
+def _round(value, digits):
+    return round(value, digits) if value is not None else None
+
+
+def _summary(answers) -> dict:
     return {
-        "avg_latency_s": statistics.fmean(g.latency_s for g in generations),
-        "avg_ttft_s": statistics.fmean(g.ttft_s for g in generations),
-        "avg_prompt_tps": statistics.fmean(g.prompt_tps for g in generations),
-        "avg_generation_tps": statistics.fmean(g.generation_tps for g in generations),
+        "avg_latency_s": statistics.fmean(g.latency_s for g in answers),
+        "avg_ttft_s": _mean(g.ttft_s for g in answers),
+        "avg_prompt_tps": _mean(g.prompt_tps for g in answers),
+        "avg_generation_tps": _mean(g.generation_tps for g in answers),
         "per_query": [
             {
                 "id": g.id,
                 "latency_s": round(g.latency_s, 3),
-                "ttft_s": round(g.ttft_s, 3),
+                "ttft_s": _round(g.ttft_s, 3),
                 "prompt_tokens": g.prompt_tokens,
+                "prefill_tokens": g.prefill_tokens,
                 "generated_tokens": g.generated_tokens,
-                "prompt_tps": round(g.prompt_tps, 1),
-                "generation_tps": round(g.generation_tps, 1),
+                "finish_reason": g.finish_reason,
+                "prompt_tps": _round(g.prompt_tps, 1),
+                "generation_tps": _round(g.generation_tps, 1),
             }
-            for g in generations
+            for g in answers
         ],
     }
 
 
-def test_latency(benchmark, candidate_model, baseline_model, query_set, catalog, system_prompt, gate_config, gate_record, progress):
+def test_latency(benchmark, request, answer_server, baseline_server, query_set, catalog, system_prompt, gate_config,
+                 gate_record, progress):
     spec = gate_config.gate("gate2")
     max_tokens = int(spec["max_tokens"])
-    prompts = _prompts(candidate_model, query_set, catalog, system_prompt)
-    assert len(prompts) == 10, f"Gate 2 needs 10 queries in {gate_config.queries_path} [gates] gate2, found {len(prompts)}"
+    queries = query_set.for_gate("gate2")
+    assert len(queries) == 10, f"Gate 2 needs 10 queries in {gate_config.queries_path} [gates] gate2, found {len(queries)}"
 
     # One round: each query is a long generation on the real machine; the spread
     # across 10 queries is the statistic, not repeated rounds of the same ten.
-    generations = benchmark.pedantic(_timed, args=(candidate_model, prompts, max_tokens, progress), rounds=1, iterations=1)
-    summary = _summary(generations)
+    answers = benchmark.pedantic(
+        _timed, args=(request, answer_server, "candidate_model", queries, catalog, system_prompt, max_tokens, progress),
+        rounds=1, iterations=1,
+    )
+    summary = _summary(answers)
     avg = summary["avg_latency_s"]
     reference = float(spec["reference_latency_s"])
     gate_record("max_tokens", max_tokens)
-    gate_record("queries", [p[0] for p in prompts])
+    gate_record("queries", [q.id for q in queries])
+    gate_record("timed_via", gate_config.answer_via)
     gate_record("avg_latency_s", round(avg, 3))
     gate_record("ratio_to_punie_reported", round(avg / reference, 3))
     gate_record("punie_reported_latency_s", reference)
     for key in ("avg_ttft_s", "avg_prompt_tps", "avg_generation_tps", "per_query"):
         gate_record(key, summary[key])
 
-    if baseline_model is not None:
-        base = _timed(baseline_model, _prompts(baseline_model, query_set, catalog, system_prompt), max_tokens, progress)
-        base_avg = statistics.fmean(g.latency_s for g in base)
+    if gate_config.baseline:
+        # Served (or loaded) the same way, after the candidate's server stopped: one model at a time.
+        base = _timed(request, baseline_server, "baseline_model", queries, catalog, system_prompt, max_tokens, progress)
+        base_summary = _summary(base)
+        base_avg = base_summary["avg_latency_s"]
+        for mine, theirs in zip(summary["per_query"], base_summary["per_query"], strict=True):
+            mine["baseline_latency_s"], mine["baseline_ttft_s"] = theirs["latency_s"], theirs["ttft_s"]
+            mine["ratio_to_baseline"] = round(mine["latency_s"] / theirs["latency_s"], 3) if theirs["latency_s"] else None
+        gate_record("per_query", summary["per_query"])
         gate_record("baseline_avg_latency_s", round(base_avg, 3))
+        gate_record("baseline_avg_ttft_s", _round(base_summary["avg_ttft_s"], 3))
         gate_record("ratio_to_baseline_same_run", round(avg / base_avg, 3) if base_avg else None)
 
     out = gate_config.report_dir / "gate2-benchmark.json"
@@ -83,19 +105,23 @@ def test_latency(benchmark, candidate_model, baseline_model, query_set, catalog,
 
     limit = float(spec["max_avg_latency_s"])
     assert avg <= limit, (
-        f"average latency {avg:.2f} s over {len(prompts)} queries exceeds {limit:.1f} s "
+        f"average latency {avg:.2f} s over {len(queries)} queries exceeds {limit:g} s "
         f"({avg / reference:.1f}x Punie's reported {reference:.2f} s)"
     )
 
 
 @pytest.mark.gate_detail  # a measurement of the suite's method, not of the candidate: it never fails the gate
-def test_speed_to_verdict(candidate_model, query_set, catalog, system_prompt, gate_config, gate_record, progress):
+def test_speed_to_verdict(request, answer_server, query_set, catalog, system_prompt, gate_config, gate_record, progress):
     """--bench: every validation query answered the plan's way (one at a time, the full
     prompt each time) and the suite's way (shared prefix once, batches), timed side by
     side on this model; the figures `punie-gates bench` prints, in the report."""
     if not gate_config.bench:
         pytest.skip("--bench not given: timing the plan's generation against the suite's doubles its cost")
     from dataclasses import asdict
+
+    if answer_server is not None:
+        answer_server.stop()  # the in-process bench loads the model here: not beside a served copy
+    candidate_model = request.getfixturevalue("candidate_model")
 
     from punie_gates.checks.bench import run_bench, summary, write_result
 

@@ -14,22 +14,25 @@ pytestmark = [pytest.mark.gate3]
 
 
 @pytest.fixture(scope="module")
-def zero_shot(candidate_model, query_set, catalog, system_prompt, gate_config, progress):
+def zero_shot(request, answer_server, query_set, catalog, system_prompt, gate_config, progress):
+    """The candidate's answers, through its mlx_lm.server (or in-process with --answer-via inprocess)."""
     from punie_gates.checks.steps import answer_queries
 
     queries = query_set.for_gate("gate3")
-    generations = answer_queries(
-        candidate_model.model, candidate_model.tokenizer, queries, catalog=catalog, system_prompt=system_prompt,
-        gate_config=gate_config, progress=progress, save_as="gate3-responses.jsonl",
+    loaded = request.getfixturevalue("candidate_model") if answer_server is None else None
+    answers = answer_queries(
+        loaded and loaded.model, loaded and loaded.tokenizer, queries, catalog=catalog, system_prompt=system_prompt,
+        gate_config=gate_config, progress=progress, save_as="gate3-responses.jsonl", server=answer_server,
     )
-    return queries, {g.id: g.text for g in generations}
+    return queries, {a.id: a for a in answers}
 
 
 def test_zero_shot_tool_calls(zero_shot, catalog, gate_config, gate_record):
     from punie_gates.checks.scoring import tally_zero_shot
 
-    queries, responses = zero_shot
-    tally = tally_zero_shot(queries, responses, catalog)
+    queries, answers = zero_shot
+    responses = {qid: a.text for qid, a in answers.items()}
+    tally = tally_zero_shot(queries, responses, catalog, {qid: a.tool_calls for qid, a in answers.items()})
     assert tally.tool_queries == 4 and tally.direct_queries == 1, (
         f"Gate 3 needs 4 tool queries and 1 direct one in {gate_config.queries_path} [gates] gate3, "
         f"found {tally.tool_queries} and {tally.direct_queries}"

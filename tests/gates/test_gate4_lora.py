@@ -90,11 +90,14 @@ def test_prompts_match_training(answers, gate_record):
 
 
 def test_gate4_queries(answers, catalog, gate_config, gate_record):
-    from punie_gates.checks.scoring import score_response
+    from punie_gates.checks.comparison import interval_figures, query_rows
+    from punie_gates.checks.scoring import score_answer
 
     generations = answers.generations
-    scores = [score_response(q, generations[q.id].text, catalog) for q in answers.queries]
-    gate_record("queries", [{**s.to_json(), "response": generations[s.id].text[:300]} for s in scores])
+    scores = [score_answer(q, generations[q.id], catalog) for q in answers.queries]
+    by_id = {s.id: s for s in scores}
+    gate_record("queries", query_rows(answers.queries, by_id, generations))
+    gate_record("interval", interval_figures(answers.queries, by_id)["interval"])
     correct = sum(s.passed for s in scores)
     gate_record("correct", correct)
     gate_record("total", len(scores))
@@ -113,6 +116,30 @@ def test_gate4_multi_turn(conversations, query_set, catalog, gate_record):
 
     gate_record("queries", followup_rows(gate_record.get("queries"), conversations, catalog))
     gate_record("followup", judge_multi_turn(conversations, query_set, judge=False).to_json())
+
+
+def test_against_baseline(answers, baseline_answers, conversations, catalog, gate_config, gate_record):
+    """With --baseline: the production model's answers beside the fused candidate's, scored
+    alike, with both intervals and the paired test (recorded; Gate 5 judges on 40 queries)."""
+    from punie_gates.checks.comparison import NO_BASELINE, compare_with_baseline, comparison_figures, query_rows
+    from punie_gates.checks.scoring import score_answer
+
+    if baseline_answers is None:
+        gate_record("comparison", {"made": False, "reason": NO_BASELINE})
+        return
+    queries = answers.queries
+    mine = {q.id: score_answer(q, answers.generations[q.id], catalog) for q in queries}
+    theirs = {q.id: score_answer(q, baseline_answers[q.id], catalog) for q in queries}
+    comparison = compare_with_baseline(queries, mine, theirs, alpha=None)
+    figures = comparison_figures(queries, mine, theirs, comparison)
+    from punie_gates.checks.multiturn import followup_rows
+
+    rows = query_rows(queries, mine, answers.generations, theirs, baseline_answers)
+    gate_record("queries", followup_rows(rows, conversations, catalog))  # the multi-turn verdicts stay
+    gate_record("categories", figures.pop("categories"))
+    for key, value in figures.items():
+        gate_record(key, value)
+    gate_record("baseline_responses", str(gate_config.report_dir / "gate4-baseline-responses.jsonl"))
 
 
 @pytest.mark.gate_decision

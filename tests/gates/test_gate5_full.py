@@ -5,11 +5,14 @@ the 5-bit model Gate 1 made, the seed's fusion, then: validation loss falls by
 at least 80%, the quantized fuse keeps the adapter's effect, the model fits in
 20 GB on disk, and the 40 queries reach 34/40 with every category at its
 minimum (data/queries.toml). Each query is its own test (a detail: its failure
-alone does not fail the gate); the aggregate test decides. With --baseline,
-generation speed is compared in this same run: slower by 2x or more is flagged,
-beyond 5x fails. Then the multi-turn pass: each tool query's result comes back and
-the answer is scored (checks.multiturn); its minimums ([followup] in the query file)
-flag the gate, or fail it when the file says hard = true.
+alone does not fail the gate); the aggregate test decides. With --baseline, the
+production model answers the same queries the same way (through mlx_lm.server by
+default) and is scored alike: significantly worse fails, fewer passes without
+significance is flagged; and generation speed is compared in this same run: slower
+by 2x or more is flagged, beyond 5x fails.
+Then the multi-turn pass: each tool query's result comes back and the answer is
+scored (checks.multiturn); its minimums ([followup] in the query file) flag the gate,
+or fail it when the file says hard = true.
 
 Training is the long step (days on the real model): it checkpoints as it goes
 and a rerun resumes from the last checkpoint; finished adapters and fused
@@ -84,23 +87,27 @@ def test_size_on_disk(fused, gate_config, gate_record):
 
 @pytest.mark.gate_detail
 def test_query(query_id, answers, query_set, catalog):
-    from punie_gates.checks.scoring import score_response
+    from punie_gates.checks.scoring import score_answer
 
-    score = score_response(query_set.by_id(query_id), answers.generations[query_id].text, catalog)
+    score = score_answer(query_set.by_id(query_id), answers.generations[query_id], catalog)
     assert score.passed, f"{query_id}: {score.reason}"
 
 
 def test_overall_and_per_category(answers, query_set, catalog, gate_config, gate_record):
-    from punie_gates.checks.scoring import judge, score_response
+    from punie_gates.checks.comparison import interval_figures, merge_categories, query_rows
+    from punie_gates.checks.scoring import judge, score_answer
     from punie_gates.checks.steps import generation_figures
 
     generations = answers.generations
-    scores = [score_response(q, generations[q.id].text, catalog) for q in answers.queries]
+    scores = [score_answer(q, generations[q.id], catalog) for q in answers.queries]
+    by_id = {s.id: s for s in scores}
     judgment = judge(scores, query_set)
+    intervals = interval_figures(answers.queries, by_id)
     gate_record("correct", judgment.passed)
     gate_record("total", judgment.total)
-    gate_record("categories", judgment.categories_json())
-    gate_record("queries", [{**s.to_json(), "response": generations[s.id].text[:300]} for s in scores])
+    gate_record("interval", intervals["interval"])
+    gate_record("categories", merge_categories(judgment.categories_json(), intervals["categories"]))
+    gate_record("queries", query_rows(answers.queries, by_id, generations))
     gate_record("responses", str(gate_config.report_dir / "gate5-responses.jsonl"))
     gate_record("avg_latency_s", round(statistics.fmean(g.latency_s for g in generations.values()), 3))
     gate_record("generation", generation_figures(generations.values(), gate_config))
@@ -122,25 +129,33 @@ def test_multi_turn(conversations, query_set, catalog, gate_record):
 
 
 def test_speed_against_baseline(
-    fused_model, baseline_model, query_set, catalog, system_prompt, gate_config, gate_record, progress
+    request, answer_server, baseline_server, query_set, catalog, system_prompt, gate_config, gate_record, progress
 ):
-    if baseline_model is None:
+    if not gate_config.baseline:
         gate_record("speed", "not applicable: no --baseline given (Gate 2 compares with Punie's reported figure)")
         return
-    from punie_gates.checks.steps import validation_prompts
-    from punie_gates.answering.inprocess import generate_naive
+    from punie_gates.checks.steps import time_queries
 
-    tools = catalog.native_schemas()
     max_tokens = int(gate_config.gate("gate2")["max_tokens"])
     queries = query_set.for_gate("gate2")
 
-    def average(model, tokenizer) -> float:
-        prompts = validation_prompts(tokenizer, queries, system_prompt, tools)
-        generations = generate_naive(model, tokenizer, prompts, max_tokens=max_tokens, progress=progress)
-        return statistics.fmean(g.latency_s for g in generations)
+    def average(server, loaded) -> float:
+        """Gate 2's queries one at a time: through the model's server, else in-process."""
+        model, tokenizer = loaded if loaded is not None else (None, None)
+        timed = time_queries(model, tokenizer, queries, catalog=catalog, system_prompt=system_prompt,
+                             max_tokens=max_tokens, progress=progress, server=server)
+        return statistics.fmean(g.latency_s for g in timed)
 
-    mine = average(*fused_model)
-    theirs = average(baseline_model.model, baseline_model.tokenizer)
+    if answer_server is not None:
+        # A fresh server, as the baseline's will be: the one that answered the queries holds
+        # their prompts in its cache, and would answer these faster than a user waits.
+        answer_server.stop()
+    mine = average(answer_server, request.getfixturevalue("fused_model") if answer_server is None else None)
+    if baseline_server is None:
+        loaded = request.getfixturevalue("baseline_model")
+        theirs = average(None, (loaded.model, loaded.tokenizer))
+    else:
+        theirs = average(baseline_server, None)  # the candidate's server stops first: one model served at a time
     ratio = mine / theirs if theirs else float("inf")
     spec = gate_config.gate("gate5")
     flag, limit = float(spec["slowdown_flag"]), float(spec["slowdown_max"])
@@ -158,6 +173,38 @@ def test_speed_against_baseline(
         f"the fused model averages {mine:.2f} s per query against the baseline's {theirs:.2f} s: "
         f"{ratio:.1f}x slower, expected <= {limit:.0f}x"
     )
+
+
+def test_against_baseline(answers, baseline_answers, conversations, query_set, catalog, gate_config, gate_record):
+    """With --baseline: the production model asked the same queries the same way, scored
+    alike; fails when the candidate is significantly worse (exact McNemar, one-sided,
+    [gate5] baseline_alpha), flags fewer passes without significance. Without it the
+    report says no comparison was made: the verdict rests on the thresholds alone."""
+    from punie_gates.checks.comparison import (
+        NO_BASELINE, compare_with_baseline, comparison_figures, merge_categories, query_rows,
+    )
+    from punie_gates.checks.scoring import judge, score_answer
+
+    if baseline_answers is None:
+        gate_record("comparison", {"made": False, "reason": NO_BASELINE})
+        return
+    queries = answers.queries
+    mine = {q.id: score_answer(q, answers.generations[q.id], catalog) for q in queries}
+    theirs = {q.id: score_answer(q, baseline_answers[q.id], catalog) for q in queries}
+    comparison = compare_with_baseline(queries, mine, theirs, float(gate_config.gate("gate5")["baseline_alpha"]))
+    figures = comparison_figures(queries, mine, theirs, comparison)
+    from punie_gates.checks.multiturn import followup_rows
+
+    rows = query_rows(queries, mine, answers.generations, theirs, baseline_answers)
+    gate_record("queries", followup_rows(rows, conversations, catalog))  # the multi-turn verdicts stay
+    judged = judge(list(mine.values()), query_set).categories_json()
+    gate_record("categories", merge_categories(judged, figures.pop("categories")))
+    for key, value in figures.items():
+        gate_record(key, value)
+    gate_record("baseline_responses", str(gate_config.report_dir / "gate5-baseline-responses.jsonl"))
+    if comparison.flag:
+        gate_record.flag(comparison.flag)
+    assert comparison.problem is None, comparison.problem
 
 
 @pytest.mark.gate_decision

@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 
@@ -48,6 +49,21 @@ def test_bench_computes_fewer_prefill_tokens_than_naive(bench_run):
     result = json.loads(bench_run[0].stdout)
     assert result["prefill_tokens_suite"] < result["prefill_tokens_naive"]
     assert result["prefill_tokens_naive"] - result["prefill_tokens_suite"] == 2 * result["shared_prefix_tokens"]
+
+
+def test_bench_also_times_the_server_path_side_by_side(bench_run):
+    """The same 3 queries to one mlx_lm.server: one at a time, then 2 at a time, in the same run."""
+    r = json.loads(bench_run[0].stdout)
+    server = r["server"]
+    assert (server["queries"], server["concurrency"], server["max_tokens"]) == (3, 2, 4)
+    assert server["sequential_s"] > 0 and server["concurrent_s"] > 0 and server["errors"] == 0
+    assert server["sequential_completion_tokens"] == server["concurrent_completion_tokens"] == 3 * 4
+    assert " -m mlx_lm server --model " in server["command"] and server["startup_s"] > 0
+    assert server["stop_s"] is not None and server["versions"]["mlx-lm"]
+    assert Path(server["log"]).is_file()
+    from punie_gates.checks.bench import summary
+
+    assert "mlx_lm.server: sequential" in summary(r)
 
 
 def test_summary_line_reads_the_figures(bench_run):

@@ -8,6 +8,7 @@ session cache shared by every inner run; nothing is downloaded.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import tomllib
 from pathlib import Path
@@ -136,11 +137,29 @@ def test_full_run_on_the_demo_stops_at_gate1(suite):
     result.stdout.fnmatch_lines(["*VERDICT: NO_GO (stopped at gate1)*"])
 
 
-def test_every_gate_runs_with_run_all_gates(suite):
-    """All six gates run past Gate 1's failure: passed or failed, none skipped."""
+def servers_left(cache: Path) -> list[str]:
+    """Command lines of mlx_lm.server processes still serving a model from this cache."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            argv = (proc / "cmdline").read_bytes().split(b"\0")
+            state = (proc / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        text = " ".join(a.decode("utf-8", "replace") for a in argv)
+        if state not in ("Z", "X") and "mlx_lm" in text and "server" in text and str(cache) in text:
+            found.append(f"{proc.name}: {text}")
+    return found
+
+
+def test_every_gate_runs_with_run_all_gates(suite, gate_cache):
+    """All six gates run past Gate 1's failure: passed or failed, none skipped; answers come
+    through mlx_lm.server, the baseline is asked the same way, and no server is left."""
     gates = small_gates(suite, gate4__valid_examples=2)
     result, doc = run(
-        suite, "--candidate", "demo", "--run-all-gates", f"--gates={gates}", *small_data(suite),
+        suite, "--candidate", "demo", "--baseline", "demo", "--run-all-gates", f"--gates={gates}", *small_data(suite),
         "--gate4-iters", "2", "--gate5-iters", "2", "--gate4-examples", "4", "--max-tokens", "8",
         "--gen-batch-size", "8", "--bench",
     )
@@ -162,8 +181,11 @@ def test_every_gate_runs_with_run_all_gates(suite):
     assert g4["loss_curve"]["valid"] and "lora_retention" in g4
     g5 = doc["gates"]["gate5"]["figures"]
     assert "lora_retention" in g5 and g5["total"] == 40
-    # the shared prefix is prefilled once, not once per query
+    # the shared prefix is prefilled once (the server's prompt cache), not once per query
     assert g5["generation"]["prefill_tokens_suite"] < g5["generation"]["prefill_tokens_naive"] / 4
+    assert g5["generation"]["via"] == "server"
+    assert_compared_through_the_server(suite.path / "reports", doc, result)
+    assert not servers_left(gate_cache)
     _multi_turn_was_reported(suite.path / "reports", doc)
 
 
@@ -200,6 +222,93 @@ def _multi_turn_was_reported(reports: Path, doc) -> None:
     if g5["figures"]["followup"]["correct"] < 26:  # data/queries.toml [followup] overall_min, a flag
         assert any(f.startswith("multi-turn pass: ") for f in g5["flags"]), g5["flags"]
     assert "multi-turn pass per category" in (reports / "gate-report.html").read_text(encoding="utf-8")
+
+
+def assert_compared_through_the_server(reports: Path, doc: dict, result) -> None:
+    """The report holds both models' answers side by side, the intervals and McNemar, and says how they were asked."""
+    assert doc["answering"]["via"] == "server" and "mlx_lm.server" in doc["answering"]["note"]
+    g2, g5 = doc["gates"]["gate2"]["figures"], doc["gates"]["gate5"]["figures"]
+    assert g2["timed_via"] == "server" and all(q["baseline_latency_s"] > 0 for q in g2["per_query"])
+    assert all(q["ttft_s"] is not None for q in g2["per_query"])  # streamed: time to first token
+    for gate in ("gate2", "gate3", "gate4", "gate5"):
+        server = doc["gates"][gate]["figures"]["answering"]["server"]
+        assert " -m mlx_lm server --model " in server["command"] and server["versions"]["mlx-lm"]
+        assert all(s["stop_s"] is not None for s in server["starts"]), (gate, server["starts"])
+        assert (reports / f"{gate}-server.log").is_file()
+    assert doc["gates"]["gate5"]["figures"]["answering"]["baseline_server"]["model"] == "baseline"
+    # The demo has tekken.json: mlx_lm.server picks no tool parser, the report says so.
+    assert g5["answering"]["server"]["tool_parsing"]["returns_tool_calls"] is False
+
+    rows = g5["queries"]
+    assert len(rows) == 40
+    for row in rows:
+        for side in (row, row["baseline"]):
+            assert {"passed", "tools", "fields", "reason", "response", "tool_calls"} <= set(side), row["id"]
+    m = g5["mcnemar"]
+    assert m["both_passed"] + m["both_failed"] + m["only_candidate"] + m["only_baseline"] == 40
+    assert 0 <= m["p_two_sided"] <= 1 and 0 <= m["p_candidate_worse"] <= 1
+    assert g5["interval"]["total"] == g5["baseline_interval"]["total"] == 40
+    assert 0 <= g5["interval"]["low"] <= g5["interval"]["high"] <= 1
+    for name, cat in g5["categories"].items():
+        assert {"interval", "baseline_interval", "mcnemar", "min", "correct"} <= set(cat), name
+    assert g5["comparison"]["made"] and g5["comparison"]["alpha"] == 0.05
+    assert doc["gates"]["gate4"]["figures"]["comparison"]["made"]
+    saved = [json.loads(line) for line in (reports / "gate5-baseline-responses.jsonl").read_text().splitlines()]
+    assert len(saved) == 40 and all(r["via"] == "server" and "tool_calls" in r for r in saved)
+
+    md = (reports / "gate-report.md").read_text(encoding="utf-8")
+    assert "| query | candidate | tools | fields | reason | baseline | tools | fields | reason |" in md
+    assert "paired (exact McNemar)" in md and "answers came through mlx_lm.server" in md
+    result.stdout.fnmatch_lines([
+        "answers: through mlx_lm.server (mlx-lm *)",
+        "gate5 vs baseline: candidate */40 [[]*%[]] vs baseline */40 [[]*%[]], McNemar * vs * discordant, p = *",
+    ])  # fmt: skip
+
+
+def test_gate2_fails_a_candidate_too_slow_through_the_server(suite, gate_cache):
+    """A budget no model meets: Gate 2 times through mlx_lm.server and fails, naming the average."""
+    gates = small_gates(suite, gate2__max_avg_latency_s=0.001)
+    result, doc = run(suite, "-m", "gate2", "--candidate", "demo", "--run-all-gates", f"--gates={gates}",
+                      *small_data(suite))
+    g2 = doc["gates"]["gate2"]
+    assert g2["status"] == "failed" and g2["figures"]["timed_via"] == "server"
+    assert "over 10 queries exceeds 0.001 s" in g2["reasons"][0]
+    assert not servers_left(gate_cache)
+
+
+def test_ctrl_c_during_gate5_leaves_no_server(suite, gate_cache):
+    """A real SIGINT while Gate 5's fused model is being served: the run ends, no server stays."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    gates = small_gates(suite, gate4__valid_examples=2)
+    reports = suite.path / "reports-interrupted"
+    args = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--report-dir", str(reports), "gates",
+            "-m", "gate5", "--candidate", "demo", "--run-all-gates", f"--gates={gates}", *small_data(suite),
+            "--gate5-iters", "2", "--max-tokens", "64"]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.Popen(args, cwd=suite.path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 900
+        while not servers_left(gate_cache):  # training and fusion first (cached after the full run)
+            assert proc.poll() is None, proc.stdout.read()[-3000:]
+            assert time.monotonic() < deadline, "Gate 5's server never started"
+            time.sleep(0.2)
+        time.sleep(1.0)  # it is starting or answering now
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 2, out[-3000:]  # pytest's "interrupted"
+    assert "KeyboardInterrupt" in out
+    deadline = time.monotonic() + 10
+    while servers_left(gate_cache) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not servers_left(gate_cache)
 
 
 def test_gate0_flags_validation_conversations_found_in_training(suite):
