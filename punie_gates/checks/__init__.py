@@ -1,7 +1,8 @@
 """What the gates judge: Gate 0's tokenizer checks (`tokenizer.py`), Gate 1's smoke test
 (`smoke.py`), honest scoring of replies (`scoring.py`: tools called, fields read, the
-category judgment), the steps and judgments Gates 2-5 share (`steps.py`) and the
-generation bench (`bench.py`).
+category judgment), the steps and judgments Gates 2-5 share (`steps.py`), the
+generation bench (`bench.py`) and the checks of a run's settings and inputs made
+before anything heavy runs (`preflight.py`).
 
 Imports answering/, model/, formats/, inputs/ and errors; never pytest.
 """
