@@ -177,6 +177,7 @@ def terminal_lines(report: Report, report_paths: Sequence[Path] = (), report_mis
     out.append(f"VERDICT: {verdict.verdict}{where}")
     width = 600 if verdict.verdict == "ERROR" else 150  # the cause to act on is shown whole
     for reason in verdict.reasons if verdict.verdict != "GO" else ():
+        reason = reason.removeprefix("not judged: ") if verdict.verdict == "ERROR" else reason  # the header says it
         out.append(f"  - {_short(reason, width)}")
     if verdict.flags and verdict.verdict != "GO_WITH_FLAGS":  # there the reasons are the flags
         out += [f"  flag: {_short(flag, 150)}" for flag in verdict.flags]

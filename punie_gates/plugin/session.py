@@ -179,10 +179,13 @@ class GateSession:
 
     def _stop(self, exc: BaseException) -> None:
         """Record a problem the user must fix as this run's cause of not judging."""
-        cause = user_error_message(exc) or str(exc)
-        for line in getattr(exc, "problems", None) or [cause]:
-            if line not in self.not_judged:
-                self.not_judged.append(line)
+        if isinstance(exc, UserError):  # one cause a line (a query file can hold several problems)
+            causes = [line.strip() for line in str(exc).splitlines() if line.strip()] or [type(exc).__name__]
+        else:
+            causes = [user_error_message(exc) or str(exc)]
+        for cause in causes:
+            if cause not in self.not_judged:
+                self.not_judged.append(cause)
 
     def pytest_unconfigure(self, config):
         while self._undo:

@@ -69,7 +69,7 @@ def test_a_user_error_is_said_once_and_is_not_a_no_go(pytester):
     assert doc["verdict"] == "ERROR" and doc["stopped_at"] is None and not doc["complete"]
     assert doc["reasons"] == ["not judged: candidate 'nowhere': no such folder; pass an existing MLX model folder"]
     assert doc["gates"]["gate0"]["status"] == "error" and doc["gates"]["gate1"]["status"] == "not_run"
-    result.stdout.fnmatch_lines(["VERDICT: ERROR: not judged*", "  - not judged: candidate 'nowhere'*"])
+    result.stdout.fnmatch_lines(["VERDICT: ERROR: not judged*", "  - candidate 'nowhere': no such folder*"])
     assert len(result.outlines) < 40, out
 
 
