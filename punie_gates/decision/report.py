@@ -171,7 +171,7 @@ def terminal_lines(report: Report, report_paths: Sequence[Path] = (), report_mis
         out.append(f"candidate: demo ({DEMO_NOTE})")
     where = f" (stopped at {verdict.stopped_at})" if verdict.stopped_at else ""
     if verdict.verdict == "ERROR":
-        where = ": not judged (the candidate was not tested; fix the cause below and run again)"
+        where = ": not judged (the run stopped before it could judge the candidate; fix the cause below and run again)"
     elif report.interrupted:
         where += f" (interrupted during {report.interrupted.get('gate') or 'the run'})"
     out.append(f"VERDICT: {verdict.verdict}{where}")

@@ -311,7 +311,7 @@ class GateSession:
         """gate-report.json/.md/.html into the run's folder; when that fails, say why (the
         terminal still shows the verdict) and leave no partial file."""
         if self.folder is None:
-            self.report_missing = "the report folder is not this run's (see above)"
+            self.report_missing = "this run could not take its report folder (the cause is above)"
             return
         try:
             self.report_paths = write_reports(self.folder.path, self.report)
