@@ -5,6 +5,8 @@ only it) to say the cause in one line; anything else is a bug and keeps its trac
 
 from __future__ import annotations
 
+import errno
+
 
 class UserError(Exception):
     """Something the user can fix; the message says what and how."""
@@ -36,3 +38,28 @@ class ArtifactBusyError(UserError, RuntimeError):
 
 class ServerError(UserError, RuntimeError):
     """mlx_lm.server did not start or stopped answering; the message quotes its log."""
+
+
+class DamagedArtifactError(UserError, RuntimeError):
+    """A cached artifact whose files no longer match its manifest (refused with --damaged-cache=refuse)."""
+
+
+class ReportFolderBusyError(UserError, RuntimeError):
+    """Another run is writing its report into the same --report-dir."""
+
+
+# OSErrors that say the machine, not the model or the suite, is in the way.
+_ENVIRONMENT_ERRNOS = {errno.ENOSPC: "disk full", errno.EDQUOT: "disk quota exceeded", errno.EROFS: "read-only file system"}
+
+
+def user_error_message(exc: BaseException) -> str | None:
+    """The one line to show for a problem the user can fix (a UserError, a full disk),
+    or None when `exc` is something else (a failure, or a bug that keeps its traceback)."""
+    if isinstance(exc, UserError):
+        lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
+        return "; ".join(lines) or type(exc).__name__
+    if isinstance(exc, OSError) and exc.errno in _ENVIRONMENT_ERRNOS:
+        where = f" writing {exc.filename}" if exc.filename else ""
+        return (f"{_ENVIRONMENT_ERRNOS[exc.errno]}{where} ({exc.strerror}): free space there, or point "
+                "--report-dir / --work-dir (PUNIE_GATES_REPORT_DIR / PUNIE_GATES_WORK_DIR) at another disk")
+    return None

@@ -8,6 +8,7 @@ does not bury pytest's summary, and `-q` prints nothing.
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Callable
 from typing import Protocol
@@ -19,6 +20,30 @@ class Progress(Protocol):
 
 def null_progress(step: str, done: int, total: int, **figures: float | int | str) -> None:
     """Progress that shows nothing."""
+
+
+# -- notices: one line a user should see at once, from anywhere -----------------
+# (a cached artifact reused, damaged or rebuilt, a training run resumed, a wait for
+# another run). Commands print them on stderr; the pytest plugin routes them through
+# its terminal reporter so that output capture does not swallow them.
+
+_notice_writer: Callable[[str], None] | None = None
+
+
+def notice(text: str) -> None:
+    """Show `text` as one "[punie-gates] ..." line now (never throttled, shown even with -q)."""
+    line = f"[punie-gates] {text}"
+    if _notice_writer is not None:
+        _notice_writer(line)
+    else:
+        print(line, file=sys.stderr, flush=True)
+
+
+def set_notice_writer(write: Callable[[str], None] | None) -> Callable[[str], None] | None:
+    """Send notices to `write` (None: stderr); returns the writer it replaces."""
+    global _notice_writer
+    previous, _notice_writer = _notice_writer, write
+    return previous
 
 
 def progress_printer(

@@ -2,7 +2,8 @@
 (`smoke.py`), honest scoring of replies (`scoring.py`: tools called, fields read, the
 category judgment), the answer after the tool results (`followup.py`) and the training
 gates' multi-turn pass over it (`multiturn.py`), the steps and judgments Gates 2-5 share
-(`steps.py`) and the generation bench (`bench.py`).
+(`steps.py`), the generation bench (`bench.py`) and the checks of a run's settings and
+inputs made before anything heavy runs (`preflight.py`).
 
 Imports answering/, model/, formats/, inputs/, decision.stats and errors; never pytest.
 """

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from collections.abc import Iterable
@@ -35,10 +36,64 @@ def _load_tools(path: Path) -> list[dict]:
 
 
 def _write_jsonl(path: Path, records: Iterable[dict]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", encoding="utf-8", newline="\n") as out:
-        for record in records:
-            out.write(json.dumps(record, ensure_ascii=False) + "\n")
+    _write_all({path: records})
+
+
+def _write_all(files: dict[Path, Iterable[dict]]) -> None:
+    """Write every file through a temporary one, then rename them all into place: an
+    interrupted or failed run leaves the old outputs (or none), never half of one."""
+    tmps: dict[Path, Path] = {}
+    try:
+        for path, records in files.items():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmps[path] = tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+            with tmp.open("w", encoding="utf-8", newline="\n") as out:
+                for record in records:
+                    out.write(json.dumps(record, ensure_ascii=False) + "\n")
+                out.flush()
+                os.fsync(out.fileno())
+        for path, tmp in tmps.items():
+            os.replace(tmp, path)
+    finally:
+        for tmp in tmps.values():
+            tmp.unlink(missing_ok=True)
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    """Whether two paths name one file (symlinks and hard links included)."""
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return os.path.realpath(a) == os.path.realpath(b)
+
+
+def _inputs(args: argparse.Namespace) -> list[Path]:
+    """The files INPUT stands for; a folder INPUT must hold both of its files."""
+    if not args.input.is_dir():
+        return [args.input]
+    files = [args.input / name for name in ("train.jsonl", "valid.jsonl")]
+    missing = [f.name for f in files if not f.is_file()]
+    if missing:
+        raise _UsageError(
+            f"the folder {args.input} has no {' and no '.join(missing)}: a folder INPUT needs "
+            "train.jsonl and valid.jsonl"
+        )
+    return files
+
+
+def _check_targets(args: argparse.Namespace, sources: list[Path]) -> None:
+    """Refuse, before anything is read, an output that would overwrite an input."""
+    targets = [args.output / s.name for s in sources] if args.input.is_dir() else [args.output]
+    named = [("-o/--output", t) for t in targets] + ([("--rejects", args.rejects)] if args.rejects else [])
+    for option, target in named:
+        for source in sources:
+            if _same_file(source, target):
+                raise _UsageError(
+                    f"{option} {target} is the input file {source}: writing there would destroy the input; "
+                    "write to another file"
+                )
+    if args.rejects and any(_same_file(args.rejects, t) for t in targets):
+        raise _UsageError(f"--rejects {args.rejects} is also the output; give them different files")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -46,7 +101,9 @@ def _parser() -> argparse.ArgumentParser:
         prog="punie-gates convert",
         description="Convert Punie's Qwen3 training JSONL to Mistral chat JSONL for mlx-lm (or back with --to qwen3). "
         "INPUT may be a folder holding train.jsonl and valid.jsonl: OUTPUT is then a folder, and both files "
-        "carry one tools list. Exit status: 0 all converted, 1 some lines rejected, 2 usage or I/O error.",
+        "carry one tools list. Outputs are written whole (a temporary file renamed into place) and never onto an "
+        "input. Exit status: 0 all converted, 1 some lines rejected, 2 usage or I/O error (an empty or missing "
+        "input, an output that is an input, --limit above the records there are).",
     )
     parser.add_argument("input", type=Path, metavar="INPUT", help="JSONL file, or a folder with train/valid.jsonl")
     parser.add_argument("-o", "--output", type=Path, required=True, metavar="OUTPUT", help="JSONL file (or folder)")
@@ -67,10 +124,12 @@ def _run(args: argparse.Namespace) -> tuple[dict, list[tuple[str, Reject]]]:
         tools = _load_tools(args.tools) if args.tools else None
     except (OSError, ValueError) as exc:
         raise _UsageError(f"--tools {args.tools}: {exc}") from None
+    if args.input.is_dir() and args.to != "mistral":
+        raise _UsageError("a folder INPUT converts to Mistral only")
+    sources = _inputs(args)
+    _check_targets(args, sources)
     try:
         if args.input.is_dir():
-            if args.to != "mistral":
-                raise _UsageError("a folder INPUT converts to Mistral only")
             train, valid = convert_training_folder(args.input, tools)
             outputs = {"train.jsonl": train, "valid.jsonl": valid}
             targets = {name: args.output / name for name in outputs}
@@ -83,15 +142,25 @@ def _run(args: argparse.Namespace) -> tuple[dict, list[tuple[str, Reject]]]:
             targets = {args.input.name: args.output}
             sampled = {args.input.name}
     except OSError as exc:
-        raise _UsageError(f"cannot read {args.input}: {exc.strerror or exc}") from None
-    written = 0
+        where = exc.filename or args.input
+        raise _UsageError(f"cannot read {where}: {exc.strerror or exc}") from None
+    for (name, result), source in zip(outputs.items(), sources):
+        if result.read == 0:
+            raise _UsageError(f"{source}: the file is empty (no records); nothing to convert")
+        if args.limit is not None and name in sampled and args.limit > result.converted:
+            raise _UsageError(
+                f"--limit {args.limit} is more than the {result.converted} records converted from {source}; "
+                "drop --limit to keep them all"
+            )
+    files: dict[Path, list[dict]] = {}
+    for name, result in outputs.items():
+        records = list(result.records)
+        if args.limit is not None and name in sampled:
+            records = stratified_sample(records, args.limit, args.seed)
+        files[targets[name]] = records
+    written = sum(len(records) for records in files.values())
     try:
-        for name, result in outputs.items():
-            records = list(result.records)
-            if args.limit is not None and name in sampled:
-                records = stratified_sample(records, args.limit, args.seed)
-            _write_jsonl(targets[name], records)
-            written += len(records)
+        _write_all(files)
     except OSError as exc:
         raise _UsageError(f"cannot write {args.output}: {exc.strerror or exc}") from None
     rejects = [(name, r) for name, result in outputs.items() for r in result.rejects]

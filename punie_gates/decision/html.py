@@ -180,7 +180,7 @@ class Page:
     title: str
     """Title of the page."""
     verdict: str | None = None
-    """GO, GO_WITH_FLAGS, NO_GO, INCOMPLETE; None on a comparison."""
+    """GO, GO_WITH_FLAGS, NO_GO, INCOMPLETE, ERROR (not judged); None on a comparison."""
     stopped_at: str | None = None
     """The hard gate that stopped the run."""
     reasons: tuple[str, ...] = ()

@@ -67,6 +67,10 @@ class Report:
     """Gate modules or options that could not be read."""
     answer_via: str | None = None
     """How the gates asked their queries: "server" (mlx_lm.server) or "inprocess"."""
+    interrupted: Mapping[str, Any] | None = None
+    """How the run was cut short (by, gate, test), or None for a run that ended by itself."""
+    run: Mapping[str, Any] | None = None
+    """The run's id and the report-folder files it wrote (decision.report_folder)."""
 
     @property
     def is_demo(self) -> bool:
@@ -94,6 +98,8 @@ class Report:
             "seconds": round(self.finished - self.started, 3),
             "machine": {"platform": platform.platform(), "machine": platform.machine(), "cpus": os.cpu_count()},
             "collection_errors": list(self.collection_errors),
+            "interrupted": _jsonable(dict(self.interrupted)) if self.interrupted else None,
+            "run": _jsonable(dict(self.run)) if self.run else None,
             "gates": {},
         }
         for gate, result in self.results.items():
@@ -112,8 +118,11 @@ class Report:
 
 def _atomic_write(path: Path, text: str) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def write_reports(report_dir: Path, report: Report) -> tuple[Path, Path, Path]:
@@ -123,9 +132,13 @@ def write_reports(report_dir: Path, report: Report) -> tuple[Path, Path, Path]:
     report_dir.mkdir(parents=True, exist_ok=True)
     doc = report.to_json()
     json_path, md_path = report_dir / "gate-report.json", report_dir / "gate-report.md"
-    _atomic_write(json_path, json.dumps(doc, indent=2, ensure_ascii=False) + "\n")
-    _atomic_write(md_path, markdown(doc))
-    return json_path, md_path, write_html(report_dir, doc)
+    try:  # each file whole or not at all: a failed write leaves no temporary file behind
+        _atomic_write(json_path, json.dumps(doc, indent=2, ensure_ascii=False) + "\n")
+        _atomic_write(md_path, markdown(doc))
+        return json_path, md_path, write_html(report_dir, doc)
+    finally:
+        for tmp in report_dir.glob(f".gate-report.*.{os.getpid()}.tmp"):
+            tmp.unlink(missing_ok=True)
 
 
 def _short(value: Any, width: int = 100) -> str:
@@ -254,10 +267,11 @@ def markdown(doc: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def terminal_lines(report: Report, report_paths: Sequence[Path] = ()) -> list[str]:
+def terminal_lines(report: Report, report_paths: Sequence[Path] = (), report_missing: str | None = None) -> list[str]:
     verdict = report.verdict
     out = ["", "=" * 24 + " punie-gates verdict " + "=" * 24]
-    for gate, r in report.results.items():
+    ran = any(r.status != "not_run" for r in report.results.values())
+    for gate, r in report.results.items() if ran or verdict.verdict != "ERROR" else ():
         reason = f"  {_short(r.reasons[0], 90)}" if r.reasons and r.status != "passed" else ""
         out.append(f"{gate}  {r.kind:<7} {r.status.upper():<8} {r.seconds:7.1f}s  {r.name}{reason}")
     gate2 = report.results.get("gate2")
@@ -267,13 +281,21 @@ def terminal_lines(report: Report, report_paths: Sequence[Path] = ()) -> list[st
     if report.is_demo:
         out.append(f"candidate: demo ({DEMO_NOTE})")
     where = f" (stopped at {verdict.stopped_at})" if verdict.stopped_at else ""
+    if verdict.verdict == "ERROR":
+        where = ": not judged (the run stopped before it could judge the candidate; fix the cause below and run again)"
+    elif report.interrupted:
+        where += f" (interrupted during {report.interrupted.get('gate') or 'the run'})"
     out.append(f"VERDICT: {verdict.verdict}{where}")
+    width = 600 if verdict.verdict == "ERROR" else 150  # the cause to act on is shown whole
     for reason in verdict.reasons if verdict.verdict != "GO" else ():
-        out.append(f"  - {_short(reason, 150)}")
+        reason = reason.removeprefix("not judged: ") if verdict.verdict == "ERROR" else reason  # the header says it
+        out.append(f"  - {_short(reason, width)}")
     if verdict.flags and verdict.verdict != "GO_WITH_FLAGS":  # there the reasons are the flags
         out += [f"  flag: {_short(flag, 150)}" for flag in verdict.flags]
     if report_paths:
         out.append("report: " + ", ".join(str(p) for p in report_paths))
+    if report_missing:
+        out.append(f"report: NOT written: {report_missing}")
     return out
 
 

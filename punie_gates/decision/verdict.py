@@ -5,7 +5,18 @@ soft and Gate 3 is "caution" (a failure flags and the evaluation continues). A
 gate that did not run (skipped, errored, not collected, deselected) is never
 counted as passed, so a run missing any gate is never GO. When the user chose a
 subset of the gates (-m/-k, a single file), no go/no-go can be given: the
-verdict is INCOMPLETE unless a hard gate that did run already failed.
+verdict is INCOMPLETE unless a hard gate that did run already failed; an
+interrupted run (Ctrl-C) is decided the same way, as partial.
+
+ERROR ("not judged") is for a run that could not test the candidate at all: a
+bad option or thresholds file, missing or unreadable inputs, a candidate that
+cannot be found, a full disk, a server that would not start (a
+punie_gates.errors.UserError). It is never a NO_GO: that stays for a candidate
+that was tested and failed (unless a hard gate had already failed on its own
+before the problem, which is still NO_GO). Exit statuses, as the plugin sets
+them: GO and GO_WITH_FLAGS 0, NO_GO 1, ERROR 6 (EXIT_NOT_JUDGED, a status
+pytest itself never returns: its own are 0-5); INCOMPLETE keeps pytest's
+(2 for an interrupted run).
 """
 
 from __future__ import annotations
@@ -16,7 +27,9 @@ from typing import Any, Mapping, Sequence
 from punie_gates.inputs.gates import HARD, KINDS, SOFT, builtin_gates
 
 STATUSES = ("passed", "failed", "skipped", "error", "not_run")
-VERDICTS = ("GO", "GO_WITH_FLAGS", "NO_GO", "INCOMPLETE")
+VERDICTS = ("GO", "GO_WITH_FLAGS", "NO_GO", "INCOMPLETE", "ERROR")
+NOT_JUDGED = "ERROR"
+EXIT_NOT_JUDGED = 6  # pytest's own exit statuses are 0-5
 
 
 @dataclass(frozen=True)
@@ -91,3 +104,21 @@ def decide(results: Mapping[str, GateResult], *, complete: bool = True, order: S
     if flags:
         return Verdict("GO_WITH_FLAGS", None, tuple(flags), tuple(flags), complete)
     return Verdict("GO", None, (), ("every gate passed",), complete)
+
+
+def decide_not_judged(
+    results: Mapping[str, GateResult], causes: Sequence[str], *, stopped_gates: Sequence[str] = (),
+    order: Sequence[str] | None = None,
+) -> Verdict:
+    """The verdict of a run stopped by problems the user must fix (`causes`, one line each).
+
+    ERROR, unless a hard gate had already failed on its own (then the candidate was
+    judged: NO_GO). `stopped_gates` are the gates the problems hit: they measured
+    nothing and are left out of that judgment.
+    """
+    judged = {g: r for g, r in results.items() if g not in set(stopped_gates)}
+    base = decide(judged, complete=False, order=order)
+    why = tuple(f"not judged: {cause}" for cause in causes)
+    if base.verdict == "NO_GO" and base.stopped_at is not None:
+        return Verdict("NO_GO", base.stopped_at, base.flags, base.reasons + why, False)
+    return Verdict(NOT_JUDGED, None, base.flags, why, False)

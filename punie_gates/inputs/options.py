@@ -28,6 +28,9 @@ DEFAULT_BATCH_SIZE = 8
 # How the gates ask their queries: through mlx_lm.server, as Punie's agent does, or
 # generated in this process (the reference path, and for machines where no server runs).
 ANSWER_VIA = ("server", "inprocess")
+# What a run does with a cached artifact whose files no longer match their
+# manifest (punie_gates.model.artifacts.verify): rebuild it, saying so, or refuse.
+DAMAGED_CACHE = ("rebuild", "refuse")
 
 
 @dataclass(frozen=True)
@@ -59,6 +62,7 @@ OPTIONS = (
     Option("--gate5-iters", "gate5_iters", "Gate 5 LoRA iterations (default 500)", type=int),
     Option("--gate4-examples", "gate4_examples", "Gate 4 training examples, a stratified sample (default 100)", type=int),
     Option("--fresh", "fresh", "ignore cached work (converted data, quantized models, adapters, fused models)", action="store_true"),
+    Option("--damaged-cache", "damaged_cache", "what to do with a cached artifact whose files changed since it was built: 'rebuild' it (default; the terminal names it) or 'refuse' (the run stops with ERROR)", ini="damaged_cache", env="PUNIE_GATES_DAMAGED_CACHE", default="rebuild", choices=DAMAGED_CACHE),
     Option("--gen-batch-size", "gen_batch_size", f"how many validation queries to generate at once (default {DEFAULT_BATCH_SIZE}; 1 = the one-at-a-time reference path)", ini="gen_batch_size", env="PUNIE_GATES_GEN_BATCH_SIZE", type=int, default=DEFAULT_BATCH_SIZE),
     Option("--max-tokens", "max_tokens", "generation budget per validation query", ini="max_tokens", type=int, default=512),
     Option("--bench", "bench", "Gate 2 also times the validation answers the plan's way (one at a time, full prompt) against the suite's (shared prefix, batches) and puts the figures in the report; doubles that generation time", ini="bench", env="PUNIE_GATES_BENCH", action="store_true"),
@@ -86,6 +90,7 @@ class GateConfig:
     gate4_examples: int
     gate4_valid_examples: int
     fresh: bool
+    damaged_cache: str
     gen_batch_size: int
     max_tokens: int
     bench: bool
@@ -93,6 +98,9 @@ class GateConfig:
     answer_via: str
     offline: bool
     gates: GateRegistry
+
+    def __repr__(self) -> str:  # short: pytest shows fixture values in tracebacks
+        return f"GateConfig(candidate={self.candidate!r}, report_dir='{self.report_dir}', work_dir='{self.work_dir}')"
 
     @property
     def is_demo(self) -> bool:
@@ -185,6 +193,21 @@ def _choice(value: Any, dest: str) -> str:
     return str(value)
 
 
+def resolve_report_dir(
+    given: Mapping[str, Any], *, root: Path, environ: Mapping[str, str] = os.environ,
+    ini: Callable[[str], Any] | None = None,
+) -> Path:
+    """The --report-dir alone (flag, environment, ini key, default): known even when
+    another option or the gates file is broken, so that run's report goes there too."""
+    opt = next(o for o in OPTIONS if o.dest == "report_dir")
+    return _path(_pick(opt, given.get("report_dir"), environ, ini), root)
+
+
+def report_dir_from_pytest(config) -> Path:
+    return resolve_report_dir({"report_dir": config.getoption("punie_report_dir")},
+                              root=Path(config.invocation_params.dir), ini=config.getini)
+
+
 def resolve_options(
     given: Mapping[str, Any],
     *,
@@ -226,6 +249,7 @@ def resolve_options(
         gate4_examples=int(pick(get["gate4_examples"], "gate4", "examples")),
         gate4_valid_examples=int(gates["gate4"]["valid_examples"]),
         fresh=bool(get["fresh"]),
+        damaged_cache=_choice(get["damaged_cache"], "damaged_cache"),
         gen_batch_size=_at_least_one(get["gen_batch_size"], "--gen-batch-size"),
         max_tokens=_at_least_one(get["max_tokens"], "--max-tokens"),
         bench=bool(get["bench"]),

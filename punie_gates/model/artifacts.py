@@ -7,9 +7,19 @@ canonical JSON of its inputs: change a setting, a source file or the mlx-lm
 version and the key changes, so a stale product is never picked up.
 
 A folder is built as `<final>.partial-<pid>`, ends with a `COMPLETE` manifest
-(file list and sizes, written last) and is then renamed into place. A later
-run trusts a folder only when its manifest is there and every listed file
-still has its recorded size; anything else is rebuilt.
+(file list, sizes and a BLAKE2b content hash of every file, written last) and
+is then renamed into place. A later run reuses a folder only when its manifest
+is there and every listed file still has its recorded size and content
+(`verify`); a folder that fails is named as damaged, with the file and why,
+and rebuilt, or refused (`set_damage_policy("refuse")`, the gates'
+`--damaged-cache=refuse`). Hashing is the cost of that check: BLAKE2b over
+64 MiB chunks hashed in parallel threads, measured on this project's 2-core
+shared Linux machine at 0.55 GB/s (a 16 GiB file in 31.5 s; one core: 86 s)
+and 0.25 GB/s beside a running gate suite, so a 16 GB model costs 30-65 s
+there and a few seconds on an Apple Silicon machine's 8-12 cores
+(benchmarks/content_check_cost.py measures it); each file is hashed at most
+once per process (a file whose inode, size, mtime and ctime are unchanged
+keeps its digest).
 
 One builder per key: `cached()` of a missing artifact takes an exclusive lock
 (fcntl.flock on a lock file named after the artifact's path, in LOCK_DIR) and
@@ -38,12 +48,15 @@ import json
 import os
 import shutil
 import socket
-import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+
+from punie_gates.errors import DamagedArtifactError
+from punie_gates.progress import notice
 
 MARKER = "COMPLETE"
 INPUTS = "inputs.json"
@@ -64,6 +77,13 @@ _POLL_S = 0.2
 # offsets) sit in the first sample.
 FULL_HASH_LIMIT = 64 * 1024 * 1024
 _SAMPLE = 1024 * 1024
+# Content hashes in the manifest ("blake2b": {file: hex}): BLAKE2b-256 of the
+# file's size and the BLAKE2b-256 digests of its 64 MiB chunks, so the chunks
+# of one large file hash in parallel (hashlib releases the GIL).
+CONTENT_HASH = "blake2b"
+_CHUNK = 64 * 1024 * 1024
+_BLOCK = 4 * 1024 * 1024
+DAMAGE_POLICIES = ("rebuild", "refuse")
 
 
 def canonical_json(value: object) -> str:
@@ -157,19 +177,151 @@ def is_complete(folder: Path) -> bool:
 
 
 def write_manifest(folder: Path, extra: Mapping | None = None) -> dict:
-    """Write COMPLETE listing every file under `folder` with its size (call last)."""
+    """Write COMPLETE listing every file under `folder` with its size and content hash (call last)."""
     folder = Path(folder)
-    files = {
-        str(p.relative_to(folder)): p.stat().st_size
-        for p in sorted(folder.rglob("*"))
-        if p.is_file() and p.name != MARKER
-    }
-    manifest = {"files": files, **dict(extra or {})}
+    paths = [p for p in sorted(folder.rglob("*")) if p.is_file() and p.name != MARKER]
+    files = {str(p.relative_to(folder)): p.stat().st_size for p in paths}
+    digests = content_digests(paths)
+    hashes = {str(p.relative_to(folder)): digests[p] for p in paths}
+    manifest = {"files": files, CONTENT_HASH: hashes, **dict(extra or {})}
     tmp = folder / f".{MARKER}.tmp"
     tmp.write_text(json.dumps(manifest, indent=1, sort_keys=True), encoding="utf-8")
     _fsync_file(tmp)
     os.replace(tmp, folder / MARKER)
     return manifest
+
+
+# -- content checks --------------------------------------------------------------
+
+_digest_memo: dict[tuple, str] = {}  # (dev, inode, size, mtime_ns, ctime_ns) -> content digest
+_memo_guard = threading.Lock()
+
+
+def _stat_key(st: os.stat_result) -> tuple:
+    # Any write through the file system changes mtime and ctime, and ctime cannot be
+    # set back: a file with the same key has the same bytes as when it was hashed.
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
+def _chunk_digest(path: Path, offset: int, length: int) -> bytes:
+    digest = hashlib.blake2b(digest_size=32)
+    with open(path, "rb", buffering=0) as fh:
+        fh.seek(offset)
+        left = length
+        while left > 0:
+            block = fh.read(min(_BLOCK, left))
+            if not block:
+                raise OSError(f"{path}: shorter than {offset + length} bytes while hashing it")
+            digest.update(block)
+            left -= len(block)
+    return digest.digest()
+
+
+def content_digests(paths: Iterable[Path], *, workers: int | None = None) -> dict[Path, str]:
+    """CONTENT_HASH digest of each file (chunks of all files hashed in parallel threads)."""
+    paths = [Path(p) for p in paths]
+    stats = {p: p.stat() for p in paths}
+    found: dict[Path, str] = {}
+    with _memo_guard:
+        for p in paths:
+            if (known := _digest_memo.get(_stat_key(stats[p]))) is not None:
+                found[p] = known
+    todo = [p for p in paths if p not in found]
+    jobs = [(p, off, min(_CHUNK, stats[p].st_size - off)) for p in todo for off in range(0, stats[p].st_size, _CHUNK)]
+    with ThreadPoolExecutor(max_workers=max(1, min(workers or os.cpu_count() or 1, len(jobs) or 1))) as pool:
+        chunks = list(pool.map(lambda job: _chunk_digest(*job), jobs))
+    per_file: dict[Path, list[bytes]] = {p: [] for p in todo}
+    for (p, _, _), chunk in zip(jobs, chunks):
+        per_file[p].append(chunk)
+    for p in todo:
+        digest = hashlib.blake2b(str(stats[p].st_size).encode("ascii"), digest_size=32)
+        for chunk in per_file[p]:
+            digest.update(chunk)
+        found[p] = digest.hexdigest()
+        with _memo_guard:
+            _digest_memo[_stat_key(stats[p])] = found[p]
+    return found
+
+
+def verify(folder: Path) -> str | None:
+    """Why `folder` is not the artifact its manifest describes (missing, resized or changed
+    files), or None when every listed file still has its size and content."""
+    folder = Path(folder)
+    manifest = read_manifest(folder)
+    if not manifest or not isinstance(manifest.get("files"), dict):
+        return f"its {MARKER} manifest is missing or unreadable"
+    problems, present = [], []
+    for name, size in manifest["files"].items():
+        try:
+            found = (folder / name).stat().st_size
+        except OSError:
+            problems.append(f"{name} is missing")
+            continue
+        if found != size:
+            problems.append(f"{name} has {found} bytes, {size} when it was built")
+        else:
+            present.append(name)
+    hashes = manifest.get(CONTENT_HASH)
+    if isinstance(hashes, dict):  # manifests written before content hashes carry sizes only
+        checked = [n for n in present if n in hashes]
+        try:
+            digests = content_digests([folder / n for n in checked])
+        except OSError as exc:
+            return f"a file cannot be read: {exc}"
+        problems += [f"{n}'s content changed since it was built ({CONTENT_HASH} differs; same size)"
+                     for n in checked if digests[folder / n] != hashes[n]]  # fmt: skip
+    if not problems:
+        return None
+    more = f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""
+    return "; ".join(problems[:3]) + more
+
+
+_damage_policy = "rebuild"
+_reuse_noted: set[str] = set()
+_damage_noted: set[tuple[str, str]] = set()
+
+
+def set_damage_policy(policy: str) -> str:
+    """What `cached()` does with a damaged artifact: "rebuild" it (saying so) or "refuse"
+    (DamagedArtifactError); returns the policy it replaces."""
+    global _damage_policy
+    if policy not in DAMAGE_POLICIES:
+        raise ValueError(f"damage policy must be one of {DAMAGE_POLICIES}, got {policy!r}")
+    previous, _damage_policy = _damage_policy, policy
+    return previous
+
+
+def _reusable(final: Path) -> bool:
+    """Whether `final` can be reused as it is; a damaged one is named (and refused or left to rebuild)."""
+    if not final.is_dir():
+        return False
+    started = time.perf_counter()
+    problem = verify(final)
+    label = _label(final)
+    if problem is not None:
+        if _damage_policy == "refuse":
+            raise DamagedArtifactError(
+                f"cached {label} is damaged: {problem}. Remove {final} (`punie-gates work --work-dir "
+                f"{final.parent.parent} rm {label}`) or rerun with --damaged-cache=rebuild to rebuild it"
+            )
+        if (str(final), problem) not in _damage_noted:  # checked again under the lock: said once
+            _damage_noted.add((str(final), problem))
+            notice(f"cached {label} is damaged: {problem}; rebuilding it ({final})")
+        _reuse_noted.discard(str(final))
+        return False
+    mark_used(final)
+    if str(final) not in _reuse_noted:
+        _reuse_noted.add(str(final))
+        manifest = read_manifest(final) or {}
+        sizes = manifest.get("files") or {}
+        how = "content checked" if isinstance(manifest.get(CONTENT_HASH), dict) else "sizes checked (no content hashes)"
+        notice(f"reusing cached {label} ({len(sizes)} files, {_size_text(sum(sizes.values()))}; "
+               f"{how} in {time.perf_counter() - started:.1f} s)")  # fmt: skip
+    return True
+
+
+def _size_text(n: int) -> str:
+    return f"{n / 1e9:.2f} GB" if n >= 1e8 else f"{n / 1e6:.1f} MB"
 
 
 def _fsync_file(path: Path) -> None:
@@ -229,6 +381,7 @@ def building(
     what: str | None = None,
     work_dir: Path | None = None,
     wait_s: float | None = None,
+    keep_claim: bool = False,
 ) -> Iterator[Path]:
     """Build an artifact in a private partial folder, publish it atomically.
 
@@ -241,7 +394,8 @@ def building(
     already claimed it for this thread). With `needed_bytes`, the free space
     of `final`'s disk is checked first and DiskSpaceError raised before
     anything is created (`what`, `work_dir`: how the message names it).
-    `sources` ({role: folder}) are recorded in the manifest.
+    `sources` ({role: folder}) are recorded in the manifest. With `keep_claim`
+    the lock stays this thread's after publishing (the caller releases it).
     """
     final = Path(final)
     claim(final, wait_s=wait_s)
@@ -269,7 +423,10 @@ def building(
         except BaseException:
             shutil.rmtree(partial, ignore_errors=True)
             raise
-    finally:
+    except BaseException:
+        release(final)
+        raise
+    if not keep_claim:
         release(final)
 
 
@@ -305,17 +462,23 @@ def cached(final: Path, fresh: bool = False, *, wait_s: float | None = None) -> 
     When another process or thread is building `final`, waits for it (at most
     `wait_s`, default WAIT_S) and returns what it published. None means: build
     it now; the claim is this thread's until `building(final)` ends (or
-    `release(final)`). A reuse is recorded in `final/LAST_USED`.
+    `release(final)`). A reuse is recorded in `final/LAST_USED` and said once per
+    process; a damaged folder (`verify`) is named and rebuilt, or refused with
+    DamagedArtifactError under the "refuse" policy.
     """
     final = Path(final)
-    if not fresh and is_complete(final):
-        mark_used(final)
+    if not fresh and _reusable(final):
         return final
     claim(final, wait_s=wait_s)
-    if not fresh and is_complete(final):  # published while we waited
+    try:
+        if not fresh and _reusable(final):  # published while we waited
+            release(final)
+            return final
+    except BaseException:
         release(final)
-        mark_used(final)
-        return final
+        raise
+    if fresh and is_complete(final):
+        notice(f"--fresh: rebuilding {_label(final)} although a cached copy exists")
     return None
 
 
@@ -387,8 +550,8 @@ def claim(final: Path, *, wait_s: float | None = None) -> None:
                         "another --work-dir"
                     ) from None
                 if time.monotonic() >= next_note:
-                    print(f"[punie-gates] waiting for {holder} to finish building {final} "
-                          f"(waited {waited:.0f} s, at most {limit:.0f} s)", file=sys.stderr, flush=True)  # fmt: skip
+                    notice(f"waiting for {holder} to finish building {final} "
+                           f"(waited {waited:.0f} s, at most {limit:.0f} s)")  # fmt: skip
                     next_note += NOTE_EVERY_S
                 time.sleep(_POLL_S)
         holder = {"pid": os.getpid(), "host": socket.gethostname(), "thread": me, "final": str(final),

@@ -58,6 +58,11 @@ class Candidate:
     source: str  # "demo" | "local" | "hub"
 
 
+def is_hub_id(spec: str) -> bool:
+    """Whether `spec` is spelled like a Hugging Face repo id (org/name)."""
+    return bool(_REPO_ID.match(spec))
+
+
 def resolve_candidate(
     spec: str,
     *,

@@ -40,6 +40,9 @@ class LoadedModel:
     is_demo: bool
     name: str
 
+    def __repr__(self) -> str:  # never the model's module tree: pytest prints reprs in assertions
+        return f"LoadedModel(name={self.name!r}, path='{self.path}', bits={self.bits})"
+
     def figures(self) -> dict[str, Any]:
         """What Gate 1 records about the load."""
         return {

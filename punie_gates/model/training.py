@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from punie_gates.model import artifacts
+from punie_gates.progress import notice
 
 ADAPTERS = "adapters.safetensors"
 ADAPTER_CONFIG = "adapter_config.json"
@@ -39,6 +40,8 @@ STATE = "state.json"
 CURVE = "loss_curve.json"
 INFO = "train_info.json"
 KEEP_CHECKPOINTS = 2
+SHORT_RUN = 10  # fewer iterations than this validate at 0 and at the end only
+DEFAULT_VAL_BATCHES = 25  # mlx-lm's default validation batches
 RESUME_SOURCES = "sources.json"  # in the resume folder: the model folder the checkpoints train
 
 Progress = Callable[..., None]
@@ -55,11 +58,15 @@ class TrainSettings:
     max_seq_length: int = 2048
     seed: int = 0
     # None: iters // 5, so validation runs at 0, every fifth and the last
-    # iteration (>= 2 points however short the run); it costs a pass over the
-    # validation batches each time.
+    # iteration; a run of fewer than SHORT_RUN iterations validates at 0 and at
+    # the end only (the 2 points the loss judgment needs). Each validation costs a
+    # pass over `val_batches` batches.
     steps_per_eval: int | None = None
     save_every: int | None = None  # None: iters // 10 (at most a tenth of the run is redone)
-    val_batches: int = 25  # mlx-lm's default; -1 = the whole validation set
+    # None: mlx-lm's 25, or the iteration count when the run is shorter (a
+    # 4-iteration run does not spend 25 forward passes per validation on 4 steps
+    # of training); -1 = the whole validation set.
+    val_batches: int | None = None
     lora_rank: int = 8  # rank / scale / dropout: mlx-lm's defaults
     lora_scale: float = 20.0
     lora_dropout: float = 0.0
@@ -78,6 +85,8 @@ class TrainSettings:
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise ValueError(f"{name} must be >= 1 or None, got {value}")
+        if self.val_batches is not None and self.val_batches != -1 and self.val_batches < 1:
+            raise ValueError(f"val_batches must be >= 1, -1 (all) or None, got {self.val_batches}")
 
     @classmethod
     def from_table(cls, table: Mapping[str, Any], *, iters: int, seed: int = 0) -> TrainSettings:
@@ -98,7 +107,16 @@ class TrainSettings:
 
     @property
     def eval_every(self) -> int:
-        return self.steps_per_eval or max(1, self.iters // 5)
+        if self.steps_per_eval:
+            return self.steps_per_eval
+        return self.iters if self.iters < SHORT_RUN else self.iters // 5
+
+    @property
+    def validation_batches(self) -> int:
+        """Batches per validation pass (mlx-lm's evaluate `num_batches`; -1 = all)."""
+        if self.val_batches is not None:
+            return self.val_batches
+        return min(DEFAULT_VAL_BATCHES, max(2, self.iters))
 
     @property
     def checkpoint_every(self) -> int:
@@ -240,9 +258,11 @@ def train_lora(
         run = _start(model_path, train_records, valid_records, settings, resume_root, work_dir, progress)
         _train(run, key)
         _publish(run, final, key)
+        # Still under the claim: a run that starts this key afresh meanwhile must not
+        # have its new checkpoints removed by this one.
+        shutil.rmtree(resume_root, ignore_errors=True)
     finally:
         artifacts.release(final)
-    shutil.rmtree(resume_root, ignore_errors=True)
     return _finished(final, cached=False)
 
 
@@ -320,11 +340,14 @@ def _resume(run: _Run) -> None:
     import mlx.core as mx
     from mlx.utils import tree_unflatten
 
-    checkpoint = latest_checkpoint(run.resume_root)
+    checkpoint = latest_checkpoint(run.resume_root, check_content=True)
     if checkpoint is None:
         return
     state = json.loads((checkpoint / STATE).read_text(encoding="utf-8"))
     run.resumed_from, run.seconds_before, run.curve = state["iteration"], state["seconds"], state["curve"]
+    left = run.settings.iters - run.resumed_from
+    notice(f"resuming training from iteration {run.resumed_from} of {run.settings.iters} "
+           f"(checkpoint {checkpoint}; {left} iteration{'s' if left != 1 else ''} to go)")  # fmt: skip
     run.model.load_weights(str(checkpoint / ADAPTERS), strict=False)  # mlx-lm's resume_adapter_file
     run.optimizer.state = tree_unflatten(list(mx.load(str(checkpoint / OPTIMIZER)).items()))
 
@@ -339,7 +362,7 @@ def _validate(run: _Run, iteration: int) -> None:
     rng = np.random.get_state()
     tic = time.perf_counter()
     s = run.settings
-    loss = evaluate(run.model, run.valid_set, s.batch_size, s.val_batches, max_seq_length=s.max_seq_length)
+    loss = evaluate(run.model, run.valid_set, s.batch_size, s.validation_batches, max_seq_length=s.max_seq_length)
     np.random.set_state(rng)
     run.model.train()
     run.curve["valid"] = [p for p in run.curve["valid"] if p[0] != iteration] + [[iteration, float(loss)]]
@@ -419,7 +442,7 @@ def _train(run: _Run, key: Mapping[str, Any]) -> None:
     args = TrainingArgs(
         batch_size=s.batch_size,
         iters=remaining,
-        val_batches=s.val_batches,
+        val_batches=s.validation_batches,
         steps_per_report=1,
         steps_per_eval=remaining + 1,  # validation is ours (the callback), by global iteration
         steps_per_save=remaining + 1,  # checkpoints are ours, written atomically
@@ -451,7 +474,7 @@ def _publish(run: _Run, final: Path, key: Mapping[str, Any]) -> None:
         "base_model": str(run.model_path),
     }
     with artifacts.building(final, key, sources={"model": run.model_path}, needed_bytes=run.adapter_bytes,
-                            what="the trained adapters", work_dir=run.work_dir) as tmp:  # fmt: skip
+                            what="the trained adapters", work_dir=run.work_dir, keep_claim=True) as tmp:  # fmt: skip
         mx.save_safetensors(str(tmp / ADAPTERS), dict(tree_flatten(run.model.trainable_parameters())))
         adapter_config = {
             "fine_tune_type": "lora",
@@ -487,8 +510,16 @@ def checkpoints(resume_root: Path) -> list[Path]:
     return sorted(found, key=lambda p: int(p.name[5:]))
 
 
-def latest_checkpoint(resume_root: Path) -> Path | None:
+def latest_checkpoint(resume_root: Path, *, check_content: bool = False) -> Path | None:
+    """The newest complete checkpoint; with `check_content`, the newest whose files still
+    match their manifest (a damaged one is named, set aside and an older one used)."""
     found = checkpoints(resume_root)
+    while found and check_content:
+        problem = artifacts.verify(found[-1])
+        if problem is None:
+            break
+        notice(f"training checkpoint {found[-1]} is damaged ({problem}); not resuming from it")
+        artifacts.discard(found.pop())
     return found[-1] if found else None
 
 

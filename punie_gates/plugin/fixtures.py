@@ -95,14 +95,19 @@ def training_data(gate_config, catalog):
     """(train, valid) converted to Mistral form with the catalog's tools, rejects included."""
     from punie_gates.formats.convert import convert_training_folder
 
+    from punie_gates.errors import DataFileError
+
     folder = gate_config.training_data
-    if folder is None or not (folder / "train.jsonl").is_file() or not (folder / "valid.jsonl").is_file():
-        pytest.fail(
-            f"training data not found: {folder} must hold train.jsonl and valid.jsonl in Qwen3 form "
-            "(point --training-data at Punie's data/phase27_merged folder)",
-            pytrace=False,
+    missing = [n for n in ("train.jsonl", "valid.jsonl") if folder is None or not (folder / n).is_file()]
+    if missing:
+        raise DataFileError(
+            f"training data not found: {folder} has no {' and no '.join(missing)} (it must hold train.jsonl and "
+            "valid.jsonl in Qwen3 form; point --training-data at Punie's data/phase27_merged folder)"
         )
-    return convert_training_folder(folder, tools=catalog.native_schemas())
+    try:
+        return convert_training_folder(folder, tools=catalog.native_schemas())
+    except OSError as exc:
+        raise DataFileError(f"training data: cannot read {exc.filename or folder}: {exc.strerror or exc}") from None
 
 
 @pytest.fixture(scope="session")

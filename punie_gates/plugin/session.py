@@ -2,18 +2,24 @@
 
 from __future__ import annotations
 
+import dataclasses
+import signal
+import threading
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from punie_gates import progress
 from punie_gates.decision.outcomes import GateLog, TestRecord, gate_results, unmet_checks
 from punie_gates.decision.report import Report, terminal_lines, write_reports
-from punie_gates.decision.verdict import Verdict, decide
-from punie_gates.errors import UserError
+from punie_gates.decision.report_folder import REPORT_FILES, ReportFolder, open_report_folder
+from punie_gates.decision.verdict import EXIT_NOT_JUDGED, NOT_JUDGED, Verdict, decide, decide_not_judged
+from punie_gates.errors import UserError, user_error_message
 from punie_gates.inputs import options as gate_options
 from punie_gates.inputs.gates import builtin_gates
+from punie_gates.model import artifacts
 
 ROLE_MARKERS = {
     "gate_decision": "the test that decides its gate from the gate's other tests (last in its module)",
@@ -47,6 +53,16 @@ class GateSession:
         self.report: Report | None = None
         self.report_paths: tuple[Path, ...] = ()
         self._options: gate_options.GateConfig | None = None
+        # A run stopped by problems the user must fix (punie_gates.errors.UserError, a full
+        # disk): the causes, one line each, said once in the verdict; never a NO_GO.
+        self.not_judged: list[str] = []
+        self._not_judged_at: dict[str, str] = {}  # nodeid -> cause, for the tests they stopped
+        self.running: str | None = None  # the test running now (to say what an interrupt cut short)
+        self.interrupted: dict | None = None
+        self.folder: ReportFolder | None = None  # the report folder this run holds
+        self.report_missing: str | None = None  # why gate-report.* could not be written
+        self._undo: list = []  # what _begin changed in the process, undone at unconfigure
+        self._folder_tried = False
 
     @classmethod
     def install(cls, config) -> "GateSession":
@@ -63,7 +79,7 @@ class GateSession:
 
     @property
     def active(self) -> bool:
-        return bool(self.records or self.deselected or self.collection_errors)
+        return bool(self.records or self.deselected or self.collection_errors or self.not_judged)
 
     def options(self) -> gate_options.GateConfig:
         """The run's resolved options (raises UserError for a bad option or gates file)."""
@@ -91,15 +107,46 @@ class GateSession:
 
     # -- hooks ----------------------------------------------------------------
 
+    @pytest.hookimpl(wrapper=True)
+    def pytest_report_header(self, config):
+        lines = yield
+        if config.get_verbosity() > 0:
+            return lines
+        # pytest-benchmark's settings line says nothing about the candidate; -v shows it.
+        return [[x for x in ([r] if isinstance(r, str) else r) if not str(x).startswith("benchmark: ")]
+                for r in lines if r]  # fmt: skip
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_generate_tests(self, metafunc):
+        try:
+            return (yield)
+        except UserError as exc:  # a gate module parametrized from a broken input file: said once, below
+            if gate_of(metafunc.definition) is None:
+                raise
+            self._stop(exc)
+            return None
+
     @pytest.hookimpl(trylast=True)
     def pytest_collection_modifyitems(self, session, config, items):
         if not any(gate_of(item) for item in items):
             return
-        try:  # a broken option or thresholds file stops the run before any gate runs
-            registry = self.options().gates
+        self._begin()
+        try:  # a busy report folder, a broken option, thresholds file or input stops the run here
+            self._folder_tried = True
+            self.folder = open_report_folder(gate_options.report_dir_from_pytest(config))
+            cfg = self.options()
+            from punie_gates.checks.preflight import check_run
+
+            check_run(cfg, gates={g for g in map(gate_of, items) if g}, explicit=_explicit(config),
+                      fixtures={f for item in items for f in getattr(item, "fixturenames", ())})  # fmt: skip
         except UserError as exc:
-            self.collection_errors.append(str(exc))
-            raise pytest.UsageError(str(exc)) from None
+            self._stop(exc)
+        if self.not_judged:
+            items[:] = []  # nothing runs: the verdict says why, once
+            return
+        previous = artifacts.set_damage_policy(cfg.damaged_cache)
+        self._undo.append(lambda: artifacts.set_damage_policy(previous))
+        registry = cfg.gates
         run_all = bool(config.getoption("punie_run_all_gates"))
         for item in items:
             gate = gate_of(item)
@@ -120,6 +167,64 @@ class GateSession:
             if len(kwargs) > 1:
                 item.add_marker(pytest.mark.dependency(**kwargs))
 
+    def _begin(self) -> None:
+        """This run judges a candidate: notices go to the terminal, SIGTERM ends it like Ctrl-C."""
+        from punie_gates.plugin.terminal import notice_writer
+
+        previous = progress.set_notice_writer(notice_writer(self.config))
+        self._undo.append(lambda: progress.set_notice_writer(previous))
+        if threading.current_thread() is threading.main_thread():
+            old = signal.signal(signal.SIGTERM, _terminated)
+            self._undo.append(lambda: signal.signal(signal.SIGTERM, old))
+
+    def _stop(self, exc: BaseException) -> None:
+        """Record a problem the user must fix as this run's cause of not judging."""
+        if isinstance(exc, UserError):  # one cause a line (a query file can hold several problems)
+            causes = [line.strip() for line in str(exc).splitlines() if line.strip()] or [type(exc).__name__]
+        else:
+            causes = [user_error_message(exc) or str(exc)]
+        for cause in causes:
+            if cause not in self.not_judged:
+                self.not_judged.append(cause)
+
+    def pytest_unconfigure(self, config):
+        while self._undo:
+            self._undo.pop()()
+        if self.folder is not None:
+            self.folder.release()
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_makereport(self, item, call):
+        report = yield
+        cause = user_error_message(call.excinfo.value) if call.excinfo is not None else None
+        if cause is None or item.nodeid not in self.records:
+            return report
+        # Not a verdict on the candidate: one short line here (no traceback), the cause once in
+        # the verdict, and no further test repeating the same error.
+        self._stop(call.excinfo.value)
+        self._not_judged_at[item.nodeid] = cause
+        report.outcome = "skipped"
+        report.longrepr = (str(item.path), (item.location[1] or 0) + 1, f"not judged: {cause}")
+        item.session.shouldstop = "punie-gates: stopped, the candidate cannot be judged (the verdict says why)"
+        return report
+
+    def pytest_runtest_logstart(self, nodeid, location):
+        self.running = nodeid
+
+    def pytest_runtest_logfinish(self, nodeid, location):
+        self.running = None
+
+    def pytest_keyboard_interrupt(self, excinfo):
+        if isinstance(excinfo.value, pytest.Session.Interrupted):
+            return  # pytest's own stop (collection errors, a stop asked for above), not the user's
+        test = self.running
+        rec = self.records.get(test) if test else None
+        self.interrupted = {
+            "by": "SIGTERM" if "SIGTERM" in str(excinfo.value) else excinfo.typename,
+            "gate": rec.gate if rec else None,
+            "test": rec.name if rec else test,
+        }
+
     def pytest_deselected(self, items):
         self.deselected.update(g for g in map(gate_of, items) if g is not None)
 
@@ -133,6 +238,9 @@ class GateSession:
         if rec is None:
             return
         rec.seconds += report.duration
+        if report.nodeid in self._not_judged_at:
+            rec.outcome, rec.message = "error", "not judged: the run stopped here (the verdict says why)"
+            return
         if report.when == "call":
             rec.outcome = report.outcome
         elif report.failed:  # setup or teardown
@@ -148,15 +256,33 @@ class GateSession:
             return
         try:
             cfg = self.options()
-        except UserError as exc:  # a broken option or thresholds file: never GO
+        except UserError as exc:  # a broken option or thresholds file: not judged
             cfg = None
-            self.collection_errors.append(str(exc))
+            self._stop(exc)
         registry = cfg.gates if cfg else builtin_gates()
         results = gate_results(registry, list(self.records.values()), self.logs,
                                deselected=self.deselected, collection_errors=self.collection_errors)
-        verdict: Verdict = decide(results, complete=not _partial(self.config), order=registry.ids)
-        if cfg is None:
-            verdict = decide({}, complete=True, order=registry.ids)
+        results = self._explain_not_run(results)
+        if self.not_judged:
+            stopped = {self.records[n].gate for n in self._not_judged_at}
+            verdict: Verdict = decide_not_judged(results, self.not_judged, stopped_gates=sorted(stopped), order=registry.ids)
+        else:
+            verdict = decide(results, complete=not _partial(self.config) and not self.interrupted, order=registry.ids)
+        if self.interrupted and not self.not_judged:
+            where = f" while {self.interrupted['gate']} was running ({self.interrupted['test']})" if self.interrupted["gate"] else ""
+            why = (f"interrupted ({self.interrupted['by']}){where}: no go/no-go was reached; run the same command "
+                   "again to go on (training resumes from its last checkpoint, finished work is reused)")  # fmt: skip
+            verdict = dataclasses.replace(verdict, reasons=(why, *verdict.reasons), complete=False)
+        if self.folder is None and not self._folder_tried:
+            self._folder_tried = True
+            try:  # a run that collected no gate test (all deselected) still gets its report folder
+                self.folder = open_report_folder(gate_options.report_dir_from_pytest(self.config))
+            except UserError as exc:
+                self._stop(exc)
+        files = sorted({*self.folder.written(), *REPORT_FILES}) if self.folder else []
+        run = {"id": self.folder.run_id, "files": files} if self.folder else None
+        if self.folder is not None and self.folder.moved_to is not None:
+            run["previous_moved_to"] = str(self.folder.moved_to)
         self.report = Report(
             verdict=verdict,
             results=results,
@@ -167,21 +293,58 @@ class GateSession:
             finished=time.time(),
             collection_errors=tuple(self.collection_errors),
             answer_via=cfg.answer_via if cfg else None,
+            interrupted=self.interrupted,
+            run=run,
         )
-        report_dir = cfg.report_dir if cfg else Path(self.config.invocation_params.dir) / "reports"
-        self.report_paths = write_reports(report_dir, self.report)
+        self._write_report()
+        if verdict.verdict == NOT_JUDGED:
+            session.exitstatus = EXIT_NOT_JUDGED
+            return
         if verdict.verdict == "INCOMPLETE":
             return  # a partial run keeps pytest's own exit status
         if verdict.passes:
             if exitstatus in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED):
                 session.exitstatus = pytest.ExitCode.OK
-        elif exitstatus == pytest.ExitCode.OK:
+        elif exitstatus == pytest.ExitCode.OK or self.not_judged:  # (a stop of ours is not an interrupt)
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+    def _write_report(self) -> None:
+        """gate-report.json/.md/.html into the run's folder; when that fails, say why (the
+        terminal still shows the verdict) and leave no partial file."""
+        if self.folder is None:
+            self.report_missing = "this run could not take its report folder (the cause is above)"
+            return
+        try:
+            self.report_paths = write_reports(self.folder.path, self.report)
+        except OSError as exc:
+            left = [n for n in REPORT_FILES if (self.folder.path / n).is_file()]
+            written = f" (written: {', '.join(left)})" if left else ""
+            self.report_missing = f"{exc.strerror or exc} writing {exc.filename or self.folder.path}{written}"
+        state = "not judged" if self.not_judged else "interrupted" if self.interrupted else "finished"
+        self.folder.finish(state, list(self.report.run["files"]) if self.report.run else [])
+        self.folder.release()
+
+    def _explain_not_run(self, results):
+        """Gates that never ran because the run stopped early say so."""
+        if self.not_judged:
+            why = "not run: the run stopped first (the verdict says why)"
+        elif self.interrupted:
+            why = "not run: the run was interrupted" + (f" during {self.interrupted['gate']}" if self.interrupted["gate"] else "")
+        else:
+            return results
+        out = {}
+        for gate, result in results.items():
+            if result.status == "not_run" and (not result.reasons or result.reasons[0].startswith("not collected")):
+                result = dataclasses.replace(result, reasons=(why,))
+            if self.interrupted and gate == self.interrupted.get("gate") and result.status == "not_run":
+                result = dataclasses.replace(result, reasons=(f"interrupted while {self.interrupted['test']} was running",))
+            out[gate] = result
+        return out
 
     def pytest_terminal_summary(self, terminalreporter, exitstatus, config):
         if not self.active or self.report is None:
             return
-        for line in terminal_lines(self.report, self.report_paths):
+        for line in terminal_lines(self.report, self.report_paths, self.report_missing):
             terminalreporter.write_line(line)
 
 
@@ -207,6 +370,17 @@ def _message(report) -> str:
     if crash is not None:
         return crash.message.strip()
     return str(report.longrepr).strip().splitlines()[-1] if report.longrepr else ""
+
+
+def _terminated(signum, frame):
+    # A stop from outside (CI cancelling, `timeout`, `kill`): end like Ctrl-C, so that
+    # the report says the run was interrupted and where, instead of leaving none.
+    raise KeyboardInterrupt("SIGTERM")
+
+
+def _explicit(config) -> set[str]:
+    """The options given on the command line (dest names), as opposed to defaults."""
+    return {o.dest for o in gate_options.OPTIONS if config.getoption(f"punie_{o.dest}") not in (None, False)}
 
 
 def _partial(config) -> bool:

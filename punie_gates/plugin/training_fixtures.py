@@ -25,12 +25,13 @@ def training_gate(request) -> str:
 @pytest.fixture(scope="module")
 def usable_training_data(training_data, gate_config) -> tuple[list[dict], list[dict]]:
     """Every converted (train, valid) record; a run with none of either fails here, saying so."""
+    from punie_gates.errors import DataFileError
+
     train, valid = training_data
     if not train.records or not valid.records:
-        pytest.fail(
+        raise DataFileError(
             f"no usable training data in {gate_config.training_data}: {train.converted} training and "
-            f"{valid.converted} validation conversations converted ({train.rejected + valid.rejected} rejected)",
-            pytrace=False,
+            f"{valid.converted} validation conversations converted ({train.rejected + valid.rejected} rejected)"
         )
     return list(train.records), list(valid.records)
 

@@ -115,7 +115,10 @@ def test_loss_curve_figures():
 def test_settings_scale_evaluation_and_checkpoints():
     assert TrainSettings(iters=50).eval_every == 10 and TrainSettings(iters=50).checkpoint_every == 5
     assert TrainSettings(iters=500).eval_every == 100 and TrainSettings(iters=500).checkpoint_every == 50
-    assert TrainSettings(iters=3).eval_every == 1 and TrainSettings(iters=3).checkpoint_every == 1
+    # a short run validates where it starts and where it ends only, over as many batches as it trains
+    assert TrainSettings(iters=4).eval_every == 4 and TrainSettings(iters=3).checkpoint_every == 1
+    assert TrainSettings(iters=4).validation_batches == 4 and TrainSettings(iters=500).validation_batches == 25
+    assert TrainSettings(iters=1).validation_batches == 2 and TrainSettings(iters=4, val_batches=-1).validation_batches == -1
     with pytest.raises(ValueError, match="iters"):
         TrainSettings(iters=0)
     with pytest.raises(ValueError, match="save_every"):
