@@ -14,6 +14,7 @@ from punie_gates.decision.verdict import Verdict, decide
 from punie_gates.errors import UserError
 from punie_gates.inputs import options as gate_options
 from punie_gates.inputs.gates import builtin_gates
+from punie_gates.resources import folder_bytes
 
 ROLE_MARKERS = {
     "gate_decision": "the test that decides its gate from the gate's other tests (last in its module)",
@@ -166,6 +167,7 @@ class GateSession:
             started=self.started,
             finished=time.time(),
             collection_errors=tuple(self.collection_errors),
+            work_folder=work_folder_figures(cfg.work_dir) if cfg else None,
         )
         report_dir = cfg.report_dir if cfg else Path(self.config.invocation_params.dir) / "reports"
         self.report_paths = write_reports(report_dir, self.report)
@@ -214,3 +216,8 @@ def _partial(config) -> bool:
     if getattr(opt, "markexpr", "") or getattr(opt, "keyword", ""):
         return True
     return any("::" in arg or Path(arg).is_file() for arg in config.args)
+
+
+def work_folder_figures(work_dir: Path) -> dict[str, Any]:
+    """The work folder and its size at the end of the run (cached models, adapters, fused models)."""
+    return {"path": str(work_dir), "bytes": folder_bytes(work_dir) if Path(work_dir).is_dir() else 0}

@@ -49,7 +49,8 @@ def _summary(generations) -> dict:
     }
 
 
-def test_latency(benchmark, candidate_model, baseline_model, query_set, catalog, system_prompt, gate_config, gate_record, progress):
+def test_latency(benchmark, candidate_model, baseline_model, query_set, catalog, system_prompt, gate_config, gate_record,
+                 gate_steps, progress):
     spec = gate_config.gate("gate2")
     max_tokens = int(spec["max_tokens"])
     prompts = _prompts(candidate_model, query_set, catalog, system_prompt)
@@ -57,7 +58,8 @@ def test_latency(benchmark, candidate_model, baseline_model, query_set, catalog,
 
     # One round: each query is a long generation on the real machine; the spread
     # across 10 queries is the statistic, not repeated rounds of the same ten.
-    generations = benchmark.pedantic(_timed, args=(candidate_model, prompts, max_tokens, progress), rounds=1, iterations=1)
+    with gate_steps.measure("answer"):
+        generations = benchmark.pedantic(_timed, args=(candidate_model, prompts, max_tokens, progress), rounds=1, iterations=1)
     summary = _summary(generations)
     avg = summary["avg_latency_s"]
     reference = float(spec["reference_latency_s"])
@@ -70,7 +72,8 @@ def test_latency(benchmark, candidate_model, baseline_model, query_set, catalog,
         gate_record(key, summary[key])
 
     if baseline_model is not None:
-        base = _timed(baseline_model, _prompts(baseline_model, query_set, catalog, system_prompt), max_tokens, progress)
+        with gate_steps.measure("answer baseline"):
+            base = _timed(baseline_model, _prompts(baseline_model, query_set, catalog, system_prompt), max_tokens, progress)
         base_avg = statistics.fmean(g.latency_s for g in base)
         gate_record("baseline_avg_latency_s", round(base_avg, 3))
         gate_record("ratio_to_baseline_same_run", round(avg / base_avg, 3) if base_avg else None)
@@ -89,27 +92,33 @@ def test_latency(benchmark, candidate_model, baseline_model, query_set, catalog,
 
 
 @pytest.mark.gate_detail  # a measurement of the suite's method, not of the candidate: it never fails the gate
-def test_speed_to_verdict(candidate_model, query_set, catalog, system_prompt, gate_config, gate_record, progress):
+def test_speed_to_verdict(candidate_model, query_set, catalog, system_prompt, training_data, gate_config, gate_record,
+                          gate_steps, progress):
     """--bench: every validation query answered the plan's way (one at a time, the full
     prompt each time) and the suite's way (shared prefix once, batches), timed side by
-    side on this model; the figures `punie-gates bench` prints, in the report."""
+    side on this model, at the plan's cap and at the training data's answer lengths;
+    the figures `punie-gates bench` prints, in the report."""
     if not gate_config.bench:
         pytest.skip("--bench not given: timing the plan's generation against the suite's doubles its cost")
     from dataclasses import asdict
 
     from punie_gates.checks.bench import run_bench, summary, write_result
 
-    result = run_bench(
-        candidate_model.model,
-        candidate_model.tokenizer,
-        query_set.queries,
-        catalog,
-        system_prompt,
-        max_tokens=gate_config.max_tokens,
-        batch_size=gate_config.gen_batch_size,
-        candidate=gate_config.candidate,
-        progress=progress,
-    )
+    with gate_steps.measure("bench"):
+        result = run_bench(
+            candidate_model.model,
+            candidate_model.tokenizer,
+            query_set.queries,
+            catalog,
+            system_prompt,
+            max_tokens=gate_config.max_tokens,
+            batch_size=gate_config.gen_batch_size,
+            candidate=gate_config.candidate,
+            training_records=[*training_data[0].records, *training_data[1].records],
+            training_source=str(gate_config.training_data),
+            seed=gate_config.seed,
+            progress=progress,
+        )
     figures = gate_record("bench", asdict(result))
     gate_record("bench_json", str(write_result(gate_config.report_dir / "bench.json", result)))
     gate_record("bench_summary", summary(figures))

@@ -14,14 +14,15 @@ pytestmark = [pytest.mark.gate3]
 
 
 @pytest.fixture(scope="module")
-def zero_shot(candidate_model, query_set, catalog, system_prompt, gate_config, progress):
+def zero_shot(candidate_model, query_set, catalog, system_prompt, gate_config, gate_steps, progress):
     from punie_gates.checks.steps import answer_queries
 
     queries = query_set.for_gate("gate3")
-    generations = answer_queries(
-        candidate_model.model, candidate_model.tokenizer, queries, catalog=catalog, system_prompt=system_prompt,
-        gate_config=gate_config, progress=progress, save_as="gate3-responses.jsonl",
-    )
+    with gate_steps.measure("answer"):
+        generations = answer_queries(
+            candidate_model.model, candidate_model.tokenizer, queries, catalog=catalog, system_prompt=system_prompt,
+            gate_config=gate_config, progress=progress, save_as="gate3-responses.jsonl",
+        )
     return queries, {g.id: g.text for g in generations}
 
 
