@@ -60,3 +60,17 @@ def test_the_streamed_path_hands_over_to_the_recipe_and_says_why(fp8_leftover_ba
     assert "still names a quantization" in fused.fallback and "fp8" in fused.fallback
     assert artifacts.is_complete(fused.path)
     assert json.loads((fused.path / "config.json").read_text())["quantization"]["bits"] == 5
+
+
+def test_bench_fusion_on_the_demo_candidate_prints_one_json_line(capsys, demo_base):
+    """`punie-gates bench --candidate demo --fusion`, as the issue's Done-when types it."""
+    from punie_gates.commands.bench import main
+
+    assert main(["--candidate", "demo", "--fusion"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 1, lines
+    result = json.loads(lines[0])
+    assert result["identical"] is True and result["differences"] == []
+    assert result["base"] == str(demo_base), "the demo at 5 bits, as Gate 1 makes it"
+    assert result["streamed_bytes_written"] < result["recipe_bytes_written"] / 2
+    assert result["recipe_s"] > 0 and result["streamed_s"] > 0
