@@ -65,15 +65,22 @@ def generate_answers(
     tokenizer,
     prompts: Prompts,
     *,
-    max_tokens: int,
+    max_tokens: int | Sequence[int],
     batch_size: int = 1,
     prefix_cache: bool = True,
     progress: Callable[..., None] | None = None,
 ) -> list[Generation]:
-    """Greedy (temperature 0) answers, stopping at EOS or `max_tokens`, in input order."""
+    """Greedy (temperature 0) answers, stopping at EOS or `max_tokens`, in input order.
+
+    `max_tokens` is one cap for every prompt or one per prompt (the bench's
+    answer lengths drawn from the training data).
+    """
     _check_prompts(prompts)
-    if max_tokens < 1:
-        raise ValueError(f"max_tokens must be >= 1, got {max_tokens}")
+    caps = [max_tokens] * len(prompts) if isinstance(max_tokens, int) else [int(c) for c in max_tokens]
+    if len(caps) != len(prompts):
+        raise ValueError(f"max_tokens: {len(caps)} caps for {len(prompts)} prompts")
+    if any(c < 1 for c in caps):
+        raise ValueError(f"max_tokens must be >= 1, got {min(caps)}")
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     if not prompts:
@@ -83,12 +90,12 @@ def generate_answers(
     prefix_len = shared_prefix_len([ids for _, ids in prompts]) if prefix_cache else 0
     cache, prefix_s = (_prefill(model, prompts[0][1][:prefix_len]) if prefix_len else (None, 0.0))
     run = _generate_one_by_one if batch_size == 1 else _generate_batched
-    out = run(model, tokenizer, prompts, prefix_len, cache, prefix_s, max_tokens, batch_size, progress)
+    out = run(model, tokenizer, prompts, prefix_len, cache, prefix_s, caps, batch_size, progress)
     mx.clear_cache()
     return out
 
 
-def generate_naive(model, tokenizer, prompts: Prompts, *, max_tokens: int, progress=None) -> list[Generation]:
+def generate_naive(model, tokenizer, prompts: Prompts, *, max_tokens: int | Sequence[int], progress=None) -> list[Generation]:
     """The plan's way: one query at a time, the full prompt prefilled every time."""
     return generate_answers(
         model, tokenizer, prompts, max_tokens=max_tokens, batch_size=1, prefix_cache=False, progress=progress
@@ -149,7 +156,7 @@ def _decode(tokenizer, tokens: Sequence[int]) -> str:
     return tokenizer.decode(list(tokens), skip_special_tokens=False)
 
 
-def _generate_one_by_one(model, tokenizer, prompts, prefix_len, cache, prefix_s, max_tokens, _batch, progress):
+def _generate_one_by_one(model, tokenizer, prompts, prefix_len, cache, prefix_s, caps, _batch, progress):
     # mlx-lm's generate_step is the engine under stream_generate; used directly so
     # that no streaming detokenizer runs (mlx-lm's BPE one raised KeyError on some
     # tekken ids here) and text is decoded once, the same way as the batched path.
@@ -161,7 +168,7 @@ def _generate_one_by_one(model, tokenizer, prompts, prefix_len, cache, prefix_s,
         for n, (qid, ids) in enumerate(prompts):
             tic = time.perf_counter()
             kwargs = {"prompt_cache": copy.deepcopy(cache)} if cache is not None else {}
-            steps = generate_step(mx.array(ids[prefix_len:]), model, max_tokens=max_tokens, sampler=sampler, **kwargs)
+            steps = generate_step(mx.array(ids[prefix_len:]), model, max_tokens=caps[n], sampler=sampler, **kwargs)
             tokens, ttft, reason = [], None, "length"
             for token, _ in steps:
                 ttft = time.perf_counter() - tic if ttft is None else ttft
@@ -177,12 +184,12 @@ def _generate_one_by_one(model, tokenizer, prompts, prefix_len, cache, prefix_s,
     return out
 
 
-def _generate_batched(model, tokenizer, prompts, prefix_len, cache, prefix_s, max_tokens, batch_size, progress):
+def _generate_batched(model, tokenizer, prompts, prefix_len, cache, prefix_s, caps, batch_size, progress):
     from mlx_lm.generate import BatchGenerator
 
     gen = BatchGenerator(
         model,
-        max_tokens=max_tokens,
+        max_tokens=max(caps),
         stop_tokens=[[t] for t in sorted(_eos_ids(tokenizer))],
         sampler=_greedy(),
         completion_batch_size=batch_size,
@@ -193,7 +200,7 @@ def _generate_batched(model, tokenizer, prompts, prefix_len, cache, prefix_s, ma
         # Merging per-sequence caches into a batch cache copies them, so one
         # prefix cache serves every query without being modified.
         caches = [cache] * len(prompts) if cache is not None else None
-        uids = gen.insert([ids[prefix_len:] for _, ids in prompts], caches=caches)
+        uids = gen.insert([ids[prefix_len:] for _, ids in prompts], max_tokens=caps, caches=caches)
         index = {uid: n for n, uid in enumerate(uids)}
         tokens: dict[int, list[int]] = {uid: [] for uid in uids}
         first: dict[int, float] = {}

@@ -121,12 +121,51 @@ def train_for_gate(weights: Path, train, valid, gate_config, *, iters: int, prog
     return train_lora(weights, train, valid, settings, gate_config.work_dir, fresh=gate_config.fresh, progress=progress)
 
 
-def fuse_for_gate(weights: Path, adapter_dir: Path, gate_config, *, progress) -> Path:
-    """Fused to float16 with dequantize, then quantized to the target bits (cached)."""
-    from punie_gates.model.fusion import fuse_and_quantize
+@dataclass(frozen=True)
+class FusedModel:
+    """A training gate's fused model at the target bits, and how it was made."""
 
-    return fuse_and_quantize(weights, adapter_dir, gate_config.work_dir, bits=gate_config.target_bits,
-                             fresh=gate_config.fresh, progress=progress)
+    path: Path
+    """The fused, quantized model folder."""
+    method: str
+    """The path that was run: "streamed" or "recipe" (both give the same folder, under the same key)."""
+    requested: str
+    """What the run asked for (--fusion, else the gate's `fusion` in data/gates.toml)."""
+    cached: bool
+    """Found complete in the work folder (made by an earlier run): nothing was fused now."""
+    fallback: str | None
+    """Why the streamed path could not promise the recipe's output and the recipe ran instead, or None."""
+
+    def to_json(self) -> dict[str, Any]:
+        return {"path": str(self.path), "method": self.method, "requested": self.requested, "cached": self.cached,
+                "fallback": self.fallback}
+
+
+def fuse_for_gate(weights: Path, adapter_dir: Path, gate_config, *, gate: str, progress) -> FusedModel:
+    """The adapter fused in and quantized to the target bits (cached), the gate's way.
+
+    "streamed" (the default) fuses and quantizes layer by layer with no float16 copy
+    on disk; when it cannot promise the recipe's output for this model it raises
+    StreamedFusionError, and the recipe (fuse with dequantize to float16, then
+    quantize: the reference) runs instead, which the result records.
+    """
+    from punie_gates.model import artifacts
+    from punie_gates.model.folder import GROUP_SIZE
+    from punie_gates.model.fusion import fuse_and_quantize, fused_quantized_key
+    from punie_gates.model.streamed_fusion import StreamedFusionError, fuse_and_quantize_streamed
+
+    requested, bits, work = gate_config.fusion_for(gate), gate_config.target_bits, gate_config.work_dir
+    key = fused_quantized_key(weights, adapter_dir, bits, GROUP_SIZE)
+    cached = not gate_config.fresh and artifacts.is_complete(artifacts.artifact_dir(work, f"fused-q{bits}", key))
+    how = {"bits": bits, "group_size": GROUP_SIZE, "fresh": gate_config.fresh, "progress": progress}
+    fallback = None
+    if requested == "streamed":
+        try:
+            return FusedModel(fuse_and_quantize_streamed(weights, adapter_dir, work, **how), "streamed", requested,
+                              cached, None)
+        except StreamedFusionError as exc:
+            fallback = str(exc)
+    return FusedModel(fuse_and_quantize(weights, adapter_dir, work, **how), "recipe", requested, cached, fallback)
 
 
 def measure_retention(tokenizer, weights: Path, adapter_dir: Path, fused: Path, records):

@@ -13,14 +13,28 @@ from pathlib import Path
 from punie_gates.checks.bench import PLAN_MAX_TOKENS, run_bench, write_result
 from punie_gates.inputs.options import DEFAULT_BATCH_SIZE
 
-def _load_candidate(spec: str, progress=None):
+def _load_candidate(spec: str, progress=None, options=None):
     """The candidate loaded as the gates load it (model.loading.LoadedModel): the same
     options (environment and gates file included), at the target bits."""
     from punie_gates.inputs.options import resolve_options
     from punie_gates.model.loading import load_named
 
-    options = resolve_options({"candidate": spec}, root=Path.cwd())
+    options = options or resolve_options({"candidate": spec}, root=Path.cwd())
     return load_named(spec, options, progress=progress)
+
+
+def _training_records(folder: Path | None, catalog) -> list[dict]:
+    """The training data's conversations (train and valid) in the candidate's form, for the answer lengths."""
+    from punie_gates.errors import DataFileError
+    from punie_gates.formats.convert import convert_training_folder
+
+    if folder is None or not all((folder / name).is_file() for name in ("train.jsonl", "valid.jsonl")):
+        raise DataFileError(
+            f"--training-data {folder}: expected train.jsonl and valid.jsonl there in Qwen3 form; the bench draws "
+            "its second workload's answer lengths from them (point --training-data at Punie's data/phase27_merged)"
+        )
+    train, valid = convert_training_folder(folder, tools=catalog.native_schemas())
+    return list(train.records) + list(valid.records)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -43,6 +57,11 @@ def _parser() -> argparse.ArgumentParser:
                    help=f"token cap per answer, both runs (default: the plan's {PLAN_MAX_TOKENS})")
     p.add_argument("--gen-batch-size", type=int, default=DEFAULT_BATCH_SIZE,
                    help=f"queries decoded together in the suite's run (default: {DEFAULT_BATCH_SIZE})")
+    p.add_argument("--training-data", type=Path, default=None,
+                   help="folder with train.jsonl and valid.jsonl in Qwen3 form: the second workload caps each answer "
+                        "at a length drawn from its assistant turns, counted with the candidate's tokenizer (default: "
+                        "as the gates: fixtures/demo-training for the demo, else data/phase27_merged)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the per-query answer-length draw (default 0)")
     p.add_argument("--json-out", type=Path, default=None, help="also write the JSON result to this file")
     p.add_argument("--no-server", action="store_true",
                    help="skip the mlx_lm.server timing (the same queries to one server, one at a time and then "
@@ -67,7 +86,9 @@ def main(argv: list[str] | None = None) -> int:
         print("punie-gates bench: --max-tokens, --gen-batch-size and --limit must be >= 1", file=sys.stderr)
         return 2
     from punie_gates.model.candidate import CandidateError
+    from punie_gates.errors import UserError
     from punie_gates.inputs.catalog import CatalogError, load_catalog
+    from punie_gates.inputs.options import resolve_options
     from punie_gates.progress import null_progress, progress_printer
     from punie_gates.answering.prompts import default_system_prompt
     from punie_gates.inputs.queries import QueryFileError, load_queries
@@ -75,7 +96,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         catalog = load_catalog(args.tools)
         queries = load_queries(args.queries, catalog=catalog).queries[: args.limit]
-    except (CatalogError, QueryFileError) as exc:
+        given = {"candidate": args.candidate, "training_data": str(args.training_data) if args.training_data else None}
+        options = resolve_options(given, root=Path.cwd())
+        training_records = _training_records(options.training_data, catalog)
+    except (CatalogError, QueryFileError, UserError) as exc:
         print(f"punie-gates bench: {exc}", file=sys.stderr)
         return 2
     if args.system_prompt is not None:
@@ -85,12 +109,13 @@ def main(argv: list[str] | None = None) -> int:
     progress = null_progress if args.quiet else progress_printer(lambda line: print(line, file=sys.stderr, flush=True))
 
     try:
-        loaded = _load_candidate(args.candidate, progress)
+        loaded = _load_candidate(args.candidate, progress, options)
     except CandidateError as exc:
         print(f"punie-gates bench: {exc}", file=sys.stderr)
         return 2
     result = run_bench(loaded.model, loaded.tokenizer, queries, catalog, system_prompt, max_tokens=args.max_tokens,
-                       batch_size=args.gen_batch_size, candidate=args.candidate, progress=progress)
+                       batch_size=args.gen_batch_size, candidate=args.candidate, training_records=training_records,
+                       training_source=str(options.training_data), seed=args.seed, progress=progress)
     if not args.no_server:
         from dataclasses import replace
 

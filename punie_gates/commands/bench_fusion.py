@@ -1,8 +1,9 @@
 """`punie-gates bench --fusion`: the recipe's fuse + quantize against the streamed one.
 
-    python -m punie_gates.commands.bench_fusion [--base DIR] [--adapter DIR] [--bits 5] [--json-out FILE]
+    python -m punie_gates.commands.bench_fusion [--candidate demo] [--base DIR] [--adapter DIR] [--bits 5] [--json-out FILE]
 
-Without --base, the demo candidate quantized to --bits (as Gate 1 does); without
+Without --base, the candidate (default: the demo) quantized to --bits as Gate 1 does
+(cached in the gates' work folder); without
 --adapter, a random LoRA adapter for the base (fusion does the same work for a
 trained one). Both paths write into a fresh temporary work folder, removed
 afterwards unless --keep. Prints one JSON line (punie_gates.checks.bench_fusion
@@ -21,7 +22,9 @@ from pathlib import Path
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="punie-gates bench --fusion", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--base", type=Path, help="quantized model folder to fuse into (default: the demo at --bits)")
+    parser.add_argument("--candidate", default="demo",
+                        help="the model whose --bits copy is the base, named as for the gates (default: demo)")
+    parser.add_argument("--base", type=Path, help="quantized model folder to fuse into (default: the candidate at --bits)")
     parser.add_argument("--adapter", type=Path, help="LoRA adapter folder (default: a random one for the base)")
     parser.add_argument("--bits", type=int, default=5, help="target bits (default 5)")
     parser.add_argument("--group-size", type=int, default=64, help="quantization group size (default 64)")
@@ -34,8 +37,13 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from punie_gates.checks.bench_fusion import run_fusion_bench
+    from punie_gates.errors import UserError
 
-    base = args.base or _demo_base(args.bits)
+    try:
+        base = args.base or _candidate_base(args.candidate, args.bits)
+    except UserError as exc:
+        print(f"punie-gates bench --fusion: {exc}", file=sys.stderr)
+        return 2
     if args.work_dir is not None:
         args.work_dir.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="punie-gates-bench-fusion-", dir=args.work_dir))
@@ -55,12 +63,14 @@ def main(argv: list[str] | None = None) -> int:
     return 0 if result.identical else 1
 
 
-def _demo_base(bits: int) -> Path:
-    from punie_gates.inputs import paths
-    from punie_gates.model.demo import ensure_demo_model
+def _candidate_base(spec: str, bits: int) -> Path:
+    from punie_gates.inputs.options import resolve_options
+    from punie_gates.model.candidate import resolve_candidate
     from punie_gates.model.quantize import ensure_bits
 
-    return ensure_bits(ensure_demo_model(), paths.cache_dir() / "work", bits).path
+    options = resolve_options({"candidate": spec}, root=Path.cwd())
+    resolved = resolve_candidate(spec, cache_dir=options.cache_dir, offline=options.offline, need_weights=True)
+    return ensure_bits(resolved.path, options.work_dir, bits).path
 
 
 def _random_adapter(base: Path, dest: Path) -> Path:

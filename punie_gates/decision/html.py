@@ -22,7 +22,8 @@ shown when present and left out when absent:
   `figures.categories[NAME]` (Wilson intervals, `Interval.to_json`), `figures.mcnemar`
   (`McNemar.to_json`), and `figures.steps` (per-step resources: a list of dicts with
   `step` or a dict step -> dict, holding seconds, peak memory, bytes ...). A gate's
-  peak memory is the largest `peak_memory_gb` among its figures and steps.
+  peak memory is the largest `peak_memory_gb` among its figures and steps;
+- the document's `work_folder` ({"path", "bytes"}), among the run's facts.
 """
 
 from __future__ import annotations
@@ -555,6 +556,8 @@ def report_page(doc: Mapping[str, Any], report_dir: Path | None = None,
         ("machine", " ".join(str(machine.get(k, "")) for k in ("platform", "cpus")) + " CPUs" if machine else "-"),
         ("suite", str(doc.get("suite", ""))),
     ]
+    if isinstance(work := doc.get("work_folder"), Mapping) and isinstance(work.get("bytes"), int):
+        facts.append(("work folder at the end", f"{work.get('path')}: {work['bytes'] / 1e9:.3f} GB"))
     gates, tables, sections, figures_json = [], [], [], []
     for gate, g in gates_doc.items():
         figures = g.get("figures") or {}

@@ -48,12 +48,13 @@ class GateLog:
 
 
 def unmet_checks(records: Iterable[TestRecord], gate: str) -> list[str]:
-    """The gate's checks (not details, not the decision) that did not pass, described."""
-    return [
-        f"{r.name} {r.outcome}" + (f": {r.message}" if r.message else "")
-        for r in records
-        if r.gate == gate and not r.detail and not r.decision and r.outcome != "passed"
-    ]
+    """The gate's checks (not details, not the decision) that did not pass, described; checks
+    that failed the same way (a fixture they share) are named together, the reason once."""
+    names: dict[str, list[str]] = {}
+    for r in records:
+        if r.gate == gate and not r.detail and not r.decision and r.outcome != "passed":
+            names.setdefault(r.outcome + (f": {r.message}" if r.message else ""), []).append(r.name)
+    return [f"{', '.join(tests)} {why}" for why, tests in names.items()]
 
 
 def gate_status(records: Sequence[TestRecord]) -> str:

@@ -71,6 +71,8 @@ class Report:
     """How the run was cut short (by, gate, test), or None for a run that ended by itself."""
     run: Mapping[str, Any] | None = None
     """The run's id and the report-folder files it wrote (decision.report_folder)."""
+    work_folder: Mapping[str, Any] | None = None
+    """The work folder at the end of the run: {"path", "bytes"} (None when the options could not be read)."""
 
     @property
     def is_demo(self) -> bool:
@@ -100,6 +102,7 @@ class Report:
             "collection_errors": list(self.collection_errors),
             "interrupted": _jsonable(dict(self.interrupted)) if self.interrupted else None,
             "run": _jsonable(dict(self.run)) if self.run else None,
+            "work_folder": _jsonable(dict(self.work_folder)) if self.work_folder else None,
             "gates": {},
         }
         for gate, result in self.results.items():
@@ -253,6 +256,7 @@ def markdown(doc: dict[str, Any]) -> str:
     for gate, g in doc["gates"].items():
         reason = _short(g["reasons"][0], 120).replace("|", "\\|") if g["reasons"] else ""
         lines.append(f"| {gate} | {g['name']} | {g['kind']} | **{g['status']}** | {g['seconds']:.1f} | {reason} |")
+    lines += _steps_markdown(doc)
     for gate, g in doc["gates"].items():
         if not g["figures"]:
             continue
@@ -260,11 +264,73 @@ def markdown(doc: dict[str, Any]) -> str:
         lines += ["", f"## {gate}: {g['name']}", ""]
         tables = _category_table(figures) + _query_table(figures.get("queries") or [])
         for key, value in figures.items():
-            if key in _TABLED and (tables or key == "answering"):
-                continue
+            if key == "steps" or (key in _TABLED and (tables or key == "answering")):
+                continue  # steps: in the resources table above
             lines.append(f"- {key}: `{_short(value, 300)}`")
         lines += _server_lines(figures) + tables
     return "\n".join(lines) + "\n"
+
+
+def _size(n: Any) -> str:
+    """Bytes for people (a negative figure: the step freed space)."""
+    if not isinstance(n, (int, float)) or isinstance(n, bool):
+        return ""
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if abs(n) >= scale:
+            return f"{n / scale:.1f} {unit}"
+    return f"{int(n)} B"
+
+
+def _gb(value: Any) -> str:
+    return f"{value:.2f}" if isinstance(value, (int, float)) and not isinstance(value, bool) else ""
+
+
+def _step_note(step: Mapping[str, Any]) -> str:
+    notes = ["cached" if step.get("cached") else "", "FAILED" if step.get("ok") is False else ""]
+    notes += [f"{k} {v}" for k, v in step.items() if k in ("method", "part_of", "note", "fallback") and v]
+    return "; ".join(n for n in notes if n).replace("|", "\\|")
+
+
+def _steps_markdown(doc: Mapping[str, Any]) -> list[str]:
+    """The resources table: one row per measured step of every gate, then the work folder's size."""
+    rows = []
+    for gate, g in doc["gates"].items():
+        for step in g["figures"].get("steps") or ():
+            rows.append(f"| {gate} | {step.get('step', '')} | {step.get('seconds', 0):.1f} | "
+                        f"{_gb(step.get('peak_memory_gb'))} | {_gb(step.get('peak_rss_gb'))} | "
+                        f"{_size(step.get('bytes_written'))} | {_step_note(step)} |")
+    work = doc.get("work_folder")
+    if not rows and not work:
+        return []
+    out = ["", "## Resources per step", ""]
+    if rows:
+        out += ["Peak memory: MLX's own allocations, and the process's resident set. Written: how much the work "
+                "folder grew during the step.", "",
+                "| gate | step | seconds | MLX peak GB | process peak GB | written | |", "|---|---|---|---|---|---|---|"]
+        out += rows
+    if work:
+        out += ["", f"Work folder at the end: `{work['path']}`, {_size(work['bytes'])}."]
+    return out
+
+
+def steps_line(gate: str, steps: Sequence[Mapping[str, Any]]) -> str:
+    """One terminal line: what each step of the gate cost."""
+    parts = []
+    for step in steps:
+        if step.get("part_of"):
+            continue  # inside another step's figures already
+        text = f"{step.get('step')} {step.get('seconds', 0):.1f}s"
+        if step.get("cached"):
+            text += " (cached)"
+        memory = [_gb(step.get(k)) for k in ("peak_memory_gb", "peak_rss_gb")]
+        if any(memory):
+            text += f" {'/'.join(m or '-' for m in memory)} GB"
+        if (step.get("bytes_written") or 0) >= 1000:  # bookkeeping files (a few bytes) only in the table
+            text += f" +{_size(step['bytes_written'])}"
+        if step.get("ok") is False:
+            text += " FAILED"
+        parts.append(text)
+    return f"{gate}  steps: " + ", ".join(parts)
 
 
 def terminal_lines(report: Report, report_paths: Sequence[Path] = (), report_missing: str | None = None) -> list[str]:
@@ -274,6 +340,12 @@ def terminal_lines(report: Report, report_paths: Sequence[Path] = (), report_mis
     for gate, r in report.results.items() if ran or verdict.verdict != "ERROR" else ():
         reason = f"  {_short(r.reasons[0], 90)}" if r.reasons and r.status != "passed" else ""
         out.append(f"{gate}  {r.kind:<7} {r.status.upper():<8} {r.seconds:7.1f}s  {r.name}{reason}")
+    for gate, r in report.results.items():
+        if r.figures.get("steps"):
+            out.append(steps_line(gate, r.figures["steps"]))
+    if report.work_folder:
+        out.append(f"work folder: {report.work_folder['path']} ({_size(report.work_folder['bytes'])}; "
+                   "`punie-gates work list` shows what it holds)")
     gate2 = report.results.get("gate2")
     if gate2 is not None and gate2.figures.get("bench_summary"):
         out.append(f"speed to verdict (--bench): {gate2.figures['bench_summary']}")

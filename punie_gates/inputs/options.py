@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
-from punie_gates.errors import OptionError
+from punie_gates.errors import DataFileError, OptionError
 from punie_gates.inputs import paths
 from punie_gates.inputs.gates import Gate, GateRegistry, builtin_gates, load_gates
 
@@ -68,7 +68,10 @@ OPTIONS = (
     Option("--bench", "bench", "Gate 2 also times the validation answers the plan's way (one at a time, full prompt) against the suite's (shared prefix, batches) and puts the figures in the report; doubles that generation time", ini="bench", env="PUNIE_GATES_BENCH", action="store_true"),
     Option("--answer-via", "answer_via", "how Gates 2-5 ask their queries: 'server' (mlx_lm.server with the OpenAI client, as Punie's agent does) or 'inprocess' (generated in this process: the reference path)", ini="answer_via", env="PUNIE_GATES_ANSWER_VIA", default="server", choices=ANSWER_VIA),
     Option("--seed", "seed", "seed for sampling examples and training", type=int, default=0),
+    Option("--fusion", "fusion", "how Gates 4 and 5 fuse the adapter and quantize: 'streamed' (layer by layer, no float16 copy on disk) or 'recipe' (the seed's fuse --dequantize then convert, the reference); default from data/gates.toml (streamed)", ini="fusion", env="PUNIE_GATES_FUSION"),
 )
+# Ways to fuse a trained adapter into the candidate (--fusion, [gate4]/[gate5] fusion in data/gates.toml).
+FUSION_METHODS = ("streamed", "recipe")
 
 
 @dataclass(frozen=True)
@@ -98,6 +101,7 @@ class GateConfig:
     answer_via: str
     offline: bool
     gates: GateRegistry
+    fusion: str | None = None  # --fusion: overrides [gate4]/[gate5] fusion of the gates file
 
     def __repr__(self) -> str:  # short: pytest shows fixture values in tracebacks
         return f"GateConfig(candidate={self.candidate!r}, report_dir='{self.report_dir}', work_dir='{self.work_dir}')"
@@ -117,6 +121,10 @@ class GateConfig:
 
     def gate(self, name: str) -> Gate:
         return self.gates[name]
+
+    def fusion_for(self, gate: str) -> str:
+        """How the training gate fuses: --fusion, else its gates file's `fusion` ("streamed" or "recipe")."""
+        return self.fusion or str(self.gates[gate]["fusion"])
 
     def lora_iters(self, gate: str) -> int:
         """The training gate's LoRA iterations (--gate4-iters / --gate5-iters, else gates.toml)."""
@@ -231,6 +239,14 @@ def resolve_options(
     def pick(value, gate, key):
         return value if value is not None else gates[gate][key]
 
+    fusion = get["fusion"]
+    if fusion is not None and fusion not in FUSION_METHODS:
+        raise OptionError(f"--fusion (ini fusion, PUNIE_GATES_FUSION) must be one of {', '.join(FUSION_METHODS)}, got {fusion!r}")
+    for gate in ("gate4", "gate5"):
+        if gates[gate]["fusion"] not in FUSION_METHODS:
+            raise DataFileError(f"{gates_path}: [{gate}] fusion must be one of {', '.join(FUSION_METHODS)}, "
+                                f"got {gates[gate]['fusion']!r}")
+
     return GateConfig(
         candidate=candidate,
         baseline=get["baseline"],
@@ -257,6 +273,7 @@ def resolve_options(
         answer_via=_choice(get["answer_via"], "answer_via"),
         offline=environ.get("HF_HUB_OFFLINE", "") not in ("", "0", "false", "False"),
         gates=gates,
+        fusion=fusion,
     )
 
 

@@ -54,7 +54,7 @@ def ensure_bits(
     if progress is not None:
         progress("quantize", 0, 1, bits=bits)
     started = time.perf_counter()
-    what = f"{source.name} quantized to {bits} bits"
+    what = f"{source} quantized to {bits} bits"
     with artifacts.building(final, parts, sources={"source": source}, needed_bytes=needed, what=what, work_dir=work_dir) as partial:
         _quantize_into(source, partial, bits, dequantize_first=bool(quantization_bits(config)))
     seconds = time.perf_counter() - started

@@ -19,6 +19,7 @@ pytest_plugins = [
     "punie_gates.plugin.fixtures",
     "punie_gates.plugin.model_fixtures",
     "punie_gates.plugin.training_fixtures",
+    "punie_gates.plugin.step_costs",
 ]
 
 

@@ -36,7 +36,7 @@ def candidate_serving_tokenizer(candidate):
 
 
 @pytest.fixture(scope="session")
-def candidate_at_target_bits(gate_config, progress):
+def candidate_at_target_bits(gate_config, gate_steps, progress):
     """The candidate's folder at the target bits (a model.quantize.Quantized record), not loaded.
 
     Training and fusion (Gates 4, 5) read its path and load their own copy, so
@@ -45,27 +45,33 @@ def candidate_at_target_bits(gate_config, progress):
     from punie_gates.model.quantize import ensure_bits
 
     resolved = _resolve(gate_config, gate_config.candidate)
-    return ensure_bits(resolved.path, gate_config.work_dir, gate_config.target_bits, fresh=gate_config.fresh, progress=progress)
+    with gate_steps.measure("quantize") as step:
+        quantized = ensure_bits(resolved.path, gate_config.work_dir, gate_config.target_bits, fresh=gate_config.fresh,
+                                progress=progress)
+        step["cached"] = quantized.cached
+        if not quantized.quantized_by_suite:
+            step["note"] = f"already at {gate_config.target_bits} bits: nothing to do"
+    return quantized
 
 
 @pytest.fixture(scope="module")
-def candidate_model(gate_config, candidate_at_target_bits, progress):
+def candidate_model(gate_config, candidate_at_target_bits, gate_steps, progress):
     """The candidate at the target bits, loaded for one gate module (model.loading.LoadedModel)."""
     from punie_gates.model.loading import holding
 
-    with holding(lambda: _load(gate_config, gate_config.candidate, progress)) as loaded:
+    with holding(lambda: _measured_load(gate_steps, "load", gate_config, gate_config.candidate, progress)) as loaded:
         yield loaded
 
 
 @pytest.fixture(scope="module")
-def baseline_model(gate_config, progress):
+def baseline_model(gate_config, gate_steps, progress):
     """The production model (--baseline) loaded the same way for one module, or None."""
     if not gate_config.baseline:
         yield None
         return
     from punie_gates.model.loading import holding
 
-    with holding(lambda: _load(gate_config, gate_config.baseline, progress)) as loaded:
+    with holding(lambda: _measured_load(gate_steps, "load baseline", gate_config, gate_config.baseline, progress)) as loaded:
         yield loaded
 
 
@@ -166,3 +172,8 @@ def _load(gate_config, spec: str, progress):
     from punie_gates.model.loading import load_named
 
     return load_named(spec, gate_config, progress=progress)
+
+
+def _measured_load(gate_steps, step: str, gate_config, spec: str, progress):
+    with gate_steps.measure(step):
+        return _load(gate_config, spec, progress)

@@ -20,6 +20,7 @@ from punie_gates.errors import UserError, user_error_message
 from punie_gates.inputs import options as gate_options
 from punie_gates.inputs.gates import builtin_gates
 from punie_gates.model import artifacts
+from punie_gates.resources import folder_bytes
 
 ROLE_MARKERS = {
     "gate_decision": "the test that decides its gate from the gate's other tests (last in its module)",
@@ -295,6 +296,7 @@ class GateSession:
             answer_via=cfg.answer_via if cfg else None,
             interrupted=self.interrupted,
             run=run,
+            work_folder=work_folder_figures(cfg.work_dir) if cfg else None,
         )
         self._write_report()
         if verdict.verdict == NOT_JUDGED:
@@ -389,3 +391,8 @@ def _partial(config) -> bool:
     if getattr(opt, "markexpr", "") or getattr(opt, "keyword", ""):
         return True
     return any("::" in arg or Path(arg).is_file() for arg in config.args)
+
+
+def work_folder_figures(work_dir: Path) -> dict[str, Any]:
+    """The work folder and its size at the end of the run (cached models, adapters, fused models)."""
+    return {"path": str(work_dir), "bytes": folder_bytes(work_dir) if Path(work_dir).is_dir() else 0}

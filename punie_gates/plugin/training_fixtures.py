@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pytest
 
-from punie_gates.plugin.session import gate_of
+from punie_gates.plugin.session import gate_of, session_of
 
 
 @pytest.fixture(scope="module")
@@ -37,46 +37,71 @@ def usable_training_data(training_data, gate_config) -> tuple[list[dict], list[d
 
 
 @pytest.fixture(scope="module")
-def trained(candidate_at_target_bits, records, gate_config, training_gate, progress):
+def trained(candidate_at_target_bits, records, gate_config, training_gate, gate_steps, progress):
     """The LoRA adapter trained on `records` (cached by its inputs; resumes from checkpoints)."""
     from punie_gates.checks.steps import train_for_gate
 
     train, valid = records
-    return train_for_gate(candidate_at_target_bits.path, train, valid, gate_config,
-                          iters=gate_config.lora_iters(training_gate), progress=progress)
+    validating = []  # seconds of each validation-loss pass, which training reports as it goes
+
+    def watch(step, done, total, **figures):
+        if step == "validate":
+            validating.append(float(figures.get("seconds", 0.0)))
+        progress(step, done, total, **figures)
+
+    with gate_steps.measure("train") as step:
+        result = train_for_gate(candidate_at_target_bits.path, train, valid, gate_config,
+                                iters=gate_config.lora_iters(training_gate), progress=watch)
+        step.update(cached=result.cached, iters=result.iters_done, resumed_from=result.resumed_from)
+    if validating:  # a part of the train step, not beside it: its own peaks are not separable
+        gate_steps.add(training_gate, {"step": "evaluate", "seconds": round(sum(validating), 3), "part_of": "train",
+                                       "passes": len(validating)})
+    return result
 
 
 @pytest.fixture(scope="module")
-def fused(candidate_at_target_bits, trained, gate_config, progress):
-    """The fused model's folder at the target bits."""
+def fused(candidate_at_target_bits, trained, gate_config, training_gate, gate_steps, pytestconfig, progress):
+    """The fused model's folder at the target bits (streamed or the recipe: --fusion)."""
     from punie_gates.checks.steps import fuse_for_gate
 
-    return fuse_for_gate(candidate_at_target_bits.path, trained.adapter_dir, gate_config, progress=progress)
+    with gate_steps.measure("fuse") as step:
+        result = fuse_for_gate(candidate_at_target_bits.path, trained.adapter_dir, gate_config, gate=training_gate,
+                               progress=progress)
+        step.update(cached=result.cached, method=result.method)
+        if result.fallback:
+            step["fallback"] = result.fallback
+    session_of(pytestconfig).record(training_gate, "fusion", result.to_json())
+    return result.path
 
 
 @pytest.fixture(scope="module")
-def retention(candidate_tokenizer, candidate_at_target_bits, trained, fused, records, gate_config):
+def retention(candidate_tokenizer, candidate_at_target_bits, trained, fused, records, gate_config, gate_steps):
     """How much of the adapter's effect the fused model keeps, on a sample of the validation
     records (Gate 4's size: every extra record costs three forward passes)."""
     from punie_gates.checks.steps import measure_retention
     from punie_gates.formats.sampling import stratified_sample
 
     sample = stratified_sample(records[1], gate_config.gate4_valid_examples, gate_config.seed)
-    return measure_retention(candidate_tokenizer, candidate_at_target_bits.path, trained.adapter_dir, fused, sample)
+    with gate_steps.measure("retention"):
+        return measure_retention(candidate_tokenizer, candidate_at_target_bits.path, trained.adapter_dir, fused, sample)
 
 
 @pytest.fixture(scope="module")
-def fused_model(fused):
+def fused_model(fused, gate_steps):
     """(model, tokenizer) of the fused model, held for the module and released after it."""
     from punie_gates.model.loading import holding, load_folder
 
-    with holding(lambda: load_folder(fused)) as loaded:
+    def load():
+        with gate_steps.measure("load"):
+            return load_folder(fused)
+
+    with holding(load) as loaded:
         yield loaded
 
 
 @pytest.fixture(scope="module")
 def answers(request, answer_server, gate_queries, records, catalog, system_prompt, gate_config, training_gate,
-            progress):
+            gate_steps, progress):
     """The fused model's greedy answers to the gate's queries (checks.steps.GateAnswers):
     through its mlx_lm.server (`answer_server`), or in-process (--answer-via inprocess:
     only then is the fused model loaded into this process)."""
@@ -85,14 +110,15 @@ def answers(request, answer_server, gate_queries, records, catalog, system_promp
     model = tokenizer = None
     if answer_server is None:
         model, tokenizer = request.getfixturevalue("fused_model")
-    return answer_gate_queries(model, tokenizer, gate_queries, records[0][0], catalog=catalog,
-                               system_prompt=system_prompt, gate_config=gate_config, progress=progress,
-                               save_as=f"{training_gate}-responses.jsonl", server=answer_server)
+    with gate_steps.measure("answer"):
+        return answer_gate_queries(model, tokenizer, gate_queries, records[0][0], catalog=catalog,
+                                   system_prompt=system_prompt, gate_config=gate_config, progress=progress,
+                                   save_as=f"{training_gate}-responses.jsonl", server=answer_server)
 
 
 @pytest.fixture(scope="module")
 def baseline_answers(request, baseline_server, gate_queries, catalog, system_prompt, gate_config, training_gate,
-                     progress):
+                     gate_steps, progress):
     """The baseline's answers to the same queries, asked and saved the way the candidate's
     were (gateN-baseline-responses.jsonl); None without --baseline."""
     if not gate_config.baseline:
@@ -103,9 +129,10 @@ def baseline_answers(request, baseline_server, gate_queries, catalog, system_pro
     if baseline_server is None:
         loaded = request.getfixturevalue("baseline_model")
         model, tokenizer = loaded.model, loaded.tokenizer
-    answers = answer_queries(model, tokenizer, gate_queries, catalog=catalog, system_prompt=system_prompt,
-                             gate_config=gate_config, progress=progress,
-                             save_as=f"{training_gate}-baseline-responses.jsonl", server=baseline_server)
+    with gate_steps.measure("answer baseline"):
+        answers = answer_queries(model, tokenizer, gate_queries, catalog=catalog, system_prompt=system_prompt,
+                                 gate_config=gate_config, progress=progress,
+                                 save_as=f"{training_gate}-baseline-responses.jsonl", server=baseline_server)
     return {a.id: a for a in answers}
 
 
@@ -129,7 +156,7 @@ def conversation_ask(request, answer_server, catalog, gate_config, progress):
 
 
 @pytest.fixture(scope="module")
-def conversations(answers, conversation_ask, query_set, catalog, system_prompt, gate_config, training_gate):
+def conversations(answers, conversation_ask, query_set, catalog, system_prompt, gate_config, training_gate, gate_steps):
     """The gate's multi-turn pass (checks.multiturn.MultiTurn): each tool query continued from
     its first reply in `answers` (a server's parsed calls kept as it returned them), scored,
     saved as gateN-conversations.jsonl."""
@@ -143,6 +170,7 @@ def conversations(answers, conversation_ask, query_set, catalog, system_prompt, 
         return reply_from_message({"content": answer.text, "tool_calls": calls})
 
     first = {qid: first_reply(a) for qid, a in answers.generations.items()}
-    return run_multi_turn(answers.queries, first, conversation_ask, catalog=catalog, system_prompt=system_prompt,
-                          max_turns=query_set.max_turns,
-                          save_to=gate_config.report_dir / f"{training_gate}-conversations.jsonl")
+    with gate_steps.measure("multi-turn"):
+        return run_multi_turn(answers.queries, first, conversation_ask, catalog=catalog, system_prompt=system_prompt,
+                              max_turns=query_set.max_turns,
+                              save_to=gate_config.report_dir / f"{training_gate}-conversations.jsonl")

@@ -34,16 +34,17 @@ def test_peak_memory_within_budget(candidate_model, gate_config, gate_record):
     )
 
 
-def test_smoke_writes_a_python_function(candidate_model, gate_config, gate_record):
+def test_smoke_writes_a_python_function(candidate_model, gate_config, gate_record, gate_steps):
     from punie_gates.checks.smoke import SMOKE_PROMPT, run_smoke
 
     spec = gate_config.gate("gate1")
-    result = run_smoke(
-        candidate_model.model,
-        candidate_model.tokenizer,
-        prompt=str(spec.get("smoke_prompt", SMOKE_PROMPT)),
-        max_tokens=int(spec["smoke_max_tokens"]),
-    )
+    with gate_steps.measure("smoke"):
+        result = run_smoke(
+            candidate_model.model,
+            candidate_model.tokenizer,
+            prompt=str(spec.get("smoke_prompt", SMOKE_PROMPT)),
+            max_tokens=int(spec["smoke_max_tokens"]),
+        )
     for key, value in result.figures().items():
         gate_record(key, value)
     problems = [] if result.passed else [result.failure_message()]

@@ -60,7 +60,7 @@ def _summary(answers) -> dict:
 
 
 def test_latency(benchmark, request, answer_server, baseline_server, query_set, catalog, system_prompt, gate_config,
-                 gate_record, progress):
+                 gate_record, gate_steps, progress):
     spec = gate_config.gate("gate2")
     max_tokens = int(spec["max_tokens"])
     queries = query_set.for_gate("gate2")
@@ -68,10 +68,11 @@ def test_latency(benchmark, request, answer_server, baseline_server, query_set, 
 
     # One round: each query is a long generation on the real machine; the spread
     # across 10 queries is the statistic, not repeated rounds of the same ten.
-    answers = benchmark.pedantic(
-        _timed, args=(request, answer_server, "candidate_model", queries, catalog, system_prompt, max_tokens, progress),
-        rounds=1, iterations=1,
-    )
+    with gate_steps.measure("answer"):
+        answers = benchmark.pedantic(
+            _timed, args=(request, answer_server, "candidate_model", queries, catalog, system_prompt, max_tokens, progress),
+            rounds=1, iterations=1,
+        )
     summary = _summary(answers)
     avg = summary["avg_latency_s"]
     reference = float(spec["reference_latency_s"])
@@ -86,7 +87,8 @@ def test_latency(benchmark, request, answer_server, baseline_server, query_set, 
 
     if gate_config.baseline:
         # Served (or loaded) the same way, after the candidate's server stopped: one model at a time.
-        base = _timed(request, baseline_server, "baseline_model", queries, catalog, system_prompt, max_tokens, progress)
+        with gate_steps.measure("answer baseline"):
+            base = _timed(request, baseline_server, "baseline_model", queries, catalog, system_prompt, max_tokens, progress)
         base_summary = _summary(base)
         base_avg = base_summary["avg_latency_s"]
         for mine, theirs in zip(summary["per_query"], base_summary["per_query"], strict=True):
@@ -111,10 +113,12 @@ def test_latency(benchmark, request, answer_server, baseline_server, query_set, 
 
 
 @pytest.mark.gate_detail  # a measurement of the suite's method, not of the candidate: it never fails the gate
-def test_speed_to_verdict(request, answer_server, query_set, catalog, system_prompt, gate_config, gate_record, progress):
+def test_speed_to_verdict(request, answer_server, query_set, catalog, system_prompt, training_data, gate_config, gate_record,
+                          gate_steps, progress):
     """--bench: every validation query answered the plan's way (one at a time, the full
     prompt each time) and the suite's way (shared prefix once, batches), timed side by
-    side on this model; the figures `punie-gates bench` prints, in the report."""
+    side on this model, at the plan's cap and at the training data's answer lengths;
+    the figures `punie-gates bench` prints, in the report."""
     if not gate_config.bench:
         pytest.skip("--bench not given: timing the plan's generation against the suite's doubles its cost")
     from dataclasses import asdict
@@ -125,17 +129,21 @@ def test_speed_to_verdict(request, answer_server, query_set, catalog, system_pro
 
     from punie_gates.checks.bench import run_bench, summary, write_result
 
-    result = run_bench(
-        candidate_model.model,
-        candidate_model.tokenizer,
-        query_set.queries,
-        catalog,
-        system_prompt,
-        max_tokens=gate_config.max_tokens,
-        batch_size=gate_config.gen_batch_size,
-        candidate=gate_config.candidate,
-        progress=progress,
-    )
+    with gate_steps.measure("bench"):
+        result = run_bench(
+            candidate_model.model,
+            candidate_model.tokenizer,
+            query_set.queries,
+            catalog,
+            system_prompt,
+            max_tokens=gate_config.max_tokens,
+            batch_size=gate_config.gen_batch_size,
+            candidate=gate_config.candidate,
+            training_records=[*training_data[0].records, *training_data[1].records],
+            training_source=str(gate_config.training_data),
+            seed=gate_config.seed,
+            progress=progress,
+        )
     figures = gate_record("bench", asdict(result))
     gate_record("bench_json", str(write_result(gate_config.report_dir / "bench.json", result)))
     gate_record("bench_summary", summary(figures))

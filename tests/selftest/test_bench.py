@@ -45,6 +45,19 @@ def test_bench_prints_one_json_line_with_the_figures(bench_run):
     assert json.loads(out.read_text(encoding="utf-8")) == result
 
 
+def test_bench_times_the_training_datas_answer_lengths_too_and_names_each_workload(bench_run):
+    result = json.loads(bench_run[0].stdout)
+    assert result["workload"] == "plan_cap" and "capped at 4 tokens" in result["workload_description"]
+    at = result["training_lengths"]
+    assert at["workload"] == "training_lengths" and "drawn from its assistant turns" in at["description"]
+    assert len(at["caps"]) == 3 and all(1 <= c <= 4 for c in at["caps"]), "drawn caps, held to --max-tokens"
+    assert at["naive_s"] > 0 and at["suite_s"] > 0 and at["prefill_tokens_suite"] < at["prefill_tokens_naive"]
+    lengths = result["answer_lengths"]
+    assert lengths["source"].endswith("demo-training") and lengths["turns"] > 40
+    assert lengths["p50"] <= lengths["p90"] <= lengths["p99"] <= lengths["max"]
+    assert "bench at training lengths naive 3/3" in bench_run[0].stderr
+
+
 def test_bench_computes_fewer_prefill_tokens_than_naive(bench_run):
     result = json.loads(bench_run[0].stdout)
     assert result["prefill_tokens_suite"] < result["prefill_tokens_naive"]
@@ -74,6 +87,7 @@ def test_summary_line_reads_the_figures(bench_run):
     assert f"naive {r['naive_s']:.1f} s, suite {r['suite_s']:.1f} s: speedup {r['speedup']:.2f}x" in line
     assert f"prefill {r['prefill_tokens_naive']:,} vs {r['prefill_tokens_suite']:,} tokens" in line
     assert f"outputs differ {r['outputs_differ']}/3, verdicts differ {r['verdicts_differ']}/3" in line
+    assert line.startswith("plan's cap: ") and "; at the training data's answer lengths (caps " in line
 
 
 def test_bench_shows_progress_on_stderr_only(bench_run):

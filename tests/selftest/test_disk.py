@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
+import shutil
 import subprocess
 from pathlib import Path
 
+import mlx.core  # noqa: F401  (before pytester runs: an in-process run drops what it imported, and mlx cannot be imported twice)
 import pytest
 
 from punie_gates.model import artifacts
@@ -125,3 +128,26 @@ def test_a_real_small_disk_is_refused_before_any_file_is_written(demo, tiny_tmpf
         ensure_bits(demo, work, 5, fresh=True)
     assert str(work) in str(caught.value)
     assert list(tiny_tmpfs.iterdir()) == [], "something was written before the refusal"
+
+
+def test_a_new_user_on_a_nearly_full_disk_is_refused_at_once_in_one_line(pytester, repo_root, demo, tiny_tmpfs, monkeypatch):
+    """`pytest --candidate demo --work-dir=<a 20 MB disk>` as a user types it (Gate 1 alone)."""
+    pytester.makeconftest('pytest_plugins = ["punie_gates.plugin"]')
+    gates = pytester.mkdir("gates")
+    shutil.copy(repo_root / "tests" / "gates" / "test_gate1_load.py", gates)
+    monkeypatch.setenv("PUNIE_GATES_CACHE", str(paths.cache_dir()))  # the demo built above: a warm lookup
+    work = tiny_tmpfs / "work"
+    result = pytester.runpytest("-p", "no:cacheprovider", "gates", "--candidate", "demo", "--run-all-gates",
+                                f"--work-dir={work}", "--report-dir", "reports")
+    result.assert_outcomes(errors=3, failed=1)  # the three checks need the 5-bit model; the decision says why
+    out = result.stdout.str()
+    refusal = [line for line in out.splitlines() if line.startswith("DiskSpaceError: not enough disk space")]
+    assert refusal, out[-3000:]
+    for figure in ("quantized to 5 bits", f"the work folder {work}", "MB is free on the disk of", "Nothing was written"):
+        assert figure in refusal[0]
+    assert "raise DiskSpaceError" not in out, "a traceback instead of the one-line message"
+    assert list(tiny_tmpfs.iterdir()) == [], "something was written before the refusal"
+    report = json.loads((pytester.path / "reports" / "gate-report.json").read_text())
+    assert report["gates"]["gate1"]["status"] == "error"
+    assert [(s["step"], s["ok"]) for s in report["gates"]["gate1"]["figures"]["steps"]] == [("quantize", False)]
+    assert report["work_folder"] == {"path": str(work), "bytes": 0}

@@ -23,7 +23,9 @@ from punie_gates.inputs.options import OPTIONS
 REPO = Path(__file__).resolve().parents[2]
 DOCS = (REPO / "README.md", REPO / "docs" / "ci.md")
 WORKFLOWS = sorted((REPO / ".github" / "workflows").glob("*.yml"))
-COMMANDS = ("convert", "score", "demo-model", "bench", "compare")
+COMMANDS = ("convert", "score", "demo-model", "bench", "compare", "work")
+# Words that select another parser with its own --help: a subcommand, or bench's --fusion mode.
+SUBPARSERS = {"work": ("list", "rm", "prune"), "bench": ("--fusion",)}
 
 
 def _code_lines(text: str) -> list[str]:
@@ -77,7 +79,8 @@ def _known(words: list[str]) -> str:
     if words[0] == "pytest":
         return _help("-m", "pytest", "-p", "no:cacheprovider")
     assert len(words) > 1 and words[1] in COMMANDS, f"unknown punie-gates command in {words}"
-    return _help("-m", "punie_gates", words[1])
+    sub = next((w for w in words[2:] if w in SUBPARSERS.get(words[1], ())), None)
+    return _help("-m", "punie_gates", words[1]) + (_help("-m", "punie_gates", words[1], sub) if sub else "")
 
 
 COMMAND_LINES = _commands()

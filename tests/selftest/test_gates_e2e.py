@@ -176,9 +176,22 @@ def test_every_gate_runs_with_run_all_gates(suite, gate_cache):
     assert (bench["queries"], bench["batch_size"], bench["max_tokens"]) == (40, 8, 8)
     assert bench["prefill_tokens_suite"] < bench["prefill_tokens_naive"] and bench["speedup"] > 0
     assert json.loads((suite.path / "reports" / "bench.json").read_text()) == bench
-    result.stdout.fnmatch_lines(["speed to verdict (--bench): naive * s, suite * s: speedup *x (prefill *"])
+    result.stdout.fnmatch_lines(["speed to verdict (--bench): plan's cap: naive * s, suite * s: speedup *x (prefill *"
+                                 "; at the training data's answer lengths (caps *): naive * s, suite * s: speedup *x*"])
+    assert bench["workload"] == "plan_cap" and bench["training_lengths"]["workload"] == "training_lengths"
+    assert len(bench["training_lengths"]["caps"]) == 40 and max(bench["training_lengths"]["caps"]) <= 8
     g4 = doc["gates"]["gate4"]["figures"]
     assert g4["loss_curve"]["valid"] and "lora_retention" in g4
+    # what each step cost, per gate; Gate 4 fused through the streamed path
+    steps = {gate: [s["step"] for s in doc["gates"][gate]["figures"]["steps"]] for gate in GATES[1:]}
+    assert steps["gate1"] == ["quantize", "load", "smoke"] and steps["gate3"] == ["load", "answer"]
+    assert steps["gate2"] == ["load", "answer", "bench"]
+    assert steps["gate4"] == ["train", "evaluate", "fuse", "retention", "load", "answer"]
+    fuse = next(s for s in doc["gates"]["gate4"]["figures"]["steps"] if s["step"] == "fuse")
+    assert fuse["method"] == "streamed" and fuse["bytes_written"] > 0 and fuse["peak_memory_gb"] > 0
+    assert g4["fusion"]["method"] == "streamed" and g4["fusion"]["fallback"] is None
+    assert doc["work_folder"]["bytes"] > 0
+    result.stdout.fnmatch_lines(["gate4  steps: train *s*, fuse *s *, retention *"])
     g5 = doc["gates"]["gate5"]["figures"]
     assert "lora_retention" in g5 and g5["total"] == 40
     # the shared prefix is prefilled once (the server's prompt cache), not once per query
