@@ -44,7 +44,8 @@ def candidate_at_target_bits(gate_config, progress):
     from punie_gates.model.quantize import ensure_bits
 
     resolved = _resolve(gate_config, gate_config.candidate)
-    return ensure_bits(resolved.path, gate_config.work_dir, gate_config.target_bits, fresh=gate_config.fresh, progress=progress)
+    return ensure_bits(resolved.path, gate_config.work_dir, gate_config.target_bits, fresh=gate_config.fresh,
+                       progress=progress, memory_budget_gb=gate_config.memory_budget_gb)
 
 
 @pytest.fixture(scope="module")
