@@ -10,6 +10,32 @@ never emits it (a call ends at `</s>`), so it fails nothing by itself.
 
 Only tokenizer files are read, never weights: a folder holding just the
 tokenizer passes Gate 0 when its tokenizer is right.
+
+Parity is judged against an independent reference: mistral-common's encoder for
+the candidate's own vocabulary (`build_reference`: its tekken.json, else a tekken
+reference built from its tokenizer.json with tekken's own split pattern; none
+buildable is a failure, never "not applicable"). When tekken.json ships, mlx-lm
+loads MistralCommonBackend, which is that same encoder, so its agreement proves
+little (`Reference.independent` says so); the folder's chat template is then what
+the tokenizers backend (LM Studio, llama.cpp, transformers) renders with, and is
+compared as its own path: a difference there is a flag, a difference on mlx-lm's
+path a failure.
+
+Ids back to text (`check_round_trip`): tokenizer.decode and mlx-lm's streaming
+detokenizer must give every probe text and every assistant turn of the training
+data back exactly (leading spaces dropped at the start of a reply are mlx-lm's
+convention). Decision on one known defect: under MistralCommonBackend, mlx-lm's
+BPEStreamingDetokenizer reads mistral-common's pieces as byte-level ones, so a
+character spanning several tokens streams as U+FFFD (45 of Phase 27's 1,547
+assistant turns, Punie's ✓ and ✗) and one ending a reply makes it raise. That is a
+flag with its count, not a failure: decode is exact, training and the scorer's
+reading of calls are unaffected, ASCII text streams exactly, and serving from the
+folder without tekken.json fixes it (the flag says when that was measured clean).
+Any other difference (spaces, newlines, a missing ByteLevel decoder printing Ġ and
+Ċ) fails Gate 0: every reply would be corrupted and Gate 1 would blame the model.
+Likewise `tool_parsing_of` records the tool parser mlx_lm.server would pick; none
+(MistralCommonBackend has no chat template to pick one from) is a flag: Gate 0
+judges tokenization, and the fix is in how the model is served.
 """
 
 from __future__ import annotations
