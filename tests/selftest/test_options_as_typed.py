@@ -126,6 +126,8 @@ def test_every_documented_pytest_command_runs_as_written(where, words, entry_poi
     proc = _run(args, entry_point_site, reports, demo_dir, env)
     shown = f"{where}\nran: pytest {shlex.join(args)}\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
     assert "unrecognized arguments" not in proc.stderr, shown
+    # pytest's rootdir and config are the checkout's, whatever paths the options carry
+    assert f"rootdir: {REPO}" in proc.stdout and "configfile: pyproject.toml" in proc.stdout, shown
     if collect_only:
         assert proc.returncode == 0 and re.search(r"\d+ tests? collected", proc.stdout), shown
         return
@@ -141,6 +143,10 @@ def test_space_form_works_from_the_checkout_as_a_new_user_types_it(entry_point_s
     args = ["-m", "gate0", "--candidate", str(demo_dir), "--training-data", str(small_training)]
     proc = _run(args, entry_point_site, tmp_path / "with", demo_dir)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    # the checkout's config, as with the `=` form: testpaths, so only the gates are collected
+    assert f"rootdir: {REPO}" in proc.stdout and "testpaths: tests/gates" in proc.stdout, proc.stdout[:2000]
+    assert re.search(r"collected (\d+) items / \1 deselected|collected \d+ items / \d+ deselected / \d+ selected", proc.stdout)
+    assert "tests/selftest" not in proc.stdout
     doc = json.loads((tmp_path / "with" / "gate-report.json").read_text())
     assert doc["gates"]["gate0"]["figures"]["training_data"] == str(small_training)
     assert doc["gates"]["gate0"]["figures"]["candidate"] == demo_dir.name
@@ -169,10 +175,15 @@ def test_the_plugin_is_registered_once_by_entry_point_and_conftest(entry_point_s
         "    mine = [p for p in pm.get_plugins() if p is plugin]\n"
         "    assert len(mine) == 1 and pm.get_name(plugin) == 'punie_gates.plugin'\n"
         "    assert pm.has_plugin('punie_gates.plugin.fixtures')\n"
+        "    # --candidate PATH (a space): still this checkout's rootdir, config and addopts\n"
+        f"    assert pytestconfig.rootpath == {str(checkout)!r} or str(pytestconfig.rootpath) == {str(checkout)!r}\n"
+        "    assert pytestconfig.inipath.name == 'pyproject.toml'\n"
+        "    assert pytestconfig.getini('testpaths') == ['tests/gates']\n"
+        "    assert pytestconfig.option.strict_markers and not pm.has_plugin('cacheprovider')\n"
         "    print('REGISTERED-ONCE')\n"
     )
     # the entry point, the conftest's pytest_plugins and an explicit -p: one registration
-    proc = _run([str(probe), "-s", "-q", "-p", "punie_gates.plugin"], entry_point_site, tmp_path / "r", demo_dir,
-                cwd=checkout)
+    proc = _run([str(probe), "-s", "-q", "-p", "punie_gates.plugin", "--candidate", str(demo_dir)],
+                entry_point_site, tmp_path / "r", demo_dir, cwd=checkout)
     assert proc.returncode == 0 and "REGISTERED-ONCE" in proc.stdout, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "already registered" not in proc.stderr
