@@ -71,6 +71,9 @@ __all__ = [
     "canonical_conversation",
     "check_parity",
     "check_round_trip",
+    "compare_path",
+    "expectations",
+    "mlx_path_name",
     "reference_ids",
     "serving_prompts",
     "tool_parsing_of",
@@ -716,6 +719,55 @@ def check_parity(
     return ParityReport(records_checked=len(records), mismatched=mismatched, examples=tuple(examples), headline=headline)
 
 
+@dataclass(frozen=True)
+class Expectations:
+    """mistral-common's ids for a run's records and for a sample of their prompts, computed
+    once for every rendering path compared with them."""
+
+    records: tuple[Mapping, ...]
+    """The records, as trained (the canonical conversation first)."""
+    names: tuple[str, ...]
+    """Where each record came from."""
+    record_ids: tuple[Sequence[int] | str, ...]
+    """The reference's ids for each record (or why it rejects it)."""
+    prompts: tuple[Mapping, ...]
+    """Generation prompts of records spread evenly (serving_prompts)."""
+    prompt_names: tuple[str, ...]
+    """Where each prompt came from."""
+    prompt_ids: tuple[Sequence[int] | str, ...]
+    """The reference's ids for each prompt, in serving ("test") mode."""
+
+
+def expectations(records: Sequence[Mapping], names: Sequence[str], reference: Reference, prompts: int) -> Expectations:
+    sampled, labels = serving_prompts(records, names, limit=prompts)
+    return Expectations(
+        tuple(records), tuple(names), tuple(reference_ids(records, reference)),
+        tuple(sampled), tuple(labels), tuple(reference_ids(sampled, reference, serving=True)),
+    )  # fmt: skip
+
+
+def compare_path(
+    expected: Expectations, tokenizer, serving_tokenizer, reference: Reference, path_name: str, rendered=None
+) -> tuple[ParityReport, ParityReport]:
+    """(as trained, as served): one rendering path against the reference on every record
+    and on the sampled prompts. `rendered` reuses ids already rendered for the records."""
+    train = check_parity(expected.records, tokenizer, reference, rendered=rendered, label=expected.names,
+                         path_name=path_name, expected=expected.record_ids)
+    serve = check_parity(expected.prompts, serving_tokenizer, reference, serving=True, label=expected.prompt_names,
+                         path_name=path_name, expected=expected.prompt_ids)
+    return train, serve
+
+
+def mlx_path_name(folder: Path, tokenizer) -> str:
+    """mlx-lm's rendering path for a folder, said for people."""
+    from punie_gates.model.tokenizer import shipped_template
+
+    backend = type(backend_of(tokenizer)).__name__
+    if backend == "MistralCommonBackend":
+        return f"mlx-lm ({backend}, from tekken.json)"
+    return f"mlx-lm ({backend}, {shipped_template(folder) or 'no chat template'})"
+
+
 # -- ids back to text ------------------------------------------------------------------
 
 # What every reply is made of: spaces, newlines, indentation, tabs, code, and the
@@ -817,13 +869,13 @@ def check_round_trip(tokenizer, texts: Sequence[tuple[str, str]], folder: Path |
     counts = [0, 0, 0, 0]
     chars: Counter[str] = Counter()
 
-    def streams_right(text: str) -> tuple[bool, str]:
+    def streams_right(text: str) -> tuple[bool, str, str | None]:
         ids = [int(i) for i in backend.encode(text, add_special_tokens=False)]
         try:
             streamed = _streamed(tokenizer, ids)
         except _StreamRaised as exc:
-            return False, f"{exc} (at the end of {text[-24:]!r})"
-        return _leading_spaces_only(text, streamed), f"the stream {_difference(text, streamed)}"
+            return False, f"{exc} (at the end of {text[-24:]!r})", None
+        return _leading_spaces_only(text, streamed), f"the stream {_difference(text, streamed)}", streamed
 
     for where, text in texts:
         ids = [int(i) for i in backend.encode(text, add_special_tokens=False)]
@@ -832,13 +884,16 @@ def check_round_trip(tokenizer, texts: Sequence[tuple[str, str]], folder: Path |
             counts[0] += 1
             if len(decode_wrong) < limit:
                 decode_wrong.append(f"{where}: tokenizer.decode {_difference(text, decoded)}")
-        right, why = streams_right(text)
+        right, why, streamed = streams_right(text)
         if right:
             continue
         ascii_text = "".join(c for c in text if ord(c) < 128)
         if ascii_text != text and streams_right(ascii_text)[0]:
             counts[2] += 1
-            chars.update(c for c in text if ord(c) >= 128)
+            if streamed is None:  # it raised on the character that ends the text
+                chars.update(c for c in text[::-1][:1] if ord(c) >= 128)
+            else:
+                chars.update(c for c in text if ord(c) >= 128 and c not in streamed)
             if " raised " in why:
                 counts[3] += 1
                 if len(raised) < limit:

@@ -95,41 +95,17 @@ def template_view(candidate):
         return template, f"{type(exc).__name__}: {exc}"
 
 
-def _mlx_path(candidate, tokenizer) -> str:
-    backend = type(mt.backend_of(tokenizer)).__name__
-    if backend == "MistralCommonBackend":
-        return f"mlx-lm ({backend}, from tekken.json)"
-    return f"mlx-lm ({backend}, {mt.shipped_template(candidate.path) or 'no chat template'})"
-
-
 # Generation prompts compared in serving mode: the canonical conversation's and records'
 # spread evenly (each prompt is a prefix of a record already compared whole).
 SERVING_PROMPTS = 100
 
 
 @pytest.fixture(scope="module")
-def expected_ids(reference, with_canonical):
-    """mistral-common's ids for every record and for the serving prompts, computed once for
-    every path compared with them."""
+def expected_ids(reference, with_canonical) -> tc.Expectations | None:
+    """mistral-common's ids for every record and the sampled prompts, computed once."""
     if reference is None or isinstance(reference, Exception):
         return None
-    records, names = with_canonical
-    prompts, labels = tc.serving_prompts(records, names, limit=SERVING_PROMPTS)
-    return (
-        tc.reference_ids(records, reference),
-        (prompts, labels, tc.reference_ids(prompts, reference, serving=True)),
-    )
-
-
-def _both_modes(with_canonical, expected_ids, tokenizer, serving_tokenizer, reference, path_name, rendered=None):
-    """(training parity, serving parity): every record as trained, the prompts as served."""
-    records, names = with_canonical
-    train_ids, (prompts, labels, prompt_ids) = expected_ids
-    train = tc.check_parity(records, tokenizer, reference, rendered=rendered, label=names, path_name=path_name,
-                            expected=train_ids)
-    serve = tc.check_parity(prompts, serving_tokenizer, reference, serving=True, label=labels, path_name=path_name,
-                            expected=prompt_ids)
-    return train, serve
+    return tc.expectations(*with_canonical, reference, SERVING_PROMPTS)
 
 
 def test_tokenizer_format_is_known(candidate, gate0_report, gate_record):
@@ -181,7 +157,7 @@ def test_training_data_holds_no_split_marker(converted_records, candidate_tokeni
 
 def test_tokenizer_parity_with_mistral_common(
     candidate, candidate_tokenizer, candidate_serving_tokenizer, gate0_report, mistral_family, reference,
-    with_canonical, expected_ids, rendered_records, gate_record,
+    expected_ids, rendered_records, gate_record,
 ):
     if not mistral_family:
         gate_record("parity", f"not made: the {gate0_report.family} format has no mistral-common reference")
@@ -190,10 +166,10 @@ def test_tokenizer_parity_with_mistral_common(
         f"no independent reference for {candidate.name}'s tokenizer, so the ids mlx-lm trains on cannot be "
         f"checked: {reference}"
     )
-    path = _mlx_path(candidate, candidate_tokenizer)
+    path = tc.mlx_path_name(candidate.path, candidate_tokenizer)
     started = time.perf_counter()
-    train, serve = _both_modes(with_canonical, expected_ids, candidate_tokenizer, candidate_serving_tokenizer,
-                               reference, "mlx-lm", rendered=[None, *rendered_records.ids])
+    train, serve = tc.compare_path(expected_ids, candidate_tokenizer, candidate_serving_tokenizer, reference, "mlx-lm",
+                                   rendered=[None, *rendered_records.ids])
     gate_record("parity", {
         **reference.figure(), "path": path, **train.figure(),
         "serving": serve.figure(), "seconds": round(time.perf_counter() - started, 2),
@@ -208,7 +184,7 @@ def test_tokenizer_parity_with_mistral_common(
 
 
 def test_every_shipped_template_renders_like_the_reference(
-    candidate, mistral_family, reference, template_view, with_canonical, expected_ids, gate_record
+    candidate, mistral_family, reference, template_view, expected_ids, gate_record
 ):
     """A template mlx-lm does not use (tekken.json decides) is still what transformers'
     tokenizers backend, LM Studio and llama.cpp render with: compared, and flagged."""
@@ -230,7 +206,7 @@ def test_every_shipped_template_renders_like_the_reference(
         gate_record.flag(f"{name} cannot be loaded by transformers' tokenizers backend ({view}); mlx-lm uses tekken.json, so not a NO-GO")
         return
     started = time.perf_counter()
-    train, serve = _both_modes(with_canonical, expected_ids, view, view, reference, name)
+    train, serve = tc.compare_path(expected_ids, view, view, reference, name)
     gate_record("template_parity", {
         "template": name, **train.figure(), "serving": serve.figure(), "seconds": round(time.perf_counter() - started, 2),
     })  # fmt: skip
