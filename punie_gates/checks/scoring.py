@@ -12,13 +12,13 @@ from __future__ import annotations
 import json
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from punie_gates.formats.tool_calls import MISTRAL_START, QWEN3_START, ParsedCall, detect_format, parse_calls
 from punie_gates.inputs.catalog import Catalog
-from punie_gates.formats.code_analysis import CodeFacts, analyse_code
+from punie_gates.formats.code_analysis import CodeFacts, analyse_code, arity_problem
 from punie_gates.inputs.queries import Query, QuerySet
 
 from punie_gates.inputs.facts import missing_facts
@@ -95,6 +95,7 @@ class _Findings:
     unknown: dict[str, set[str]]
     well_formed: int
     described: list[str]
+    bad_calls: dict[str, None] = field(default_factory=dict)  # calls Punie answers with TypeError
 
 
 def _examine(calls: tuple[ParsedCall, ...], catalog: Catalog) -> _Findings:
@@ -130,6 +131,8 @@ def _examine(calls: tuple[ParsedCall, ...], catalog: Catalog) -> _Findings:
             found.well_formed += 1
             found.tools[call.name] = None
             found.described.append(f"{call.name} called directly as a native tool (no result fields read)")
+            if problem := arity_problem(typed, 0, list(call.arguments or {})):
+                found.bad_calls[problem] = None
             continue
         found.described.append(f"a call of {call.name!r}, which is not a tool in the catalog")
     return found
@@ -152,6 +155,7 @@ def _merge(found: _Findings, facts: CodeFacts) -> None:
         found.fields.setdefault(tool, set()).update(fields)
     for tool, fields in facts.unknown_fields.items():
         found.unknown.setdefault(tool, set()).update(fields)
+    found.bad_calls.update(dict.fromkeys(facts.bad_calls))
 
 
 def _expected(query: Query) -> str:
@@ -255,6 +259,7 @@ def score_response(
         if found.unknown:
             wrong = "; ".join(f"{t}: {', '.join(sorted(f))}" for t, f in sorted(found.unknown.items()))
             problems.append(f"reads fields the results do not have ({wrong})")
+        problems.extend(found.bad_calls)  # the call never returns a result in Punie
 
     found_text = "; ".join(found.described) if calls else ("text with no tool call" if response.strip() else "nothing")
     if structured and calls and leftover:

@@ -47,6 +47,8 @@ class CodeFacts:
     fields: Mapping[str, frozenset[str]]  # tool -> result fields read (top-level and item)
     # tool -> attributes read that its result does not have, e.g. "violations[].fix"
     unknown_fields: Mapping[str, frozenset[str]] = field(default_factory=lambda: _EMPTY)
+    # calls Punie would answer with a TypeError, e.g. "git_status() is missing its required argument 'path'"
+    bad_calls: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -103,10 +105,11 @@ class _Analyser:
         self.calls: dict[str, None] = {}  # ordered set
         self.fields: dict[str, set[str]] = {}
         self.unknown: dict[str, set[str]] = {}
+        self.bad_calls: dict[str, None] = {}  # ordered set of arity problems
 
     def facts(self) -> CodeFacts:
         freeze = lambda d: MappingProxyType({k: frozenset(v) for k, v in d.items()})  # noqa: E731
-        return CodeFacts(True, None, tuple(self.calls), freeze(self.fields), freeze(self.unknown))
+        return CodeFacts(True, None, tuple(self.calls), freeze(self.fields), freeze(self.unknown), tuple(self.bad_calls))
 
     # --- statements ------------------------------------------------------------------
 
@@ -300,6 +303,9 @@ class _Analyser:
         if name in self.typed and name not in self.rebound and name not in self.env:
             self.eval_arguments(node)
             self.calls[name] = None
+            if problem := arity_problem(self.typed[name], len(node.args), [k.arg for k in node.keywords],
+                                        unpacked=any(isinstance(a, ast.Starred) for a in node.args)):
+                self.bad_calls[problem] = None
             return _Value(name, "text" if self.typed[name].returns_text else "result")
         if name in _SAME_LIST | _ONE_ITEM | {"enumerate", "getattr"} and name not in self.env and node.args:
             first = self.eval(node.args[0])
@@ -371,6 +377,33 @@ class _Analyser:
         if attr not in _MODEL_ATTRIBUTES and not attr.startswith("__"):
             self.unknown.setdefault(value.tool, set()).add(where)
         return None
+
+
+def arity_problem(tool, positional: int, keywords, *, unpacked: bool = False) -> str | None:
+    """Why Punie would raise TypeError for a call of typed `tool` (None when the arguments fit).
+
+    `keywords` are the keyword names given (None for a `**mapping`); a `*args` or
+    `**kwargs` spread (`unpacked`, None among keywords) cannot be judged statically
+    and passes. The catalog's `params` and `defaults` are Punie's signatures.
+    """
+    keywords = list(keywords)
+    if unpacked or None in keywords:
+        return None
+    signature = f"{tool.name}({', '.join(tool.params)})"
+    if positional > len(tool.params):
+        return f"{tool.name}() takes {len(tool.params)} argument(s) but {positional} were given (Punie's {signature})"
+    given = set(tool.params[:positional])
+    for name in keywords:
+        if name not in tool.params:
+            return f"{tool.name}() got an unexpected keyword argument {name!r} (Punie's {signature})"
+        if name in given:
+            return f"{tool.name}() got multiple values for argument {name!r} (Punie's {signature})"
+        given.add(name)
+    missing = [p for p in tool.params if p not in given and p not in tool.defaults]
+    if missing:
+        names = " and ".join(repr(m) for m in missing)
+        return f"{tool.name}() is missing its required argument {names}: Punie's {signature} raises TypeError"
+    return None
 
 
 def _element(value: _Value | None) -> _Value | None:

@@ -23,6 +23,13 @@ Decisions worth knowing:
   validator: system prompt first, a user turn before the first assistant turn,
   each call answered by one result (a final turn's calls may go unanswered),
   ending with an assistant turn.
+- Tool output is unwrapped from `<tool_response>` whether it comes as a user turn
+  or as a `tool` message (both spellings occur in Punie's datasets).
+- An assistant turn that only calls tools is written without a `content` key, not
+  with `content: ""`: mistral-common's `from_openai` and the official v13 templates
+  render both alike, but a published v13 image-variant template drops the calls
+  when content is the empty string (FACTS.md), and a missing key is what every
+  template tested renders the same.
 - Punie's older spelling of a call, a ```json {"name", "arguments"} fence ending
   an assistant turn, counts as a call when a tool result follows it (four
   Phase 27 conversations); otherwise a fence is text. A Qwen3 record's own keys
@@ -331,7 +338,9 @@ def _qwen3_turns(record: dict, tools: list[dict] | None) -> list[_Turn]:
                     if legacy is not None:
                         preamble, calls = legacy[0], (legacy[1],)
                 turns.append(_Turn("assistant", preamble, calls, origin))
-            elif role == "user" and (outputs := q3.split_tool_responses(content)) is not None:
+            elif role in ("user", "tool") and (outputs := q3.split_tool_responses(content)) is not None:
+                # Some of Punie's datasets also wrap a `tool` message's content in
+                # <tool_response>: the same result, unwrapped the same way.
                 turns += [_Turn("tool", out, (), f"{origin} (tool result {k})") for k, out in enumerate(outputs, 1)]
             else:
                 turns.append(_Turn(role, content, (), origin))
@@ -358,7 +367,12 @@ def _mistral_record(turns: list[_Turn], tools: list[dict]) -> dict:
         if turn.role == "tool":
             messages.append({"role": "tool", "content": turn.text, "tool_call_id": pending.pop(0)})
             continue
-        message: dict[str, Any] = {"role": turn.role, "content": turn.text}
+        # A call-only assistant turn has no `content` key: every official template and
+        # mistral-common render that alike, while some published templates drop the
+        # calls of a turn whose content is "" (see the module docstring).
+        message: dict[str, Any] = {"role": turn.role}
+        if turn.text or not turn.calls:
+            message["content"] = turn.text
         if turn.calls:
             pending = [make_call_id(digest, index, k) for k in range(len(turn.calls))]
             message["tool_calls"] = [

@@ -130,15 +130,10 @@ class _Tensor:
 
 
 def _tensors(model_dir: Path) -> dict[str, _Tensor]:
-    from punie_gates.model.folder import weight_files
-    from punie_gates.model.folder import _safetensors_header
+    # What mlx-lm keeps after its model's sanitize: a dropped vision tower is never written.
+    from punie_gates.model.folder import kept_tensors
 
-    found = {}
-    for file in weight_files(Path(model_dir)):
-        for name, entry in _safetensors_header(file).items():
-            if name != "__metadata__":
-                found[name] = _Tensor(entry["dtype"], tuple(entry["shape"]))
-    return found
+    return {name: _Tensor(dtype, shape) for name, (dtype, shape) in kept_tensors(Path(model_dir)).items()}
 
 
 def _other_files_bytes(model_dir: Path) -> int:
@@ -180,6 +175,11 @@ def estimate_quantized_bytes(model_dir: Path, bits: int, group_size: int = 64) -
     counted at its unpacked width). Floats take the dtype mlx-lm's convert casts
     to (the config's torch_dtype when it names one), else their own.
     """
+    return quantized_weight_bytes(model_dir, bits, group_size) + _other_files_bytes(model_dir)
+
+
+def quantized_weight_bytes(model_dir: Path, bits: int, group_size: int = 64) -> int:
+    """The weights' share of estimate_quantized_bytes (what a load of that folder holds)."""
     config = _config(model_dir)
     quant = config.get("quantization") or {}
     target = config.get("torch_dtype") or (config.get("text_config") or {}).get("dtype")
@@ -200,7 +200,7 @@ def estimate_quantized_bytes(model_dir: Path, bits: int, group_size: int = 64) -
             total += tensor.elements * float_bytes
         else:
             total += tensor.nbytes
-    return total + _other_files_bytes(model_dir)
+    return total
 
 
 def estimate_fused_bytes(model_dir: Path) -> int:

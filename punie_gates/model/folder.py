@@ -8,6 +8,7 @@ command that asks one of these questions asks it here.
 from __future__ import annotations
 
 import json
+import math
 import os
 import struct
 from dataclasses import dataclass
@@ -24,9 +25,6 @@ GROUP_SIZE = 64  # mlx-lm's default for affine quantization
 # this estimate only refuses hopeless loads early.
 OVERHEAD_FRACTION = 0.10
 OVERHEAD_GB = 0.5
-# Per weight, affine quantization stores `bits` plus a 16-bit scale and a 16-bit
-# bias per group of 64: half a bit more.
-_GROUP_OVERHEAD_BITS = 32 / GROUP_SIZE
 
 _FLOAT_BITS = {"F64": 64, "F32": 32, "F16": 16, "BF16": 16, "F8_E4M3": 8, "F8_E5M2": 8}
 _DTYPE_NAMES = {"float32": 32, "float16": 16, "bfloat16": 16}
@@ -112,20 +110,132 @@ def stored_bits(model_dir: Path, config: Mapping[str, Any] | None = None) -> int
     return _DTYPE_NAMES.get(str(dtype))
 
 
-def estimate_memory_gb(model_dir: Path, bits: int | None = None) -> float:
-    """Memory to load `model_dir`, in GB: tensor bytes plus the stated overhead.
+# -- what mlx-lm keeps --------------------------------------------------------------
 
-    With `bits`, the estimate is for the model quantized to that many bits
-    (affine, group size 64), scaled from what is stored now.
+# safetensors dtypes as mlx 0.32 reads them: the FP8 ones come back as raw uint8 bytes.
+_MX_DTYPES = {
+    "F64": "float64", "F32": "float32", "F16": "float16", "BF16": "bfloat16",
+    "F8_E4M3": "uint8", "F8_E5M2": "uint8", "F8_E8M0": "uint8", "BOOL": "bool_",
+    "I64": "int64", "I32": "int32", "I16": "int16", "I8": "int8",
+    "U64": "uint64", "U32": "uint32", "U16": "uint16", "U8": "uint8",
+}  # fmt: skip
+_SAFETENSORS_DTYPES = {mx_name: st for st, mx_name in _MX_DTYPES.items() if not st.startswith("F8_")}
+# Dtypes mlx-lm cannot load faithfully, and what they are.
+UNFAITHFUL_DTYPES = {"F8_E4M3": "FP8 (E4M3)", "F8_E5M2": "FP8 (E5M2)"}
+
+
+def _raw_tensors(model_dir: Path) -> dict[str, tuple[str, tuple[int, ...]]]:
+    found = {}
+    for file in weight_files(Path(model_dir)):
+        for name, entry in _safetensors_header(file).items():
+            if name != "__metadata__":
+                found[name] = (str(entry.get("dtype", "")), tuple(entry.get("shape", ())))
+    return found
+
+
+def _sanitized(config: Mapping[str, Any], tensors: Mapping[str, tuple[str, tuple[int, ...]]]):
+    """`tensors` after the model class's own `sanitize`, as mlx-lm's load_model runs it, or
+    None when mlx-lm has no class for this config. Placeholders are lazy zeros: nothing
+    is allocated, so a 24B layout costs milliseconds."""
+    import mlx.core as mx
+
+    try:
+        from mlx_lm.utils import _get_classes  # what load_model calls (its get_model_classes default)
+
+        model_class, args_class = _get_classes(config=dict(config))
+        model = model_class(args_class.from_dict(dict(config)))
+    except Exception:  # an unknown model type, or a config mlx-lm rejects: its load says why
+        return None
+    placeholders = {name: mx.zeros(shape, dtype=getattr(mx, _MX_DTYPES.get(dtype, "float32"))) for name, (dtype, shape) in tensors.items()}
+    try:
+        return model.sanitize(placeholders) if hasattr(model, "sanitize") else placeholders
+    except Exception:  # a checkpoint the model's sanitize cannot read: loading will say so
+        return None
+
+
+def kept_tensors(model_dir: Path) -> dict[str, tuple[str, tuple[int, ...]]]:
+    """name -> (safetensors dtype, shape) of the weights mlx-lm keeps from `model_dir`.
+
+    Read from the headers and passed through the model class's own `sanitize`, so
+    what mlx-lm drops (a mistral3 checkpoint's `vision_tower` and
+    `multi_modal_projector`, rotary caches, FP8 activation scales) is not counted,
+    and an FP8 weight folded with its scale counts in the scale's dtype. Without a
+    model class for the config the headers are taken as they are. No tensor is read.
     """
     model_dir = Path(model_dir)
-    weights = read_weights_info(model_dir).bytes
-    if bits is not None:
-        config = read_config(model_dir)
-        now = stored_bits(model_dir, config)
-        if now:
-            per_weight_now = now + (_GROUP_OVERHEAD_BITS if quantization_bits(config) else 0)
-            weights = weights * (bits + _GROUP_OVERHEAD_BITS) / per_weight_now
+    raw = _raw_tensors(model_dir)
+    sanitized = _sanitized(read_config(model_dir), raw)
+    if sanitized is None:
+        return raw
+    return {name: (_SAFETENSORS_DTYPES.get(str(a.dtype).removeprefix("mlx.core."), "F32"), tuple(a.shape))
+            for name, a in sanitized.items()}
+
+
+def _dtype_bytes(dtype: str) -> int:
+    from punie_gates.model.disk import _DTYPE_BYTES
+
+    return _DTYPE_BYTES.get(dtype, 4)
+
+
+def check_loadable(model_dir: Path, label: str = "") -> None:
+    """CandidateError, before anything is quantized or loaded, when mlx-lm cannot load the
+    weights faithfully: FP8 (F8_E4M3/F8_E5M2) tensors that mlx reads as raw uint8 bytes.
+
+    mlx-lm's sanitize then multiplies those bytes by their scales (ministral3 does), so
+    the model would load garbage and write gibberish, blamed on the model. FP8 that mlx-lm
+    keeps packed as mxfp8 (power-of-two ue8m0 scales over 32x32 blocks) loads fine; FP8
+    tensors that sanitize drops (a vision tower) do not matter.
+    """
+    model_dir = Path(model_dir)
+    config = read_config(model_dir)
+    quant = config.get("quantization_config") or (config.get("text_config") or {}).get("quantization_config") or {}
+    if isinstance(quant, Mapping) and (
+        quant.get("quant_method") == "mxfp8"
+        or (quant.get("quant_method") == "fp8" and quant.get("scale_fmt") == "ue8m0"
+            and list(quant.get("weight_block_size") or ()) == [32, 32])
+    ):
+        return
+    raw = _raw_tensors(model_dir)
+    unfaithful = {name: entry for name, entry in raw.items() if entry[0] in UNFAITHFUL_DTYPES}
+    if not unfaithful:
+        return
+    survivors = _sanitized(config, unfaithful)
+    kept = list(survivors) if survivors is not None else list(unfaithful)
+    if not kept:
+        return  # only dropped tensors (a vision tower) are FP8
+    dtype = UNFAITHFUL_DTYPES[next(iter(unfaithful.values()))[0]]
+    method = f" (config.json quantization_config: quant_method {quant.get('quant_method')!r})" if quant.get("quant_method") else ""
+    from punie_gates.inputs.options import DEFAULT_CANDIDATE
+
+    raise CandidateError(
+        f"{label or model_dir}: {len(kept)} weight tensors mlx-lm would load are {dtype}{method}, e.g. {kept[0]}; "
+        "mlx reads FP8 as raw uint8 bytes, so mlx-lm would multiply bytes by their scales and load garbage "
+        "weights (gibberish blamed on the model). Refused before quantizing or loading anything. Use an MLX "
+        f"conversion instead (mlx-community publishes 4-bit, 8-bit and bf16 ones, e.g. {DEFAULT_CANDIDATE})"
+    )
+
+
+def estimate_weight_bytes(model_dir: Path, bits: int | None = None) -> int:
+    """Bytes of the weights mlx-lm keeps from `model_dir` (kept_tensors), as stored, or
+    quantized to `bits` (affine, group size 64) the way the suite quantizes them."""
+    model_dir = Path(model_dir)
+    if not weight_files(model_dir):
+        raise CandidateError(f"{model_dir}: no model*.safetensors weights to estimate")
+    if bits is None:
+        return sum(math.prod(shape) * _dtype_bytes(dtype) for dtype, shape in kept_tensors(model_dir).values())
+    from punie_gates.model.disk import quantized_weight_bytes
+
+    return quantized_weight_bytes(model_dir, bits, GROUP_SIZE)
+
+
+def estimate_memory_gb(model_dir: Path, bits: int | None = None) -> float:
+    """Memory to load `model_dir`, in GB: the weights mlx-lm keeps plus the stated overhead.
+
+    With `bits`, the estimate is for the model quantized to that many bits (affine,
+    group size 64): every weight mlx-lm quantizes at `bits` plus its scales and biases,
+    the rest (norms) in their float dtype. A vision tower that sanitize drops costs nothing.
+    """
+    weights = estimate_weight_bytes(Path(model_dir), bits)
     return weights / 1e9 * (1 + OVERHEAD_FRACTION) + OVERHEAD_GB
 
 

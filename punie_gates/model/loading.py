@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 from punie_gates.model.candidate import Candidate, CandidateError
 from punie_gates.model.folder import (
     MemoryBudgetError,
+    check_loadable,
     check_memory_budget,
     disk_gb,
     physical_memory_gb,
@@ -82,6 +83,7 @@ def load_model(
 
     source = candidate.path
     label = f"candidate {candidate.name!r}"
+    check_loadable(source, label=label)  # FP8 is refused before its memory is even estimated
     check_memory_budget(source, memory_budget_gb, bits=bits, label=label)
     quantized = ensure_bits(source, work_dir, bits, fresh=fresh, progress=progress)
     estimate = check_memory_budget(quantized.path, memory_budget_gb, label=f"{label} at {bits} bits")

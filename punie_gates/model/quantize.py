@@ -11,7 +11,14 @@ from pathlib import Path
 
 from punie_gates.model.candidate import CARRIED_FILES, CandidateError
 from punie_gates.model.disk import estimate_quantized_bytes
-from punie_gates.model.folder import GROUP_SIZE, quantization_bits, read_config, stored_bits
+from punie_gates.model.folder import (
+    GROUP_SIZE,
+    check_loadable,
+    check_memory_budget,
+    quantization_bits,
+    read_config,
+    stored_bits,
+)
 
 
 @dataclass(frozen=True)
@@ -24,9 +31,15 @@ class Quantized:
 
 
 def ensure_bits(
-    source: Path, work_dir: Path, bits: int, *, fresh: bool = False, progress=None
+    source: Path, work_dir: Path, bits: int, *, fresh: bool = False, progress=None,
+    memory_budget_gb: float | None = None,
 ) -> Quantized:
     """`source` itself when it is already at `bits`, else a cached copy quantized to `bits`.
+
+    Before anything is quantized: weights mlx-lm cannot load faithfully (FP8) are
+    refused (folder.check_loadable), and so is a model whose estimate at `bits`
+    exceeds `memory_budget_gb` when one is given; a refusal costs seconds, not the
+    minutes and gigabytes of a quantization.
 
     mlx-lm's `convert` refuses to dequantize and quantize in one call, and going
     through a float16 copy on disk would write ~48 GB for a 24B model; so this
@@ -37,6 +50,9 @@ def ensure_bits(
 
     source = Path(source)
     config = read_config(source)
+    check_loadable(source, label=f"candidate {source.name!r}")
+    if memory_budget_gb is not None:
+        check_memory_budget(source, memory_budget_gb, bits=bits, label=f"candidate {source.name!r}")
     now = stored_bits(source, config)
     if quantization_bits(config) == {bits}:
         return Quantized(source, now, False, 0.0, False)

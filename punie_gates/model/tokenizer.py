@@ -67,6 +67,77 @@ def tekken_path_of(folder: Path) -> Path | None:
     return path if path.is_file() else None
 
 
+def shipped_template(folder: Path) -> str | None:
+    """Which file holds the chat template a tokenizers backend renders with (transformers
+    reads chat_template.jinja first, then chat_template.json, then tokenizer_config.json)."""
+    import json
+
+    folder = Path(folder)
+    for name in ("chat_template.jinja", "chat_template.json"):
+        if (folder / name).is_file():
+            return name
+    try:
+        config = json.loads((folder / "tokenizer_config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return "tokenizer_config.json (chat_template)" if isinstance(config, dict) and config.get("chat_template") else None
+
+
+def _template_text(folder: Path) -> str | None:
+    import json
+
+    name = shipped_template(folder)
+    if name is None:
+        return None
+    if name == "chat_template.jinja":
+        return (folder / name).read_text(encoding="utf-8")
+    doc = json.loads((folder / name.split(" ")[0]).read_text(encoding="utf-8"))
+    template = doc.get("chat_template")
+    if isinstance(template, list):  # named templates: the default one
+        template = next((t.get("template") for t in template if t.get("name") == "default"), None)
+    return template if isinstance(template, str) else None
+
+
+def load_tokenizers_backend(folder: Path) -> TokenizerWrapper:
+    """The folder's tokenizer as mlx-lm loads it when no tekken.json sits beside it: the
+    generic tokenizers backend with the shipped chat template, which is also what
+    transformers' pipelines, LM Studio and llama.cpp conversions render with.
+
+    The folder is viewed through a scratch folder of links without tekken.json (so
+    transformers does not pick MistralCommonBackend). A folder with tekken.json and a
+    template but no tokenizer.json gets transformers' own conversion of the tekken file,
+    carrying that template. Loads tokenizer files only.
+    """
+    import shutil
+    import tempfile
+
+    from mlx_lm.utils import load_tokenizer
+
+    folder = Path(folder).resolve()
+    with tempfile.TemporaryDirectory(prefix="punie-gates-template-") as scratch:
+        view = Path(scratch)
+        if (folder / "tokenizer.json").is_file():
+            for path in folder.iterdir():
+                if path.is_file() and path.name != "tekken.json" and path.suffix != ".safetensors":
+                    (view / path.name).symlink_to(path)
+        else:
+            from transformers.integrations.mistral import convert_tekken_tokenizer
+
+            template = _template_text(folder)
+            convert_tekken_tokenizer(str(folder / "tekken.json"), chat_template=template).save_pretrained(str(view))
+            if (folder / "config.json").is_file():
+                shutil.copyfile(folder / "config.json", view / "config.json")
+        return load_tokenizer(view, tokenizer_config_extra={"trust_remote_code": False})
+
+
+def render_prompt_ids(tokenizer, messages: Sequence[Mapping], tools: Sequence[Mapping] | None) -> list[int]:
+    """Ids of a generation prompt, rendered as mlx_lm.server renders a chat request."""
+    ids = tokenizer.apply_chat_template(
+        list(messages), tools=list(tools) if tools else None, add_generation_prompt=True, return_dict=False
+    )
+    return [int(i) for i in ids]
+
+
 def render_ids(tokenizer, messages: Sequence[Mapping], tools: Sequence[Mapping] | None) -> list[int]:
     """Ids for one conversation, rendered the way mlx_lm.tuner.datasets.ChatDataset does."""
     ids = tokenizer.apply_chat_template(list(messages), tools=list(tools) if tools else None, return_dict=False)

@@ -12,6 +12,8 @@ plugin -> decision, checks -> answering, model -> formats, inputs -> errors, pro
 
 from __future__ import annotations
 
+import pytest
+
 from punie_gates.inputs import options as gate_options
 from punie_gates.plugin.session import GateSession
 
@@ -25,6 +27,14 @@ pytest_plugins = [
 
 def pytest_addoption(parser):
     gate_options.add_options(parser)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_load_initial_conftests(early_config, parser, args):
+    # `--candidate PATH`: pytest searched for its config from PATH (see plugin/early.py)
+    from punie_gates.plugin.early import recover_setup
+
+    recover_setup(early_config, parser, args)
 
 
 def pytest_configure(config):

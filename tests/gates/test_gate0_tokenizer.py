@@ -5,6 +5,16 @@ and stopped the evaluation; Devstral's format never emits that text (a call ends
 at `</s>`). Here the markers are those the candidate's own chat template emits,
 looked up in its vocabulary; the seed's delimiters are reported beside them.
 Nothing here opens a weights file.
+
+Every rendering path the candidate ships is compared with an independent reference,
+mistral-common's encoder for its own vocabulary (checks/tokenizer.py says how it is
+built): a difference on the path mlx-lm trains and serves with fails the gate; a
+difference only in a template mlx-lm does not use (tekken.json present) is a flag
+naming the template. Ids must come back as their text through tokenizer.decode and
+mlx-lm's streaming detokenizer; damage limited to characters that span several
+tokens, and a folder for which mlx_lm.server picks no tool parser, are flags, not
+stops: Gate 0 judges whether the model can be trained and served in its format, and
+both have a serving-side fix the flag names.
 """
 
 from __future__ import annotations
@@ -46,6 +56,56 @@ def converted_records(training_data) -> tuple[list[dict], list[str]]:
 def rendered_records(converted_records, candidate_tokenizer) -> mt.Rendered:
     records, names = converted_records
     return mt.render_records(records, candidate_tokenizer, label=names)
+
+
+@pytest.fixture(scope="module")
+def mistral_family(candidate, gate0_report) -> bool:
+    return gate0_report.family == "mistral" or candidate.family == "mistral"
+
+
+@pytest.fixture(scope="module")
+def reference(candidate, candidate_tokenizer, mistral_family):
+    """mistral-common's encoder for the candidate's vocabulary, or why none can be built."""
+    if not mistral_family:
+        return None
+    try:
+        return tc.build_reference(candidate.path, candidate_tokenizer)
+    except tc.ReferenceUnavailable as exc:
+        return exc
+
+
+@pytest.fixture(scope="module")
+def with_canonical(converted_records) -> tuple[list[dict], list[str]]:
+    """The canonical tool conversation, then every converted training record."""
+    messages, tools = tc.canonical_conversation()
+    records, names = converted_records
+    return [{"messages": messages, "tools": tools}, *records], ["the canonical conversation", *names]
+
+
+@pytest.fixture(scope="module")
+def template_view(candidate):
+    """The shipped template as a tokenizers backend renders it, when mlx-lm itself does not
+    (tekken.json present): (template name, tokenizer), (name, why not loadable), or None."""
+    template = mt.shipped_template(candidate.path)
+    if mt.tekken_path_of(candidate.path) is None or template is None:
+        return None
+    try:
+        return template, mt.load_tokenizers_backend(candidate.path)
+    except Exception as exc:  # a broken template or tokenizer.json: the finding itself
+        return template, f"{type(exc).__name__}: {exc}"
+
+
+# Generation prompts compared in serving mode: the canonical conversation's and records'
+# spread evenly (each prompt is a prefix of a record already compared whole).
+SERVING_PROMPTS = 100
+
+
+@pytest.fixture(scope="module")
+def expected_ids(reference, with_canonical) -> tc.Expectations | None:
+    """mistral-common's ids for every record and the sampled prompts, computed once."""
+    if reference is None or isinstance(reference, Exception):
+        return None
+    return tc.expectations(*with_canonical, reference, SERVING_PROMPTS)
 
 
 def test_tokenizer_format_is_known(candidate, gate0_report, gate_record):
@@ -96,23 +156,133 @@ def test_training_data_holds_no_split_marker(converted_records, candidate_tokeni
 
 
 def test_tokenizer_parity_with_mistral_common(
-    candidate, candidate_tokenizer, gate0_report, converted_records, rendered_records, gate_record
+    candidate, candidate_tokenizer, candidate_serving_tokenizer, gate0_report, mistral_family, reference,
+    expected_ids, rendered_records, gate_record,
 ):
-    if gate0_report.family != "mistral":
-        gate_record("parity", f"not applicable: the {gate0_report.family} format has no mistral-common reference")
+    if not mistral_family:
+        gate_record("parity", f"not made: the {gate0_report.family} format has no mistral-common reference")
         return
-    tekken = mt.tekken_path_of(candidate.path)
-    if tekken is None:
-        gate_record("parity", "not applicable (no tekken.json in candidate)")
-        return
-    records, names = converted_records
-    started = time.perf_counter()
-    parity = tc.check_parity(records, candidate_tokenizer, tekken, limit=1, rendered=rendered_records.ids, label=names)
-    gate_record("parity", {**parity.figure(), "seconds": round(time.perf_counter() - started, 2)})
-    assert parity.mismatched == 0, (
-        f"{parity.mismatched} of {parity.records_checked} training examples get other ids from mlx-lm "
-        f"({gate0_report.tokenizer_class}) than from mistral-common's reference encoder: {parity.examples[0]}"
+    assert not isinstance(reference, Exception), (
+        f"no independent reference for {candidate.name}'s tokenizer, so the ids mlx-lm trains on cannot be "
+        f"checked: {reference}"
     )
+    path = tc.mlx_path_name(candidate.path, candidate_tokenizer)
+    started = time.perf_counter()
+    train, serve = tc.compare_path(expected_ids, candidate_tokenizer, candidate_serving_tokenizer, reference, "mlx-lm",
+                                   rendered=[None, *rendered_records.ids])
+    gate_record("parity", {
+        **reference.figure(), "path": path, **train.figure(),
+        "serving": serve.figure(), "seconds": round(time.perf_counter() - started, 2),
+    })  # fmt: skip
+    differ = train if train.mismatched else serve
+    assert not (train.mismatched or serve.mismatched), (
+        f"{differ.headline}: {train.mismatched} of {train.records_checked} training examples and "
+        f"{serve.mismatched} of {serve.records_checked} generation prompts get other ids from {path} than from "
+        f"mistral-common's reference for its own vocabulary ({reference.source}, {reference.version}), so the "
+        f"model would be trained and served in another format than its own; first: {differ.examples[0]}"
+    )
+
+
+def test_every_shipped_template_renders_like_the_reference(
+    candidate, mistral_family, reference, template_view, expected_ids, gate_record
+):
+    """A template mlx-lm does not use (tekken.json decides) is still what transformers'
+    tokenizers backend, LM Studio and llama.cpp render with: compared, and flagged."""
+    template = mt.shipped_template(candidate.path)
+    if not mistral_family:
+        gate_record("template_parity", "not made: no mistral-common reference for this format")
+        return
+    if template_view is None:
+        why = ("no chat template ships beside tekken.json" if template is None
+               else f"{template} is mlx-lm's own path, compared with the reference above")
+        gate_record("template_parity", why)
+        return
+    name, view = template_view
+    if isinstance(reference, Exception):
+        gate_record("template_parity", f"not made: {reference}")
+        return
+    if isinstance(view, str):
+        gate_record("template_parity", f"not made: {name} cannot be loaded ({view})")
+        gate_record.flag(f"{name} cannot be loaded by transformers' tokenizers backend ({view}); mlx-lm uses tekken.json, so not a NO-GO")
+        return
+    started = time.perf_counter()
+    train, serve = tc.compare_path(expected_ids, view, view, reference, name)
+    gate_record("template_parity", {
+        "template": name, **train.figure(), "serving": serve.figure(), "seconds": round(time.perf_counter() - started, 2),
+    })  # fmt: skip
+    if train.mismatched or serve.mismatched:
+        differ = train if train.mismatched else serve
+        gate_record.flag(
+            f"{name} differs from mistral-common's reference: {differ.headline} ({train.mismatched} of "
+            f"{train.records_checked} training examples, {serve.mismatched} of {serve.records_checked} prompts). "
+            "It is what transformers' tokenizers backend, LM Studio and llama.cpp users render with; mlx-lm "
+            f"renders with tekken.json, so not a NO-GO; first: {differ.examples[0]}"
+        )
+
+
+def test_ids_come_back_as_the_same_text(candidate, candidate_serving_tokenizer, converted_records, template_view, gate_record):
+    """tokenizer.decode and mlx-lm's streaming detokenizer (what mlx_lm.server streams
+    with) on probe texts and every assistant turn of the training data."""
+    records, names = converted_records
+    probes = [(f"probe {k}", v) for k, v in tc.DETOKENIZER_PROBES.items()]
+    turns = tc.assistant_texts(records, names)
+    started = time.perf_counter()
+    on_probes, on_data = (tc.check_round_trip(candidate_serving_tokenizer, t, candidate.path) for t in (probes, turns))
+    gate_record("detokenizer", {**on_probes.figure(), "training_data": on_data.figure(),
+                                "seconds": round(time.perf_counter() - started, 2)})
+    view = template_view[1] if template_view and not isinstance(template_view[1], str) else None
+    others = [tc.check_round_trip(view, t, candidate.path) for t in (probes, turns)] if view is not None else []
+    if others:
+        gate_record("detokenizer_without_tekken", {**others[0].figure(), "training_data": others[1].figure()})
+        if wrong := [r for r in others if r.decode_wrong_count or r.stream_wrong_count]:
+            gate_record.flag(
+                f"without tekken.json ({wrong[0].backend}, as LM Studio and other tokenizers-backend users load it) "
+                f"ids do not come back as their text" + (f" ({wrong[0].cause})" if wrong[0].cause else "")
+                + f": {(wrong[0].decode_wrong + wrong[0].stream_wrong)[0]}"
+            )
+    if on_probes.replaced or on_data.replaced:
+        clean = bool(others) and not any(r.replaced or r.stream_wrong_count or r.decode_wrong_count for r in others)
+        chars = " ".join(dict.fromkeys(on_data.replaced_chars + on_probes.replaced_chars))
+        raised = on_probes.stream_raised_count + on_data.stream_raised_count
+        gate_record.flag(
+            f"mlx_lm.server would stream {chars} as U+FFFD: {on_data.replaced} of {on_data.checked} assistant "
+            f"turns of the training data, {on_probes.replaced} of {on_probes.checked} probe texts"
+            + (f" ({raised} raising at the end of a reply)" if raised else "")
+            + f" ({on_probes.detokenizer} over {on_probes.backend}); tokenizer.decode gives them back exactly"
+            + ("; from a folder without tekken.json they stream exactly" if clean else "")
+            + f"; first: {(on_data.replaced_first + on_probes.stream_raised + on_probes.replaced_first)[0]}"
+        )
+    wrong = [r for r in (on_probes, on_data) if r.decode_wrong_count or r.stream_wrong_count]
+    assert not wrong, (
+        f"{wrong[0].cause or 'ids do not come back as the text they encode'}: tokenizer.decode gets "
+        f"{on_probes.decode_wrong_count} of {on_probes.checked} probe texts and {on_data.decode_wrong_count} of "
+        f"{on_data.checked} assistant turns wrong, mlx-lm's streaming detokenizer ({on_probes.detokenizer}) "
+        f"{on_probes.stream_wrong_count} and {on_data.stream_wrong_count} ({on_probes.backend}); every reply would "
+        f"be corrupted text and Gate 1 would blame the model; first: {(wrong[0].decode_wrong + wrong[0].stream_wrong)[0]}"
+    )
+
+
+def test_mlx_lm_server_has_a_tool_parser(candidate, candidate_serving_tokenizer, template_view, gate_record):
+    """Which tool parser mlx_lm.server picks for the folder (read from the tokenizer as the
+    server loads it). None is a flag, not a stop: the tokenizer is fine, the serving stack
+    would hand calls to Punie as plain text."""
+    parsing = tc.tool_parsing_of(candidate_serving_tokenizer)
+    view = template_view[1] if template_view and not isinstance(template_view[1], str) else None
+    alternative = tc.tool_parsing_of(view) if view is not None else None
+    gate_record("server_tool_parser", {
+        "tokenizer_class": parsing.tokenizer_class, "tool_parser": parsing.tool_parser,
+        "tool_call_start": parsing.tool_call_start, "detokenizer": parsing.detokenizer,
+        **({"without_tekken_json": alternative.tool_parser} if alternative is not None else {}),
+    })  # fmt: skip
+    if not parsing.returns_tool_calls:
+        why = " (MistralCommonBackend, from tekken.json, has no chat template to pick one from)" if (
+            parsing.tokenizer_class == "MistralCommonBackend") else ""
+        fix = (f"; without tekken.json mlx-lm would pick {alternative.tool_parser}"
+               if alternative is not None and alternative.tool_parser else "")
+        gate_record.flag(
+            f"mlx_lm.server would use no tool parser for {candidate.name}{why}: a Punie user talking to it "
+            f"through mlx_lm.server would get every tool call back as plain text, never as tool_calls{fix}"
+        )
 
 
 @pytest.mark.gate_decision

@@ -80,7 +80,19 @@ def test_execute_code_description_lists_every_typed_tool(catalog):
     for name, tool in catalog.typed.items():
         assert f"- {name}(" in description, name
         assert tool.signature in description
-    assert 'git_log(path=".", count=10) -> ' in description
+    assert "git_log(path, count=10) -> " in description
+
+
+# Punie's Code Mode signatures (src/punie/agent/stubs.py at 1fe77fb): path is required.
+PUNIE_REQUIRED = {"git_status": ("path",), "git_diff": ("path",), "git_log": ("path",), "run_command": ("command",)}
+
+
+def test_required_arguments_follow_punies_signatures(catalog):
+    for name, required in PUNIE_REQUIRED.items():
+        typed = catalog.typed[name]
+        assert tuple(p for p in typed.params if p not in typed.defaults) == required, name
+    assert catalog.typed["git_status"].signature.startswith("git_status(path) -> ")
+    assert catalog.typed["git_diff"].signature.startswith("git_diff(path, staged=False) -> ")
 
 
 def test_typed_tools_match_punie(catalog):

@@ -74,7 +74,7 @@ def test_preamble_kept_and_call_structured(shapes):
 def test_user_tool_response_becomes_tool_message(shapes):
     messages = shapes.records[2]["messages"]
     assert [m["role"] for m in messages] == ["system", "user", "assistant", "tool", "assistant"]
-    assert messages[2]["content"] == ""  # no preamble
+    assert "content" not in messages[2]  # no preamble: no content key, never ""
     assert messages[3] == {
         "role": "tool",
         "content": "41 passed, 0 failed",
@@ -177,7 +177,7 @@ def test_no_marker_in_any_written_text(shapes):
     for record in shapes.records:
         assert not any(m in s for s in _all_strings(record) for m in MISTRAL_MARKERS)
         for message in record["messages"]:
-            assert not any(m in message["content"] for m in QWEN3_MARKERS)
+            assert not any(m in message.get("content", "") for m in QWEN3_MARKERS)
 
 
 # ---------------------------------------------------------------- bad input
@@ -235,15 +235,56 @@ def test_str_lines_crlf_and_bom_are_read():
     assert to_mistral([b"\xef\xbb\xbf" + line.encode()]).converted == 1
 
 
-def test_tool_message_wrapped_in_tool_response_is_rejected():
-    record = {"messages": [
-        {"role": "user", "content": "Run"},
-        {"role": "assistant", "content": "<tool_call><function=f></function></tool_call>"},
-        {"role": "tool", "content": "<tool_response>\nx\n</tool_response>"},
-        {"role": "assistant", "content": "Done"},
-    ]}  # fmt: skip
-    (reject,) = to_mistral([json.dumps(record)]).rejects
-    assert "tool message 3 contains the marker '<tool_response>'" in reject.reason
+def test_tool_message_wrapped_in_tool_response_is_unwrapped():
+    def record(result: str) -> str:
+        return json.dumps({"messages": [
+            {"role": "user", "content": "Run"},
+            {"role": "assistant", "content": "<tool_call><function=f></function></tool_call>"},
+            {"role": "tool", "content": result},
+            {"role": "assistant", "content": "Done"},
+        ]})  # fmt: skip
+
+    wrapped, plain = to_mistral([record("<tool_response>\nx\n</tool_response>"), record("x")]).records
+    assert wrapped == plain and wrapped["messages"][2]["content"] == "x"
+    # a wrapper left open is still a reason, not a silent repair
+    (reject,) = to_mistral([record("<tool_response>\nx")]).rejects
+    assert "tool message 3 has <tool_response> without </tool_response>" in reject.reason
+
+
+def test_punie_shaped_data_with_wrapped_tool_messages_converts_whole():
+    wrapped = convert_training_folder(paths.fixtures_dir() / "tool-role-wrapped")
+    user_turns = convert_training_folder(paths.fixtures_dir() / "demo-training")
+    for ours, theirs in zip(wrapped, user_turns):
+        assert (ours.read, ours.rejected) == (ours.converted, 0)
+        assert ours.records == theirs.records  # the same results, whichever spelling held them
+    assert sum(m["role"] == "tool" for r in wrapped[0].records for m in r["messages"]) >= 29
+
+
+def test_call_only_turns_render_alike_in_every_template_and_the_reference(shapes, tmp_path):
+    """No `content` key on a call-only turn: mistral-common's from_openai and the official
+    templates (plain, image, thinking variants) render it exactly as they render the
+    call with its content missing, and never drop the call."""
+    from mistral_common.integrations.chat_templates.template_generator import TemplateConfig, build_chat_template
+    from mistral_common.protocol.instruct.request import ChatCompletionRequest
+    from mistral_common.tokens.tokenizers.base import SpecialTokenPolicy, TokenizerVersion
+    from transformers.utils.chat_template_utils import render_jinja_template
+
+    from punie_gates.formats import tekken
+
+    record = shapes.records[2]
+    call_only = record["messages"][2]
+    assert "content" not in call_only and call_only["tool_calls"]
+    texts = set()
+    for variant in ({}, {"image_support": True}, {"thinking_support": True}):
+        template = build_chat_template(TemplateConfig(version=TokenizerVersion.v13, **variant))
+        (chat,), _ = render_jinja_template([record["messages"]], tools=record["tools"], chat_template=template)
+        texts.add(chat)
+    (text,) = texts
+    assert "[/INST][TOOL_CALLS]execute_code[ARGS]{" in text
+    reference = tekken.reference_tokenizer(tekken.write_tekken(tmp_path / "tekken.json"))
+    request = ChatCompletionRequest.from_openai(messages=record["messages"], tools=record["tools"])
+    tokens = reference.encode_chat_completion(request).tokens
+    assert reference.decode(tokens, special_token_policy=SpecialTokenPolicy.KEEP) == text
 
 
 # ---------------------------------------------------------------- back to Qwen3

@@ -87,7 +87,8 @@ def conversations(draw):
         blocks = "".join(block + draw(layout) for block, _ in made)
         separator = draw(layout)
         qwen3.append({"role": "assistant", "content": preamble + separator + blocks})
-        mistral.append({"role": "assistant", "content": preamble, "tool_calls": [c for _, c in made]})
+        # a call-only turn has no content key (never content: "")
+        mistral.append({"role": "assistant", **({"content": preamble} if preamble else {}), "tool_calls": [c for _, c in made]})
         return len(made)
 
     if draw(st.booleans()):
@@ -98,10 +99,12 @@ def conversations(draw):
         for _ in range(draw(st.integers(0, 2))):
             outputs = [draw(free_text) for _ in range(call_turn())]
             mistral.extend({"role": "tool", "content": out} for out in outputs)
-            spelling = draw(st.sampled_from(["user each", "user all", "tool"]))
+            spelling = draw(st.sampled_from(["user each", "user all", "tool", "tool wrapped"]))
             wrapped = [f"<tool_response>\n{out}\n</tool_response>" for out in outputs]
             if spelling == "tool":
                 qwen3.extend({"role": "tool", "content": out} for out in outputs)
+            elif spelling == "tool wrapped":
+                qwen3.extend({"role": "tool", "content": w} for w in wrapped)
             elif spelling == "user all":
                 qwen3.append({"role": "user", "content": draw(layout).join(wrapped)})
             else:

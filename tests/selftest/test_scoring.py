@@ -119,7 +119,8 @@ def _reading(tools, field: str, catalog) -> str:
             path = field
         else:
             path = next((f"{lst}[0].{field}" for lst, items in typed.item_fields.items() if field in items), path)
-        lines.append(f"r{i} = {tool}()\nprint(r{i}.{path})")
+        required = ", ".join(repr(p) for p in typed.params if p not in typed.defaults)  # Punie's signature
+        lines.append(f"r{i} = {tool}({required})\nprint(r{i}.{path})")
     return _mistral("\n".join(lines))
 
 
@@ -432,3 +433,41 @@ def test_a_typed_tool_offered_natively_counts_as_called(catalog):
     assert direct.passed and direct.tools == ("run_command",), direct.reason
     wrong_args = score_response(query, '[TOOL_CALLS]run_command[ARGS]{"cmd": "ls"}', catalog)
     assert not wrong_args.passed, wrong_args.reason
+
+
+# --- arity: Punie's signatures --------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("code", "problem"),
+    [
+        ("print(git_status().clean)", "git_status() is missing its required argument 'path'"),
+        ("print(git_log(count=3).commits)", "git_log() is missing its required argument 'path'"),
+        ("print(git_diff(staged=True).files)", "git_diff() is missing its required argument 'path'"),
+        ('print(git_status(".", "x").clean)', "git_status() takes 1 argument(s) but 2 were given"),
+        ('print(git_log(".", limit=3).commits)', "git_log() got an unexpected keyword argument 'limit'"),
+        ('print(git_log(".", path=".").commits)', "git_log() got multiple values for argument 'path'"),
+        ("print(goto_definition('a.py', 3).locations)", "missing its required argument 'column' and 'symbol'"),
+    ],
+)
+def test_a_call_punie_would_refuse_fails_the_query_saying_why(catalog, queries, code, problem):
+    facts = analyse_code(code, catalog)
+    assert any(problem in p for p in facts.bad_calls), facts.bad_calls
+    query = next(q for q in queries.queries if q.expect != "direct")
+    score = score_response(query, _mistral(code), catalog)
+    assert not score.passed and problem in score.reason, score.reason
+
+
+def test_calls_that_fit_the_signature_and_spreads_are_not_flagged(catalog):
+    for code in ('git_status(".")', 'git_status(path=".")', 'git_log(".", 5)', 'git_diff("src", staged=True)',
+                 "git_log(*args)", "git_log(**options)", "run_command('ls')"):
+        assert analyse_code(code, catalog).bad_calls == (), code
+
+
+def test_git_status_without_path_fails_an_otherwise_right_reply(catalog, queries):
+    query = queries.by_id("git_tools-01")
+    right = score_response(query, _mistral('for f in git_status(".").files:\n    print(f.file, f.status)'), catalog)
+    assert right.passed, right.reason
+    wrong = score_response(query, _mistral("for f in git_status().files:\n    print(f.file, f.status)"), catalog)
+    assert not wrong.passed
+    assert wrong.reason.endswith("git_status() is missing its required argument 'path': Punie's git_status(path) raises TypeError")

@@ -100,7 +100,7 @@ def _fake_model(folder: Path, tensors: dict[str, tuple[str, list[int]]], config:
 
 def _huge_bf16(folder: Path, truncate: int = 0) -> Path:
     # 24B parameters in bfloat16: 48 GB declared, a few KB on disk.
-    layer = ("BF16", [5120, 117_188])
+    layer = ("BF16", [5120, 117_184])  # a multiple of the group size, as every real layer is
     tensors = {f"model.layers.{i}.mlp.weight": layer for i in range(40)}
     return _fake_model(folder, tensors, {"model_type": "mistral3", "torch_dtype": "bfloat16"}, truncate)
 

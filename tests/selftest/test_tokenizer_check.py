@@ -240,6 +240,17 @@ def test_parity_catches_a_broken_pretokenizer_and_shows_where(tokenizer_of, repo
     assert first.startswith("record[1]: ids differ at position ") and "| mistral-common " in first
 
 
+def test_a_broken_regex_fails_parity_without_tekken_json_too(folders):
+    """No tekken.json: the reference is built from tokenizer.json's vocabulary but with
+    tekken's own split pattern, so the tokenizer's broken regex is not inherited."""
+    folder = folders[("v13", "broken-regex")]
+    assert mt.tekken_path_of(folder) is None
+    reference = tc.build_reference(folder)
+    assert "split regex differs from tekken's" in reference.version
+    parity = tc.check_parity(_parity_records(), mt.load_candidate_tokenizer(folder), reference, limit=1)
+    assert parity.mismatched >= 1 and parity.headline.startswith("mlx-lm has ")
+
+
 def test_parity_uses_the_ids_given(tokenizer_of, tekken_files):
     records = _parity_records()[:1]
     tokenizer = tokenizer_of("v13", "tokenizers")
