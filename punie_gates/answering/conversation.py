@@ -228,7 +228,9 @@ class _Chat:
             self._end(Turn(reply, (), ()), ANSWERED, f"reply {number} answers in text")
             return
         ids = [make_call_id(self.digest, number, k) for k in range(len(reply.calls))]
-        assistant = {"role": "assistant", "content": reply.content}
+        # A call-only turn carries no content key, as the converter writes training turns:
+        # Mistral's v13 image template drops the calls of a turn whose content is "".
+        assistant = {"role": "assistant", **({"content": reply.content} if reply.content else {})}
         usable = [c for c in reply.calls if c.error is None]
         if usable:
             assistant["tool_calls"] = [
