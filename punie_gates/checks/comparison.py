@@ -151,3 +151,12 @@ def comparison_figures(queries: Sequence[Query], scores: Mapping[str, Score], ba
 def merge_categories(categories: Mapping[str, Mapping[str, Any]], extra: Mapping[str, Mapping[str, Any]]) -> dict:
     """Judgment.categories_json() entries with the interval figures added to each."""
     return {name: {**dict(entry), **dict(extra.get(name, {}))} for name, entry in categories.items()}
+
+
+def score_both(queries, answers: Mapping, baseline_answers: Mapping, catalog) -> tuple[dict, dict]:
+    """(candidate, baseline) scores by query id: both models' answers scored alike."""
+    from punie_gates.checks.scoring import score_answer
+
+    mine = {q.id: score_answer(q, answers[q.id], catalog) for q in queries}
+    theirs = {q.id: score_answer(q, baseline_answers[q.id], catalog) for q in queries}
+    return mine, theirs

@@ -122,16 +122,9 @@ class MultiTurnJudgment:
     @property
     def problems(self) -> list[str]:
         """Why the minimums are not met (empty when they are, or when not judged)."""
-        j = self.judgment
-        if self.judged not in ("flag", "hard") or not j.complete:
+        if self.judged not in ("flag", "hard"):
             return []
-        problems = []
-        if j.passed < j.overall_min:
-            problems.append(f"{j.passed}/{j.total} conversations passed, expected >= {j.overall_min}")
-        short = [f"{c.name}: {c.passed}/{c.total} (min {c.minimum})" for c in j.categories if not c.met]
-        if short:
-            problems.append("categories below their minimum: " + ", ".join(short))
-        return problems
+        return self.judgment.shortfalls("conversations passed")
 
     @property
     def problem(self) -> str | None:

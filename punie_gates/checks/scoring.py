@@ -395,11 +395,15 @@ class Judgment:
     @property
     def problems(self) -> list[str]:
         """Why the thresholds are not met (empty when they are, or when not judged)."""
+        return self.shortfalls("correct")
+
+    def shortfalls(self, passed_means: str) -> list[str]:
+        """`problems`, saying what a pass is ("correct", "conversations passed")."""
         if not self.complete:
             return []
         problems = []
         if self.passed < self.overall_min:
-            problems.append(f"{self.passed}/{self.total} correct, expected >= {self.overall_min}")
+            problems.append(f"{self.passed}/{self.total} {passed_means}, expected >= {self.overall_min}")
         short = [f"{c.name}: {c.passed}/{c.total} (min {c.minimum})" for c in self.categories if not c.met]
         if short:
             problems.append("categories below their minimum: " + ", ".join(short))

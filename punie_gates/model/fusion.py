@@ -73,14 +73,31 @@ def _carry_files(source: Path, dest: Path) -> None:
             shutil.copyfile(Path(source) / name, dest / name)
 
 
+def fused_float_model(base_path: Path, adapter_dir: Path):
+    """(model, tokenizer, config, fused layers): the base with the adapter fused in and every layer
+    dequantized, lazily (weights are read shard by shard as they are saved, not at once).
+    The seed recipe's fuse step, which the streamed path runs too."""
+    from mlx.utils import tree_unflatten
+    from mlx_lm.utils import dequantize_model, load
+
+    model, tokenizer, config = load(str(base_path), adapter_path=str(adapter_dir), lazy=True, return_config=True)
+    fused = [(name, module.fuse(dequantize=True)) for name, module in model.named_modules() if hasattr(module, "fuse")]
+    if not fused:
+        raise ValueError(f"{adapter_dir}: no LoRA layers were applied to {base_path}; nothing to fuse")
+    model.update_modules(tree_unflatten(fused))
+    model = dequantize_model(model)
+    config.pop("quantization", None)
+    config.pop("quantization_config", None)
+    return model, tokenizer, config, len(fused)
+
+
 def fuse_dequantized(base_path: Path, adapter_dir: Path, work_dir: Path, *, fresh: bool = False) -> Path:
     """The base with the adapters merged in and dequantized (`mlx_lm fuse --dequantize`).
 
     Float weights keep the dtype the base's scales have, as mlx-lm's fuse
     leaves them (bfloat16 or float16 for a real model: the "float16 fuse").
     """
-    from mlx.utils import tree_unflatten
-    from mlx_lm.utils import dequantize_model, load, save
+    from mlx_lm.utils import save
 
     base_path, adapter_dir = Path(base_path), Path(adapter_dir)
     parts = {
@@ -95,15 +112,7 @@ def fuse_dequantized(base_path: Path, adapter_dir: Path, work_dir: Path, *, fres
         return done
     sources = {"base": base_path, "adapter": adapter_dir}
     with artifacts.building(final, parts, sources=sources, needed_bytes=needed, what="the float fuse", work_dir=work_dir) as partial:
-        # lazy: weights are read shard by shard while saving, not all at once.
-        model, tokenizer, config = load(str(base_path), adapter_path=str(adapter_dir), lazy=True, return_config=True)
-        fused = [(name, module.fuse(dequantize=True)) for name, module in model.named_modules() if hasattr(module, "fuse")]
-        if not fused:
-            raise ValueError(f"{adapter_dir}: no LoRA layers were applied to {base_path}; nothing to fuse")
-        model.update_modules(tree_unflatten(fused))
-        model = dequantize_model(model)
-        config.pop("quantization", None)
-        config.pop("quantization_config", None)
+        model, tokenizer, config, _ = fused_float_model(base_path, adapter_dir)
         save(partial, str(base_path), model, tokenizer, config)
         _carry_files(base_path, partial)
     return final

@@ -50,7 +50,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from punie_gates.model import artifacts
-from punie_gates.model.fusion import _carry_files, fused_quantized_key
+from punie_gates.model.fusion import _carry_files, fused_float_model, fused_quantized_key
 
 
 class StreamedFusionError(RuntimeError):
@@ -110,13 +110,11 @@ def stream_fuse_quantize_into(
 ) -> StreamedFusion:
     """Write the fused model quantized to `bits` into the (existing, empty) folder `dest`."""
     import mlx.core as mx
-    from mlx.utils import tree_flatten, tree_map, tree_map_with_path, tree_unflatten
+    from mlx.utils import tree_flatten, tree_map, tree_map_with_path
     from mlx_lm.convert import MODEL_CONVERSION_DTYPES
     from mlx_lm.utils import (
         create_model_card,
-        dequantize_model,
         get_total_parameters,
-        load,
         make_shards,
         quantize_model,
         save_config,
@@ -127,14 +125,7 @@ def stream_fuse_quantize_into(
     report = progress or (lambda *args, **kwargs: None)
 
     # 1-2: the fuse step, as punie_gates.model.fusion.fuse_dequantized runs it.
-    model, tokenizer, config = load(str(base_path), adapter_path=str(adapter_dir), lazy=True, return_config=True)
-    fused = [(name, module.fuse(dequantize=True)) for name, module in model.named_modules() if hasattr(module, "fuse")]
-    if not fused:
-        raise ValueError(f"{adapter_dir}: no LoRA layers were applied to {base_path}; nothing to fuse")
-    model.update_modules(tree_unflatten(fused))
-    model = dequantize_model(model)
-    config.pop("quantization", None)
-    config.pop("quantization_config", None)
+    model, tokenizer, config, fused_count = fused_float_model(base_path, adapter_dir)
     keep_vision = "vision_tower" in getattr(model, "model", {})
 
     # 3: the convert step, as it would see the fused folder.
@@ -168,11 +159,10 @@ def stream_fuse_quantize_into(
         },
         "weight_map": {},
     }
-    count, fused_count = len(weights), len(fused)
+    count = len(weights)
     # Only the shards reference the lazy results now: a written shard is freed.
     model.update(tree_map(lambda _: mx.array([]), model.parameters()))
     weights.clear()
-    del fused
     done = 0
     for i in range(len(shards)):
         shard, shards[i] = shards[i], None

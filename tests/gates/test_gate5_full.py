@@ -181,16 +181,15 @@ def test_against_baseline(answers, baseline_answers, conversations, query_set, c
     [gate5] baseline_alpha), flags fewer passes without significance. Without it the
     report says no comparison was made: the verdict rests on the thresholds alone."""
     from punie_gates.checks.comparison import (
-        NO_BASELINE, compare_with_baseline, comparison_figures, merge_categories, query_rows,
+        NO_BASELINE, compare_with_baseline, comparison_figures, merge_categories, query_rows, score_both,
     )
-    from punie_gates.checks.scoring import judge, score_answer
+    from punie_gates.checks.scoring import judge
 
     if baseline_answers is None:
         gate_record("comparison", {"made": False, "reason": NO_BASELINE})
         return
     queries = answers.queries
-    mine = {q.id: score_answer(q, answers.generations[q.id], catalog) for q in queries}
-    theirs = {q.id: score_answer(q, baseline_answers[q.id], catalog) for q in queries}
+    mine, theirs = score_both(queries, answers.generations, baseline_answers, catalog)
     comparison = compare_with_baseline(queries, mine, theirs, float(gate_config.gate("gate5")["baseline_alpha"]))
     figures = comparison_figures(queries, mine, theirs, comparison)
     from punie_gates.checks.multiturn import followup_rows
