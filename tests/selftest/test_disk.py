@@ -139,15 +139,16 @@ def test_a_new_user_on_a_nearly_full_disk_is_refused_at_once_in_one_line(pyteste
     work = tiny_tmpfs / "work"
     result = pytester.runpytest("-p", "no:cacheprovider", "gates", "--candidate", "demo", "--run-all-gates",
                                 f"--work-dir={work}", "--report-dir", "reports")
-    result.assert_outcomes(errors=3, failed=1)  # the three checks need the 5-bit model; the decision says why
+    assert result.ret == 6  # ERROR: a user's problem stops the run before it judges anything (README: exit status)
     out = result.stdout.str()
-    refusal = [line for line in out.splitlines() if line.startswith("DiskSpaceError: not enough disk space")]
+    assert "VERDICT: ERROR: not judged" in out and "NO_GO" not in out
+    refusal = [line for line in out.splitlines() if line.startswith("  - not enough disk space")]
     assert refusal, out[-3000:]
     for figure in ("quantized to 5 bits", f"the work folder {work}", "MB is free on the disk of", "Nothing was written"):
         assert figure in refusal[0]
     assert "raise DiskSpaceError" not in out, "a traceback instead of the one-line message"
     assert list(tiny_tmpfs.iterdir()) == [], "something was written before the refusal"
     report = json.loads((pytester.path / "reports" / "gate-report.json").read_text())
-    assert report["gates"]["gate1"]["status"] == "error"
+    assert report["verdict"] == "ERROR" and report["gates"]["gate1"]["status"] == "error"
     assert [(s["step"], s["ok"]) for s in report["gates"]["gate1"]["figures"]["steps"]] == [("quantize", False)]
     assert report["work_folder"] == {"path": str(work), "bytes": 0}
