@@ -38,3 +38,19 @@ def phase27_dir() -> Path:
             pytest.fail(message)
         pytest.skip(message)
     return path
+
+
+@pytest.fixture(scope="session")
+def catalog():
+    """The suite's own tool catalog (data/tools.toml)."""
+    from punie_gates.inputs.catalog import load_catalog
+
+    return load_catalog()
+
+
+@pytest.fixture(scope="session")
+def queries(catalog):
+    """The suite's own validation queries (data/queries.toml), checked against the catalog."""
+    from punie_gates.inputs.queries import load_queries
+
+    return load_queries(catalog=catalog)

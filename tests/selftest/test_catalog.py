@@ -44,11 +44,6 @@ EXPECTED_PARAMS = {
 }
 
 
-@pytest.fixture(scope="module")
-def catalog():
-    return load_catalog()
-
-
 def test_native_tools_are_what_punie_offers(catalog):
     schemas = catalog.native_schemas()
     # Code Mode, plus the two tools Punie's Phase 27 data also calls directly.

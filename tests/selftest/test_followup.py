@@ -34,7 +34,6 @@ from punie_gates.answering.conversation import (
     server_ask,
     write_conversations,
 )
-from punie_gates.inputs.catalog import load_catalog
 from punie_gates.checks.followup import rescore_conversations, score_followup, unsupported_numbers
 from punie_gates.inputs.facts import missing_facts, number_claims, states
 from punie_gates.inputs.results import check_result, result_numbers
@@ -45,14 +44,6 @@ PROMPT = [{"role": "system", "content": "You are Punie."}]
 _ID = re.compile(r"^[A-Za-z0-9]{9}$")
 
 
-@pytest.fixture(scope="module")
-def catalog():
-    return load_catalog()
-
-
-@pytest.fixture(scope="module")
-def queries(catalog):
-    return load_queries(catalog=catalog)
 
 
 # --- replies in both formats -------------------------------------------------------------

@@ -24,7 +24,6 @@ from punie_gates.checks.multiturn import (
     with_baseline,
 )
 from punie_gates.commands import score as score_command
-from punie_gates.inputs.catalog import load_catalog
 from punie_gates.inputs.facts import alternatives
 from punie_gates.inputs.queries import load_queries
 
@@ -32,14 +31,6 @@ REPO = Path(__file__).resolve().parents[2]
 SYSTEM = "You are Punie."
 
 
-@pytest.fixture(scope="module")
-def catalog():
-    return load_catalog()
-
-
-@pytest.fixture(scope="module")
-def queries(catalog):
-    return load_queries(catalog=catalog)
 
 
 def first_call(query) -> str:

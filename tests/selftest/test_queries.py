@@ -7,7 +7,6 @@ from collections import Counter
 
 import pytest
 
-from punie_gates.inputs.catalog import load_catalog
 from punie_gates.inputs.queries import QueryFileError, load_queries
 
 CATEGORIES = [
@@ -18,14 +17,6 @@ CATEGORIES = [
 SEED_MINIMUMS = {c: 4 for c in CATEGORIES} | {"direct_answers": 5, "cross_tool": 3}
 
 
-@pytest.fixture(scope="module")
-def catalog():
-    return load_catalog()
-
-
-@pytest.fixture(scope="module")
-def queries(catalog):
-    return load_queries(catalog=catalog)
 
 
 def test_forty_queries_eight_categories_of_five(queries):

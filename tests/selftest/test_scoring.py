@@ -14,7 +14,6 @@ from punie_gates import commands as cli
 from punie_gates.inputs import paths
 from punie_gates.inputs.catalog import load_catalog
 from punie_gates.formats.code_analysis import analyse_code
-from punie_gates.inputs.queries import load_queries
 from punie_gates.checks.scoring import score_response, validate_call
 from punie_gates.formats.tool_calls import ParsedCall, detect_format, parse_calls
 from punie_gates.commands.score import main
@@ -33,14 +32,6 @@ IDEAL = _cases("ideal_mistral.toml")
 _CATALOG = load_catalog()  # for hypothesis tests, which cannot take function-scoped fixtures
 
 
-@pytest.fixture(scope="module")
-def catalog():
-    return load_catalog()
-
-
-@pytest.fixture(scope="module")
-def queries(catalog):
-    return load_queries(catalog=catalog)
 
 
 def _agrees(score, case) -> list[str]:

@@ -13,20 +13,10 @@ from punie_gates.checks.scoring import read_answers, score_response, tally_zero_
 from punie_gates.commands.score import main
 from punie_gates.formats.tool_calls import parse_calls
 from punie_gates.inputs import paths
-from punie_gates.inputs.catalog import load_catalog
-from punie_gates.inputs.queries import load_queries
 
 IDEAL = tomllib.loads((paths.fixtures_dir() / "responses" / "ideal_mistral.toml").read_text(encoding="utf-8"))["case"]
 
 
-@pytest.fixture(scope="module")
-def catalog():
-    return load_catalog()
-
-
-@pytest.fixture(scope="module")
-def queries(catalog):
-    return load_queries(catalog=catalog)
 
 
 def as_served(text: str) -> tuple[str, list[dict]]:
