@@ -147,10 +147,11 @@ def test_the_fp8_checkpoint_stops_gate1_end_to_end(pytester, fp8_vision, repo_ro
     )  # fmt: skip
     doc = json.loads((pytester.path / "reports" / "gate-report.json").read_text())
     assert doc["gates"]["gate0"]["status"] == "passed", doc["gates"]["gate0"]["reasons"]
-    assert doc["gates"]["gate1"]["status"] in ("error", "failed") and doc["stopped_at"] == "gate1"
-    assert doc["verdict"] == "NO_GO" and result.ret != 0
-    reason = doc["gates"]["gate1"]["reasons"][0]
+    # A checkpoint mlx-lm cannot load faithfully is the user's to fix (use an MLX conversion),
+    # not a verdict on the model: the run ends ERROR (exit 6), never NO_GO, the cause said once.
+    assert doc["gates"]["gate1"]["status"] == "error" and doc["verdict"] == "ERROR" and result.ret == 6
+    reason = doc["reasons"][0]
     assert "FP8 (E4M3)" in reason and "MLX conversion" in reason and "\n" not in reason
     assert "FP8 (E4M3)" in (pytester.path / "reports" / "gate-report.md").read_text()
-    result.stdout.fnmatch_lines(["*gate1*FP8 (E4M3)*"])
+    result.stdout.fnmatch_lines(["VERDICT: ERROR: not judged*", "*FP8 (E4M3)*MLX conversion*"])
     assert not any(work.rglob("*.safetensors"))  # nothing was quantized
