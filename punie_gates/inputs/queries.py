@@ -338,22 +338,29 @@ def _thresholds(raw: Any, queries: list[Query], fail) -> Thresholds | None:
         fail("thresholds.overall_min", f"{overall} is more than the {len(queries)} queries in the file")
     for key in set(raw) - {"overall_min", "category_min"}:
         fail(f"thresholds.{key}", "unknown key (expected overall_min, category_min)")
-    minimums = raw.get("category_min", {})
-    if not isinstance(minimums, dict):
-        fail("thresholds.category_min", "must be a table of category -> minimum")
-        minimums = {}
-    for category, minimum in minimums.items():
-        where = f"thresholds.category_min.{category}"
-        if category not in per_category:
-            fail(where, f"unknown category (no query has category {category!r})")
-        elif not isinstance(minimum, int) or isinstance(minimum, bool) or minimum < 0:
-            fail(where, "must be a non-negative integer")
-        elif minimum > per_category[category]:
-            fail(where, f"minimum {minimum} is more than the category's {per_category[category]} queries")
+    minimums = _category_minimums(raw, "thresholds", per_category, "queries", fail,
+                                  unknown="unknown category (no query has category {!r})")
     for category in per_category:
         if category not in minimums:
             fail(f"thresholds.category_min.{category}", "missing: every category needs a minimum")
     return Thresholds(overall, MappingProxyType(dict(minimums)))
+
+
+def _category_minimums(raw: dict, table: str, per_category: Counter, counted: str, fail, *, unknown: str) -> dict:
+    """[table.category_min], each minimum checked against the queries of its category."""
+    minimums = raw.get("category_min", {})
+    if not isinstance(minimums, dict):
+        fail(f"{table}.category_min", "must be a table of category -> minimum")
+        return {}
+    for category, minimum in minimums.items():
+        where = f"{table}.category_min.{category}"
+        if category not in per_category:
+            fail(where, unknown.format(category))
+        elif not isinstance(minimum, int) or isinstance(minimum, bool) or minimum < 0:
+            fail(where, "must be a non-negative integer")
+        elif minimum > per_category[category]:
+            fail(where, f"minimum {minimum} is more than the category's {per_category[category]} {counted}")
+    return minimums
 
 
 def _followup_thresholds(raw: Any, queries: list[Query], fail) -> FollowupThresholds | None:
@@ -378,18 +385,8 @@ def _followup_thresholds(raw: Any, queries: list[Query], fail) -> FollowupThresh
     if not isinstance(hard, bool):
         fail("followup.hard", "must be true (a miss fails Gate 5) or false (a miss flags it)")
         hard = False
-    minimums = raw.get("category_min", {})
-    if not isinstance(minimums, dict):
-        fail("followup.category_min", "must be a table of category -> minimum")
-        minimums = {}
-    for category, minimum in minimums.items():
-        where = f"followup.category_min.{category}"
-        if category not in per_category:
-            fail(where, f"no tool query has category {category!r}, so it has no conversations to count")
-        elif not isinstance(minimum, int) or isinstance(minimum, bool) or minimum < 0:
-            fail(where, "must be a non-negative integer")
-        elif minimum > per_category[category]:
-            fail(where, f"minimum {minimum} is more than the category's {per_category[category]} tool queries")
+    minimums = _category_minimums(raw, "followup", per_category, "tool queries", fail,
+                                  unknown="no tool query has category {!r}, so it has no conversations to count")
     return FollowupThresholds(overall, MappingProxyType(dict(minimums)), hard)
 
 
