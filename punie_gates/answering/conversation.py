@@ -33,6 +33,7 @@ from typing import Any
 # Old flat modules (the lead rewrites these when merging). The tool-call parser and
 # the code analysis are pure functions of text and catalog; answering/ needs them to
 # know what a reply calls.
+from punie_gates.errors import UserError
 from punie_gates.inputs.catalog import Catalog
 from punie_gates.formats.code_analysis import analyse_code
 from punie_gates.formats.convert import make_call_id  # the converter's id rule: 9 letters/digits
@@ -199,6 +200,8 @@ def converse_many(
             replies = list(ask_many([list(c.messages) for c in open_chats]))
             if len(replies) != len(open_chats):
                 raise RuntimeError(f"ask returned {len(replies)} replies for {len(open_chats)} conversations")
+        except UserError:
+            raise  # e.g. the server died (ServerError): one cause for the run, not one per conversation
         except Exception as exc:  # the whole batch failed: each conversation records it
             replies = [exc] * len(open_chats)
         for chat, reply in zip(open_chats, replies):

@@ -65,6 +65,8 @@ mlx_lm/tool_parsers/mistral.py, and checked on the demo candidate):
 from __future__ import annotations
 
 from punie_gates.errors import ServerError  # noqa: F401  (raised here; defined with the other user errors)
+from punie_gates.answering import server_guard
+from punie_gates.progress import notice
 
 import atexit
 import json
@@ -78,7 +80,8 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -90,6 +93,9 @@ SERVER_MODULE = ("-m", "mlx_lm", "server")  # `python -m mlx_lm.server` prints a
 DEFAULT_STARTUP_TIMEOUT_S = 600.0  # a 24B model loads in tens of seconds; a cold disk is slower
 DEFAULT_STOP_TIMEOUT_S = 15.0
 DEFAULT_REQUEST_TIMEOUT_S = 1800.0  # one long answer queued behind a full batch on a slow machine
+DEFAULT_STALL_TIMEOUT_S = 120.0  # /health silent this long: the server is stopped (docs/reliability-servers.md)
+HEALTH_TIMEOUT_S = 5.0  # one /health probe; a busy but working server answers in well under a second
+WATCH_INTERVAL_S = 5.0  # between probes (each is a line in the server's log)
 DEFAULT_CONCURRENCY = 8  # the server's default --prompt-concurrency
 _LOG_TAIL_LINES = 40
 
@@ -198,6 +204,14 @@ class ModelServer:
     fails to load, or `startup_timeout_s` passes). Leaving, on any path (exception,
     Ctrl-C), and a SIGTERM to this process, stop the whole group: SIGTERM, a bounded
     wait, then SIGKILL. `launcher` replaces `python -m mlx_lm server` (tests use fakes).
+
+    Watched while requests are in flight (inside `answering()`): a thread checks every
+    few seconds that the process still runs and that /health answers within
+    HEALTH_TIMEOUT_S. A server that exits, reports /health 503, or leaves /health silent
+    for `stall_timeout_s` (it is then killed, which ends the requests waiting on it) sets
+    `failure`, one line the request layer raises as ServerError.
+    A killed run takes its server with it (answering.server_guard), and a server left by
+    an earlier run in the log's folder is stopped at start, with a notice.
     """
 
     def __init__(
@@ -216,6 +230,7 @@ class ModelServer:
         extra_args: Sequence[str] = (),
         startup_timeout_s: float = DEFAULT_STARTUP_TIMEOUT_S,
         stop_timeout_s: float = DEFAULT_STOP_TIMEOUT_S,
+        stall_timeout_s: float = DEFAULT_STALL_TIMEOUT_S,
         launcher: Sequence[str] | None = None,
         env: Mapping[str, str] | None = None,
     ):
@@ -225,6 +240,9 @@ class ModelServer:
         self.port = port
         self.startup_timeout_s = startup_timeout_s
         self.stop_timeout_s = stop_timeout_s
+        if not 0 < stall_timeout_s < float("inf"):
+            raise ValueError(f"stall_timeout_s must be a positive number of seconds, got {stall_timeout_s}")
+        self.stall_timeout_s = float(stall_timeout_s)
         if any(a.startswith("--trust-remote-code") for a in extra_args):
             raise ValueError("ModelServer never passes --trust-remote-code: a candidate may not run its own code")
         self._options: list[str] = ["--log-level", log_level]
@@ -247,6 +265,13 @@ class ModelServer:
         self.command: tuple[str, ...] = ()
         self.startup_s: float | None = None
         self.stop_s: float | None = None
+        self.longest_silence_s = 0.0  # the longest time /health went unanswered while watched
+        self._failure: str | None = None
+        self._in_flight = 0  # `answering()` blocks open: /health is probed only then
+        self._in_flight_lock = threading.Lock()
+        self._stopping = threading.Event()
+        self._guard_fd: int | None = None  # the write end of the watchdog's pipe (server_guard)
+        self._pid_file: Path | None = None
 
     # public face ------------------------------------------------------------------
 
@@ -274,6 +299,35 @@ class ModelServer:
     def alive(self) -> bool:
         return self._proc is not None and not _has_exited(self._proc)
 
+    @property
+    def failure(self) -> str | None:
+        """Why the server stopped serving when nobody asked it to (exited, stalled, unhealthy),
+        in one line with the end of its log; None while it serves, or after `stop`."""
+        proc = self._proc
+        if (self._failure is None and self.startup_s is not None and proc is not None
+                and not self._stopping.is_set() and _has_exited(proc)):  # fmt: skip
+            self._failure = self._failed(_exit_text(_exit_code(proc)))
+        return self._failure
+
+    @contextmanager
+    def answering(self) -> Iterator[ModelServer]:
+        """Requests are in flight inside this block: the watch probes /health (see the class docstring)."""
+        with self._in_flight_lock:
+            self._in_flight += 1
+        try:
+            yield self
+        finally:
+            with self._in_flight_lock:
+                self._in_flight -= 1
+
+    def failure_within(self, seconds: float) -> str | None:
+        """`failure`, waiting up to `seconds` for it: a request can fail a moment before the
+        process it talked to is seen to have exited."""
+        deadline = time.monotonic() + seconds
+        while self.failure is None and time.monotonic() < deadline and not self._stopping.is_set():
+            time.sleep(0.05)
+        return self.failure
+
     def log_tail(self, lines: int = _LOG_TAIL_LINES) -> str:
         try:
             text = self.log_path.read_text(encoding="utf-8", errors="replace")
@@ -296,6 +350,8 @@ class ModelServer:
             # Also keeps mlx-lm from taking a missing folder for a hub repo id.
             raise ServerError(f"{self.model_path}: not a model folder (no config.json); pass a local MLX model folder")
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        for said in server_guard.stop_leftovers(self.log_path.parent):
+            notice(said)
         started = time.perf_counter()
         attempts = 1 if self.port is not None else 3  # a free port may be taken before the server binds it
         for attempt in range(attempts):
@@ -314,12 +370,14 @@ class ModelServer:
                 self.stop()  # Ctrl-C or SIGTERM while waiting: no server may stay behind
                 raise
         self.startup_s = time.perf_counter() - started
+        threading.Thread(target=self._watch, name=f"watch mlx_lm.server {self.pid}", daemon=True).start()
 
     def stop(self) -> None:
         """Stop the server's process group (SIGTERM, bounded wait, SIGKILL); idempotent."""
         proc = self._proc
         if proc is None or self._stopped:
             return
+        self._stopping.set()  # what happens to the process from here on is no failure
         began = time.perf_counter()
         try:
             if not _has_exited(proc):
@@ -337,6 +395,10 @@ class ModelServer:
                 pass
             self._stopped = True
             _LIVE.discard(self)
+            server_guard.remove_pid_file(self._pid_file)
+            if self._guard_fd is not None:
+                os.close(self._guard_fd)  # the watchdog died with the group; nothing reads it now
+                self._guard_fd = None
             if self._log_handle is not None:
                 self._log_handle.close()
                 self._log_handle = None
@@ -358,16 +420,35 @@ class ModelServer:
         when = time.strftime("%Y-%m-%d %H:%M:%S")
         self._log_handle.write(f"# punie-gates: {when} starting: {shlex.join(self.command)}\n")
         self._log_handle.flush()
-        self._proc = subprocess.Popen(
-            self.command,
-            stdin=subprocess.DEVNULL,
-            stdout=self._log_handle,
-            stderr=subprocess.STDOUT,
-            env=self._env,
-            start_new_session=True,  # its own process group: a terminal's Ctrl-C reaches us, and we stop it
-        )
+        # The server dies with this process even when it is SIGKILLed (server_guard): the
+        # watchdog's pipe stays open here as long as we live. The parent-death signal fires
+        # when the forking *thread* exits, so it is asked for from the main thread only.
+        watch_fd, self._guard_fd = os.pipe()
+        main_thread = threading.current_thread() is threading.main_thread()
+        try:
+            self._proc = subprocess.Popen(
+                server_guard.guarded(self.command, watch_fd, parent_death_signal=main_thread),
+                stdin=subprocess.DEVNULL,
+                stdout=self._log_handle,
+                stderr=subprocess.STDOUT,
+                env=self._env,
+                pass_fds=(watch_fd,),
+                start_new_session=True,  # its own process group: a terminal's Ctrl-C reaches us, and we stop it
+            )
+        except BaseException:
+            os.close(self._guard_fd)
+            self._guard_fd = None
+            raise
+        finally:
+            os.close(watch_fd)
         self._stopped = False
+        self._stopping.clear()
         _LIVE.add(self)
+        try:
+            self._pid_file = server_guard.write_pid_file(self.log_path.parent, self._proc.pid, self.command,
+                                                         self.log_path)  # fmt: skip
+        except OSError:
+            self._pid_file = None  # the guards above still hold; only a later clean-up loses its record
 
     def _fail(self, what: str) -> ServerError:
         return ServerError(
@@ -406,8 +487,54 @@ class ModelServer:
 
     def _check_running(self) -> None:
         if self._proc is not None and _has_exited(self._proc):
-            code = _exit_code(self._proc)
-            raise self._fail(f"exited with code {code} before it was ready")
+            raise self._fail(f"{_exit_text(_exit_code(self._proc))} before it was ready")
+
+    def _failed(self, what: str) -> str:
+        # One line (a cause is one line in the verdict): the log's last lines, without the
+        # HTTP access lines ('... "POST /v1/chat/completions HTTP/1.1" 200 -') that bury the error.
+        lines = [line.strip() for line in self.log_tail().splitlines()]
+        tail = " | ".join([line for line in lines if line and "HTTP/1." not in line][-4:])
+        return (f"mlx_lm.server (pid {self.pid}, {self.model_path.name}) {what}; "
+                f"last lines of {self.log_path}: {tail[-600:]}")
+
+    def _watch(self) -> None:
+        """While the server runs: its process, and /health answering (see the class docstring)."""
+        proc = self._proc
+        probe_timeout = min(HEALTH_TIMEOUT_S, self.stall_timeout_s / 2)
+        interval = min(WATCH_INTERVAL_S, self.stall_timeout_s / 4)
+        url = f"http://{self.host}:{self.port}/health"
+        silent_since: float | None = None
+        misses = 0
+        while not self._stopping.wait(interval):
+            if self.failure is not None:
+                return  # it exited (`failure` says how)
+            if not self._in_flight:
+                silent_since, misses = None, 0  # idle: nobody waits on it (an exit is still seen above)
+                continue
+            asked = time.monotonic()
+            status = _http_status(url, timeout=probe_timeout)
+            if self._stopping.is_set() or self.failure is not None:
+                return
+            if status == 200:
+                silent_since, misses = None, 0
+                continue
+            if status is not None:
+                self._failure = self._failed(f"reported /health {status} while serving (its generation thread "
+                                             "died); it was stopped")  # fmt: skip
+                _signal_group(proc.pid, signal.SIGKILL)
+                return
+            silent_since = asked if silent_since is None else silent_since
+            misses += 1
+            silent = time.monotonic() - silent_since
+            self.longest_silence_s = max(self.longest_silence_s, silent)
+            # Two misses at least: one late probe after this process itself was paused is no stall.
+            if misses >= 2 and silent >= self.stall_timeout_s:
+                self._failure = self._failed(
+                    f"stopped responding: /health did not answer for {silent:.0f} s (the stall timeout is "
+                    f"{self.stall_timeout_s:g} s: --server-stall-timeout); it was killed"
+                )
+                _signal_group(proc.pid, signal.SIGKILL)
+                return
 
 
 def _post(request: urllib.request.Request, deadline: float, result: dict) -> None:
@@ -454,6 +581,17 @@ def _exit_code(proc: subprocess.Popen) -> int | None:
         if info is not None:
             return info.si_status if info.si_code == os.CLD_EXITED else -info.si_status
     return proc.returncode
+
+
+def _exit_text(code: int | None) -> str:
+    """`exited with code 3`, `was killed by signal 9 (SIGKILL)`."""
+    if code is None or code >= 0:
+        return f"exited with code {code}"
+    try:
+        name = f" ({signal.Signals(-code).name})"
+    except ValueError:
+        name = ""
+    return f"was killed by signal {-code}{name}"
 
 
 def _wait_exit(proc: subprocess.Popen, timeout: float) -> bool:

@@ -36,9 +36,15 @@ class ServerSlot:
         self._server: ModelServer | None = None
 
     def serve(self, owner: ServedModel) -> ModelServer:
-        """The running server of `owner`, started (after stopping any other) if it is not running."""
-        if self._owner is owner and self._server is not None and self._server.alive():
-            return self._server
+        """The running server of `owner`, started (after stopping any other) if it is not running.
+
+        Raises ServerError when `owner`'s server failed on its own (exited, stalled): a crash
+        is reported, never hidden by a quiet restart."""
+        if self._owner is owner and self._server is not None:
+            if self._server.failure is not None:
+                raise ServerError(self._server.failure)
+            if self._server.alive():
+                return self._server
         self.stop()
         server = ModelServer(owner.path, owner.log_path, **self._options)
         owner.runs.append(server)
@@ -78,6 +84,17 @@ class ServedModel:
     def stop(self) -> None:
         self.slot.stop(self)
 
+    def answering(self):
+        """A block in which requests to the running server are in flight (ModelServer.answering)."""
+        return self.server.answering()
+
+    def check(self, unanswered: int, asked: int) -> None:
+        """After `unanswered` of `asked` requests failed: raise the one ServerError that names
+        why, when it is the server (it exited, stalled or died); nothing otherwise."""
+        why = self.runs[-1].failure_within(2.0) if unanswered and self.runs else None
+        if why is not None:
+            raise ServerError(f"{self.label}: {unanswered} of {asked} requests got no answer: {why}")
+
     def record(self) -> dict[str, Any]:
         """What the report holds about this model's server: command, versions, tool parsing, starts."""
         started = [s for s in self.runs if s.startup_s is not None]
@@ -104,7 +121,8 @@ class ServedModel:
                 )
         out["starts"] = [
             {"pid": s.pid, "startup_s": round(s.startup_s, 3),
-             "stop_s": round(s.stop_s, 3) if s.stop_s is not None else None}
+             "stop_s": round(s.stop_s, 3) if s.stop_s is not None else None,
+             "longest_silence_s": round(s.longest_silence_s, 1)}
             for s in started
         ]  # fmt: skip
         return out
@@ -132,7 +150,8 @@ def ask_queries(
     With `warm_up` the first conversation is asked alone before the others: the server then
     holds the shared head (system prompt and tools) in its prompt cache when the rest arrive
     together, as it does for every request after the first on a long-running server.
-    A failed request raises ServerError with the server's log (nothing was measured).
+    A failed request raises ServerError with the server's log (nothing was measured); when
+    the server itself failed (exited, stalled: ModelServer.failure), that one cause.
     """
     conversations = list(conversations)
     if not conversations:
@@ -140,15 +159,18 @@ def ask_queries(
     server = served.server
     first, rest = (conversations[:1], conversations[1:]) if warm_up and concurrency > 1 else ([], conversations)
     common = {"tools": tools, "max_tokens": max_tokens, "stream": stream}
-    answers = ask(server.base_url, first, concurrency=1, **common) if first else []
-    done = len(answers)
+    with server.answering():
+        answers = ask(server.base_url, first, concurrency=1, **common) if first else []
+        served.check(sum(bool(a.error) for a in answers), len(answers))
+        done = len(answers)
 
-    def shown(step, n, total, **figures):
-        if progress is not None:
-            progress(step, done + n, done + total, **figures)
+        def shown(step, n, total, **figures):
+            if progress is not None:
+                progress(step, done + n, done + total, **figures)
 
-    answers += ask(server.base_url, rest, concurrency=concurrency, progress=shown, **common)
+        answers += ask(server.base_url, rest, concurrency=concurrency, progress=shown, **common)
     failed = [a for a in answers if a.error]
+    served.check(len(failed), len(answers))
     if failed:
         raise ServerError(
             f"{len(failed)} of {len(answers)} requests to mlx_lm.server ({served.label}, {served.path}) failed; "

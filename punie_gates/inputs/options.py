@@ -31,6 +31,9 @@ ANSWER_VIA = ("server", "inprocess")
 # What a run does with a cached artifact whose files no longer match their
 # manifest (punie_gates.model.artifacts.verify): rebuild it, saying so, or refuse.
 DAMAGED_CACHE = ("rebuild", "refuse")
+# Seconds mlx_lm.server may leave /health unanswered before the run stops it and ends
+# ERROR (docs/reliability-servers.md); a working server answers in well under a second.
+DEFAULT_SERVER_STALL_TIMEOUT_S = 120.0
 
 
 @dataclass(frozen=True)
@@ -67,6 +70,7 @@ OPTIONS = (
     Option("--max-tokens", "max_tokens", "generation budget per validation query", ini="max_tokens", type=int, default=512),
     Option("--bench", "bench", "Gate 2 also times the validation answers the plan's way (one at a time, full prompt) against the suite's (shared prefix, batches) and puts the figures in the report; doubles that generation time", ini="bench", env="PUNIE_GATES_BENCH", action="store_true"),
     Option("--answer-via", "answer_via", "how Gates 2-5 ask their queries: 'server' (mlx_lm.server with the OpenAI client, as Punie's agent does) or 'inprocess' (generated in this process: the reference path)", ini="answer_via", env="PUNIE_GATES_ANSWER_VIA", default="server", choices=ANSWER_VIA),
+    Option("--server-stall-timeout", "server_stall_timeout", f"seconds mlx_lm.server may leave /health unanswered while it serves before the run stops it and ends ERROR (default {DEFAULT_SERVER_STALL_TIMEOUT_S:g})", ini="server_stall_timeout", env="PUNIE_GATES_SERVER_STALL_TIMEOUT", type=float, default=DEFAULT_SERVER_STALL_TIMEOUT_S),
     Option("--seed", "seed", "seed for sampling examples and training", type=int, default=0),
     Option("--fusion", "fusion", "how Gates 4 and 5 fuse the adapter and quantize: 'streamed' (layer by layer, no float16 copy on disk) or 'recipe' (the seed's fuse --dequantize then convert, the reference); default from data/gates.toml (streamed)", ini="fusion", env="PUNIE_GATES_FUSION"),
 )
@@ -102,6 +106,7 @@ class GateConfig:
     offline: bool
     gates: GateRegistry
     fusion: str | None = None  # --fusion: overrides [gate4]/[gate5] fusion of the gates file
+    server_stall_timeout_s: float = DEFAULT_SERVER_STALL_TIMEOUT_S  # --server-stall-timeout
 
     def __repr__(self) -> str:  # short: pytest shows fixture values in tracebacks
         return f"GateConfig(candidate={self.candidate!r}, report_dir='{self.report_dir}', work_dir='{self.work_dir}')"
@@ -193,6 +198,13 @@ def _at_least_one(value: Any, flag: str) -> int:
     return int(value)
 
 
+def _positive_seconds(value: Any, flag: str) -> float:
+    seconds = float(value)
+    if not 0 < seconds < float("inf"):  # NaN fails both comparisons
+        raise OptionError(f"{flag} must be a positive number of seconds, got {value}")
+    return seconds
+
+
 def _choice(value: Any, dest: str) -> str:
     # Flags are checked by argparse and env/ini values by _convert; this catches a caller's `given`.
     opt = next(o for o in OPTIONS if o.dest == dest)
@@ -274,6 +286,7 @@ def resolve_options(
         offline=environ.get("HF_HUB_OFFLINE", "") not in ("", "0", "false", "False"),
         gates=gates,
         fusion=fusion,
+        server_stall_timeout_s=_positive_seconds(get["server_stall_timeout"], "--server-stall-timeout"),
     )
 
 

@@ -91,11 +91,11 @@ SERVES_FUSED = ("gate4", "gate5")
 
 
 @pytest.fixture(scope="session")
-def server_slot():
+def server_slot(gate_config):
     """The run's one mlx_lm.server slot: serving a model stops the one served before."""
     from punie_gates.answering.serving import ServerSlot
 
-    slot = ServerSlot()
+    slot = ServerSlot(stall_timeout_s=gate_config.server_stall_timeout_s)
     yield slot
     slot.stop()
 

@@ -135,6 +135,10 @@ class GateSession:
         try:  # a busy report folder, a broken option, thresholds file or input stops the run here
             self._folder_tried = True
             self.folder = open_report_folder(gate_options.report_dir_from_pytest(config))
+            from punie_gates.answering.server_guard import stop_leftovers
+
+            for said in stop_leftovers(self.folder.path):  # servers an earlier, killed run left behind
+                progress.notice(said)
             cfg = self.options()
             from punie_gates.checks.preflight import check_run
 

@@ -148,8 +148,20 @@ def conversation_ask(request, answer_server, catalog, gate_config, progress):
     if answer_server is not None:
         import openai
 
-        client = openai.OpenAI(base_url=answer_server.base_url, api_key="not-needed")
-        return ask_each(server_ask(client, "default_model", tools, max_tokens=gate_config.max_tokens))
+        from punie_gates.answering.server import DEFAULT_REQUEST_TIMEOUT_S
+
+        # No retries (a retried request hides a failure); a dead or stalled server is one ServerError.
+        client = openai.OpenAI(base_url=answer_server.base_url, api_key="not-needed", max_retries=0,
+                               timeout=DEFAULT_REQUEST_TIMEOUT_S)
+        asking = ask_each(server_ask(client, "default_model", tools, max_tokens=gate_config.max_tokens))
+
+        def ask_many(batch):
+            with answer_server.answering():
+                replies = asking(batch)
+            answer_server.check(sum(isinstance(r, Exception) for r in replies), len(replies))
+            return replies
+
+        return ask_many
     model, tokenizer = request.getfixturevalue("fused_model")
     return in_process_ask(model, tokenizer, tools, max_tokens=gate_config.max_tokens,
                           batch_size=gate_config.gen_batch_size, progress=progress)

@@ -11,7 +11,9 @@ detokenizer, state machine and tool parser, as the real server would; without it
 piece is one token and the parser is mlx-lm's Mistral one.
 
 Modes: ok, silent (never opens its port), exit (exits with code 3 at once), unhealthy
-(/health answers 503, as after a failed model load), ignore-term (ok, but ignores SIGTERM).
+(/health answers 503, as after a failed model load), ignore-term (ok, but ignores SIGTERM),
+light (only /health and the readiness request, standard library only: starts in a blink,
+for tests of the process's life that send no chat requests).
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ import time
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--fake-mode", default="ok", choices=["ok", "silent", "exit", "unhealthy", "ignore-term"])
+    parser.add_argument("--fake-mode", default="ok", choices=["ok", "silent", "exit", "unhealthy", "ignore-term", "light"])
     parser.add_argument("--fake-die-after", type=int, default=0, help="exit when the N-th chat request arrives")
     parser.add_argument("--fake-child", action="store_true", help="start a child process that sleeps")
     parser.add_argument("--fake-reply", default='["fake answer"]')
@@ -51,6 +53,8 @@ def main() -> None:
             time.sleep(1)
     if args.fake_mode == "ignore-term":
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    if args.fake_mode == "light":
+        serve_light(args.host, args.port)
 
     from http.server import ThreadingHTTPServer
 
@@ -63,6 +67,30 @@ def main() -> None:
     )
     print(f"Starting httpd at {args.host} on port {args.port}...", flush=True)
     httpd.serve_forever()
+
+
+def serve_light(host: str, port: int) -> None:
+    """/health and a one-token /v1/completions, without importing mlx_lm."""
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Handler(BaseHTTPRequestHandler):
+        def _send(self, doc: dict) -> None:
+            body = json.dumps(doc).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def do_GET(self):
+            self._send({"status": "ok"})
+
+        def do_POST(self):
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            self._send({"choices": [{"text": "x", "finish_reason": "length"}]})
+
+    print(f"Starting httpd at {host} on port {port}...", flush=True)
+    ThreadingHTTPServer((host, port), Handler).serve_forever()
 
 
 class ScriptedGenerator:

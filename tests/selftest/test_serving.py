@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
 
@@ -64,10 +65,15 @@ def test_a_server_that_dies_while_answering_is_an_error_with_its_log(tmp_path):
     slot = ServerSlot(launcher=[*FAKE, "--fake-die-after", "2"])
     served = ServedModel(slot, _model(tmp_path, "m"), tmp_path / "m.log", "fused candidate")
     try:
-        with pytest.raises(ServerError, match=r"(?s)of 4 requests to mlx_lm.server \(fused candidate.*fake server pid"):
+        with pytest.raises(ServerError) as info:
             ask_queries(served, [(f"q{i}", USER) for i in range(4)], tools=None, max_tokens=8, concurrency=1)
     finally:
         slot.stop()
+    # One line: the server named as exited, with its status and the end of its log.
+    message = str(info.value)
+    assert "\n" not in message and message.startswith("fused candidate: 3 of 4 requests got no answer: ")
+    assert re.search(r"mlx_lm.server \(pid \d+, m\) exited with code 1; last lines of .*m.log: .*fake server dies",
+                     message)
 
 
 def test_answer_via_defaults_to_the_server_and_names_a_bad_value(tmp_path):
