@@ -270,6 +270,7 @@ class ModelServer:
         self._in_flight = 0  # `answering()` blocks open: /health is probed only then
         self._in_flight_lock = threading.Lock()
         self._stopping = threading.Event()
+        self._kill_lock = threading.Lock()  # the watch kills only a process stop() has not begun to reap
         self._guard_fd: int | None = None  # the write end of the watchdog's pipe (server_guard)
         self._pid_file: Path | None = None
 
@@ -377,7 +378,8 @@ class ModelServer:
         proc = self._proc
         if proc is None or self._stopped:
             return
-        self._stopping.set()  # what happens to the process from here on is no failure
+        with self._kill_lock:
+            self._stopping.set()  # what happens to the process from here on is no failure
         began = time.perf_counter()
         try:
             if not _has_exited(proc):
@@ -519,9 +521,8 @@ class ModelServer:
                 silent_since, misses = None, 0
                 continue
             if status is not None:
-                self._failure = self._failed(f"reported /health {status} while serving (its generation thread "
-                                             "died); it was stopped")  # fmt: skip
-                _signal_group(proc.pid, signal.SIGKILL)
+                self._kill(proc, f"reported /health {status} while serving (its generation thread died); "
+                                 "it was stopped")  # fmt: skip
                 return
             silent_since = asked if silent_since is None else silent_since
             misses += 1
@@ -529,12 +530,17 @@ class ModelServer:
             self.longest_silence_s = max(self.longest_silence_s, silent)
             # Two misses at least: one late probe after this process itself was paused is no stall.
             if misses >= 2 and silent >= self.stall_timeout_s:
-                self._failure = self._failed(
-                    f"stopped responding: /health did not answer for {silent:.0f} s (the stall timeout is "
-                    f"{self.stall_timeout_s:g} s: --server-stall-timeout); it was killed"
-                )
-                _signal_group(proc.pid, signal.SIGKILL)
+                self._kill(proc, f"stopped responding: /health did not answer for {silent:.0f} s (the stall "
+                                 f"timeout is {self.stall_timeout_s:g} s: --server-stall-timeout); it was killed")
                 return
+
+    def _kill(self, proc: subprocess.Popen, why: str) -> None:
+        """Record `why` as the failure and kill the group, unless stop() got there first."""
+        with self._kill_lock:
+            if self._stopping.is_set():
+                return
+            self._failure = self._failed(why)
+            _signal_group(proc.pid, signal.SIGKILL)  # ends the requests waiting on it
 
 
 def _post(request: urllib.request.Request, deadline: float, result: dict) -> None:

@@ -489,6 +489,18 @@ def test_a_batch_ask_that_raises_is_recorded_for_each_conversation(queries, cata
     assert all("RuntimeError: server went away" in c.detail for c in conversations)
 
 
+def test_a_server_that_failed_is_one_error_for_the_run_not_one_per_conversation(queries, catalog):
+    from punie_gates.errors import ServerError
+
+    starts = [(queries.by_id(q), mistral('print(typecheck("src/"))'), PROMPT) for q in ("existing_tools-03", "field_access-01")]
+
+    def dead(batch):  # what the gates' server AskMany raises once the server exited or stalled
+        raise ServerError("candidate: 2 of 2 requests got no answer: mlx_lm.server (pid 1, m) was killed by signal 9")
+
+    with pytest.raises(ServerError, match="was killed by signal 9"):
+        converse_many(starts, dead, catalog=catalog, max_turns=4)
+
+
 class NoToolRoleTokenizer:
     """A tokenizer whose chat template knows no tool role (a fake, not a mock)."""
 

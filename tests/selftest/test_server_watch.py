@@ -24,36 +24,13 @@ import pytest
 from punie_gates.answering import server_guard
 from punie_gates.answering.serving import ServedModel, ServerSlot, ask_queries
 from punie_gates.errors import ServerError
+from test_server import _child_pid, _gone, _wait_gone
 
 HERE = Path(__file__).resolve().parent
 FAKE = [sys.executable, str(HERE / "fake_mlx_server.py")]
 USER = [{"role": "user", "content": "Check types in src/"}]
 SLOW_REPLY = json.dumps(["x"] * 3000)  # ~30 s of streaming at the fake's 10 ms a token
 LINUX = sys.platform.startswith("linux")
-
-
-def _gone(pid: int) -> bool:
-    """No process (a zombie counts as gone) has this pid."""
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] in ("Z", "X")
-    except (OSError, IndexError):
-        pass
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False
-    return False
-
-
-def _wait_gone(pid: int, timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while not _gone(pid):
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.05)
-    return True
 
 
 def _model(tmp_path: Path) -> Path:
@@ -68,44 +45,33 @@ def _answering(tmp_path: Path, **options) -> tuple[ServerSlot, ServedModel]:
     return slot, ServedModel(slot, _model(tmp_path), tmp_path / "reports" / "gate3-server.log", "candidate")
 
 
-def _signal_later(pid: int, sig: int, after_s: float) -> threading.Timer:
-    timer = threading.Timer(after_s, os.kill, (pid, sig))
-    timer.start()
-    return timer
-
-
-def test_a_server_killed_while_answering_is_named_once_with_its_signal(tmp_path):
-    slot, served = _answering(tmp_path)
+def _signalled_while_answering(tmp_path: Path, sig: int, **options) -> tuple[str, float, int, ServedModel]:
+    """Ask 3 slow queries, send `sig` to the server 1 s in: (the ServerError's text, seconds
+    from asking to the error, the server's pid, the served model)."""
+    slot, served = _answering(tmp_path, **options)
     try:
         pid = served.server.pid
-        _signal_later(pid, signal.SIGKILL, 1.0)
+        threading.Timer(1.0, os.kill, (pid, sig)).start()
         began = time.monotonic()
         with pytest.raises(ServerError) as info:
             ask_queries(served, [(f"q{i}", USER) for i in range(3)], tools=None, max_tokens=4000, concurrency=3)
-        took = time.monotonic() - began
+        return str(info.value), time.monotonic() - began, pid, served
     finally:
         slot.stop()
-    message = str(info.value)
+
+
+def test_a_server_killed_while_answering_is_named_once_with_its_signal(tmp_path):
+    message, took, pid, _ = _signalled_while_answering(tmp_path, signal.SIGKILL)
     assert "\n" not in message, message  # one cause, one line
     assert message.startswith("candidate: ") and "requests got no answer" in message
     assert f"mlx_lm.server (pid {pid}, model) was killed by signal 9 (SIGKILL)" in message
     assert "last lines of" in message and "gate3-server.log" in message and "finish_reason" not in message
     assert took < 10
-    assert not (tmp_path / "reports" / ".servers" / f"{pid}.json").exists()  # its pid file went with it
+    assert not (tmp_path / "reports" / ".servers").exists()  # its pid file went with it
 
 
 def test_a_stopped_server_is_killed_after_the_stall_timeout_and_says_so(tmp_path):
-    slot, served = _answering(tmp_path, stall_timeout_s=2.0)
-    try:
-        pid = served.server.pid
-        _signal_later(pid, signal.SIGSTOP, 1.0)
-        began = time.monotonic()
-        with pytest.raises(ServerError) as info:
-            ask_queries(served, [(f"q{i}", USER) for i in range(2)], tools=None, max_tokens=4000, concurrency=2)
-        took = time.monotonic() - began
-    finally:
-        slot.stop()
-    message = str(info.value)
+    message, took, pid, served = _signalled_while_answering(tmp_path, signal.SIGSTOP, stall_timeout_s=2.0)
     assert "stopped responding: /health did not answer for" in message and "the stall timeout is 2 s" in message
     assert "it was killed" in message and "\n" not in message
     # SIGSTOP after 1 s, then the stall timeout, one probe's timeout and one interval at most.
@@ -163,13 +129,6 @@ def _driver(tmp_path: Path, how: str, *fake_options: str) -> tuple[subprocess.Po
     line = driver.stdout.readline()
     assert line, driver.stderr.read()
     return driver, json.loads(line)["server"]
-
-
-def _child_pid(log: Path) -> int:
-    for line in log.read_text().splitlines():
-        if line.startswith("fake child pid "):
-            return int(line.split()[-1])
-    raise AssertionError(f"no child pid in {log}")
 
 
 def _watchdog_of(server_pid: int) -> int:
