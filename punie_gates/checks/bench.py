@@ -160,14 +160,16 @@ def run_server_bench(model_path: Path, queries, catalog, system_prompt: str, *, 
     untimed warm-up request (answering.server.time_concurrency), with the server's record."""
     import shlex
 
-    from punie_gates.answering.server import ModelServer, time_concurrency
+    from punie_gates.answering.server import ModelServer, ServerError, time_concurrency
     from punie_gates.checks.steps import query_conversations
 
     conversations = query_conversations(queries, system_prompt)
     load_before = _load_avg()
-    with ModelServer(model_path, log_path) as server:
+    with ModelServer(model_path, log_path) as server, server.answering():  # watched: a stall or a crash is named
         timing = time_concurrency(server.base_url, conversations, tools=catalog.native_schemas(),
                                   max_tokens=max_tokens, concurrency=concurrency)
+        if timing.errors and server.failure_within(2.0):
+            raise ServerError(server.failure)
     record = server.record()
     return {
         **{k: round(v, 3) if isinstance(v, float) else v for k, v in asdict(timing).items()},
