@@ -50,6 +50,8 @@ _HAVE_PROC = Path("/proc/self/cmdline").exists()
 def guarded(command: tuple[str, ...], watch_fd: int, *, parent_death_signal: bool) -> list[str]:
     """The argv that runs `command` under both guards; `watch_fd` is the read end of the
     run's pipe (pass it with Popen(pass_fds=...), keep the write end open while it runs)."""
+    if not sys.executable:  # an embedded interpreter: nothing to run the guard with
+        return list(command)
     flags = ["--pdeathsig"] if parent_death_signal and sys.platform.startswith("linux") else []
     return [sys.executable, "-I", str(Path(__file__).resolve()), *flags,
             "--watch-fd", str(watch_fd), "--parent", str(os.getpid()), "--", *command]  # fmt: skip
