@@ -139,7 +139,7 @@ def parent_of(pid: int) -> int | None:
 def _ps(pid: int, field: str) -> str | None:
     try:
         done = subprocess.run(["ps", "-ww", "-o", f"{field}=", "-p", str(pid)], capture_output=True, text=True,
-                              timeout=10)  # fmt: skip
+                              timeout=10, check=False)  # fmt: skip
     except (OSError, subprocess.SubprocessError):
         return None
     return done.stdout.strip() or None if done.returncode == 0 else None

@@ -20,11 +20,11 @@ import time
 from pathlib import Path
 
 import pytest
+from test_server import _child_pid, _gone, _wait_gone
 
 from punie_gates.answering import server_guard
 from punie_gates.answering.serving import ServedModel, ServerSlot, ask_queries
 from punie_gates.errors import ServerError
-from test_server import _child_pid, _gone, _wait_gone
 
 HERE = Path(__file__).resolve().parent
 FAKE = [sys.executable, str(HERE / "fake_mlx_server.py")]
@@ -193,8 +193,8 @@ def test_a_server_left_by_an_earlier_run_is_stopped_by_the_next(tmp_path, pytest
         )
         result = pytester.runpytest("-p", "no:cacheprovider", "--report-dir", str(reports), "--candidate", "demo",
                                     "gates")  # fmt: skip
-        result.stdout.fnmatch_lines([f"*stopped mlx_lm.server pid {orphan}, left running by an earlier run "
-                                     f"(pid {driver.pid})*gate3-server.log*"])  # fmt: skip
+        said = f"*stopped mlx_lm.server pid {orphan}, left running by an earlier run (pid {driver.pid})*gate3-server.log*"
+        result.stdout.fnmatch_lines([said])
         assert _wait_gone(orphan, 10) and not pid_file.exists()
     finally:
         try:

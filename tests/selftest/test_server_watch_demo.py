@@ -20,9 +20,9 @@ import time
 from pathlib import Path
 
 import pytest
+from test_server import _wait_gone
 
 from punie_gates.decision.verdict import EXIT_NOT_JUDGED
-from test_server import _wait_gone
 
 REPO = Path(__file__).resolve().parents[2]
 STALL_S = 4.0
@@ -69,7 +69,7 @@ def _answering_server(run: subprocess.Popen, reports: Path, timeout: float = 300
 def _servers_of(command: list[str]) -> list[str]:
     """What `pgrep -f "mlx_lm[. ]server"` finds of this run's server (its port is its own)."""
     port = command[command.index("--port") + 1]
-    found = subprocess.run(["pgrep", "-af", "mlx_lm[. ]server"], capture_output=True, text=True).stdout
+    found = subprocess.run(["pgrep", "-af", "mlx_lm[. ]server"], capture_output=True, text=True, check=False).stdout
     return [line for line in found.splitlines() if re.search(rf"--port {port}( |$)", line)]
 
 
@@ -77,7 +77,7 @@ def test_a_sigkilled_run_leaves_no_server(env, tmp_path):
     reports = tmp_path / "reports"
     run = _gate3(env, reports)
     try:
-        pid, command = _answering_server(run, reports)
+        _, command = _answering_server(run, reports)
         assert _servers_of(command), "pgrep must see the running server"
         run.send_signal(signal.SIGKILL)
         run.wait(timeout=30)
