@@ -184,6 +184,9 @@ def _server_lines(figures: dict[str, Any]) -> list[str]:
         versions = ", ".join(f"{k} {v}" for k, v in (server.get("versions") or {}).items())
         parsing = server.get("tool_parsing") or {}
         starts = ", ".join(f"started in {s['startup_s']:.1f} s, stopped in {s['stop_s'] or 0:.1f} s"
+                           # a pause shorter than the stall timeout: the answers' times include it
+                           + (f", /health unanswered for up to {s['longest_silence_s']:.0f} s while answering"
+                              if s.get("longest_silence_s") else "")
                            for s in server.get("starts") or ())
         lines.append(f"- {server.get('model')} server: `{server.get('command', '')}` ({starts}); log `{server.get('log')}`")
         lines.append(f"  - versions: {versions}")
