@@ -329,6 +329,13 @@ class ModelServer:
             time.sleep(0.05)
         return self.failure
 
+    def log_summary(self, lines: int = 6) -> str:
+        """`last lines of LOG: a | b | c`: the log's last lines in one line (a cause is one line
+        in the verdict), without the HTTP access lines ('"POST /v1/... HTTP/1.1" 200 -') that
+        bury the error."""
+        kept = [line.strip() for line in self.log_tail().splitlines() if line.strip() and "HTTP/1." not in line]
+        return f"last lines of {self.log_path}: {' | '.join(kept[-lines:])[-800:]}"
+
     def log_tail(self, lines: int = _LOG_TAIL_LINES) -> str:
         try:
             text = self.log_path.read_text(encoding="utf-8", errors="replace")
@@ -453,10 +460,7 @@ class ModelServer:
             self._pid_file = None  # the guards above still hold; only a later clean-up loses its record
 
     def _fail(self, what: str) -> ServerError:
-        return ServerError(
-            f"mlx_lm.server {what}.\ncommand: {shlex.join(self.command)}\n"
-            f"last lines of {self.log_path}:\n{self.log_tail()}"
-        )
+        return ServerError(f"mlx_lm.server {what} (command: {shlex.join(self.command)}); {self.log_summary()}")
 
     def _wait_ready(self, started: float) -> None:
         deadline = started + self.startup_timeout_s
@@ -492,12 +496,7 @@ class ModelServer:
             raise self._fail(f"{_exit_text(_exit_code(self._proc))} before it was ready")
 
     def _failed(self, what: str) -> str:
-        # One line (a cause is one line in the verdict): the log's last lines, without the
-        # HTTP access lines ('... "POST /v1/chat/completions HTTP/1.1" 200 -') that bury the error.
-        lines = [line.strip() for line in self.log_tail().splitlines()]
-        tail = " | ".join([line for line in lines if line and "HTTP/1." not in line][-4:])
-        return (f"mlx_lm.server (pid {self.pid}, {self.model_path.name}) {what}; "
-                f"last lines of {self.log_path}: {tail[-600:]}")
+        return f"mlx_lm.server (pid {self.pid}, {self.model_path.name}) {what}; {self.log_summary(4)}"
 
     def _watch(self) -> None:
         """While the server runs: its process, and /health answering (see the class docstring)."""

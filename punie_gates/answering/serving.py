@@ -174,6 +174,6 @@ def ask_queries(
     if failed:
         raise ServerError(
             f"{len(failed)} of {len(answers)} requests to mlx_lm.server ({served.label}, {served.path}) failed; "
-            f"first: {failed[0].id}: {failed[0].error}\nlast lines of {served.log_path}:\n{server.log_tail()}"
+            f"first: {failed[0].id}: {' '.join(failed[0].error.split())}; {server.log_summary()}"
         )
     return [from_server(a) for a in answers]

@@ -249,3 +249,15 @@ def test_the_report_says_when_a_server_paused_while_answering():
 
     assert "/health unanswered" not in line(0.0)
     assert "(started in 3.2 s, stopped in 0.1 s, /health unanswered for up to 95 s while answering)" in line(95.0)
+
+
+def test_a_server_that_exits_while_starting_is_one_cause_too(tmp_path):
+    from punie_gates.answering.server import ModelServer
+
+    server = ModelServer(_model(tmp_path), tmp_path / "gate3-server.log", launcher=[*FAKE, "--fake-mode", "exit"])
+    with pytest.raises(ServerError) as info:
+        server.start()
+    message = str(info.value)
+    assert "\n" not in message  # the verdict shows one line per cause: one cause, not the log's 40 lines
+    assert message.startswith("mlx_lm.server exited with code 3 before it was ready (command: ")
+    assert "last lines of" in message and message.endswith("ValueError: fake failure at startup")
