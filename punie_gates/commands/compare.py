@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -42,6 +43,13 @@ def main(argv: list[str]) -> int:
     from punie_gates.decision import compare, html
     from punie_gates.inputs.queries import QueryFileError, load_queries
 
+    if args.out.is_dir():
+        print(f"punie-gates compare: --out {args.out} is a folder; give the page's file name, such as "
+              f"{args.out / 'compare.html'}", file=sys.stderr)
+        return 2
+    if _same_folder(args.run_a, args.run_b):
+        print(f"punie-gates compare: warning: RUN_A and RUN_B are the same folder ({args.run_a}): "
+              "the run is compared with itself, so the two sides agree by construction", file=sys.stderr)
     try:
         catalog = load_catalog(args.tools)
         queries = load_queries(args.queries, catalog)
@@ -50,9 +58,20 @@ def main(argv: list[str]) -> int:
     except (CatalogError, QueryFileError, compare.CompareError) as exc:
         print(f"punie-gates compare: {exc}", file=sys.stderr)
         return 2
-    out = html.write_page(args.out, compare.comparison_page(result, queries))
+    try:
+        out = html.write_page(args.out, compare.comparison_page(result, queries))
+    except OSError as exc:
+        print(f"punie-gates compare: cannot write --out {args.out}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
     print(json.dumps(compare.comparison_json(result, out), ensure_ascii=False))
     return 0
+
+
+def _same_folder(a: Path, b: Path) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
 
 
 if __name__ == "__main__":

@@ -355,6 +355,9 @@ def terminal_lines(report: Report, report_paths: Sequence[Path] = (), report_mis
     where = f" (stopped at {verdict.stopped_at})" if verdict.stopped_at else ""
     if verdict.verdict == "ERROR":
         where = ": not judged (the run stopped before it could judge the candidate; fix the cause below and run again)"
+    elif report.interrupted and verdict.verdict == "NO_GO" and verdict.stopped_at:
+        # One story: the hard failure decided the run; the interrupt came after it.
+        where = f" at {verdict.stopped_at}; then interrupted during {report.interrupted.get('gate') or 'the run'}"
     elif report.interrupted:
         where += f" (interrupted during {report.interrupted.get('gate') or 'the run'})"
     out.append(f"VERDICT: {verdict.verdict}{where}")
