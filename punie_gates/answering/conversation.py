@@ -420,12 +420,9 @@ def conversation_from_record(record: Mapping[str, Any]) -> Conversation:
 
 def write_conversations(path: Path, conversations: Sequence[Conversation]) -> Path:
     """Save conversations as JSONL, one record per query (see `conversation_record`)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", encoding="utf-8") as f:
-        for conversation in conversations:
-            f.write(json.dumps(conversation_record(conversation), ensure_ascii=False) + "\n")
-    return path
+    from punie_gates.answering.answers import save_jsonl
+
+    return save_jsonl(path, [conversation_record(c) for c in conversations], "conversations")
 
 
 @dataclass(frozen=True)

@@ -105,14 +105,14 @@ def _training_files(folder: Path | None) -> tuple[dict[str, int] | None, list[st
     counts, problems = {}, []
     for name in TRAINING_FILES:
         path = Path(folder) / name
-        if not path.is_file():
+        if not path.exists():
             problems.append(f"training data: {folder} has no {name}; {fix}")
             continue
-        try:
-            with path.open("rb") as fh:
-                counts[name] = sum(1 for line in fh if line.strip())
-        except OSError as exc:
-            problems.append(f"training data: cannot read {path}: {exc.strerror or exc}")
+        try:  # a FIFO or folder in its place is refused, never waited on
+            lines = readers.byte_lines(path, "training data file")
+            counts[name] = sum(1 for line in lines if isinstance(line, readers.Overlong) or line.strip())
+        except UserError as exc:
+            problems.append(f"training data: {exc}")
             continue
         if counts[name] == 0:
             problems.append(f"training data: {path} holds no conversations (the file is empty)")

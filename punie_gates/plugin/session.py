@@ -64,6 +64,7 @@ class GateSession:
         self.report_missing: str | None = None  # why gate-report.* could not be written
         self.internal_error: str | None = None  # a bug that stopped the run (pytest printed its traceback)
         self._internal_traceback: str | None = None  # one raised in our own sessionfinish, printed in the summary
+        self.unsaved_lines: tuple[str, ...] = ()  # JSONL results no file could take: shown after the verdict
         self._undo: list = []  # what _begin changed in the process, undone at unconfigure
         self._folder_tried = False
 
@@ -205,6 +206,7 @@ class GateSession:
         # Not a verdict on the candidate: one short line here (no traceback), the cause once in
         # the verdict, and no further test repeating the same error.
         self._stop(call.excinfo.value)
+        self.unsaved_lines += getattr(call.excinfo.value, "lines", ())  # results that could be kept nowhere
         self._not_judged_at[item.nodeid] = cause
         report.outcome = "skipped"
         report.longrepr = (str(item.path), (item.location[1] or 0) + 1, f"not judged: {cause}")
@@ -274,6 +276,8 @@ class GateSession:
             self._internal_traceback = traceback.format_exc()
             session.exitstatus = pytest.ExitCode.INTERNAL_ERROR
             self._write_error_report()
+            if exitstatus == pytest.ExitCode.INTERNAL_ERROR:
+                self._say_verdict()
 
     def _write_error_report(self) -> None:
         """The smallest report of a run a bug stopped: ERROR, incomplete, and run.json marked ended."""
@@ -342,6 +346,8 @@ class GateSession:
         self._write_report()
         if self.internal_error:
             session.exitstatus = pytest.ExitCode.INTERNAL_ERROR
+            if exitstatus == pytest.ExitCode.INTERNAL_ERROR:  # pytest shows no summary then: the verdict is said here
+                self._say_verdict()
             return
         if verdict.verdict == NOT_JUDGED:
             session.exitstatus = EXIT_NOT_JUDGED
@@ -388,6 +394,12 @@ class GateSession:
             out[gate] = result
         return out
 
+    def _say_verdict(self) -> None:
+        terminal = self.config.pluginmanager.get_plugin("terminalreporter")
+        if terminal is not None and self.report is not None:
+            for line in terminal_lines(self.report, self.report_paths, self.report_missing):
+                terminal.write_line(line)
+
     def pytest_terminal_summary(self, terminalreporter, exitstatus, config):
         if self._internal_traceback:
             for line in self._internal_traceback.rstrip().splitlines():
@@ -396,6 +408,11 @@ class GateSession:
             return
         for line in terminal_lines(self.report, self.report_paths, self.report_missing):
             terminalreporter.write_line(line)
+        if self.unsaved_lines:
+            terminalreporter.write_line(f"results that could not be saved ({len(self.unsaved_lines)} JSONL lines, "
+                                        "for `punie-gates score --responses`):")
+            for line in self.unsaved_lines:
+                terminalreporter.write_line(line)
 
 
 class _HtmlSummary:
