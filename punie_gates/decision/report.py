@@ -363,8 +363,9 @@ def terminal_lines(report: Report, report_paths: Sequence[Path] = (), report_mis
     out.append(f"VERDICT: {verdict.verdict}{where}")
     width = 600 if verdict.verdict == "ERROR" else 150  # the cause to act on is shown whole
     for reason in verdict.reasons if verdict.verdict != "GO" else ():
+        cause = reason.startswith(("not judged: ", "internal error: "))  # a cause to act on: shown whole
         reason = reason.removeprefix("not judged: ") if verdict.verdict == "ERROR" else reason  # the header says it
-        out.append(f"  - {_short(reason, width)}")
+        out.append(f"  - {_short(reason, 600 if cause else width)}")
     if verdict.flags and verdict.verdict != "GO_WITH_FLAGS":  # there the reasons are the flags
         out += [f"  flag: {_short(flag, 150)}" for flag in verdict.flags]
     if report_paths:

@@ -277,7 +277,10 @@ save_answers(gate_config.report_dir / "gate3-responses.jsonl", answers)
 '''
 
 
-def test_answers_that_cannot_be_saved_are_kept_and_the_run_ends_error(pytester):
+def test_answers_that_cannot_be_saved_are_kept_and_the_run_ends_error(pytester, tmp_path, monkeypatch):
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # where the answers are kept: cleaned up by pytest
     # The report folder stops taking writes mid-run (here: the answers' file is taken by a folder,
     # which fails the same way for root, who ignores file modes).
     body = SAVE_ANSWERS.format(break_it="(gate_config.report_dir / 'gate3-responses.jsonl').mkdir()")
@@ -289,6 +292,8 @@ def test_answers_that_cannot_be_saved_are_kept_and_the_run_ends_error(pytester):
     [reason] = doc["reasons"]
     assert "gate3-responses.jsonl (Is a directory)" in reason and "the 3 answers were kept in " in reason
     kept = Path(reason.rsplit(" were kept in ", 1)[1])
+    assert kept.parent.parent == tmp_path
+    result.stdout.fnmatch_lines([f"  - cannot write *gate3-responses.jsonl (Is a directory): *kept in {kept}"])
     assert [json.loads(line)["response"] for line in kept.read_text().splitlines()] == ["kept answer"] * 3
     assert doc["gates"]["gate3"]["status"] == "error" and doc["gates"]["gate4"]["status"] == "not_run"
 
@@ -318,3 +323,11 @@ def test_a_fifo_in_the_training_folder_is_refused_not_waited_on(pytester):
     assert result.ret == EXIT_NOT_JUDGED
     assert doc["reasons"] == [f"not judged: training data: {folder / 'train.jsonl'}: training data file is a FIFO "
                               "(named pipe), not a regular file; give a file"]
+
+
+def test_a_permission_error_is_a_cause_not_a_traceback():
+    from punie_gates.errors import user_error_message
+
+    said = user_error_message(PermissionError(13, "Permission denied", "/r/gate3-server.log"))
+    assert said.startswith("permission denied on /r/gate3-server.log (Permission denied): make it writable")
+    assert user_error_message(PermissionError(13, "Permission denied")) is None  # no path: nothing to act on
