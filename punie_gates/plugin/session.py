@@ -310,8 +310,7 @@ class GateSession:
         if self.interrupted and not self.not_judged:
             where = f" while {self.interrupted['gate']} was running ({self.interrupted['test']})" if self.interrupted["gate"] else ""
             if verdict.verdict == "NO_GO" and verdict.stopped_at:  # the hard failure came first: it decides
-                why = (f"then interrupted ({self.interrupted['by']}){where}: the NO_GO at {verdict.stopped_at} "
-                       "stands; the gates after it were not all run")
+                why = f"then interrupted ({self.interrupted['by']}){where}: the NO_GO at {verdict.stopped_at} stands"
                 verdict = dataclasses.replace(verdict, reasons=(*verdict.reasons, why), complete=False)
             else:
                 why = (f"interrupted ({self.interrupted['by']}){where}: no go/no-go was reached; run the same command "
