@@ -117,9 +117,12 @@ def reply_from_message(message: Mapping[str, Any]) -> Reply:
         name, arguments = function.get("name") or "", function.get("arguments", {})
         if isinstance(arguments, str):
             try:
-                arguments = json.loads(arguments) if arguments.strip() else {}
+                arguments = readers.parse_json(arguments) if arguments.strip() else {}
             except json.JSONDecodeError as exc:
                 calls.append(ParsedCall(name, None, f"arguments are not valid JSON ({exc.msg})"))
+                continue
+            except readers.NestingError as exc:
+                calls.append(ParsedCall(name, None, f"arguments are {exc}"))
                 continue
         if isinstance(arguments, dict):
             calls.append(ParsedCall(name, MappingProxyType(arguments), None))

@@ -331,3 +331,17 @@ def test_a_permission_error_is_a_cause_not_a_traceback():
     said = user_error_message(PermissionError(13, "Permission denied", "/r/gate3-server.log"))
     assert said.startswith("permission denied on /r/gate3-server.log (Permission denied): make it writable")
     assert user_error_message(PermissionError(13, "Permission denied")) is None  # no path: nothing to act on
+
+
+def test_a_saved_answer_with_a_call_nested_past_any_parser_is_scored_failed(tmp_path, queries):
+    deep = "[" * DEEP + "]" * DEEP
+    qid = next(q.id for q in queries.queries if q.category != "direct_answers")
+    path = tmp_path / "responses.jsonl"
+    path.write_text(json.dumps({"id": qid, "response": f'[TOOL_CALLS]run_command[ARGS]{{"a": {deep}}}'}) + "\n"
+                    + json.dumps({"id": qid, "response": "", "tool_calls": [{"name": "run_command",
+                                  "arguments": f'{{"a": {deep}}}'}]}) + "\n")  # fmt: skip
+    done = command("score", "--responses", str(path))
+    assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr
+    scores = [json.loads(line) for line in done.stdout.splitlines()]
+    assert [s["passed"] for s in scores] == [False, False]
+    assert all("nested more than" in s["reason"] for s in scores), scores
