@@ -269,7 +269,7 @@ class GateSession:
             return
         try:
             self._sessionfinish(session, exitstatus)
-        except Exception as exc:  # a bug here must still end the run ERROR, with run.json closed
+        except Exception as exc:  # noqa: BLE001 (a bug here must still end the run ERROR, with run.json closed)
             import traceback
 
             self.internal_error = self.internal_error or _internal_error(exc)
