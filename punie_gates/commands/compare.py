@@ -16,12 +16,14 @@ output: the side-by-side page (--out, default ./compare.html) and one JSON line 
         stdout: per run passed/total with its Wilson interval, overall and per
         category; the exact McNemar test (only_a, only_b, p both ways). Runs that
         answered different queries are compared on the queries both answered; the
-        others are listed in only_in_a / only_in_b.
+        others are listed in only_in_a / only_in_b. One folder given twice: a warning
+        on stderr (the run is compared with itself).
 exit status:
   0  compared (which run is better is in the output, not the exit status)
   2  bad input: a folder without responses, an unreadable query or tool file, a
      reply line that is not {"id", "response"}, an id the query file lacks, or no
-     query in common (each reported with file and line)
+     query in common (each reported with file and line), an --out that is a folder
+     or cannot be written
 """
 
 
