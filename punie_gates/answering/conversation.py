@@ -117,7 +117,7 @@ def reply_from_message(message: Mapping[str, Any]) -> Reply:
         name, arguments = function.get("name") or "", function.get("arguments", {})
         if isinstance(arguments, str):
             try:
-                arguments = readers.parse_json(arguments) if arguments.strip() else {}
+                arguments = readers.parse_json(arguments, readers.ARGUMENTS_DEPTH) if arguments.strip() else {}
             except json.JSONDecodeError as exc:
                 calls.append(ParsedCall(name, None, f"arguments are not valid JSON ({exc.msg})"))
                 continue

@@ -35,7 +35,7 @@ output: stdout gets one JSON line per response, in order:
 exit status:
   0  every response was scored; pass or fail is in the output, not the exit status
   2  bad input: an unreadable or invalid query or tool file (or one that is not a
-     regular file, not UTF-8, nested over 64 levels), a line that is not a JSON
+     regular file, not UTF-8, nested over 100 levels), a line that is not a JSON
      object with string "id" and "response" (or not a saved conversation), a
      malformed "tool_calls", or an id the query file lacks
      (each reported with file and line number; nothing is scored)

@@ -67,9 +67,11 @@ def parse_calls(text: str, fmt: str = "auto", tools: list[dict] | None = None) -
     try:
         calls = _parse_mistral(text) if fmt == "mistral" else _parse_qwen3(text, tools) if fmt == "qwen3" else ()
     except RecursionError:  # a degenerate reply (or saved answer): brackets nested past what a JSON parser takes
-        return (ParsedCall("", None, f"arguments are {readers.NestingError()}"),)
-    return tuple(ParsedCall(c.name, None, f"arguments are {readers.NestingError()}")
-                 if c.arguments is not None and readers.too_deep(dict(c.arguments)) else c for c in calls)
+        return (ParsedCall("", None, f"arguments are {readers.NestingError(readers.ARGUMENTS_DEPTH)}"),)
+    deep = readers.NestingError(readers.ARGUMENTS_DEPTH)
+    return tuple(ParsedCall(c.name, None, f"arguments are {deep}")
+                 if c.arguments is not None and readers.too_deep(dict(c.arguments), readers.ARGUMENTS_DEPTH) else c
+                 for c in calls)  # fmt: skip
 
 
 def _call(name: str, arguments) -> ParsedCall:

@@ -28,7 +28,8 @@ from typing import Any
 
 from punie_gates.errors import DataFileError
 
-MAX_DEPTH = 64  # nesting levels of a JSON or TOML value; the suite's own files need fewer than 10
+MAX_DEPTH = 100  # nesting levels of a JSON or TOML value; real inputs need fewer than 10
+ARGUMENTS_DEPTH = 64  # a tool call's arguments, kept below MAX_DEPTH so the saved record holding them reads back
 MAX_LINE_BYTES = 16 << 20  # one JSONL line: a whole saved conversation, long tool results included
 MAX_DOCUMENT_BYTES = 64 << 20  # a TOML file or a JSON document (the report)
 BOM = b"\xef\xbb\xbf"
@@ -38,8 +39,8 @@ _CHUNK = 1 << 20
 class NestingError(ValueError):
     """A JSON or TOML value nested deeper than MAX_DEPTH."""
 
-    def __init__(self):
-        super().__init__(f"nested more than {MAX_DEPTH} levels deep (real inputs need fewer than 10)")
+    def __init__(self, limit: int = MAX_DEPTH):
+        super().__init__(f"nested more than {limit} levels deep (real inputs need fewer than 10)")
 
 
 class Overlong(bytes):
@@ -139,15 +140,15 @@ def too_deep(value: Any, limit: int = MAX_DEPTH) -> bool:
     return False
 
 
-def parse_json(text: str) -> Any:
-    """json.loads, refusing nesting beyond MAX_DEPTH (NestingError); bad JSON raises json.JSONDecodeError."""
+def parse_json(text: str, limit: int = MAX_DEPTH) -> Any:
+    """json.loads, refusing nesting beyond `limit` (NestingError); bad JSON raises json.JSONDecodeError."""
     try:
         value = json.loads(text)
     except RecursionError:
-        raise NestingError() from None
+        raise NestingError(limit) from None
     # Counting brackets is cheap; only a text that could nest that deep is walked.
-    if text.count("[") + text.count("{") > MAX_DEPTH and too_deep(value):
-        raise NestingError()
+    if text.count("[") + text.count("{") > limit and too_deep(value, limit):
+        raise NestingError(limit)
     return value
 
 

@@ -345,3 +345,25 @@ def test_a_saved_answer_with_a_call_nested_past_any_parser_is_scored_failed(tmp_
     scores = [json.loads(line) for line in done.stdout.splitlines()]
     assert [s["passed"] for s in scores] == [False, False]
     assert all("nested more than" in s["reason"] for s in scores), scores
+
+
+def test_a_call_may_nest_its_arguments_less_deep_than_a_saved_line_may_nest():
+    """A call's arguments are refused past ARGUMENTS_DEPTH, well under MAX_DEPTH, so that the
+    saved answer or conversation holding them is never refused when read back."""
+    from punie_gates.answering.conversation import reply_from_message
+
+    def nested(depth: int) -> dict:
+        value: object = 1
+        for _ in range(depth):
+            value = {"a": value}
+        return value
+
+    def call(arguments: dict):
+        message = {"content": "", "tool_calls": [{"function": {"name": "run", "arguments": json.dumps(arguments)}}]}
+        return reply_from_message(message).calls[0]
+
+    assert call(nested(readers.ARGUMENTS_DEPTH)).error is None
+    assert "nested more than" in call(nested(readers.ARGUMENTS_DEPTH + 1)).error
+    saved = {"id": "q", "turns": [{"calls": [{"arguments": nested(readers.ARGUMENTS_DEPTH)}]}]}
+    assert readers.parse_json(json.dumps(saved)) == saved
+    assert readers.MAX_DEPTH - readers.ARGUMENTS_DEPTH >= 10  # room for the record's own levels
