@@ -48,6 +48,15 @@ class ReportFolderBusyError(UserError, RuntimeError):
     """Another run is writing its report into the same --report-dir."""
 
 
+class UnsavedResultsError(UserError, RuntimeError):
+    """A result file (answers, conversations) the run could not write: the message says where
+    the results were kept instead; `lines` holds them when they could be kept nowhere."""
+
+    def __init__(self, message: str, lines: tuple[str, ...] = ()):
+        super().__init__(message)
+        self.lines = lines
+
+
 # OSErrors that say the machine, not the model or the suite, is in the way.
 _ENVIRONMENT_ERRNOS = {errno.ENOSPC: "disk full", errno.EDQUOT: "disk quota exceeded", errno.EROFS: "read-only file system"}
 
@@ -58,6 +67,9 @@ def user_error_message(exc: BaseException) -> str | None:
     if isinstance(exc, UserError):
         lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
         return "; ".join(lines) or type(exc).__name__
+    if isinstance(exc, OSError) and exc.errno in (errno.EACCES, errno.EPERM) and exc.filename:
+        return (f"permission denied on {exc.filename} ({exc.strerror}): make it writable by this user, or point "
+                "--report-dir / --work-dir (PUNIE_GATES_REPORT_DIR / PUNIE_GATES_WORK_DIR) at a folder that is")
     if isinstance(exc, OSError) and exc.errno in _ENVIRONMENT_ERRNOS:
         where = f" writing {exc.filename}" if exc.filename else ""
         return (f"{_ENVIRONMENT_ERRNOS[exc.errno]}{where} ({exc.strerror}): free space there, or point "

@@ -16,10 +16,13 @@ text the API sent). `punie-gates score` re-scores both forms.
 from __future__ import annotations
 
 import json
+import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from punie_gates.errors import UnsavedResultsError
 
 VIA_SERVER, VIA_INPROCESS = "server", "inprocess"
 
@@ -95,9 +98,28 @@ def from_server(answer) -> QueryAnswer:
 
 def save_answers(path: Path, answers: Sequence[QueryAnswer]) -> Path:
     """Write one record per answer as JSONL (both forms: text, and the server's calls)."""
+    return save_jsonl(path, [answer.record() for answer in answers], "answers")
+
+
+def save_jsonl(path: Path, records: Sequence[Mapping[str, Any]], what: str) -> Path:
+    """Write records as JSONL. When that fails (an unwritable report folder, a full disk) the
+    results are not lost: they go to a fresh temporary folder, and UnsavedResultsError (the
+    run ends ERROR) names both paths; when they fit nowhere, it carries them for the terminal."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", encoding="utf-8") as f:
-        for answer in answers:
-            f.write(json.dumps(answer.record(), ensure_ascii=False) + "\n")
-    return path
+    lines = [json.dumps(record, ensure_ascii=False) for record in records]
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("w", encoding="utf-8", newline="\n") as f:
+            f.writelines(line + "\n" for line in lines)
+        return path
+    except OSError as exc:
+        failure = f"cannot write {exc.filename or path} ({exc.strerror or exc})"
+    advice = "make the report folder writable (or free space there), or give another --report-dir"
+    try:
+        kept = Path(tempfile.mkdtemp(prefix="punie-gates-unsaved-")) / path.name
+        kept.write_text("".join(line + "\n" for line in lines), encoding="utf-8", newline="\n")
+    except OSError as exc:
+        raise UnsavedResultsError(
+            f"{failure}: {advice}; the {len(lines)} {what} could not be kept elsewhere either "
+            f"({exc.strerror or exc}): they follow the verdict", tuple(lines)) from None
+    raise UnsavedResultsError(f"{failure}: {advice}; the {len(lines)} {what} were kept in {kept}")

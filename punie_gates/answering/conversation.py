@@ -38,6 +38,8 @@ from punie_gates.inputs.catalog import Catalog
 from punie_gates.formats.code_analysis import analyse_code
 from punie_gates.formats.convert import make_call_id  # the converter's id rule: 9 letters/digits
 from punie_gates.inputs.queries import Query
+from punie_gates.inputs import readers
+from punie_gates.errors import UserError
 from punie_gates.formats.tool_calls import ParsedCall, parse_calls
 
 # Why a conversation ended.
@@ -116,9 +118,12 @@ def reply_from_message(message: Mapping[str, Any]) -> Reply:
         name, arguments = function.get("name") or "", function.get("arguments", {})
         if isinstance(arguments, str):
             try:
-                arguments = json.loads(arguments) if arguments.strip() else {}
+                arguments = readers.parse_json(arguments, readers.ARGUMENTS_DEPTH) if arguments.strip() else {}
             except json.JSONDecodeError as exc:
                 calls.append(ParsedCall(name, None, f"arguments are not valid JSON ({exc.msg})"))
+                continue
+            except readers.NestingError as exc:
+                calls.append(ParsedCall(name, None, f"arguments are {exc}"))
                 continue
         if isinstance(arguments, dict):
             calls.append(ParsedCall(name, MappingProxyType(arguments), None))
@@ -421,12 +426,9 @@ def conversation_from_record(record: Mapping[str, Any]) -> Conversation:
 
 def write_conversations(path: Path, conversations: Sequence[Conversation]) -> Path:
     """Save conversations as JSONL, one record per query (see `conversation_record`)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", encoding="utf-8") as f:
-        for conversation in conversations:
-            f.write(json.dumps(conversation_record(conversation), ensure_ascii=False) + "\n")
-    return path
+    from punie_gates.answering.answers import save_jsonl
+
+    return save_jsonl(path, [conversation_record(c) for c in conversations], "conversations")
 
 
 @dataclass(frozen=True)
@@ -442,20 +444,19 @@ def read_conversations(path: Path) -> SavedConversations:
     """Read a conversations JSONL; every bad line is reported with file and line."""
     path = Path(path)
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as exc:
-        return SavedConversations((), (), (f"{path}: cannot read conversations: {exc}",))
+        lines = readers.read_jsonl(path, "conversations file")
+    except UserError as exc:
+        return SavedConversations((), (), (str(exc),))
     conversations, numbers, errors = [], [], []
-    for number, line in enumerate(lines, 1):
-        if not line.strip():
+    for line in lines:
+        if line.problem:
+            errors.append(f"{path}:{line.number}: {line.problem}")
             continue
         try:
-            conversations.append(conversation_from_record(json.loads(line)))
-            numbers.append(number)
-        except json.JSONDecodeError as exc:
-            errors.append(f"{path}:{number}: not valid JSON ({exc.msg} at column {exc.colno})")
+            conversations.append(conversation_from_record(line.value))
+            numbers.append(line.number)
         except ValueError as exc:
-            errors.append(f"{path}:{number}: {exc}")
+            errors.append(f"{path}:{line.number}: {exc}")
     if not conversations and not errors:
         errors.append(f"{path}: no conversations")
     return SavedConversations(tuple(conversations), tuple(numbers), tuple(errors))

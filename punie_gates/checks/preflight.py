@@ -20,6 +20,7 @@ from collections.abc import Collection
 from pathlib import Path
 
 from punie_gates.errors import CandidateError, DataFileError, UserError
+from punie_gates.inputs import readers
 
 TRAINING_FILES = ("train.jsonl", "valid.jsonl")
 
@@ -51,8 +52,11 @@ def check_run(cfg, *, gates: Collection[str], fixtures: Collection[str], explici
         problems += _example_problems(cfg, gates, records, explicit)
     if "query_set" in fixtures:
         problems += _query_problems(cfg, gates)
-    if cfg.system_prompt_path is not None and "system_prompt" in fixtures and not _readable(cfg.system_prompt_path):
-        problems.append(f"--system-prompt {cfg.system_prompt_path}: no such readable file")
+    if cfg.system_prompt_path is not None and "system_prompt" in fixtures:
+        try:  # read whole now (a FIFO, folder or non-UTF-8 file is refused here, not hours later)
+            readers.read_text(cfg.system_prompt_path, "system prompt file (--system-prompt)")
+        except UserError as exc:
+            problems.append(str(exc))
     if problems:
         raise PreflightError(problems)
 
@@ -101,14 +105,14 @@ def _training_files(folder: Path | None) -> tuple[dict[str, int] | None, list[st
     counts, problems = {}, []
     for name in TRAINING_FILES:
         path = Path(folder) / name
-        if not path.is_file():
+        if not path.exists():
             problems.append(f"training data: {folder} has no {name}; {fix}")
             continue
-        try:
-            with path.open("rb") as fh:
-                counts[name] = sum(1 for line in fh if line.strip())
-        except OSError as exc:
-            problems.append(f"training data: cannot read {path}: {exc.strerror or exc}")
+        try:  # a FIFO or folder in its place is refused, never waited on
+            lines = readers.byte_lines(path, "training data file")
+            counts[name] = sum(1 for line in lines if isinstance(line, readers.Overlong) or line.strip())
+        except UserError as exc:
+            problems.append(f"training data: {exc}")
             continue
         if counts[name] == 0:
             problems.append(f"training data: {path} holds no conversations (the file is empty)")
@@ -166,11 +170,3 @@ def _candidate_problems(cfg, *, need_weights: bool) -> list[str]:
     except CandidateError as exc:
         return [str(exc)]
     return []
-
-
-def _readable(path: Path) -> bool:
-    try:
-        with Path(path).open("rb"):
-            return True
-    except OSError:
-        return False

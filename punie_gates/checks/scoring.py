@@ -9,7 +9,6 @@ with `ast` (punie_gates.formats.code_analysis) and never run.
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -22,6 +21,8 @@ from punie_gates.formats.code_analysis import CodeFacts, analyse_code, arity_pro
 from punie_gates.inputs.queries import Query, QuerySet
 
 from punie_gates.inputs.facts import missing_facts
+from punie_gates.inputs import readers
+from punie_gates.errors import UserError
 
 
 
@@ -327,17 +328,13 @@ def read_answers(path: Path, queries: QuerySet) -> tuple[list[SavedAnswer], list
     records: list[SavedAnswer] = []
     errors: list[str] = []
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as exc:
-        return [], [f"{path}: cannot read responses: {exc}"]
-    for number, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        where = f"{path}:{number}"
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as exc:
-            errors.append(f"{where}: not valid JSON ({exc.msg} at column {exc.colno})")
+        lines = readers.read_jsonl(path, "responses file")
+    except UserError as exc:
+        return [], [str(exc)]
+    for line in lines:
+        where, record = f"{path}:{line.number}", line.value
+        if line.problem:
+            errors.append(f"{where}: {line.problem}")
             continue
         if not isinstance(record, dict):
             errors.append(f"{where}: expected a JSON object with id and response")

@@ -103,7 +103,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"punie-gates bench: {exc}", file=sys.stderr)
         return 2
     if args.system_prompt is not None:
-        system_prompt = args.system_prompt.read_text(encoding="utf-8").strip()
+        from punie_gates.inputs.readers import read_text
+
+        try:
+            system_prompt = read_text(args.system_prompt, "system prompt file (--system-prompt)").strip()
+        except UserError as exc:
+            print(f"punie-gates bench: {exc}", file=sys.stderr)
+            return 2
     else:
         system_prompt = default_system_prompt(())
     progress = null_progress if args.quiet else progress_printer(lambda line: print(line, file=sys.stderr, flush=True))

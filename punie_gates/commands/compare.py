@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -15,12 +16,14 @@ output: the side-by-side page (--out, default ./compare.html) and one JSON line 
         stdout: per run passed/total with its Wilson interval, overall and per
         category; the exact McNemar test (only_a, only_b, p both ways). Runs that
         answered different queries are compared on the queries both answered; the
-        others are listed in only_in_a / only_in_b.
+        others are listed in only_in_a / only_in_b. One folder given twice: a warning
+        on stderr (the run is compared with itself).
 exit status:
   0  compared (which run is better is in the output, not the exit status)
   2  bad input: a folder without responses, an unreadable query or tool file, a
      reply line that is not {"id", "response"}, an id the query file lacks, or no
-     query in common (each reported with file and line)
+     query in common (each reported with file and line), an --out that is a folder
+     or cannot be written
 """
 
 
@@ -42,6 +45,13 @@ def main(argv: list[str]) -> int:
     from punie_gates.decision import compare, html
     from punie_gates.inputs.queries import QueryFileError, load_queries
 
+    if args.out.is_dir():
+        print(f"punie-gates compare: --out {args.out} is a folder; give the page's file name, such as "
+              f"{args.out / 'compare.html'}", file=sys.stderr)
+        return 2
+    if _same_folder(args.run_a, args.run_b):
+        print(f"punie-gates compare: warning: RUN_A and RUN_B are the same folder ({args.run_a}): "
+              "the run is compared with itself, so the two sides agree by construction", file=sys.stderr)
     try:
         catalog = load_catalog(args.tools)
         queries = load_queries(args.queries, catalog)
@@ -50,9 +60,20 @@ def main(argv: list[str]) -> int:
     except (CatalogError, QueryFileError, compare.CompareError) as exc:
         print(f"punie-gates compare: {exc}", file=sys.stderr)
         return 2
-    out = html.write_page(args.out, compare.comparison_page(result, queries))
+    try:
+        out = html.write_page(args.out, compare.comparison_page(result, queries))
+    except OSError as exc:
+        print(f"punie-gates compare: cannot write --out {args.out}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
     print(json.dumps(compare.comparison_json(result, out), ensure_ascii=False))
     return 0
+
+
+def _same_folder(a: Path, b: Path) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
 
 
 if __name__ == "__main__":

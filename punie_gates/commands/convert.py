@@ -19,6 +19,8 @@ from punie_gates.formats.convert import (
     to_qwen3,
 )
 from punie_gates.formats.sampling import stratified_sample
+from punie_gates.errors import UserError
+from punie_gates.inputs import readers
 
 class _UsageError(Exception):
     pass
@@ -29,10 +31,7 @@ def _load_tools(path: Path) -> list[dict]:
         from punie_gates.inputs.catalog import native_tool_schemas
 
         return check_tools(native_tool_schemas(path))
-    try:
-        return check_tools(json.loads(path.read_text(encoding="utf-8")))
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"not JSON: {exc.msg} at line {exc.lineno}") from None
+    return check_tools(readers.read_json(path, "tool list"))
 
 
 def _write_jsonl(path: Path, records: Iterable[dict]) -> None:
@@ -122,6 +121,8 @@ def _run(args: argparse.Namespace) -> tuple[dict, list[tuple[str, Reject]]]:
         raise _UsageError("--tools and --limit apply to --to mistral only")
     try:
         tools = _load_tools(args.tools) if args.tools else None
+    except UserError as exc:  # names the file already
+        raise _UsageError(f"--tools {exc}") from None
     except (OSError, ValueError) as exc:
         raise _UsageError(f"--tools {args.tools}: {exc}") from None
     if args.input.is_dir() and args.to != "mistral":

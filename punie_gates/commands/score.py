@@ -34,8 +34,9 @@ output: stdout gets one JSON line per response, in order:
         "reason"}, and the multi-turn summary against the file's [followup] minimums.
 exit status:
   0  every response was scored; pass or fail is in the output, not the exit status
-  2  bad input: an unreadable or invalid query or tool file, a line that is not a
-     JSON object with string "id" and "response" (or not a saved conversation), a
+  2  bad input: an unreadable or invalid query or tool file (or one that is not a
+     regular file, not UTF-8, nested over 100 levels), a line that is not a JSON
+     object with string "id" and "response" (or not a saved conversation), a
      malformed "tool_calls", or an id the query file lacks
      (each reported with file and line number; nothing is scored)
 """

@@ -10,7 +10,6 @@ McNemar test (punie_gates.decision.stats): 40 queries is a small sample.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
@@ -20,6 +19,8 @@ from punie_gates.decision import html
 from punie_gates.decision.stats import Interval, McNemar, mcnemar_exact, wilson_interval
 from punie_gates.inputs.queries import QuerySet
 from punie_gates.checks.scoring import Score, read_answers, score_saved
+from punie_gates.errors import UserError
+from punie_gates.inputs import readers
 
 RESPONSE_FILES = ("gate5-responses.jsonl", "gate4-responses.jsonl")
 
@@ -125,10 +126,10 @@ def load_run(folder: Path, queries: QuerySet, catalog: Catalog) -> Run:
     report = folder / "gate-report.json"
     if report.is_file():
         try:
-            doc = json.loads(report.read_text(encoding="utf-8"))
+            doc = readers.read_json(report, "report")
             verdict = doc.get("verdict")
             candidate = (doc.get("candidate") or {}).get("spec")
-        except (json.JSONDecodeError, AttributeError, UnicodeDecodeError):
+        except (UserError, AttributeError):
             pass  # the responses are what is compared; a broken report only loses the labels
     scores = {qid: score_saved(queries.by_id(qid), a, catalog) for qid, a in saved.items()}
     return Run(folder, path, verdict, candidate, texts, scores)

@@ -38,6 +38,9 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Mapping
 
+from punie_gates.errors import UserError
+from punie_gates.inputs import readers
+
 HTML_NAME = "gate-report.html"
 QUERY_GATES = ("gate3", "gate4", "gate5")
 RESPONSE_FILES = {gate: f"{gate}-responses.jsonl" for gate in QUERY_GATES}
@@ -231,14 +234,11 @@ def read_responses(path: Path) -> dict[str, dict[str, Any]]:
     """id -> record of a responses JSONL (missing file or bad lines: left out, the page is a view)."""
     out: dict[str, dict[str, Any]] = {}
     try:
-        lines = Path(path).read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError):
+        lines = readers.read_jsonl(Path(path), "responses file")
+    except UserError:
         return out
     for line in lines:
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
-            continue
+        record = line.value
         if isinstance(record, dict) and isinstance(record.get("id"), str):
             out[record["id"]] = record
     return out
@@ -670,8 +670,11 @@ def write_page(path: Path, page: Page) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(render_page(page), encoding="utf-8")
-    os.replace(tmp, path)
+    try:
+        tmp.write_text(render_page(page), encoding="utf-8")
+        os.replace(tmp, path)
+    finally:  # a failed write (a folder at `path`, a full disk) leaves no temporary file behind
+        tmp.unlink(missing_ok=True)
     return path
 
 

@@ -358,13 +358,17 @@ def terminal_lines(report: Report, report_paths: Sequence[Path] = (), report_mis
     where = f" (stopped at {verdict.stopped_at})" if verdict.stopped_at else ""
     if verdict.verdict == "ERROR":
         where = ": not judged (the run stopped before it could judge the candidate; fix the cause below and run again)"
+    elif report.interrupted and verdict.verdict == "NO_GO" and verdict.stopped_at:
+        # One story: the hard failure decided the run; the interrupt came after it.
+        where = f" at {verdict.stopped_at}; then interrupted during {report.interrupted.get('gate') or 'the run'}"
     elif report.interrupted:
         where += f" (interrupted during {report.interrupted.get('gate') or 'the run'})"
     out.append(f"VERDICT: {verdict.verdict}{where}")
     width = 600 if verdict.verdict == "ERROR" else 150  # the cause to act on is shown whole
     for reason in verdict.reasons if verdict.verdict != "GO" else ():
+        cause = reason.startswith(("not judged: ", "internal error: "))  # a cause to act on: shown whole
         reason = reason.removeprefix("not judged: ") if verdict.verdict == "ERROR" else reason  # the header says it
-        out.append(f"  - {_short(reason, width)}")
+        out.append(f"  - {_short(reason, 600 if cause else width)}")
     if verdict.flags and verdict.verdict != "GO_WITH_FLAGS":  # there the reasons are the flags
         out += [f"  flag: {_short(flag, 150)}" for flag in verdict.flags]
     if report_paths:

@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from punie_gates.errors import ReportFolderBusyError, UserError
+from punie_gates.inputs import readers
 from punie_gates.model.artifacts import LOCK_DIR
 from punie_gates.progress import notice
 
@@ -240,9 +241,9 @@ def _write_json(path: Path, doc: dict) -> None:
 
 
 def _read_json(path: Path) -> dict | None:
-    try:
-        value = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+    try:  # a FIFO, binary or deeply nested run.json is no record of a run: ignored, never a hang or a crash
+        value = readers.read_json(path, "run record")
+    except UserError:
         return None
     return value if isinstance(value, dict) else None
 

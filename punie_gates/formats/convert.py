@@ -52,6 +52,7 @@ from typing import Any
 from punie_gates.formats import qwen3 as q3
 from punie_gates.formats.qwen3 import Call, FormatError
 from punie_gates.formats.sampling import record_family, stratified_sample
+from punie_gates.inputs import readers
 
 __all__ = [
     "ConversionResult",
@@ -243,13 +244,12 @@ def _check_turns(turns: list[_Turn], tools: list[dict] | None = None, catalog: s
 
 def read_jsonl_bytes(path) -> list[bytes]:
     """The lines of a file as bytes (decoded one by one later, so one bad line stays one reject)."""
-    lines = Path(path).read_bytes().split(b"\n")
-    if lines and lines[-1] == b"":
-        lines.pop()
-    return lines
+    return list(readers.byte_lines(Path(path), "JSONL file"))
 
 
 def _decode(raw: bytes | str, number: int) -> str:
+    if isinstance(raw, readers.Overlong):
+        raise _Rejected(raw.problem())
     if isinstance(raw, bytes):
         if number == 1 and raw.startswith(b"\xef\xbb\xbf"):
             raw = raw[3:]
@@ -271,9 +271,11 @@ def _load_record(text: str) -> dict:
     if not text.strip():
         raise _Rejected("empty line (JSONL holds one record per line; delete it)")
     try:
-        record = json.loads(text)
+        record = readers.parse_json(text)
     except json.JSONDecodeError as exc:
         raise _Rejected(f"not JSON: {exc.msg} at column {exc.colno}") from None
+    except readers.NestingError as exc:
+        raise _Rejected(str(exc)) from None
     if not isinstance(record, dict):
         raise _Rejected(f'the line is {_json_type(record)}, not an object with a "messages" list')
     if not isinstance(record.get("messages"), list):
@@ -486,9 +488,11 @@ def convert_training_folder(folder: Path, tools: list[dict] | None = None) -> tu
 def _arguments(raw: Any, where: str) -> dict:
     if isinstance(raw, str):
         try:
-            raw = json.loads(raw)
+            raw = readers.parse_json(raw)
         except json.JSONDecodeError as exc:
             raise _Rejected(f"{where} arguments are not JSON: {exc.msg}") from None
+        except readers.NestingError as exc:
+            raise _Rejected(f"{where} arguments are {exc}") from None
     if not isinstance(raw, dict):
         raise _Rejected(f"{where} arguments are {_json_type(raw)}, not an object")
     return raw

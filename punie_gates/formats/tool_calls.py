@@ -12,6 +12,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 
+from punie_gates.inputs import readers
+
 
 FORMATS = ("auto", "mistral", "qwen3")
 
@@ -62,11 +64,14 @@ def parse_calls(text: str, fmt: str = "auto", tools: list[dict] | None = None) -
         raise ValueError(f"unknown format {fmt!r} (use one of {', '.join(FORMATS)})")
     if fmt == "auto":
         fmt = detect_format(text)
-    if fmt == "mistral":
-        return _parse_mistral(text)
-    if fmt == "qwen3":
-        return _parse_qwen3(text, tools)
-    return ()
+    try:
+        calls = _parse_mistral(text) if fmt == "mistral" else _parse_qwen3(text, tools) if fmt == "qwen3" else ()
+    except RecursionError:  # a degenerate reply (or saved answer): brackets nested past what a JSON parser takes
+        return (ParsedCall("", None, f"arguments are {readers.NestingError(readers.ARGUMENTS_DEPTH)}"),)
+    deep = readers.NestingError(readers.ARGUMENTS_DEPTH)
+    return tuple(ParsedCall(c.name, None, f"arguments are {deep}")
+                 if c.arguments is not None and readers.too_deep(dict(c.arguments), readers.ARGUMENTS_DEPTH) else c
+                 for c in calls)  # fmt: skip
 
 
 def _call(name: str, arguments) -> ParsedCall:

@@ -36,14 +36,6 @@ def cache_dir() -> Path:
 
 def read_toml(path: Path, what: str, error: type[Exception]) -> dict:
     """A TOML input file as a dict; unreadable or invalid, `error` naming the file (and line)."""
-    import tomllib
+    from punie_gates.inputs.readers import read_toml as read
 
-    try:
-        with Path(path).open("rb") as handle:
-            return tomllib.load(handle)
-    except FileNotFoundError:
-        raise error(f"{path}: {what} not found") from None
-    except OSError as exc:
-        raise error(f"{path}: cannot read {what}: {exc.strerror or exc}") from exc
-    except tomllib.TOMLDecodeError as exc:
-        raise error(f"{path}: not valid TOML: {exc}") from exc
+    return read(path, what, error)

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from punie_gates.errors import CandidateError, MemoryBudgetError
+from punie_gates.inputs import readers
 
 GROUP_SIZE = 64  # mlx-lm's default for affine quantization
 
@@ -63,7 +64,7 @@ def read_weights_info(model_dir: Path) -> WeightsInfo:
 
 def _safetensors_header(file: Path) -> dict:
     size = file.stat().st_size
-    with file.open("rb") as fh:
+    with readers.open_regular(file, "safetensors file", CandidateError) as fh:
         head = fh.read(8)
         if len(head) < 8:
             raise CandidateError(f"{file}: too short for a safetensors file ({size} bytes)")
@@ -71,8 +72,8 @@ def _safetensors_header(file: Path) -> dict:
         if length > 100_000_000 or 8 + length > size:
             raise CandidateError(f"{file}: not a safetensors file (header length {length}, file {size} bytes)")
         try:
-            header = json.loads(fh.read(length))
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            header = readers.parse_json(fh.read(length).decode("utf-8"))
+        except (UnicodeDecodeError, ValueError) as exc:  # not JSON, or nested too deep
             raise CandidateError(f"{file}: unreadable safetensors header ({exc})") from None
     try:
         end = max((e["data_offsets"][1] for n, e in header.items() if n != "__metadata__"), default=0)
@@ -319,19 +320,26 @@ def read_config(path: Path, *, required: bool = True, label: str = "", fix: str 
     file = Path(path) / "config.json"
     who = f"candidate {label!r}: " if label else ""
     fix = f"; {fix}" if fix else ""
-    try:
-        text = file.read_text(encoding="utf-8")
-    except FileNotFoundError:
+    if not os.path.lexists(file):
         if required:
-            raise CandidateError(f"{who}no config.json in {path}{fix}") from None
+            raise CandidateError(f"{who}no config.json in {path}{fix}")
         return None
-    try:
-        config = json.loads(text)
+    try:  # a FIFO, folder, non-UTF-8 or deeply nested config.json is refused, never waited on or crashed on
+        text = readers.read_text(file, "config.json", CandidateError)
+        config = readers.parse_json(text)
+    except CandidateError as exc:
+        if required:
+            raise CandidateError(f"{who}{exc}{fix}") from None
+        return None
     except json.JSONDecodeError as exc:
         if required:
             raise CandidateError(
                 f"{who}{file} line {exc.lineno} column {exc.colno}: not valid JSON ({exc.msg})"
             ) from None
+        return None
+    except readers.NestingError as exc:
+        if required:
+            raise CandidateError(f"{who}{file}: config.json is {exc}") from None
         return None
     if not isinstance(config, dict):
         if required:

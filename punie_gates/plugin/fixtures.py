@@ -117,6 +117,8 @@ def system_prompt(gate_config, training_data) -> str:
     from punie_gates.inputs import paths
 
     if gate_config.system_prompt_path is not None:
-        return gate_config.system_prompt_path.read_text(encoding="utf-8").strip()
+        from punie_gates.inputs.readers import read_text
+
+        return read_text(gate_config.system_prompt_path, "system prompt file (--system-prompt)").strip()
     train, _ = training_data
     return default_system_prompt(train.records) or (paths.data_dir() / "system_prompt.txt").read_text(encoding="utf-8").strip()

@@ -62,6 +62,9 @@ class GateSession:
         self.interrupted: dict | None = None
         self.folder: ReportFolder | None = None  # the report folder this run holds
         self.report_missing: str | None = None  # why gate-report.* could not be written
+        self.internal_error: str | None = None  # a bug that stopped the run (pytest printed its traceback)
+        self._internal_traceback: str | None = None  # one raised in our own sessionfinish, printed in the summary
+        self.unsaved_lines: tuple[str, ...] = ()  # JSONL results no file could take: shown after the verdict
         self._undo: list = []  # what _begin changed in the process, undone at unconfigure
         self._folder_tried = False
 
@@ -207,6 +210,7 @@ class GateSession:
         # Not a verdict on the candidate: one short line here (no traceback), the cause once in
         # the verdict, and no further test repeating the same error.
         self._stop(call.excinfo.value)
+        self.unsaved_lines += getattr(call.excinfo.value, "lines", ())  # results that could be kept nowhere
         self._not_judged_at[item.nodeid] = cause
         report.outcome = "skipped"
         report.longrepr = (str(item.path), (item.location[1] or 0) + 1, f"not judged: {cause}")
@@ -255,10 +259,44 @@ class GateSession:
         if report.failed or report.skipped:
             rec.message = _message(report)
 
+    def pytest_internalerror(self, excrepr, excinfo):
+        """A bug (or an error nobody turned into a UserError) stopped pytest: the run is ERROR, never a verdict."""
+        cause = user_error_message(excinfo.value)
+        if cause is not None:
+            self._stop(excinfo.value)
+        else:
+            self.internal_error = _internal_error(excinfo.value)
+
     @pytest.hookimpl(tryfirst=True)
     def pytest_sessionfinish(self, session, exitstatus):
-        if not self.active:
+        if not self.active and not (self._folder_tried and self.internal_error):
             return
+        try:
+            self._sessionfinish(session, exitstatus)
+        except Exception as exc:  # noqa: BLE001 (a bug here must still end the run ERROR, with run.json closed)
+            import traceback
+
+            self.internal_error = self.internal_error or _internal_error(exc)
+            self._internal_traceback = traceback.format_exc()
+            session.exitstatus = pytest.ExitCode.INTERNAL_ERROR
+            self._write_error_report()
+            if exitstatus == pytest.ExitCode.INTERNAL_ERROR:
+                self._say_verdict()
+
+    def _write_error_report(self) -> None:
+        """The smallest report of a run a bug stopped: ERROR, incomplete, and run.json marked ended."""
+        verdict = Verdict(NOT_JUDGED, None, (), (f"internal error: {self.internal_error}",), False)
+        self.report = Report(verdict=verdict, results={}, candidate=None, baseline=None, run_all_gates=False,
+                             started=self.started, finished=time.time(), run=None)  # fmt: skip
+        try:
+            self._write_report()
+        except Exception:  # noqa: BLE001 (the run.json state below is what must survive)
+            self.report_missing = "the report could not be written either (traceback above)"
+        if self.folder is not None:
+            self.folder.finish("internal error", [])
+            self.folder.release()
+
+    def _sessionfinish(self, session, exitstatus):
         try:
             cfg = self.options()
         except UserError as exc:  # a broken option or thresholds file: not judged
@@ -275,9 +313,15 @@ class GateSession:
             verdict = decide(results, complete=not _partial(self.config) and not self.interrupted, order=registry.ids)
         if self.interrupted and not self.not_judged:
             where = f" while {self.interrupted['gate']} was running ({self.interrupted['test']})" if self.interrupted["gate"] else ""
-            why = (f"interrupted ({self.interrupted['by']}){where}: no go/no-go was reached; run the same command "
-                   "again to go on (training resumes from its last checkpoint, finished work is reused)")  # fmt: skip
-            verdict = dataclasses.replace(verdict, reasons=(why, *verdict.reasons), complete=False)
+            if verdict.verdict == "NO_GO" and verdict.stopped_at:  # the hard failure came first: it decides
+                why = f"then interrupted ({self.interrupted['by']}){where}: the NO_GO at {verdict.stopped_at} stands"
+                verdict = dataclasses.replace(verdict, reasons=(*verdict.reasons, why), complete=False)
+            else:
+                why = (f"interrupted ({self.interrupted['by']}){where}: no go/no-go was reached; run the same command "
+                       "again to go on (training resumes from its last checkpoint, finished work is reused)")  # fmt: skip
+                verdict = dataclasses.replace(verdict, reasons=(why, *verdict.reasons), complete=False)
+        if self.internal_error:  # a bug stopped the run: whatever was decided so far is not a verdict
+            verdict = Verdict(NOT_JUDGED, None, verdict.flags, (f"internal error: {self.internal_error}",), False)
         if self.folder is None and not self._folder_tried:
             self._folder_tried = True
             try:  # a run that collected no gate test (all deselected) still gets its report folder
@@ -303,6 +347,11 @@ class GateSession:
             work_folder=work_folder_figures(cfg.work_dir) if cfg else None,
         )
         self._write_report()
+        if self.internal_error:
+            session.exitstatus = pytest.ExitCode.INTERNAL_ERROR
+            if exitstatus == pytest.ExitCode.INTERNAL_ERROR:  # pytest shows no summary then: the verdict is said here
+                self._say_verdict()
+            return
         if verdict.verdict == NOT_JUDGED:
             session.exitstatus = EXIT_NOT_JUDGED
             return
@@ -326,7 +375,8 @@ class GateSession:
             left = [n for n in REPORT_FILES if (self.folder.path / n).is_file()]
             written = f" (written: {', '.join(left)})" if left else ""
             self.report_missing = f"{exc.strerror or exc} writing {exc.filename or self.folder.path}{written}"
-        state = "not judged" if self.not_judged else "interrupted" if self.interrupted else "finished"
+        state = ("internal error" if self.internal_error else "not judged" if self.not_judged
+                 else "interrupted" if self.interrupted else "finished")  # fmt: skip
         self.folder.finish(state, list(self.report.run["files"]) if self.report.run else [])
         self.folder.release()
 
@@ -347,11 +397,25 @@ class GateSession:
             out[gate] = result
         return out
 
+    def _say_verdict(self) -> None:
+        terminal = self.config.pluginmanager.get_plugin("terminalreporter")
+        if terminal is not None and self.report is not None:
+            for line in terminal_lines(self.report, self.report_paths, self.report_missing):
+                terminal.write_line(line)
+
     def pytest_terminal_summary(self, terminalreporter, exitstatus, config):
-        if not self.active or self.report is None:
+        if self._internal_traceback:
+            for line in self._internal_traceback.rstrip().splitlines():
+                terminalreporter.write_line(f"INTERNALERROR> {line}")
+        if self.report is None or not (self.active or self.internal_error):
             return
         for line in terminal_lines(self.report, self.report_paths, self.report_missing):
             terminalreporter.write_line(line)
+        if self.unsaved_lines:
+            terminalreporter.write_line(f"results that could not be saved ({len(self.unsaved_lines)} JSONL lines, "
+                                        "for `punie-gates score --responses`):")
+            for line in self.unsaved_lines:
+                terminalreporter.write_line(line)
 
 
 class _HtmlSummary:
@@ -376,6 +440,11 @@ def _message(report) -> str:
     if crash is not None:
         return crash.message.strip()
     return str(report.longrepr).strip().splitlines()[-1] if report.longrepr else ""
+
+
+def _internal_error(exc: BaseException) -> str:
+    return (f"{type(exc).__name__}: {exc} (a bug in punie-gates, not a verdict on the candidate: the traceback "
+            "is above; please report it)")
 
 
 def _terminated(signum, frame):
