@@ -66,6 +66,10 @@ class Answerer(Protocol):
         """Free what answering holds (stop the server); the next question starts it again."""
         ...
 
+    def serving_change(self) -> str | None:
+        """The change Punie must make to serve this model as the suite did (the serving plan's), or None."""
+        ...
+
     def record(self) -> dict[str, Any]:
         """How this model was asked, for the report (gates.gateN.figures.answering)."""
         ...
@@ -86,8 +90,10 @@ class ServerAnswerer:
         from punie_gates.answering.serving import ask_queries
 
         s = self.settings
+        # Unstreamed with the generated ids: each answer keeps what the model wrote beside what
+        # the API returned, so a miss can be told the model's, the server's or the stream's.
         return ask_queries(self.served, conversations, tools=s.tools, max_tokens=s.max_tokens,
-                           concurrency=s.batch_size, progress=s.progress)
+                           concurrency=s.batch_size, progress=s.progress, raw=True)
 
     def time_each(self, conversations: Sequence[Conversation], *, max_tokens: int) -> list[QueryAnswer]:
         from punie_gates.answering.serving import ask_queries
@@ -119,6 +125,10 @@ class ServerAnswerer:
 
     def release(self) -> None:
         self.served.stop()
+
+    def serving_change(self) -> str | None:
+        plan = self.served.plan
+        return plan.change if plan is not None else None
 
     def record(self) -> dict[str, Any]:
         out = {"via": self.via}
@@ -181,6 +191,9 @@ class InProcessAnswerer:
     def release(self) -> None:
         """Nothing: the loaded model is the caller's fixture's to release."""
 
+    def serving_change(self) -> str | None:
+        return None
+
     def record(self) -> dict[str, Any]:
         return {"via": self.via, "model": self.label, "path": str(self.path)}
 
@@ -194,7 +207,7 @@ def make_answerer(via: str, *, label: str, path: Path, settings: AnswerSettings,
 
         if slot is None or log_path is None:
             raise ValueError("answering via the server needs the run's ServerSlot and a log path")
-        return ServerAnswerer(ServedModel(slot, path, log_path, label), settings)
+        return ServerAnswerer(ServedModel(slot, path, log_path, label, settings.tools), settings)
     if via == VIA_INPROCESS:
         if load is None:
             raise ValueError("answering in-process needs a loader for the model")

@@ -64,6 +64,7 @@ class Answer:
     cached_tokens: int | None  # prompt tokens the server's prompt cache supplied
     reasoning: str = ""  # the server's `reasoning` field, for models with thinking markers
     error: str = ""  # why the request failed ("" when it did not); content may be partial
+    token_ids: tuple[int, ...] | None = None  # every generated id (non-streamed with token_ids=True), else None
 
     def to_dict(self) -> dict:
         """A JSON-ready dict (tool calls as {id, name, arguments})."""
@@ -85,13 +86,16 @@ def ask(
     request_timeout_s: float = DEFAULT_REQUEST_TIMEOUT_S,
     model: str = "default_model",
     progress: Callable[..., None] | None = None,
+    token_ids: bool = False,
 ) -> list[Answer]:
     """Send each conversation as one chat completion, `concurrency` at a time; answers in input order.
 
     `conversations` are (id, messages) with OpenAI-style messages (system, user, assistant
     with `tool_calls`, tool). A failed request gives an Answer with `error` set.
     `stream=True` also measures time to first chunk. `progress(step, done, total)` is
-    called as answers arrive.
+    called as answers arrive. `token_ids` (non-streamed only) asks for `logprobs`, whose
+    entries carry each generated token's id in mlx_lm.server (0.32.2: `{"id", "logprob"}`):
+    the model's raw output, before the server's tool parser and detokenizer.
     """
     if max_tokens < 1:
         raise ValueError(f"max_tokens must be >= 1, got {max_tokens}")
@@ -107,6 +111,10 @@ def ask(
     # No retries: a retried request would hide a failure and double its latency.
     client = openai.OpenAI(base_url=base_url, api_key="not-needed", max_retries=0, timeout=request_timeout_s)
     request = {"model": model, "temperature": temperature, "max_tokens": max_tokens}
+    if token_ids:
+        if stream:
+            raise ValueError("token ids come only with a non-streamed answer")
+        request["logprobs"] = True
     if tools:
         request["tools"] = [dict(t) for t in tools]
     pool = ThreadPoolExecutor(max_workers=min(concurrency, len(conversations)), thread_name_prefix="ask")
@@ -147,6 +155,7 @@ class _Partial:
     ttft_s: float | None = None
     usage: Any = None
     error: str = ""
+    token_ids: tuple[int, ...] | None = None
 
     def add_call(self, index: int, call_id: str | None, name: str | None, arguments: str | None) -> None:
         slot = self.calls.setdefault(index, {"id": "", "name": "", "arguments": ""})
@@ -169,6 +178,7 @@ class _Partial:
             cached_tokens=getattr(details, "cached_tokens", None),
             reasoning=self.reasoning,
             error=self.error,
+            token_ids=self.token_ids,
         )
 
 
@@ -179,12 +189,29 @@ def _read_completion(client, messages: list[dict], request: dict, partial: _Part
         raise ServerError("the response had no choices")
     choice = response.choices[0]
     partial.finish_reason = choice.finish_reason or ""
+    partial.token_ids = _token_ids(choice)
     message = choice.message
     partial.content = message.content or ""
     partial.reasoning = getattr(message, "reasoning", None) or ""
     for index, call in enumerate(message.tool_calls or ()):
         function = getattr(call, "function", None)
         partial.add_call(index, call.id, getattr(function, "name", None), getattr(function, "arguments", None))
+
+
+def _token_ids(choice) -> tuple[int, ...] | None:
+    """The generated ids from a choice's logprobs (mlx_lm.server puts each token's id there), or None."""
+    entries = getattr(getattr(choice, "logprobs", None), "content", None)
+    if not entries:
+        return None
+    ids = []
+    for entry in entries:
+        value = getattr(entry, "id", None)
+        if value is None and isinstance(getattr(entry, "model_extra", None), dict):
+            value = entry.model_extra.get("id")
+        if not isinstance(value, int):
+            return None  # a server that does not say: no raw output rather than a wrong one
+        ids.append(value)
+    return tuple(ids)
 
 
 def _read_stream(client, messages: list[dict], request: dict, partial: _Partial, began: float) -> None:

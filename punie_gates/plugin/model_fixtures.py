@@ -91,11 +91,20 @@ SERVES_FUSED = ("gate4", "gate5")
 
 
 @pytest.fixture(scope="session")
-def server_slot():
-    """The run's one mlx_lm.server slot: serving a model stops the one served before."""
+def serving_environment(gate_config):
+    """The interpreter that serves every model (--serve-python, else ours with mistral-common hidden)."""
+    from punie_gates.answering.environment import serving_environment
+
+    return serving_environment(gate_config.serve_python)
+
+
+@pytest.fixture(scope="session")
+def server_slot(gate_config, serving_environment):
+    """The run's one mlx_lm.server slot: serving a model stops the one served before; every
+    model is served in the serving environment through its serving plan."""
     from punie_gates.answering.serving import ServerSlot
 
-    slot = ServerSlot()
+    slot = ServerSlot(serving_environment, gate_config.work_dir)
     yield slot
     slot.stop()
 

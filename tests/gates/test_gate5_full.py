@@ -93,7 +93,7 @@ def test_query(query_id, answers, query_set, catalog):
     assert score.passed, f"{query_id}: {score.reason}"
 
 
-def test_overall_and_per_category(answers, query_set, catalog, gate_config, gate_record):
+def test_overall_and_per_category(answers, answerer, query_set, catalog, gate_config, gate_record):
     from punie_gates.checks.comparison import interval_figures, merge_categories, query_rows
     from punie_gates.checks.scoring import judge, score_answer
     from punie_gates.checks.steps import generation_figures
@@ -107,11 +107,16 @@ def test_overall_and_per_category(answers, query_set, catalog, gate_config, gate
     gate_record("total", judgment.total)
     gate_record("interval", intervals["interval"])
     gate_record("categories", merge_categories(judgment.categories_json(), intervals["categories"]))
-    gate_record("queries", query_rows(answers.queries, by_id, generations))
+    from punie_gates.checks.attribution import miss_reason
+
+    rows = query_rows(answers.queries, by_id, generations)
+    counts, lead, tail = miss_reason(rows, answerer.serving_change())
+    gate_record("queries", rows)
+    gate_record("misses_by_cause", counts)
     gate_record("responses", str(gate_config.report_dir / "gate5-responses.jsonl"))
     gate_record("avg_latency_s", round(statistics.fmean(g.latency_s for g in generations.values()), 3))
     gate_record("generation", generation_figures(generations.values(), gate_config))
-    assert judgment.met, "; ".join(judgment.problems) or "not every query was scored once"
+    assert judgment.met, lead + ("; ".join(judgment.problems) or "not every query was scored once") + tail
 
 
 def test_multi_turn(conversations, query_set, catalog, gate_record):
