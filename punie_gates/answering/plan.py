@@ -168,10 +168,13 @@ def plan_serving(folder: Path, environment: ServingEnvironment, work_dir: Path,
 
 def _why_not(found: Mapping[str, Any], environment: ServingEnvironment) -> str:
     backend = found.get("tokenizer_class")
+    versions = found.get("versions") or {}
     if not found.get("tool_parser"):
-        return (f"transformers {found.get('versions', {}).get('transformers')} loads {backend} there, for which "
-                f"mlx-lm {found.get('versions', {}).get('mlx-lm')} picks no tool parser (calls would come back as "
-                "plain message.content)")
+        shipped = ", ".join(found.get("available_parsers") or ()) or "none"
+        why = ("it has no chat template to pick one from" if backend == "MistralCommonBackend"
+               else f"none of its parsers ({shipped}) matches the chat template ({found.get('chat_template_source')})")
+        return (f"transformers {versions.get('transformers')} loads {backend} there, for which mlx-lm "
+                f"{versions.get('mlx-lm')} picks no tool parser: {why}; calls would come back as plain message.content")
     error = (found.get("call_check") or {}).get("error")
     return (f"mlx-lm's {found.get('tool_parser')} parser does not read back the call the chat template "
             f"({found.get('chat_template_source')}) writes" + (f" ({error})" if error else ""))

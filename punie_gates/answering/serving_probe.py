@@ -90,6 +90,15 @@ def check_call(wrapper, check: dict) -> dict:
     return out
 
 
+def available_parsers() -> list:
+    """The tool parsers this mlx-lm ships (modules of mlx_lm.tool_parsers)."""
+    import pkgutil
+
+    import mlx_lm.tool_parsers as parsers
+
+    return sorted(m.name for m in pkgutil.iter_modules(parsers.__path__) if not m.name.startswith("_"))
+
+
 def ids_of(render, items) -> list:
     out = []
     for item in items:
@@ -138,6 +147,7 @@ def probe(request: dict) -> dict:
         "tool_parser": getattr(parser, "__module__", None) if parser is not None else None,
         "tool_call_start": wrapper.tool_call_start,
         "tool_call_end": wrapper.tool_call_end,
+        "available_parsers": available_parsers(),
         "detokenizer": type(wrapper.detokenizer).__name__,
         "chat_template_source": template_source(backend, folder),
         "regex_warning": "fix_mistral_regex" in log,

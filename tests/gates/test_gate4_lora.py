@@ -139,6 +139,13 @@ def test_against_baseline(answers, baseline_answers, conversations, catalog, gat
 
     rows = query_rows(queries, mine, answers.generations, theirs, baseline_answers)
     gate_record("queries", followup_rows(rows, conversations, catalog))  # the multi-turn verdicts stay
+    from punie_gates.checks.attribution import causes_line, count_causes
+
+    theirs_by_cause = count_causes(r["baseline"] for r in rows if isinstance(r.get("baseline"), dict))
+    mine_by_cause = count_causes(rows)
+    gate_record("baseline_misses_by_cause", theirs_by_cause)
+    gate_record("misses_by_cause_summary", "; ".join(
+        x for x in (causes_line("candidate", mine_by_cause), causes_line("baseline", theirs_by_cause)) if x))
     gate_record("categories", figures.pop("categories"))
     for key, value in figures.items():
         gate_record(key, value)

@@ -192,6 +192,12 @@ def test_against_baseline(answers, baseline_answers, conversations, query_set, c
 
     rows = query_rows(queries, mine, answers.generations, theirs, baseline_answers)
     gate_record("queries", followup_rows(rows, conversations, catalog))  # the multi-turn verdicts stay
+    from punie_gates.checks.attribution import causes_line, count_causes
+
+    theirs_by_cause = count_causes(r["baseline"] for r in rows if isinstance(r.get("baseline"), dict))
+    mine_by_cause = count_causes(rows)
+    gate_record("baseline_misses_by_cause", theirs_by_cause)
+    by_cause = "; ".join(x for x in (causes_line("candidate", mine_by_cause), causes_line("baseline", theirs_by_cause)) if x)
     judged = judge(list(mine.values()), query_set).categories_json()
     gate_record("categories", merge_categories(judged, figures.pop("categories")))
     for key, value in figures.items():
@@ -199,7 +205,7 @@ def test_against_baseline(answers, baseline_answers, conversations, query_set, c
     gate_record("baseline_responses", str(gate_config.report_dir / "gate5-baseline-responses.jsonl"))
     if comparison.flag:
         gate_record.flag(comparison.flag)
-    assert comparison.problem is None, comparison.problem
+    assert comparison.problem is None, comparison.problem + (f" [{by_cause}]" if by_cause else "")
 
 
 @pytest.mark.gate_decision
