@@ -119,9 +119,13 @@ class ServerAnswerer:
         return ask_each(ask)
 
     def prompt_tokenizer(self):
-        from punie_gates.model.tokenizer import load_candidate_tokenizer
+        """As production's server loads it (no mistral-common: TokenizersBackend beside tekken.json),
+        which is also how training loads it (model.tokenizer.training_tokenizer_config)."""
+        from mlx_lm.utils import load_tokenizer
 
-        return load_candidate_tokenizer(self.path, serving=True)
+        from punie_gates.model.tokenizer import training_tokenizer_config
+
+        return load_tokenizer(self.path, tokenizer_config_extra=training_tokenizer_config(self.path))
 
     def release(self) -> None:
         self.served.stop()

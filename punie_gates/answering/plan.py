@@ -146,7 +146,8 @@ def plan_serving(folder: Path, environment: ServingEnvironment, work_dir: Path,
     if returns_calls(as_is):
         return ServingPlan(folder, folder, environment, as_is, as_is, None, versions)
     why = _why_not(as_is, environment)
-    if (folder / TEKKEN).is_file() and (folder / "tokenizer.json").is_file():
+    mistral_backend = as_is.get("tokenizer_class") == "MistralCommonBackend"  # what tekken.json selects
+    if mistral_backend and (folder / TEKKEN).is_file() and (folder / "tokenizer.json").is_file():
         view = serving_folder(folder, work_dir)
         served = environment.probe({"folder": str(view), "call_check": check})
         if returns_calls(served):

@@ -161,12 +161,15 @@ def run_server_bench(model_path: Path, queries, catalog, system_prompt: str, *, 
     import shlex
 
     from punie_gates.answering.concurrency import time_concurrency
+    from punie_gates.answering.environment import serving_environment
     from punie_gates.answering.server import ModelServer
     from punie_gates.checks.steps import query_conversations
 
     conversations = query_conversations(queries, system_prompt)
     load_before = _load_avg()
-    with ModelServer(model_path, log_path) as server:
+    # Served as the gates serve by default: this interpreter, mistral-common hidden from the server.
+    launcher = serving_environment(None).server_launcher()
+    with ModelServer(model_path, log_path, launcher=launcher) as server:
         timing = time_concurrency(server.base_url, conversations, tools=catalog.native_schemas(),
                                   max_tokens=max_tokens, concurrency=concurrency)
     record = server.record()
