@@ -39,7 +39,6 @@ from punie_gates.formats.code_analysis import analyse_code
 from punie_gates.formats.convert import make_call_id  # the converter's id rule: 9 letters/digits
 from punie_gates.inputs.queries import Query
 from punie_gates.inputs import readers
-from punie_gates.errors import UserError
 from punie_gates.formats.tool_calls import ParsedCall, parse_calls
 
 # Why a conversation ended.

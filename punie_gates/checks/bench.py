@@ -157,15 +157,19 @@ def run_server_bench(model_path: Path, queries, catalog, system_prompt: str, *, 
                      log_path: Path) -> dict:
     """The same queries through mlx_lm.server on `model_path` (the folder the in-process runs
     loaded): one at a time, then `concurrency` at a time, to one server, both after one
-    untimed warm-up request (answering.server.time_concurrency), with the server's record."""
+    untimed warm-up request (answering.concurrency.time_concurrency), with the server's record."""
     import shlex
 
-    from punie_gates.answering.server import ModelServer, ServerError, time_concurrency
+    from punie_gates.answering.concurrency import time_concurrency
+    from punie_gates.answering.environment import serving_environment
+    from punie_gates.answering.server import ModelServer, ServerError
     from punie_gates.checks.steps import query_conversations
 
     conversations = query_conversations(queries, system_prompt)
     load_before = _load_avg()
-    with ModelServer(model_path, log_path) as server, server.answering():  # watched: a stall or a crash is named
+    # Served as the gates serve by default: this interpreter, mistral-common hidden from the server.
+    launcher = serving_environment(None).server_launcher()
+    with ModelServer(model_path, log_path, launcher=launcher) as server, server.answering():  # watched
         timing = time_concurrency(server.base_url, conversations, tools=catalog.native_schemas(),
                                   max_tokens=max_tokens, concurrency=concurrency)
         if timing.errors and server.failure_within(2.0):

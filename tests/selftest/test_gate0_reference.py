@@ -234,16 +234,20 @@ def test_gate0_fails_the_stray_eos_template_mlx_lm_would_train_with(gate0, folde
     assert gate["figures"]["parity"]["independent_of_mlx_lm"] is True
 
 
-def test_gate0_flags_a_v3_template_beside_a_v13_tekken_json(gate0, folders):
+def test_gate0_fails_a_v3_template_beside_a_v13_tekken_json_on_the_serving_path(gate0, folders):
+    """The suite's own mlx-lm renders with tekken.json (flagged template), but production's
+    environment (no mistral-common) renders with the v3 template: Gate 0 fails on that path."""
     result, doc, markdown = gate0(str(folders["v3-beside-tekken"]))
     gate = doc["gates"]["gate0"]
-    assert gate["status"] == "passed" and result.ret == 0, gate["reasons"]
+    assert (gate["status"], doc["verdict"]) == ("failed", "NO_GO"), gate["reasons"]
+    assert gate["figures"]["parity"]["mismatches"] == 0  # the suite's own (MistralCommonBackend) path is right
     (flag,) = [f for f in gate["flags"] if f.startswith("chat_template.jinja differs")]
     assert flag.startswith("chat_template.jinja differs from mistral-common's reference: chat_template.jinja has "
                            "'[' where mistral-common has 'execute' at position ")
-    assert "not a NO-GO" in flag and "\n" not in flag
-    assert flag in markdown
-    result.stdout.fnmatch_lines(["*flag: gate0: chat_template.jinja differs from mistral-common's reference: *"])
+    assert "judged on the serving path" in flag and "\n" not in flag
+    (reason,) = [r for r in gate["reasons"] if "on the path production uses" in r]
+    assert "'[' where mistral-common has 'execute'" in reason and "the chat template renders differently" in reason
+    assert gate["figures"]["serving_parity"]["prompts"]["cause"] == "template"
 
 
 def test_gate0_fails_a_tokenizer_without_its_decoder(gate0, folders):
@@ -265,8 +269,10 @@ def test_gate0_passes_wrapped_tool_messages_and_flags_the_demo_server_path(gate0
     figures = gate["figures"]
     assert figures["train_conversion"]["rejected"] == 0 and figures["valid_conversion"]["rejected"] == 0
     assert figures["parity"]["mismatches"] == 0 and figures["template_parity"]["mismatches"] == 0
-    assert figures["server_tool_parser"] == {
-        "tokenizer_class": "MistralCommonBackend", "tool_parser": None, "tool_call_start": None,
-        "detokenizer": "BPEStreamingDetokenizer", "without_tekken_json": "mlx_lm.tool_parsers.mistral"}
-    assert any(f.startswith("mlx_lm.server would use no tool parser for demo") for f in gate["flags"])
+    plan = figures["serving_plan"]  # production's environment: mlx-lm without mistral-common
+    assert (plan["tokenizer_class"], plan["tool_parser"], plan["change"]) == (
+        "TokenizersBackend", "mlx_lm.tool_parsers.mistral", None)
+    assert figures["serving_parity"]["records"]["mismatches"] == 0
+    assert figures["serving_parity"]["prompts"]["mismatches"] == 0
+    assert not any("tool parser" in f for f in gate["flags"])
     assert any("U+FFFD" in f for f in gate["flags"])
