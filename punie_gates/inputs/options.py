@@ -16,7 +16,7 @@ from typing import Any, Mapping
 
 from punie_gates.errors import OptionError
 from punie_gates.inputs import paths
-from punie_gates.inputs.gates import Gate, GateRegistry, builtin_gates, load_gates
+from punie_gates.inputs.gates import GateRegistry, builtin_gates, load_gates
 from punie_gates.inputs.settings import AT_LEAST_ONE, COUNT, GateSettings, Origin, Rule, shown
 
 # Verified to exist on the hub; the suite quantizes it to 5 bits itself (from 8
@@ -120,9 +120,6 @@ class GateConfig:
     def target_bits(self) -> int:
         """The bits every gate after Gate 1 measures the candidate at ([gate1] target_bits)."""
         return self.settings.gate1.target_bits
-
-    def gate(self, name: str) -> Gate:
-        return self.gates[name]
 
 
 def add_options(parser) -> None:

@@ -110,24 +110,26 @@ class Gate3Settings:
 
 
 @dataclass(frozen=True)
-class Gate4Settings:
-    examples: int = setting(AT_LEAST_ONE, "training conversations sampled, at least [training] batch_size")
-    valid_examples: int = setting(AT_LEAST_ONE, "validation conversations sampled")
+class TrainingGateSettings:
+    """What the two training gates (4 and 5) each set, alike."""
+
     iters: int = setting(AT_LEAST_ONE, "LoRA iterations")
-    min_correct: int = setting(COUNT, "correct answers needed, at most the gate4 queries")
     min_lora_retention: float = setting(SHARE, "share of the adapter's effect the quantized fuse must keep")
-    retention_examples: int = setting(AT_LEAST_ONE, "validation conversations the retention is measured on")
+    retention_examples: int = setting(AT_LEAST_ONE, "validation conversations the retention is measured on (all when fewer)")
     fusion: str = setting(Rule(str, choices=FUSION_METHODS), "how the adapter is fused and quantized")
 
 
 @dataclass(frozen=True)
-class Gate5Settings:
-    iters: int = setting(AT_LEAST_ONE, "LoRA iterations")
+class Gate4Settings(TrainingGateSettings):
+    examples: int = setting(AT_LEAST_ONE, "training conversations sampled (all when fewer), at least [training] batch_size")
+    valid_examples: int = setting(AT_LEAST_ONE, "validation conversations sampled (all when fewer)")
+    min_correct: int = setting(COUNT, "correct answers needed, at most the gate4 queries")
+
+
+@dataclass(frozen=True)
+class Gate5Settings(TrainingGateSettings):
     min_val_loss_reduction: float = setting(SHARE, "share of the starting validation loss that must go")
     max_disk_gb: float = setting(POSITIVE, "GB the fused model may take on disk")
-    min_lora_retention: float = setting(SHARE, "share of the adapter's effect the quantized fuse must keep")
-    retention_examples: int = setting(AT_LEAST_ONE, "validation conversations the retention is measured on")
-    fusion: str = setting(Rule(str, choices=FUSION_METHODS), "how the adapter is fused and quantized")
     slowdown_flag: float = setting(POSITIVE, "slowdown against --baseline that is flagged, at most slowdown_max")
     slowdown_max: float = setting(POSITIVE, "slowdown against --baseline beyond which the gate fails")
     speed_max_tokens: int = setting(AT_LEAST_ONE, "token budget per query of the speed comparison")
