@@ -69,9 +69,11 @@ def answer_gate_queries(answerer, queries, first_training_record, *, catalog, sy
 
 def train_for_gate(weights: Path, train, valid, gate_config, *, iters: int, progress):
     """LoRA with the suite's training settings (data/gates.toml [training])."""
+    from dataclasses import asdict
+
     from punie_gates.model.training import TrainSettings, train_lora
 
-    settings = TrainSettings.from_table(gate_config.training, iters=iters, seed=gate_config.seed)
+    settings = TrainSettings.from_table(asdict(gate_config.settings.training), iters=iters, seed=gate_config.seed)
     return train_lora(weights, train, valid, settings, gate_config.work_dir, fresh=gate_config.fresh, progress=progress)
 
 
@@ -108,7 +110,7 @@ def fuse_for_gate(weights: Path, adapter_dir: Path, gate_config, *, gate: str, p
     from punie_gates.model.fusion import fuse_and_quantize, fused_quantized_key
     from punie_gates.model.streamed_fusion import StreamedFusionError, fuse_and_quantize_streamed
 
-    requested, bits, work = gate_config.fusion_for(gate), gate_config.target_bits, gate_config.work_dir
+    requested, bits, work = gate_config.settings.of(gate).fusion, gate_config.target_bits, gate_config.work_dir
     key = fused_quantized_key(weights, adapter_dir, bits, GROUP_SIZE)
     cached = not gate_config.fresh and artifacts.is_complete(artifacts.artifact_dir(work, f"fused-q{bits}", key))
     how = {"bits": bits, "group_size": GROUP_SIZE, "fresh": gate_config.fresh, "progress": progress}

@@ -2,20 +2,21 @@
 
 data/gates.toml is the one list of gates. The suite's own copy decides which gates
 exist (a gate module per table, marker `gateN`); a user's `--gates` file replaces
-their settings and must hold the same gates, each setting of the same type as the
-suite's, so a typo or a wrong type stops the run before any gate runs.
+their settings and must hold the same gates and settings; every value is checked by
+type and range (inputs/settings.py), so a typo, a wrong type or an impossible value
+stops the run, naming the file and key, before any gate runs.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, fields
 from functools import cache
 from pathlib import Path
-from types import MappingProxyType
 from typing import Any, Iterator, Mapping
 
 from punie_gates.errors import DataFileError
 from punie_gates.inputs import paths
+from punie_gates.inputs.settings import TABLES, GateSettings, Origin, build_settings, shown
 
 HARD, SOFT, CAUTION = "hard", "soft", "caution"
 KINDS = (HARD, SOFT, CAUTION)
@@ -34,17 +35,8 @@ class Gate:
     """"hard" (a failure stops the evaluation), "soft" or "caution" (a failure flags)."""
     depends: str | None
     """The gate whose decision must pass before this one runs."""
-    settings: Mapping[str, Any] = field(default_factory=dict)
-    """The gate's thresholds and settings (every other key of its table)."""
-
-    def __getitem__(self, key: str) -> Any:
-        try:
-            return self.settings[key]
-        except KeyError:
-            raise KeyError(f"[{self.id}] has no setting {key!r}") from None
-
-    def get(self, key: str, default: Any = None) -> Any:
-        return self.settings.get(key, default)
+    settings: Any = None
+    """The gate's thresholds and settings (inputs.settings.Gate4Settings, ...), checked."""
 
     @property
     def marker_help(self) -> str:
@@ -53,14 +45,14 @@ class Gate:
 
 @dataclass(frozen=True)
 class GateRegistry:
-    """Every gate in order, and the shared [training] settings."""
+    """Every gate in order, and every setting (the gates' and the shared [training] table)."""
 
     path: Path
     """The file the registry was read from."""
     gates: tuple[Gate, ...]
     """The gates, in the order they run."""
-    training: Mapping[str, Any] = field(default_factory=dict)
-    """The [training] table: LoRA settings Gates 4 and 5 share."""
+    settings: GateSettings
+    """Every gate's settings and [training], overrides applied, each value checked."""
 
     @property
     def ids(self) -> tuple[str, ...]:
@@ -79,8 +71,12 @@ class GateRegistry:
         return gate_id in self.ids
 
 
-def load_gates(path: Path, *, like: GateRegistry | None = None) -> GateRegistry:
-    """The registry in `path`; with `like`, checked to hold the same gates and setting types."""
+def load_gates(
+    path: Path, *, like: GateRegistry | None = None, overrides: Mapping[tuple[str, str], tuple[Any, Origin]] = {},
+) -> GateRegistry:
+    """The registry in `path`; with `like`, checked to hold the same gates. `overrides`
+    maps (table, key) to (value, origin) for the options that replace a file's value
+    (--gate4-iters ...). Every value is checked (inputs.settings); a refused one is named."""
     path = Path(path)
     data = paths.read_toml(path, "gate thresholds file (--gates)", DataFileError)
     gate_tables = [k for k, v in data.items() if k.startswith("gate") and isinstance(v, dict)]
@@ -92,37 +88,42 @@ def load_gates(path: Path, *, like: GateRegistry | None = None) -> GateRegistry:
         if extra:
             raise DataFileError(f"{path}: unknown gate table(s) {', '.join(extra)}; the gates are {', '.join(like.ids)}")
         gate_tables = list(like.ids)
-    gates = tuple(_gate(path, gid, data[gid], gate_tables, like) for gid in gate_tables)
-    training = data.get("training", {})
-    if like is not None:
-        _check_types(path, "training", training, like.training)
-    return GateRegistry(path, gates, MappingProxyType(dict(training)))
+    values = {}
+    for table, cls in TABLES.items():
+        given = data.get(table, {})
+        if not isinstance(given, dict):
+            raise DataFileError(f"{path}: {table} must be a table ([{table}]), got {given!r}")
+        given = {k: v for k, v in given.items() if k not in _META or table == "training"}
+        _check_keys(path, table, given, cls, like)
+        values[table] = {k: (v, f"{path}: [{table}] {k} = {{value}}") for k, v in given.items()}
+    for (table, key), given in overrides.items():
+        values[table][key] = given
+    settings = build_settings(values)
+    gates = tuple(_gate(path, gid, data[gid], gate_tables, settings) for gid in gate_tables)
+    return GateRegistry(path, gates, settings)
 
 
-def _gate(path: Path, gid: str, table: Mapping[str, Any], known: list[str], like: GateRegistry | None) -> Gate:
+def _gate(path: Path, gid: str, table: Mapping[str, Any], known: list[str], settings: GateSettings) -> Gate:
     kind = table.get("kind")
     if kind not in KINDS:
         raise DataFileError(f"{path}: [{gid}] kind must be 'hard', 'soft' or 'caution', got {kind!r}")
     depends = table.get("depends")
     if depends is not None and (depends not in known or known.index(depends) >= known.index(gid)):
         raise DataFileError(f"{path}: [{gid}] depends = {depends!r}: expected an earlier gate of {', '.join(known)}")
-    settings = {k: v for k, v in table.items() if k not in _META}
-    if like is not None:
-        _check_types(path, gid, settings, like[gid].settings)
-    return Gate(gid, str(table.get("name", gid)), kind, depends, MappingProxyType(settings))
+    return Gate(gid, str(table.get("name", gid)), kind, depends, settings.of(gid))
 
 
-def _check_types(path: Path, table: str, given: Mapping[str, Any], reference: Mapping[str, Any]) -> None:
-    for key, ref in reference.items():
+def _check_keys(path: Path, table: str, given: Mapping[str, Any], cls: type, like: GateRegistry | None) -> None:
+    """Every setting of the table, and no other (a typo is refused, not ignored)."""
+    names = [f.name for f in fields(cls)]
+    for key in names:
         if key not in given:
-            raise DataFileError(f"{path}: [{table}] has no {key!r} (the suite's default is {ref!r})")
-        value = given[key]
-        number = (int, float) if isinstance(ref, float) else type(ref)
-        if isinstance(value, bool) != isinstance(ref, bool) or not isinstance(value, number):
-            raise DataFileError(f"{path}: [{table}] {key} must be a {type(ref).__name__} like {ref!r}, got {value!r}")
-    unknown = [k for k in given if k not in reference]
+            default = f" (the suite's default is {shown(getattr(like.settings.of(table), key))})" if like else ""
+            raise DataFileError(f"{path}: [{table}] has no {key!r}{default}")
+    unknown = [k for k in given if k not in names]
     if unknown:
-        raise DataFileError(f"{path}: [{table}] unknown setting(s) {', '.join(unknown)}; known: {', '.join(reference)}")
+        raise DataFileError(f"{path}: [{table}] unknown setting(s) {', '.join(unknown)}; "
+                            f"known: {', '.join(names) or 'none'}")
 
 
 @cache

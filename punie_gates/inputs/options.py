@@ -14,9 +14,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
-from punie_gates.errors import DataFileError, OptionError
+from punie_gates.errors import OptionError
 from punie_gates.inputs import paths
-from punie_gates.inputs.gates import Gate, GateRegistry, builtin_gates, load_gates
+from punie_gates.inputs.gates import GateRegistry, builtin_gates, load_gates
+from punie_gates.inputs.settings import AT_LEAST_ONE, COUNT, GateSettings, Origin, Rule, shown
 
 # Verified to exist on the hub; the suite quantizes it to 5 bits itself (from 8
 # bits more of the original survives than from a 4-bit re-quantization).
@@ -47,6 +48,7 @@ class Option:
     default: Any = None
     action: str | None = None
     choices: tuple[str, ...] | None = None
+    sets: tuple[str, ...] = ()  # the gates-file settings it overrides: "gate4.iters"
 
 
 OPTIONS = (
@@ -55,15 +57,15 @@ OPTIONS = (
     Option("--report-dir", "report_dir", "folder for gate-report.json/.md, responses, benchmarks and plots", ini="report_dir", env="PUNIE_GATES_REPORT_DIR", default="reports"),
     Option("--work-dir", "work_dir", "folder for converted data, adapters and fused models, keyed by their inputs (default: <cache>/work)", ini="work_dir", env="PUNIE_GATES_WORK_DIR"),
     Option("--run-all-gates", "run_all_gates", "run every gate even after a hard failure (diagnosis; the verdict is unchanged)", action="store_true"),
-    Option("--memory-budget-gb", "memory_budget_gb", "Gate 1 peak-memory budget in GB (default from data/gates.toml: 20)", ini="memory_budget_gb", type=float),
+    Option("--memory-budget-gb", "memory_budget_gb", "Gate 1 peak-memory budget in GB (default: data/gates.toml [gate1] memory_budget_gb)", ini="memory_budget_gb", type=float, sets=("gate1.memory_budget_gb",)),
     Option("--queries", "queries", "validation queries TOML (default data/queries.toml)", ini="queries", env="PUNIE_GATES_QUERIES"),
     Option("--tools", "tools", "tool catalog TOML (default data/tools.toml)", ini="tools"),
     Option("--gates", "gates", "gate thresholds TOML (default data/gates.toml)", ini="gates"),
     Option("--training-data", "training_data", "folder with train.jsonl and valid.jsonl in Qwen3 form (default: data/phase27_merged, Punie's layout; the demo uses fixtures/demo-training)", ini="training_data", env="PUNIE_GATES_TRAINING_DATA"),
     Option("--system-prompt", "system_prompt", "file with the system prompt for validation queries (default: the training data's most common one)", ini="system_prompt"),
-    Option("--gate4-iters", "gate4_iters", "Gate 4 LoRA iterations (default 50)", type=int),
-    Option("--gate5-iters", "gate5_iters", "Gate 5 LoRA iterations (default 500)", type=int),
-    Option("--gate4-examples", "gate4_examples", "Gate 4 training examples, a stratified sample (default 100)", type=int),
+    Option("--gate4-iters", "gate4_iters", "Gate 4 LoRA iterations (default: data/gates.toml [gate4] iters)", type=int, sets=("gate4.iters",)),
+    Option("--gate5-iters", "gate5_iters", "Gate 5 LoRA iterations (default: data/gates.toml [gate5] iters)", type=int, sets=("gate5.iters",)),
+    Option("--gate4-examples", "gate4_examples", "Gate 4 training examples, a stratified sample (default: data/gates.toml [gate4] examples)", type=int, sets=("gate4.examples",)),
     Option("--fresh", "fresh", "ignore cached work (converted data, quantized models, adapters, fused models)", action="store_true"),
     Option("--damaged-cache", "damaged_cache", "what to do with a cached artifact whose files changed since it was built: 'rebuild' it (default; the terminal names it) or 'refuse' (the run stops with ERROR)", ini="damaged_cache", env="PUNIE_GATES_DAMAGED_CACHE", default="rebuild", choices=DAMAGED_CACHE),
     Option("--gen-batch-size", "gen_batch_size", f"how many validation queries to generate at once (default {DEFAULT_BATCH_SIZE}; 1 = the one-at-a-time reference path)", ini="gen_batch_size", env="PUNIE_GATES_GEN_BATCH_SIZE", type=int, default=DEFAULT_BATCH_SIZE),
@@ -73,10 +75,14 @@ OPTIONS = (
     Option("--server-stall-timeout", "server_stall_timeout", f"seconds mlx_lm.server may leave /health unanswered while it serves before the run stops it and ends ERROR (default {DEFAULT_SERVER_STALL_TIMEOUT_S:g})", ini="server_stall_timeout", env="PUNIE_GATES_SERVER_STALL_TIMEOUT", type=float, default=DEFAULT_SERVER_STALL_TIMEOUT_S),
     Option("--serve-python", "serve_python", "the Python interpreter that runs mlx_lm.server, e.g. production's .venv/bin/python (default: this one, with mistral-common hidden from the server, as an environment with mlx-lm alone has it)", ini="serve_python", env="PUNIE_GATES_SERVE_PYTHON"),
     Option("--seed", "seed", "seed for sampling examples and training", type=int, default=0),
-    Option("--fusion", "fusion", "how Gates 4 and 5 fuse the adapter and quantize: 'streamed' (layer by layer, no float16 copy on disk) or 'recipe' (the seed's fuse --dequantize then convert, the reference); default from data/gates.toml (streamed)", ini="fusion", env="PUNIE_GATES_FUSION"),
+    Option("--fusion", "fusion", "how Gates 4 and 5 fuse the adapter and quantize: 'streamed' (layer by layer, no float16 copy on disk) or 'recipe' (the seed's fuse --dequantize then convert, the reference); default from data/gates.toml (streamed)", ini="fusion", env="PUNIE_GATES_FUSION", sets=("gate4.fusion", "gate5.fusion")),
 )
-# Ways to fuse a trained adapter into the candidate (--fusion, [gate4]/[gate5] fusion in data/gates.toml).
-FUSION_METHODS = ("streamed", "recipe")
+# Options that are not gate settings, checked like them: (dest, rule, what it is).
+_OPTION_RULES = (
+    ("gen_batch_size", AT_LEAST_ONE, "queries generated at once"),
+    ("max_tokens", AT_LEAST_ONE, "generation budget per validation query"),
+    ("seed", COUNT, "seed for sampling and training"),
+)
 
 
 @dataclass(frozen=True)
@@ -87,16 +93,11 @@ class GateConfig:
     work_dir: Path
     cache_dir: Path
     run_all_gates: bool
-    memory_budget_gb: float
     queries_path: Path
     tools_path: Path
     gates_path: Path
     training_data: Path | None
     system_prompt_path: Path | None
-    gate4_iters: int
-    gate5_iters: int
-    gate4_examples: int
-    gate4_valid_examples: int
     fresh: bool
     damaged_cache: str
     gen_batch_size: int
@@ -106,7 +107,7 @@ class GateConfig:
     answer_via: str
     offline: bool
     gates: GateRegistry
-    fusion: str | None = None  # --fusion: overrides [gate4]/[gate5] fusion of the gates file
+    """The gates and their settings, the options that override a setting applied."""
     server_stall_timeout_s: float = DEFAULT_SERVER_STALL_TIMEOUT_S  # --server-stall-timeout
     serve_python: Path | None = None  # --serve-python: production's interpreter for mlx_lm.server (None: ours)
 
@@ -118,24 +119,14 @@ class GateConfig:
         return self.candidate == "demo"
 
     @property
-    def target_bits(self) -> int:
-        """The bits every gate after Gate 1 measures the candidate at ([gate1] target_bits)."""
-        return int(self.gates["gate1"]["target_bits"])
+    def settings(self) -> GateSettings:
+        """Every gate's settings (`settings.gate4.min_correct`) and [training], typed and checked."""
+        return self.gates.settings
 
     @property
-    def training(self) -> Mapping[str, Any]:
-        return self.gates.training
-
-    def gate(self, name: str) -> Gate:
-        return self.gates[name]
-
-    def fusion_for(self, gate: str) -> str:
-        """How the training gate fuses: --fusion, else its gates file's `fusion` ("streamed" or "recipe")."""
-        return self.fusion or str(self.gates[gate]["fusion"])
-
-    def lora_iters(self, gate: str) -> int:
-        """The training gate's LoRA iterations (--gate4-iters / --gate5-iters, else gates.toml)."""
-        return {"gate4": self.gate4_iters, "gate5": self.gate5_iters}[gate]
+    def target_bits(self) -> int:
+        """The bits every gate after Gate 1 measures the candidate at ([gate1] target_bits)."""
+        return self.settings.gate1.target_bits
 
 
 def add_options(parser) -> None:
@@ -176,15 +167,21 @@ def _convert(opt: Option, value: str, source: str) -> Any:
 
 def _pick(opt: Option, given: Any, environ: Mapping[str, str], ini: Callable[[str], Any] | None) -> Any:
     """The flag's value, else the environment's, else the ini key's, else the default."""
-    if given not in (None, False):
-        return given
+    return _given(opt, given, environ, ini)[0]
+
+
+def _given(opt: Option, given: Any, environ: Mapping[str, str],
+           ini: Callable[[str], Any] | None) -> tuple[Any, Origin | None]:
+    """_pick's value and where it came from ("--gate4-iters {value}"; None: the default)."""
+    if given is not None and given is not False:  # `not in (None, False)` would drop a given 0
+        return given, f"{opt.flag} {{value}}"
     if opt.env and environ.get(opt.env):
-        return _convert(opt, environ[opt.env], f"environment variable {opt.env}")
+        return _convert(opt, environ[opt.env], f"environment variable {opt.env}"), f"environment variable {opt.env}={{value}} ({opt.flag})"
     if opt.ini and ini is not None:
         value = ini(opt.ini)
         if value not in (None, "", []):
-            return _convert(opt, value, f"ini key {opt.ini!r}")
-    return opt.default if not opt.action else False
+            return _convert(opt, value, f"ini key {opt.ini!r}"), f"ini key {opt.ini} = {{value}} ({opt.flag})"
+    return (opt.default if not opt.action else False), None
 
 
 def _path(value: str | None, root: Path) -> Path | None:
@@ -194,10 +191,14 @@ def _path(value: str | None, root: Path) -> Path | None:
     return p if p.is_absolute() else (root / p)
 
 
-def _at_least_one(value: Any, flag: str) -> int:
-    if int(value) < 1:
-        raise OptionError(f"{flag} must be at least 1, got {value}")
-    return int(value)
+def _checked(dest: str, value: Any, origin: Origin | None, rule: Rule, means: str) -> Any:
+    """An option that is not a gate setting, checked by the same rules."""
+    why = rule.problem(value)
+    if why is not None:
+        flag = next(o.flag for o in OPTIONS if o.dest == dest)
+        said = (origin or f"{flag} {{value}}").replace("{value}", shown(value))
+        raise OptionError(f"{said}: {why} ({means})")
+    return value
 
 
 def _positive_seconds(value: Any, flag: str) -> float:
@@ -251,27 +252,23 @@ def resolve_options(
 ) -> GateConfig:
     """The run's options from flags (`given`, by dest; None = not given), the environment,
     ini keys and the gates file. The plugin and the commands both resolve options here."""
-    get = {opt.dest: _pick(opt, given.get(opt.dest), environ, ini) for opt in OPTIONS}
+    picked = {opt.dest: _given(opt, given.get(opt.dest), environ, ini) for opt in OPTIONS}
+    get = {dest: value for dest, (value, _) in picked.items()}
     data = paths.data_dir()
     gates_path = _path(get["gates"], root) or data / "gates.toml"
-    gates = load_gates(gates_path, like=builtin_gates())
+    # The options that replace a gates-file setting, applied in this one place; the
+    # registry checks them with the file's values, naming the option that set one.
+    overrides = {tuple(target.split(".")): (get[opt.dest], picked[opt.dest][1])
+                 for opt in OPTIONS for target in opt.sets if get[opt.dest] is not None}
+    gates = load_gates(gates_path, like=builtin_gates(), overrides=overrides)
+    for dest, rule, means in _OPTION_RULES:
+        _checked(dest, get[dest], picked[dest][1], rule, means)
     cache = paths.cache_dir()
     candidate = str(get["candidate"])
 
     training = _path(get["training_data"], root)
     if training is None:
         training = paths.fixtures_dir() / "demo-training" if candidate == "demo" else root / "data" / "phase27_merged"
-
-    def pick(value, gate, key):
-        return value if value is not None else gates[gate][key]
-
-    fusion = get["fusion"]
-    if fusion is not None and fusion not in FUSION_METHODS:
-        raise OptionError(f"--fusion (ini fusion, PUNIE_GATES_FUSION) must be one of {', '.join(FUSION_METHODS)}, got {fusion!r}")
-    for gate in ("gate4", "gate5"):
-        if gates[gate]["fusion"] not in FUSION_METHODS:
-            raise DataFileError(f"{gates_path}: [{gate}] fusion must be one of {', '.join(FUSION_METHODS)}, "
-                                f"got {gates[gate]['fusion']!r}")
 
     return GateConfig(
         candidate=candidate,
@@ -280,26 +277,20 @@ def resolve_options(
         work_dir=_path(get["work_dir"], root) or cache / "work",
         cache_dir=cache,
         run_all_gates=bool(get["run_all_gates"]),
-        memory_budget_gb=float(pick(get["memory_budget_gb"], "gate1", "memory_budget_gb")),
         queries_path=_path(get["queries"], root) or data / "queries.toml",
         tools_path=_path(get["tools"], root) or data / "tools.toml",
         gates_path=gates_path,
         training_data=training,
         system_prompt_path=_path(get["system_prompt"], root),
-        gate4_iters=int(pick(get["gate4_iters"], "gate4", "iters")),
-        gate5_iters=int(pick(get["gate5_iters"], "gate5", "iters")),
-        gate4_examples=int(pick(get["gate4_examples"], "gate4", "examples")),
-        gate4_valid_examples=int(gates["gate4"]["valid_examples"]),
         fresh=bool(get["fresh"]),
         damaged_cache=_choice(get["damaged_cache"], "damaged_cache"),
-        gen_batch_size=_at_least_one(get["gen_batch_size"], "--gen-batch-size"),
-        max_tokens=_at_least_one(get["max_tokens"], "--max-tokens"),
+        gen_batch_size=int(get["gen_batch_size"]),
+        max_tokens=int(get["max_tokens"]),
         bench=bool(get["bench"]),
         seed=int(get["seed"]),
         answer_via=_choice(get["answer_via"], "answer_via"),
         offline=environ.get("HF_HUB_OFFLINE", "") not in ("", "0", "false", "False"),
         gates=gates,
-        fusion=fusion,
         server_stall_timeout_s=_positive_seconds(get["server_stall_timeout"], "--server-stall-timeout"),
         serve_python=_serve_python(get["serve_python"], root),
     )

@@ -178,7 +178,7 @@ def load_named(spec: str, options, *, progress=None) -> LoadedModel:
     return load_model(
         resolved,
         work_dir=options.work_dir,
-        memory_budget_gb=options.memory_budget_gb,
+        memory_budget_gb=options.settings.gate1.memory_budget_gb,
         bits=options.target_bits,
         fresh=options.fresh,
         progress=progress,

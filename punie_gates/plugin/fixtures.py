@@ -45,6 +45,19 @@ def _gate_or_fail(request) -> str:
     return gate
 
 
+@pytest.fixture(scope="module")
+def gate_id(request) -> str:
+    """The gate of the module asking, from its gateN marker (`pytestmark`)."""
+    return _gate_or_fail(request)
+
+
+@pytest.fixture(scope="module")
+def settings(gate_config, gate_id):
+    """The thresholds and settings of the module's gate, typed and checked (inputs/settings.py),
+    the options that override one applied: `settings.min_correct`."""
+    return gate_config.settings.of(gate_id)
+
+
 @pytest.fixture
 def gate_record(request) -> GateRecorder:
     """Figures and flags for this test's gate's report entry."""

@@ -47,7 +47,7 @@ def candidate_at_target_bits(gate_config, gate_steps, progress):
     resolved = _resolve(gate_config, gate_config.candidate)
     with gate_steps.measure("quantize") as step:
         quantized = ensure_bits(resolved.path, gate_config.work_dir, gate_config.target_bits, fresh=gate_config.fresh,
-                                progress=progress, memory_budget_gb=gate_config.memory_budget_gb)
+                                progress=progress, memory_budget_gb=gate_config.settings.gate1.memory_budget_gb)
         step["cached"] = quantized.cached
         if not quantized.quantized_by_suite:
             step["note"] = f"already at {gate_config.target_bits} bits: nothing to do"

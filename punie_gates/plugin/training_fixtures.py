@@ -10,16 +10,13 @@ from __future__ import annotations
 
 import pytest
 
-from punie_gates.plugin.session import gate_of, session_of
+from punie_gates.plugin.session import session_of
 
 
 @pytest.fixture(scope="module")
-def training_gate(request) -> str:
-    """The gate of the module asking (its gateN marker)."""
-    gate = gate_of(request.node)
-    if gate is None:
-        raise pytest.UsageError(f"{request.node.nodeid}: the training fixtures need a gateN marker")
-    return gate
+def training_gate(gate_id) -> str:
+    """The training gate of the module asking (its gateN marker)."""
+    return gate_id
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +34,7 @@ def usable_training_data(training_data, gate_config) -> tuple[list[dict], list[d
 
 
 @pytest.fixture(scope="module")
-def trained(candidate_at_target_bits, records, gate_config, training_gate, gate_steps, progress):
+def trained(candidate_at_target_bits, records, gate_config, settings, training_gate, gate_steps, progress):
     """The LoRA adapter trained on `records` (cached by its inputs; resumes from checkpoints)."""
     from punie_gates.checks.steps import train_for_gate
 
@@ -51,7 +48,7 @@ def trained(candidate_at_target_bits, records, gate_config, training_gate, gate_
 
     with gate_steps.measure("train") as step:
         result = train_for_gate(candidate_at_target_bits.path, train, valid, gate_config,
-                                iters=gate_config.lora_iters(training_gate), progress=watch)
+                                iters=settings.iters, progress=watch)
         step.update(cached=result.cached, iters=result.iters_done, resumed_from=result.resumed_from)
     if validating:  # a part of the train step, not beside it: its own peaks are not separable
         gate_steps.add(training_gate, {"step": "evaluate", "seconds": round(sum(validating), 3), "part_of": "train",
@@ -75,13 +72,13 @@ def fused(candidate_at_target_bits, trained, gate_config, training_gate, gate_st
 
 
 @pytest.fixture(scope="module")
-def retention(candidate_tokenizer, candidate_at_target_bits, trained, fused, records, gate_config, gate_steps):
+def retention(candidate_tokenizer, candidate_at_target_bits, trained, fused, records, gate_config, settings, gate_steps):
     """How much of the adapter's effect the fused model keeps, on a sample of the validation
-    records (Gate 4's size: every extra record costs three forward passes)."""
+    records (the gate's `retention_examples`: every extra record costs three forward passes)."""
     from punie_gates.checks.steps import measure_retention
     from punie_gates.formats.sampling import stratified_sample
 
-    sample = stratified_sample(records[1], gate_config.gate4_valid_examples, gate_config.seed)
+    sample = stratified_sample(records[1], settings.retention_examples, gate_config.seed)
     with gate_steps.measure("retention"):
         return measure_retention(candidate_tokenizer, candidate_at_target_bits.path, trained.adapter_dir, fused, sample)
 

@@ -1,6 +1,6 @@
-"""Gate 1 (hard): the candidate loads in MLX at 5 bits, fits the memory budget and writes code.
+"""Gate 1 (hard): the candidate loads in MLX at the target bits, fits the memory budget and writes code.
 
-The candidate is quantized to the target bits (data/gates.toml, 5) unless it is
+The candidate is quantized to the target bits ([gate1] target_bits) unless it is
 already there; that model is the one every later gate uses. A model whose
 answer to a plain coding request is not Python defining a function stops the
 evaluation here, with its answer quoted. The demo's random weights fail here
@@ -14,10 +14,10 @@ import pytest
 pytestmark = [pytest.mark.gate1]
 
 
-def test_loads_at_target_bits(candidate_model, gate_config, gate_record):
+def test_loads_at_target_bits(candidate_model, settings, gate_record):
     for key, value in candidate_model.figures().items():
         gate_record(key, value)
-    target = int(gate_config.gate("gate1")["target_bits"])
+    target = settings.target_bits
     gate_record("target_bits", target)
     assert candidate_model.bits == target, (
         f"expected the loaded model at {target} bits, found {candidate_model.bits} "
@@ -25,8 +25,8 @@ def test_loads_at_target_bits(candidate_model, gate_config, gate_record):
     )
 
 
-def test_peak_memory_within_budget(candidate_model, gate_config, gate_record):
-    budget = gate_config.memory_budget_gb
+def test_peak_memory_within_budget(candidate_model, settings, gate_record):
+    budget = settings.memory_budget_gb
     gate_record("memory_budget_gb", budget)
     assert candidate_model.peak_memory_gb <= budget, (
         f"expected peak memory while loading <= {budget:g} GB, found {candidate_model.peak_memory_gb:.2f} GB "
@@ -34,21 +34,20 @@ def test_peak_memory_within_budget(candidate_model, gate_config, gate_record):
     )
 
 
-def test_smoke_writes_a_python_function(candidate_model, gate_config, gate_record, gate_steps):
-    from punie_gates.checks.smoke import SMOKE_PROMPT, run_smoke
+def test_smoke_writes_a_python_function(candidate_model, settings, gate_record, gate_steps):
+    from punie_gates.checks.smoke import run_smoke
 
-    spec = gate_config.gate("gate1")
     with gate_steps.measure("smoke"):
         result = run_smoke(
             candidate_model.model,
             candidate_model.tokenizer,
-            prompt=str(spec.get("smoke_prompt", SMOKE_PROMPT)),
-            max_tokens=int(spec["smoke_max_tokens"]),
+            prompt=settings.smoke_prompt,
+            max_tokens=settings.smoke_max_tokens,
         )
     for key, value in result.figures().items():
         gate_record(key, value)
     problems = [] if result.passed else [result.failure_message()]
-    budget = gate_config.memory_budget_gb
+    budget = settings.memory_budget_gb
     if result.peak_memory_gb > budget:
         problems.append(f"expected peak memory while generating <= {budget:g} GB, found {result.peak_memory_gb:.2f} GB")
     if problems and candidate_model.is_demo:

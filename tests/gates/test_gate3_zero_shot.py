@@ -1,9 +1,9 @@
 """Gate 3 (caution): zero-shot tool calling, before any training.
 
-Five queries (four that need a tool, one that must be answered directly), tools
-passed natively through the candidate's chat template. It passes with at least
-one well-formed call to a known tool whose arguments validate against its
-schema, and no call at all on the direct question.
+The query file's gate3 queries (some need a tool, at least one must be answered
+directly), tools passed natively through the candidate's chat template. It passes
+with at least [gate3] min_correct_calls well-formed calls to a known tool whose
+arguments validate against its schema, and no call at all on a direct question.
 """
 
 from __future__ import annotations
@@ -25,14 +25,14 @@ def zero_shot(answerer, query_set, system_prompt, gate_config, gate_steps):
     return queries, {a.id: a for a in answers}
 
 
-def test_zero_shot_tool_calls(zero_shot, answerer, catalog, gate_config, gate_record):
+def test_zero_shot_tool_calls(zero_shot, answerer, catalog, gate_config, settings, gate_id, gate_record):
     from punie_gates.checks.scoring import tally_zero_shot
 
     queries, answers = zero_shot
     responses = {qid: a.text for qid, a in answers.items()}
     tally = tally_zero_shot(queries, responses, catalog, {qid: a.tool_calls for qid, a in answers.items()})
-    assert tally.tool_queries == 4 and tally.direct_queries == 1, (
-        f"Gate 3 needs 4 tool queries and 1 direct one in {gate_config.queries_path} [gates] gate3, "
+    assert tally.tool_queries >= 1 and tally.direct_queries >= 1, (
+        f"Gate 3 needs tool queries and a direct one in {gate_config.queries_path} [gates] {gate_id}, "
         f"found {tally.tool_queries} and {tally.direct_queries}"
     )
     from punie_gates.checks.attribution import attribute, miss_reason
@@ -44,7 +44,7 @@ def test_zero_shot_tool_calls(zero_shot, answerer, catalog, gate_config, gate_re
     gate_record("misses_by_cause", counts)
     gate_record("well_formed_calls", tally.good_calls)
 
-    need = int(gate_config.gate("gate3")["min_correct_calls"])
+    need = settings.min_correct_calls
     wrong = tally.called_on_direct
     assert not wrong, f"{lead}expected no tool call on the direct question {wrong[0]['id']}, found {wrong[0]['calls']}{tail}"
     assert tally.good_calls >= need, (

@@ -1,13 +1,14 @@
-"""Gate 4 (hard): a small LoRA run, fused and quantized to 5 bits, answers 6 of 10.
+"""Gate 4 (hard): a small LoRA run, fused and quantized to the target bits, answers enough gate4 queries.
 
-The cheapest training signal. 100 conversations sampled to keep the training
-data's mix of tool families (punie_gates.formats.sampling) and 10 validation ones,
-converted to the candidate's chat form; 50 iterations at the seed's settings
-on the 5-bit model Gate 1 made; then the seed's fusion (fuse dequantized,
-quantize to 5 bits). It passes when validation loss fell, the quantized fuse
-kept the adapter's effect (measured: the plan only assumed it), and the fused
-model answers at least 6 of the 10 Gate 4 queries, asked with the system
-prompt and tools training used. The multi-turn pass (the tool results sent back,
+The cheapest training signal. [gate4] examples conversations sampled to keep the
+training data's mix of tool families (punie_gates.formats.sampling) and
+valid_examples validation ones, converted to the candidate's chat form; `iters`
+iterations at the [training] settings on the model Gate 1 made; then the seed's
+fusion (fuse dequantized, quantize to the target bits). It passes when
+validation loss fell, the quantized fuse kept the adapter's effect (measured:
+the plan only assumed it), and the fused model answers at least `min_correct`
+of the query file's gate4 queries, asked with the system prompt and tools
+training used (data/gates.toml holds the figures). The multi-turn pass (the tool results sent back,
 the answers scored) is reported, not judged.
 
 Adapters and fused models are cached in --work-dir, keyed by their inputs;
@@ -22,23 +23,23 @@ pytestmark = [pytest.mark.gate4]
 
 
 @pytest.fixture(scope="module")
-def records(usable_training_data, gate_config):
+def records(usable_training_data, gate_config, settings):
     """(train, valid) records for this gate: stratified samples of the converted data."""
     from punie_gates.formats.sampling import stratified_sample
 
     train, valid = usable_training_data
     return (
-        stratified_sample(train, gate_config.gate4_examples, gate_config.seed),
-        stratified_sample(valid, gate_config.gate4_valid_examples, gate_config.seed),
+        stratified_sample(train, settings.examples, gate_config.seed),
+        stratified_sample(valid, settings.valid_examples, gate_config.seed),
     )
 
 
 @pytest.fixture(scope="module")
-def gate_queries(query_set):
-    return query_set.for_gate("gate4")
+def gate_queries(query_set, gate_id):
+    return query_set.for_gate(gate_id)
 
 
-def test_training_sample(records, training_data, gate_config, gate_record):
+def test_training_sample(records, training_data, gate_config, settings, gate_record):
     from collections import Counter
 
     from punie_gates.formats.sampling import record_family
@@ -51,20 +52,20 @@ def test_training_sample(records, training_data, gate_config, gate_record):
     rejects = converted_train.rejects + converted_valid.rejects
     if rejects:
         gate_record("first_rejects", [f"line {r.line}: {r.reason}" for r in rejects[:5]])
-    wanted = {"train": gate_config.gate4_examples, "valid": gate_config.gate4_valid_examples}
+    wanted = {"train": settings.examples, "valid": settings.valid_examples}
     gate_record("examples", {"train": len(train), "valid": len(valid), "requested": wanted})
     gate_record("families", dict(Counter(record_family(r) for r in train).most_common()))
     assert len(train) == min(wanted["train"], converted_train.converted), (
         f"expected a sample of {wanted['train']} training conversations "
         f"(or all {converted_train.converted}), found {len(train)}"
     )
-    assert len(valid) == min(gate_config.gate4_valid_examples, converted_valid.converted)
+    assert len(valid) == min(settings.valid_examples, converted_valid.converted)
 
 
-def test_validation_loss_falls(trained, gate_config, gate_record):
+def test_validation_loss_falls(trained, gate_config, gate_id, gate_record):
     from punie_gates.checks.steps import training_figures
 
-    for key, value in training_figures(trained, gate_config.report_dir, "gate4", f"Gate 4 LoRA: {trained.iters_done} iterations").items():
+    for key, value in training_figures(trained, gate_config.report_dir, gate_id, f"Gate 4 LoRA: {trained.iters_done} iterations").items():
         gate_record(key, value)
     curve = trained.curve
     assert curve.start is not None and len(curve.valid) >= 2, f"expected >= 2 validation points, found {curve.valid}"
@@ -74,13 +75,13 @@ def test_validation_loss_falls(trained, gate_config, gate_record):
     )
 
 
-def test_lora_survives_quantization(retention, fused, gate_config, gate_record):
+def test_lora_survives_quantization(retention, fused, settings, gate_record):
     from punie_gates.checks.steps import retention_problem
     from punie_gates.model.folder import disk_gb
 
     gate_record("lora_retention", retention.to_json())
     gate_record("fused_model", {"path": str(fused), "disk_gb": round(disk_gb(fused), 3)})
-    problem = retention_problem(retention, float(gate_config.gate("gate4")["min_lora_retention"]))
+    problem = retention_problem(retention, settings.min_lora_retention)
     assert problem is None, problem
 
 
@@ -89,7 +90,7 @@ def test_prompts_match_training(answers, gate_record):
     assert answers.prompt_mismatch is None, answers.prompt_mismatch
 
 
-def test_gate4_queries(answers, answerer, catalog, gate_config, gate_record):
+def test_gate4_queries(answers, answerer, catalog, gate_config, settings, gate_record):
     from punie_gates.checks.comparison import interval_figures, query_rows
     from punie_gates.checks.scoring import score_answer
 
@@ -107,7 +108,7 @@ def test_gate4_queries(answers, answerer, catalog, gate_config, gate_record):
     gate_record("correct", correct)
     gate_record("total", len(scores))
     gate_record("responses", str(gate_config.report_dir / "gate4-responses.jsonl"))
-    need = int(gate_config.gate("gate4")["min_correct"])
+    need = settings.min_correct
     failed = "; ".join(f"{s.id}: {s.reason}" for s in scores if not s.passed)
     message = f"{lead}expected >= {need}/{len(scores)} correct answers from the fused model, found {correct}{tail}: {failed}"
     assert correct >= need, message[:1500]
@@ -125,7 +126,7 @@ def test_gate4_multi_turn(conversations, query_set, catalog, gate_record):
 
 def test_against_baseline(answers, baseline_answers, conversations, catalog, gate_config, gate_record):
     """With --baseline: the production model's answers beside the fused candidate's, scored
-    alike, with both intervals and the paired test (recorded; Gate 5 judges on 40 queries)."""
+    alike, with both intervals and the paired test (recorded; Gate 5 judges on every validation query)."""
     from punie_gates.checks.comparison import NO_BASELINE, compare_with_baseline, comparison_figures, query_rows, score_both
 
     if baseline_answers is None:

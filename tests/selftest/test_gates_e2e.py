@@ -43,6 +43,7 @@ def small_gates(pytester, **overrides) -> Path:
     data = tomllib.loads((paths.data_dir() / "gates.toml").read_text(encoding="utf-8"))
     data["gate1"]["smoke_max_tokens"] = 48
     data["gate2"]["max_tokens"] = 8
+    data["gate5"]["speed_max_tokens"] = 8
     for key, value in overrides.items():
         gate, name = key.split("__")
         data[gate][name] = value

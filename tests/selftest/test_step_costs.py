@@ -131,17 +131,17 @@ def test_markdown_without_steps_has_no_resources_table():
 
 
 def test_fusion_defaults_to_streamed_and_the_option_overrides(tmp_path):
-    assert resolve_options({}, root=tmp_path).fusion_for("gate4") == "streamed"
-    assert resolve_options({}, root=tmp_path).fusion_for("gate5") == "streamed"
-    assert resolve_options({"fusion": "recipe"}, root=tmp_path).fusion_for("gate5") == "recipe"
-    assert resolve_options({}, root=tmp_path, environ={"PUNIE_GATES_FUSION": "recipe"}).fusion_for("gate4") == "recipe"
+    assert resolve_options({}, root=tmp_path).settings.gate4.fusion == "streamed"
+    assert resolve_options({}, root=tmp_path).settings.gate5.fusion == "streamed"
+    assert resolve_options({"fusion": "recipe"}, root=tmp_path).settings.gate5.fusion == "recipe"
+    assert resolve_options({}, root=tmp_path, environ={"PUNIE_GATES_FUSION": "recipe"}).settings.gate4.fusion == "recipe"
 
 
 def test_a_wrong_fusion_is_refused_naming_where_it_came_from(tmp_path, repo_root):
-    with pytest.raises(OptionError, match="--fusion .* must be one of streamed, recipe, got 'fast'"):
+    with pytest.raises(OptionError, match='^--fusion "fast": must be one of "streamed", "recipe"'):
         resolve_options({"fusion": "fast"}, root=tmp_path)
     gates = tmp_path / "gates.toml"
     toml = (repo_root / "data" / "gates.toml").read_text(encoding="utf-8")
     gates.write_text(toml.replace('fusion = "streamed"               # as [gate4]', 'fusion = "float16"'), encoding="utf-8")
-    with pytest.raises(DataFileError, match=r"gates.toml: \[gate5\] fusion must be one of streamed, recipe, got 'float16'"):
+    with pytest.raises(DataFileError, match=r'gates.toml: \[gate5\] fusion = "float16": must be one of "streamed", "recipe"'):
         resolve_options({"gates": str(gates)}, root=tmp_path)
