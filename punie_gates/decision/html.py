@@ -335,6 +335,15 @@ def _peak_memory(figures: Mapping[str, Any]) -> float | None:
     return max(numbers) if numbers else None
 
 
+def run_peak_memory(doc: Mapping[str, Any]) -> float | None:
+    """The largest peak memory any gate of a gate-report.json recorded; None when none did."""
+    gates = doc.get("gates") if isinstance(doc.get("gates"), Mapping) else {}
+    peaks = [_peak_memory(g["figures"]) for g in gates.values()
+             if isinstance(g, Mapping) and isinstance(g.get("figures"), Mapping)]
+    peaks = [p for p in peaks if p is not None]
+    return max(peaks) if peaks else None
+
+
 def _steps(value: Any) -> list[Mapping[str, Any]]:
     if isinstance(value, Mapping):
         return [{"step": k, **v} if isinstance(v, Mapping) else {"step": k, "value": v} for k, v in value.items()]
