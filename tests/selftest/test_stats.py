@@ -8,7 +8,7 @@ import pytest
 
 from punie_gates.checks.comparison import compare_with_baseline, comparison_figures, interval_figures
 from punie_gates.checks.scoring import Score
-from punie_gates.decision.stats import mcnemar_exact, wilson_interval
+from punie_gates.stats import mcnemar_exact, wilson_interval
 from punie_gates.inputs.queries import Query
 
 

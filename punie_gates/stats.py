@@ -2,7 +2,10 @@
 
 40 queries is a small sample (34/40 has a 95% interval of about 71-93%), so every
 pass rate the suite reports carries its interval, and candidate vs baseline is
-decided on the queries where the two disagree. Both come from scipy.
+decided on the queries where the two disagree. Both come from scipy. One pairing
+(`Paired`: both models' intervals and the test) serves every comparison: the first
+turn, the multi-turn pass, the held-out measure and `punie-gates compare`.
+A bottom-layer module: it imports nothing of the package.
 """
 
 from __future__ import annotations
@@ -63,6 +66,8 @@ class McNemar:
     """Exact two-sided p: is either model better?"""
     p_candidate_worse: float
     """Exact one-sided p for 'the candidate is worse than the baseline'."""
+    p_baseline_worse: float = 1.0
+    """Exact one-sided p the other way: 'the baseline is worse than the candidate'."""
 
     @property
     def discordant(self) -> int:
@@ -72,7 +77,7 @@ class McNemar:
         return {"both_passed": self.both_passed, "both_failed": self.both_failed,
                 "only_candidate": self.only_candidate, "only_baseline": self.only_baseline,
                 "discordant": self.discordant, "p_two_sided": self.p_two_sided,
-                "p_candidate_worse": self.p_candidate_worse}
+                "p_candidate_worse": self.p_candidate_worse, "p_baseline_worse": self.p_baseline_worse}
 
 
 def mcnemar_exact(candidate: Sequence[bool], baseline: Sequence[bool]) -> McNemar:
@@ -84,12 +89,13 @@ def mcnemar_exact(candidate: Sequence[bool], baseline: Sequence[bool]) -> McNema
     only_b = sum(b and not c for c, b in pairs)
     n = only_c + only_b
     if n == 0:
-        p_two, p_worse = 1.0, 1.0
+        p_two, p_worse, p_better = 1.0, 1.0, 1.0
     else:
         from scipy.stats import binomtest
 
         p_two = float(binomtest(only_b, n, 0.5).pvalue)
         p_worse = float(binomtest(only_b, n, 0.5, alternative="greater").pvalue)
+        p_better = float(binomtest(only_c, n, 0.5, alternative="greater").pvalue)
     return McNemar(
         both_passed=sum(c and b for c, b in pairs),
         both_failed=sum(not c and not b for c, b in pairs),
@@ -97,4 +103,29 @@ def mcnemar_exact(candidate: Sequence[bool], baseline: Sequence[bool]) -> McNema
         only_baseline=only_b,
         p_two_sided=p_two,
         p_candidate_worse=p_worse,
+        p_baseline_worse=p_better,
     )
+
+
+@dataclass(frozen=True)
+class Paired:
+    """Two models on the same items: each one's pass rate with its interval, and the paired test."""
+
+    candidate: Interval
+    """The candidate's (or run A's) passes with their Wilson interval."""
+    baseline: Interval
+    """The baseline's (or run B's) passes with their Wilson interval."""
+    mcnemar: McNemar
+    """The exact McNemar test on the paired outcomes."""
+
+    def to_json(self) -> dict:
+        """In the report's keys: `interval`, `baseline_interval`, `mcnemar`."""
+        return {"interval": self.candidate.to_json(), "baseline_interval": self.baseline.to_json(),
+                "mcnemar": self.mcnemar.to_json()}
+
+
+def paired(candidate: Sequence[bool], baseline: Sequence[bool], confidence: float = 0.95) -> Paired:
+    """Paired pass/fail outcomes in (same items, same order), both intervals and the test out."""
+    mcnemar = mcnemar_exact(candidate, baseline)
+    return Paired(wilson_interval(sum(map(bool, candidate)), len(candidate), confidence),
+                  wilson_interval(sum(map(bool, baseline)), len(baseline), confidence), mcnemar)
