@@ -10,6 +10,7 @@ A bottom-layer module: it imports nothing of the package.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -129,3 +130,158 @@ def paired(candidate: Sequence[bool], baseline: Sequence[bool], confidence: floa
     mcnemar = mcnemar_exact(candidate, baseline)
     return Paired(wilson_interval(sum(map(bool, candidate)), len(candidate), confidence),
                   wilson_interval(sum(map(bool, baseline)), len(baseline), confidence), mcnemar)
+
+
+# --- a count criterion against its interval ---------------------------------------------------
+
+DECIDED = "by the data"
+UNDECIDED = "inside the interval"
+
+
+@dataclass(frozen=True)
+class AgainstThreshold:
+    """A count criterion ("at least `minimum` of `total` pass") and what the interval says of it.
+
+    The threshold is the rate `minimum / total`. When it lies inside the pass rate's interval
+    (ends included) the sample cannot tell on which side of the threshold the true rate is:
+    the criterion was met or missed, but decided "inside the interval", by which queries
+    were written as much as by the model. This never changes whether it was met.
+    """
+
+    interval: Interval
+    """The pass rate with its Wilson interval."""
+    minimum: int
+    """Passes the criterion requires."""
+
+    @property
+    def met(self) -> bool:
+        return self.interval.passed >= self.minimum
+
+    @property
+    def threshold(self) -> float:
+        """The criterion as a rate (a minimum of every item: 1.0)."""
+        return self.minimum / self.interval.total if self.interval.total else 1.0
+
+    @property
+    def inside(self) -> bool:
+        """Whether the threshold lies inside the interval (a minimum of 0 is met by any count: decided)."""
+        return self.minimum > 0 and self.interval.low <= self.threshold <= self.interval.high
+
+    def note(self, unit: str = "queries") -> str | None:
+        """One line when decided inside the interval ("40 queries cannot tell whether the rate
+        is above 85%; interval 71-93%"), else None."""
+        if not self.inside:
+            return None
+        iv = self.interval
+        rate = "is 100%" if self.threshold >= 1 else f"is above {_pct(self.threshold)}"
+        return f"{iv.total} {unit} cannot tell whether the rate {rate}; interval {100 * iv.low:.0f}-{_pct(iv.high)}"
+
+    def to_json(self, unit: str = "queries") -> dict:
+        return {"passed": self.interval.passed, "total": self.interval.total, "min": self.minimum,
+                "threshold": round(self.threshold, 4), "interval": self.interval.to_json(), "met": self.met,
+                "decided": UNDECIDED if self.inside else DECIDED, "note": self.note(unit)}
+
+
+def _pct(rate: float) -> str:
+    return f"{100 * rate:.0f}%"
+
+
+def against_threshold(passed: int, total: int, minimum: int, confidence: float = 0.95) -> AgainstThreshold:
+    """`passed` of `total` against a minimum of `minimum`, with the pass rate's Wilson interval."""
+    return AgainstThreshold(wilson_interval(passed, total, confidence), minimum)
+
+
+# --- what a paired comparison can detect --------------------------------------------------------
+
+POWER = 0.8
+
+
+@functools.lru_cache(maxsize=32)
+def _rejects(pairs: int, alpha: float):
+    """For d = 0..pairs discordant pairs: the fewest 'only the baseline passed' that make the exact
+    one-sided McNemar test reject at `alpha` (d + 1 where none does)."""
+    import numpy as np
+    from scipy.stats import binom
+
+    need = np.empty(pairs + 1, dtype=int)
+    for d in range(pairs + 1):
+        k = np.arange(d + 2)
+        ok = binom.sf(k - 1, d, 0.5) <= alpha  # p of seeing k or more one-way pairs by chance
+        need[d] = int(k[np.argmax(ok)]) if ok.any() else d + 1
+    return need
+
+
+def mcnemar_power(pairs: int, difference: float, discordance: float, alpha: float) -> float:
+    """Power of the exact one-sided McNemar test ("the candidate is worse", at `alpha`) on `pairs`
+    paired items when the baseline's pass rate is `difference` above the candidate's and a share
+    `discordance` (>= difference) of items is passed by one model only."""
+    import numpy as np
+    from scipy.stats import binom
+
+    if not 0 <= difference <= discordance <= 1:
+        raise ValueError(f"need 0 <= difference <= discordance <= 1, got {difference}, {discordance}")
+    if discordance == 0:
+        return 0.0
+    d = np.arange(pairs + 1)
+    one_way = (discordance + difference) / (2 * discordance)  # share of discordant pairs only the baseline passed
+    reject = binom.sf(_rejects(pairs, alpha) - 1, d, one_way)
+    return float(np.sum(binom.pmf(d, pairs, discordance) * reject))
+
+
+@dataclass(frozen=True)
+class Detectable:
+    """The smallest difference in pass rate the paired test could see on this many items."""
+
+    pairs: int
+    """Paired items (queries or turns)."""
+    alpha: float
+    """One-sided significance level of the exact McNemar test."""
+    power: float
+    """The chance of seeing the difference that is asked for (0.8)."""
+    observed_discordance: float
+    """Share of items only one model passed, as observed."""
+    difference: float | None
+    """The smallest detectable difference in pass rate (0..1); None: none within reach."""
+    assumed: str
+    """What was assumed about the discordance, in words."""
+
+    def sentence(self, unit: str = "queries") -> str:
+        if self.difference is None:
+            return (f"no difference in pass rate could be seen with {self.pairs} {unit} at alpha {self.alpha:g} "
+                    f"and {self.power:.0%} power ({self.assumed})")
+        return (f"a difference smaller than {100 * self.difference:.0f} points could not be seen with "
+                f"{self.pairs} {unit} ({self.power:.0%} power, exact McNemar one-sided at alpha {self.alpha:g}; "
+                f"{self.assumed})")
+
+    def to_json(self, unit: str = "queries") -> dict:
+        return {"pairs": self.pairs, "alpha": self.alpha, "power": self.power,
+                "observed_discordance": round(self.observed_discordance, 4),
+                "difference": None if self.difference is None else round(self.difference, 4),
+                "assumed": self.assumed, "sentence": self.sentence(unit)}
+
+
+def detectable_difference(mcnemar: McNemar, alpha: float, power: float = POWER) -> Detectable:
+    """The smallest baseline-minus-candidate difference the exact one-sided McNemar test on as many
+    pairs as `mcnemar` counts would detect with `power` at `alpha`.
+
+    The discordance (share of items only one model passes) is taken as observed; a difference
+    larger than it needs at least that many discordant items, so the assumed discordance is
+    max(observed, difference). With no discordant pair observed that is the most favourable case
+    (every discordant item one way): the figure is then a lower bound.
+    """
+    pairs = mcnemar.both_passed + mcnemar.both_failed + mcnemar.discordant
+    observed = mcnemar.discordant / pairs if pairs else 0.0
+    assumed = (f"discordance as observed, {mcnemar.discordant}/{pairs}, or the difference itself where larger"
+               if mcnemar.discordant else
+               "no discordant pair observed: assumed every discordant item goes one way (a lower bound)")
+
+    def power_at(diff: float) -> float:
+        return mcnemar_power(pairs, diff, max(observed, diff), alpha)
+
+    if pairs == 0 or power_at(1.0) < power:
+        return Detectable(pairs, alpha, power, observed, None, assumed)
+    low, high = 0.0, 1.0  # power grows with the difference: bisect to a tenth of a point
+    while high - low > 1e-3:
+        mid = (low + high) / 2
+        low, high = (mid, high) if power_at(mid) < power else (low, mid)
+    return Detectable(pairs, alpha, power, observed, high, assumed)
