@@ -5,7 +5,7 @@ Each report folder's saved responses are scored again with the current scorer
 the scorer or the queries applies to every run alike and no model is loaded. Runs
 are compared on the queries all of them answered; the others are named, never
 silently dropped. Pass rates carry Wilson intervals and each paired difference the
-exact McNemar test (punie_gates.decision.stats): 40 queries is a small sample.
+exact McNemar test (punie_gates.stats): 40 queries is a small sample.
 
 Two runs give the A-vs-B page (`compare_runs`); three or more a ranking of the
 candidates against one baseline run (`rank_runs`), each paired with that baseline.
@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from punie_gates.decision import html
-from punie_gates.decision.stats import Interval, McNemar, mcnemar_exact, wilson_interval
+from punie_gates.stats import Interval, McNemar, Paired, mcnemar_exact, paired, wilson_interval
 from punie_gates.inputs.queries import QuerySet
 
 
@@ -70,30 +70,18 @@ def run_of(rescored: Any) -> Run:
     return Run(folder, Path(rescored.responses_path), verdict, candidate, texts, dict(rescored.scores), seconds, peak)
 
 
-@dataclass(frozen=True)
-class Paired:
-    """Both runs' pass rates on the same queries and the test of their difference."""
-
-    a: Interval
-    """Run A's pass rate with its Wilson interval."""
-    b: Interval
-    """Run B's pass rate with its Wilson interval."""
-    mcnemar: McNemar
-    """Exact McNemar test, A as 'candidate' and B as 'baseline'."""
-    p_b_worse: float
-    """Exact one-sided p for 'B is worse than A' (the other direction)."""
-
-    def to_json(self) -> dict[str, Any]:
-        m = self.mcnemar
-        return {
-            "a": self.a.to_json(),
-            "b": self.b.to_json(),
-            "mcnemar": {
-                "both_passed": m.both_passed, "both_failed": m.both_failed,
-                "only_a": m.only_candidate, "only_b": m.only_baseline, "discordant": m.discordant,
-                "p_two_sided": _p(m.p_two_sided), "p_a_worse": _p(m.p_candidate_worse), "p_b_worse": _p(self.p_b_worse),
-            },
-        }
+def paired_json(p: Paired) -> dict[str, Any]:
+    """A pairing in the command's keys: run A as the candidate, run B as the baseline."""
+    m = p.mcnemar
+    return {
+        "a": p.candidate.to_json(),
+        "b": p.baseline.to_json(),
+        "mcnemar": {
+            "both_passed": m.both_passed, "both_failed": m.both_failed,
+            "only_a": m.only_candidate, "only_b": m.only_baseline, "discordant": m.discordant,
+            "p_two_sided": _p(m.p_two_sided), "p_a_worse": _p(m.p_candidate_worse), "p_b_worse": _p(m.p_baseline_worse),
+        },
+    }
 
 
 def _p(value: float) -> float:
@@ -120,15 +108,6 @@ class Comparison:
     """Per category of the compared queries, in the query file's order."""
 
 
-def _paired(a: list[bool], b: list[bool]) -> Paired:
-    return Paired(
-        a=wilson_interval(sum(a), len(a)),
-        b=wilson_interval(sum(b), len(b)),
-        mcnemar=mcnemar_exact(a, b),
-        p_b_worse=mcnemar_exact(b, a).p_candidate_worse,
-    )
-
-
 def compare_runs(a: Run, b: Run, queries: QuerySet) -> Comparison:
     """Pair the two runs on the queries both answered."""
     order = [q.id for q in queries.queries]
@@ -143,8 +122,8 @@ def compare_runs(a: Run, b: Run, queries: QuerySet) -> Comparison:
         pa, pb = by_category.setdefault(category[qid], ([], []))
         pa.append(a.scores[qid].passed)
         pb.append(b.scores[qid].passed)
-    overall = _paired([a.scores[q].passed for q in ids], [b.scores[q].passed for q in ids])
-    return Comparison(a, b, ids, only_a, only_b, overall, {c: _paired(*v) for c, v in by_category.items()})
+    overall = paired([a.scores[q].passed for q in ids], [b.scores[q].passed for q in ids])
+    return Comparison(a, b, ids, only_a, only_b, overall, {c: paired(*v) for c, v in by_category.items()})
 
 
 def comparison_json(c: Comparison, html_path: Path | None = None) -> dict[str, Any]:
@@ -156,13 +135,13 @@ def comparison_json(c: Comparison, html_path: Path | None = None) -> dict[str, A
                 "interval": p.to_json()}
 
     out = {
-        "a": run(c.a, c.overall.a),
-        "b": run(c.b, c.overall.b),
+        "a": run(c.a, c.overall.candidate),
+        "b": run(c.b, c.overall.baseline),
         "compared": len(c.ids),
         "only_in_a": list(c.only_a),
         "only_in_b": list(c.only_b),
-        "mcnemar": c.overall.to_json()["mcnemar"],
-        "categories": {name: p.to_json() for name, p in c.categories.items()},
+        "mcnemar": paired_json(c.overall)["mcnemar"],
+        "categories": {name: paired_json(p) for name, p in c.categories.items()},
     }
     if html_path is not None:
         out["html"] = str(html_path)
@@ -197,12 +176,12 @@ def comparison_page(c: Comparison, queries: QuerySet) -> html.Page:
         return label, f"{r.responses_path}" + (f" ({extra})" if extra else "")
 
     rows = [(
-        "overall", html.interval_text(c.overall.a.to_json()), html.interval_text(c.overall.b.to_json()),
-        html.mcnemar_text(c.overall.to_json()["mcnemar"], la, lb),
+        "overall", html.interval_text(c.overall.candidate.to_json()), html.interval_text(c.overall.baseline.to_json()),
+        html.mcnemar_text(paired_json(c.overall)["mcnemar"], la, lb),
     )]
     for name, p in c.categories.items():
-        rows.append((name, html.interval_text(p.a.to_json()), html.interval_text(p.b.to_json()),
-                     html.mcnemar_text(p.to_json()["mcnemar"], la, lb)))
+        rows.append((name, html.interval_text(p.candidate.to_json()), html.interval_text(p.baseline.to_json()),
+                     html.mcnemar_text(paired_json(p)["mcnemar"], la, lb)))
     table = html.Table("pass rates on the compared queries (re-scored with the current scorer)",
                        ("", la, lb, "paired (exact McNemar)"), tuple(rows))
     query_rows = tuple(
