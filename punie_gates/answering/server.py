@@ -120,6 +120,8 @@ class Answer:
     cached_tokens: int | None  # prompt tokens the server's prompt cache supplied
     reasoning: str = ""  # the server's `reasoning` field, for models with thinking markers
     error: str = ""  # why the request failed ("" when it did not); content may be partial
+    model: str = ""  # the response's `model`: what the server says answered
+    system_fingerprint: str = ""  # the response's `system_fingerprint` ("" when it sent none)
 
     def to_dict(self) -> dict:
         """A JSON-ready dict (tool calls as {id, name, arguments})."""
@@ -519,6 +521,7 @@ def ask(
     temperature: float = 0.0,
     request_timeout_s: float = DEFAULT_REQUEST_TIMEOUT_S,
     model: str = "default_model",
+    api_key: str = "not-needed",
     progress: Callable[..., None] | None = None,
 ) -> list[Answer]:
     """Send each conversation as one chat completion, `concurrency` at a time; answers in input order.
@@ -526,7 +529,8 @@ def ask(
     `conversations` are (id, messages) with OpenAI-style messages (system, user, assistant
     with `tool_calls`, tool). A failed request gives an Answer with `error` set.
     `stream=True` also measures time to first chunk. `progress(step, done, total)` is
-    called as answers arrive.
+    called as answers arrive. `model` and `api_key` are the request's (an endpoint's,
+    answering.endpoint; mlx_lm.server started by the suite needs neither).
     """
     if max_tokens < 1:
         raise ValueError(f"max_tokens must be >= 1, got {max_tokens}")
@@ -540,7 +544,7 @@ def ask(
     import openai
 
     # No retries: a retried request would hide a failure and double its latency.
-    client = openai.OpenAI(base_url=base_url, api_key="not-needed", max_retries=0, timeout=request_timeout_s)
+    client = openai.OpenAI(base_url=base_url, api_key=api_key, max_retries=0, timeout=request_timeout_s)
     request = {"model": model, "temperature": temperature, "max_tokens": max_tokens}
     if tools:
         request["tools"] = [dict(t) for t in tools]
@@ -582,6 +586,13 @@ class _Partial:
     ttft_s: float | None = None
     usage: Any = None
     error: str = ""
+    model: str = ""
+    system_fingerprint: str = ""
+
+    def identify(self, response: Any) -> None:
+        """Keep what a response or chunk says answered (its `model`, `system_fingerprint`)."""
+        self.model = self.model or str(getattr(response, "model", None) or "")
+        self.system_fingerprint = self.system_fingerprint or str(getattr(response, "system_fingerprint", None) or "")
 
     def add_call(self, index: int, call_id: str | None, name: str | None, arguments: str | None) -> None:
         slot = self.calls.setdefault(index, {"id": "", "name": "", "arguments": ""})
@@ -604,11 +615,16 @@ class _Partial:
             cached_tokens=getattr(details, "cached_tokens", None),
             reasoning=self.reasoning,
             error=self.error,
+            model=self.model,
+            system_fingerprint=self.system_fingerprint,
         )
 
 
 def _read_completion(client, messages: list[dict], request: dict, partial: _Partial) -> None:
     response = client.chat.completions.create(messages=messages, **request)
+    if isinstance(response, (str, bytes)) or not hasattr(response, "choices"):
+        raise ServerError(f"the response is not a chat completion: {str(response)[:300]!r}")
+    partial.identify(response)
     partial.usage = response.usage
     if not response.choices:
         raise ServerError("the response had no choices")
@@ -628,6 +644,7 @@ def _read_stream(client, messages: list[dict], request: dict, partial: _Partial,
     )
     with chunks:
         for chunk in chunks:
+            partial.identify(chunk)
             if chunk.usage is not None:
                 partial.usage = chunk.usage
             for choice in chunk.choices or ():

@@ -78,6 +78,20 @@ class ServedModel:
     def stop(self) -> None:
         self.slot.stop(self)
 
+    def request_options(self) -> dict[str, Any]:
+        """`ask` keyword arguments beyond the defaults: none for a server the suite started."""
+        return {}
+
+    def saw(self, answers: Sequence[Any]) -> None:
+        """What the answers say about the server (a started server's record holds its command instead)."""
+
+    def failure(self, failed: Sequence[Any], answers: Sequence[Any]) -> ServerError:
+        """The error for requests that failed, quoting the server's log."""
+        return ServerError(
+            f"{len(failed)} of {len(answers)} requests to mlx_lm.server ({self.label}, {self.path}) failed; "
+            f"first: {failed[0].id}: {failed[0].error}\nlast lines of {self.log_path}:\n{self.server.log_tail()}"
+        )
+
     def record(self) -> dict[str, Any]:
         """What the report holds about this model's server: command, versions, tool parsing, starts."""
         started = [s for s in self.runs if s.startup_s is not None]
@@ -117,7 +131,7 @@ def _tool_parsing(path: str):
 
 
 def ask_queries(
-    served: ServedModel,
+    served: ServedModel | Any,
     conversations: Sequence[Conversation],
     *,
     tools: Sequence[Mapping[str, Any]] | None,
@@ -132,14 +146,16 @@ def ask_queries(
     With `warm_up` the first conversation is asked alone before the others: the server then
     holds the shared head (system prompt and tools) in its prompt cache when the rest arrive
     together, as it does for every request after the first on a long-running server.
-    A failed request raises ServerError with the server's log (nothing was measured).
+    A failed request raises the model's own error (nothing was measured): ServerError with
+    the server's log, or for an answering.endpoint.Endpoint (which stands in for a
+    ServedModel) EndpointError naming its URL and what it returned.
     """
     conversations = list(conversations)
     if not conversations:
         return []
     server = served.server
     first, rest = (conversations[:1], conversations[1:]) if warm_up and concurrency > 1 else ([], conversations)
-    common = {"tools": tools, "max_tokens": max_tokens, "stream": stream}
+    common = {"tools": tools, "max_tokens": max_tokens, "stream": stream, **served.request_options()}
     answers = ask(server.base_url, first, concurrency=1, **common) if first else []
     done = len(answers)
 
@@ -148,10 +164,8 @@ def ask_queries(
             progress(step, done + n, done + total, **figures)
 
     answers += ask(server.base_url, rest, concurrency=concurrency, progress=shown, **common)
+    served.saw(answers)
     failed = [a for a in answers if a.error]
     if failed:
-        raise ServerError(
-            f"{len(failed)} of {len(answers)} requests to mlx_lm.server ({served.label}, {served.path}) failed; "
-            f"first: {failed[0].id}: {failed[0].error}\nlast lines of {served.log_path}:\n{server.log_tail()}"
-        )
+        raise served.failure(failed, answers)
     return [from_server(a) for a in answers]

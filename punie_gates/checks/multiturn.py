@@ -31,6 +31,7 @@ from punie_gates.answering.conversation import (
     Conversation,
     Reply,
     converse_many,
+    reply_from_message,
     write_conversations,
 )
 from punie_gates.answering.prompts import query_messages
@@ -64,6 +65,15 @@ class MultiTurn:
 def tool_queries(queries: Sequence[Query]) -> tuple[Query, ...]:
     """The queries that have a follow-up: the tool queries."""
     return tuple(q for q in queries if q.expect == "tool")
+
+
+def first_reply(answer: Any) -> Reply | str:
+    """Where a conversation starts from a first answer (answering.answers.QueryAnswer): in-process,
+    the text (its calls parsed as the runtime does); through a server, its parsed calls as returned."""
+    if answer.tool_calls is None:
+        return answer.text
+    calls = [{"function": {"name": c["name"], "arguments": c["arguments"]}} for c in answer.tool_calls]
+    return reply_from_message({"content": answer.text, "tool_calls": calls})
 
 
 def run_multi_turn(

@@ -1,7 +1,8 @@
 """A report folder's saved answers scored again with the current scorer and query file.
 
 `punie-gates compare` judges runs made at different times: each folder's saved
-responses (gate5-responses.jsonl, else gate4's) are scored again here, so a change to
+responses (gate5-responses.jsonl, else gate4's, else an endpoint's
+screening-responses.jsonl) are scored again here, so a change to
 the scorer or the queries applies to every run alike and no model is loaded. What the
 scores mean side by side is decision.compare's business, which never scores.
 """
@@ -16,7 +17,8 @@ from punie_gates.checks.scoring import SavedAnswer, Score, read_answers, score_s
 from punie_gates.inputs.catalog import Catalog
 from punie_gates.inputs.queries import QuerySet
 
-RESPONSE_FILES = ("gate5-responses.jsonl", "gate4-responses.jsonl")
+# Gate 5's answers, else Gate 4's, else an endpoint candidate's screening (checks.screening).
+RESPONSE_FILES = ("gate5-responses.jsonl", "gate4-responses.jsonl", "screening-responses.jsonl")
 
 
 class RescoreError(ValueError):
@@ -30,7 +32,7 @@ class Rescored:
     folder: Path
     """The report folder."""
     responses_path: Path
-    """The responses file read (gate5's, else gate4's)."""
+    """The responses file read (gate5's, else gate4's, else the screening's)."""
     saved: Mapping[str, SavedAnswer]
     """Query id -> the saved answer (the last one when an id repeats)."""
     scores: Mapping[str, Score]
@@ -38,7 +40,7 @@ class Rescored:
 
 
 def responses_file(folder: Path) -> Path:
-    """The responses a report folder holds: Gate 5's, else Gate 4's."""
+    """The responses a report folder holds: Gate 5's, else Gate 4's, else the screening's."""
     folder = Path(folder)
     if not folder.is_dir():
         raise RescoreError(f"{folder}: not a folder (give report folders, as written by --report-dir)")
@@ -47,7 +49,7 @@ def responses_file(folder: Path) -> Path:
             return folder / name
     raise RescoreError(
         f"{folder}: holds neither {' nor '.join(RESPONSE_FILES)}; give the --report-dir of a run that reached "
-        "Gate 4 or Gate 5 (`pytest --run-all-gates` runs them past a hard failure)"
+        "Gate 4 or Gate 5 (`pytest --run-all-gates` runs them past a hard failure), or screened an endpoint"
     )
 
 

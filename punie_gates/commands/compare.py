@@ -9,8 +9,9 @@ from pathlib import Path
 
 _EPILOG = """\
 input:  report folders (pytest --report-dir). From each, gate5-responses.jsonl is
-        read, else gate4-responses.jsonl, and every reply is scored again with the
-        current scorer, query file and tool catalog. No model is loaded.
+        read, else gate4-responses.jsonl, else screening-responses.jsonl (an endpoint
+        candidate's), and every reply is scored again with the current scorer, query
+        file and tool catalog. No model is loaded.
         The baseline is --baseline RUN when given, else the first RUN.
 output: a page (--out, default ./compare.html) and one JSON line on stdout.
         Two runs: A against B, per run passed/total with its Wilson interval, overall

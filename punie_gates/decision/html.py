@@ -591,6 +591,16 @@ def report_page(doc: Mapping[str, Any], report_dir: Path | None = None,
             sections.append(section)
         if figures:
             figures_json.append((gate, json.dumps(figures, indent=2, ensure_ascii=False)))
+    screening = (gates_doc.get("gate3") or {}).get("figures", {}).get("screening")
+    if isinstance(screening, Mapping):  # an endpoint candidate: all queries, beside the verdict
+        title = f"screening (not judged): {interval_text(screening.get('interval'))} of every query"
+        for t in (_category_table("screening", screening, title),
+                  _category_table("screening", screening.get("followup") or {}, "screening: multi-turn pass per category")):
+            if t:
+                tables.insert(0, t)
+        answered = read_responses(report_dir / "screening-responses.jsonl") if report_dir else {}
+        if section := query_section("screening", screening, answered):
+            sections.insert(0, section)
     return Page(
         title=f"punie-gates: {doc.get('verdict', '?')} for {cand.get('spec') or 'candidate'}",
         verdict=str(doc.get("verdict", "")),

@@ -78,8 +78,8 @@ def baseline_model(gate_config, gate_steps, progress):
 @pytest.fixture(scope="session")
 def baseline_at_target_bits(gate_config, progress):
     """The production model's folder (--baseline) at the target bits, not loaded; None without one."""
-    if not gate_config.baseline:
-        return None
+    if not gate_config.baseline or gate_config.baseline_endpoint:
+        return None  # an endpoint baseline has no folder: it is asked where it runs (baseline_server)
     from punie_gates.model.quantize import ensure_bits
 
     resolved = _resolve(gate_config, gate_config.baseline)
@@ -123,6 +123,14 @@ def answer_server(request, gate_config, server_slot):
     if the baseline was served meanwhile), `.base_url` its OpenAI URL. Stopped after the
     module, whatever happened in it; the server's log is gateN-server.log in the report folder."""
     gate = _gate(request)
+    if gate_config.candidate_endpoint:  # asked where it runs, whatever --answer-via says: it has no files
+        endpoint = _endpoint(gate_config, "candidate")
+        try:
+            yield endpoint
+        finally:
+            _record_answering(request, gate, "via", "endpoint")
+            _record_answering(request, gate, "endpoint", endpoint.record())
+        return
     if gate_config.answer_via != "server":
         _record_answering(request, gate, "via", gate_config.answer_via)
         yield None
@@ -147,7 +155,17 @@ def answer_server(request, gate_config, server_slot):
 def baseline_server(request, gate_config, server_slot, baseline_at_target_bits):
     """The baseline (--baseline) behind mlx_lm.server, served the same way as the candidate
     (its own chat template, its own tool parser), or None (no baseline, or --answer-via
-    inprocess). Serving it stops the candidate's server first: one model at a time."""
+    inprocess). Serving it stops the candidate's server first: one model at a time. A baseline
+    named by its URL (production's own server) is asked there (answering.endpoint.Endpoint),
+    whatever --answer-via says."""
+    if gate_config.baseline_endpoint:
+        endpoint = _endpoint(gate_config, "baseline")
+        try:
+            yield endpoint
+        finally:
+            if endpoint.record()["models"] is not None:  # it was asked
+                _record_answering(request, _gate(request), "baseline_endpoint", endpoint.record())
+        return
     if baseline_at_target_bits is None or gate_config.answer_via != "server":
         yield None
         return
@@ -162,6 +180,16 @@ def baseline_server(request, gate_config, server_slot, baseline_at_target_bits):
         served.stop()
         if served.runs:
             _record_answering(request, gate, "baseline_server", served.record())
+
+
+def _endpoint(gate_config, label: str):
+    """The --candidate or --baseline URL as an answering.endpoint.Endpoint (probed on first use)."""
+    from punie_gates.answering.endpoint import Endpoint
+
+    url, model = ((gate_config.candidate, gate_config.candidate_model) if label == "candidate"
+                  else (gate_config.baseline, gate_config.baseline_model))
+    return Endpoint(url, label=label, model=model, api_key_env=gate_config.api_key_env,
+                    timeout_s=gate_config.endpoint_timeout_s)
 
 
 def _resolve(gate_config, spec: str):
