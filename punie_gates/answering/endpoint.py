@@ -1,10 +1,10 @@
 """An OpenAI-compatible server someone else runs, asked exactly as the suite asks its own.
 
 `--candidate URL` / `--baseline URL` (`http://HOST:PORT/v1`) name a model already being
-served: production's own `mlx_lm.server`, LM Studio, llama.cpp, vLLM. An `Endpoint`
-stands where a `serving.ServedModel` stands (the same `ask_queries`, the same requests:
-chat completions with the catalog's tools, temperature 0, the suite's token budgets),
-but starts and stops nothing.
+served: production's own `mlx_lm.server`, LM Studio, llama.cpp, vLLM. `EndpointAnswerer`
+is its answering.answerer.Answerer: an `Endpoint` stands where a `serving.ServedModel`
+stands (the same `ask_queries`, the same requests: chat completions with the catalog's
+tools, temperature 0, the suite's token budgets), but starts and stops nothing.
 
 Safe by default:
 - Requests go only to the URL given: its `/models` and `/chat/completions`, redirects
@@ -68,6 +68,7 @@ class Endpoint:
         self.path = None  # no folder: the gates that read files do not run on an endpoint
         self.log_path = None
         self.runs: list = []  # ServedModel's list of servers started: none, ever
+        self.plan = None  # ServedModel's serving plan: the endpoint's owner decided how it serves
         self._probe: dict[str, Any] | None = None
         self._seen_models: dict[str, int] = {}
         self._fingerprints: dict[str, int] = {}
@@ -241,3 +242,47 @@ def _transport(exc: BaseException, timeout: float) -> str:
     if isinstance(reason, ConnectionRefusedError) or "refused" in str(reason).lower():
         return "down: nothing listens there (connection refused); start the server or fix the URL"
     return f"unreachable: {type(reason).__name__}: {reason}"
+
+
+class EndpointAnswerer:
+    """The Answerer (answering.answerer) of a model behind an OpenAI-compatible URL: the same
+    requests as ServerAnswerer's, sent to the endpoint through the same ask_queries."""
+
+    via = "endpoint"
+
+    def __init__(self, endpoint: Endpoint, settings):
+        self.endpoint = endpoint
+        self.settings = settings  # answering.answerer.AnswerSettings
+        self.label = endpoint.label
+        self.path = None  # an endpoint has no files
+
+    def answer(self, conversations):
+        from punie_gates.answering.serving import ask_queries
+
+        s = self.settings
+        # Streamed, without logprobs: an endpoint need not give token ids, and its answer is what the API returned.
+        return ask_queries(self.endpoint, conversations, tools=s.tools, max_tokens=s.max_tokens,
+                           concurrency=s.batch_size, progress=s.progress)
+
+    def time_each(self, conversations, *, max_tokens: int):
+        from punie_gates.answering.serving import ask_queries
+
+        return ask_queries(self.endpoint, conversations, tools=self.settings.tools, max_tokens=max_tokens,
+                           concurrency=1, stream=True, warm_up=False, progress=self.settings.progress)
+
+    def ask_many(self):
+        return self.endpoint.conversation_ask(self.settings.tools, max_tokens=self.settings.max_tokens)
+
+    def prompt_tokenizer(self):
+        from punie_gates.errors import CandidateError
+
+        raise CandidateError(f"{self.endpoint.url}: an endpoint has no files: its prompts cannot be rendered here")
+
+    def release(self) -> None:
+        """Nothing: the endpoint is someone else's."""
+
+    def serving_change(self) -> str | None:
+        return None
+
+    def record(self) -> dict[str, Any]:
+        return {"via": self.via, **self.endpoint.record()}

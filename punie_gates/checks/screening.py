@@ -24,20 +24,20 @@ NOT_JUDGED = ("screening of a candidate without files (an endpoint): reported be
               "Gate 5's minimums are shown for reference")
 
 
-def screen(served: Any, query_set, catalog, system_prompt: str, gate_config, progress) -> dict[str, Any]:
-    """Ask `served` (an Endpoint, or anything ask_queries takes) every query, score the answers and
+def screen(answerer: Any, query_set, catalog, system_prompt: str, gate_config) -> dict[str, Any]:
+    """Ask `answerer` (answering.answerer: an endpoint's) every query, score the answers and
     continue each tool query's conversation; the figures in the keys of Gate 5's (queries, correct,
     total, interval, categories, followup), saved as screening-responses/-conversations.jsonl."""
     queries = tuple(query_set.queries)
-    answers = answer_queries(None, None, queries, catalog=catalog, system_prompt=system_prompt,
-                             gate_config=gate_config, progress=progress, save_as=SCREENING_RESPONSES, server=served)
+    answers = answer_queries(answerer, queries, system_prompt=system_prompt,
+                             save_to=gate_config.report_dir / SCREENING_RESPONSES)
     by_id = {a.id: a for a in answers}
     scores = {q.id: score_answer(q, by_id[q.id], catalog) for q in queries}
     judgment = judge(list(scores.values()), query_set)
     intervals = interval_figures(queries, scores)
     conversations = run_multi_turn(
         queries, {qid: first_reply(a) for qid, a in by_id.items()},
-        served.conversation_ask(catalog.native_schemas(), max_tokens=gate_config.max_tokens),
+        answerer.ask_many(),
         catalog=catalog, system_prompt=system_prompt, max_turns=query_set.max_turns,
         save_to=gate_config.report_dir / SCREENING_CONVERSATIONS,
     )  # fmt: skip

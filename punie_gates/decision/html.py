@@ -557,6 +557,9 @@ def report_page(doc: Mapping[str, Any], report_dir: Path | None = None,
     answering = doc.get("answering") or {}
     if answering.get("note"):
         facts.append(("answers", str(answering["note"])))
+    from punie_gates.decision.report import serving_line
+
+    facts += [("served", serving_line(plan)) for plan in answering.get("serving") or ()]
     facts += [
         ("started", str(doc.get("started", "-"))),
         ("seconds", f"{doc['seconds']:.1f}" if isinstance(doc.get("seconds"), (int, float)) else "-"),

@@ -80,6 +80,7 @@ OPTIONS = (
     Option("--max-tokens", "max_tokens", "generation budget per validation query", ini="max_tokens", type=int, default=512),
     Option("--bench", "bench", "Gate 2 also times the validation answers the plan's way (one at a time, full prompt) against the suite's (shared prefix, batches) and puts the figures in the report; doubles that generation time", ini="bench", env="PUNIE_GATES_BENCH", action="store_true"),
     Option("--answer-via", "answer_via", "how Gates 2-5 ask their queries: 'server' (mlx_lm.server with the OpenAI client, as Punie's agent does) or 'inprocess' (generated in this process: the reference path)", ini="answer_via", env="PUNIE_GATES_ANSWER_VIA", default="server", choices=ANSWER_VIA),
+    Option("--serve-python", "serve_python", "the Python interpreter that runs mlx_lm.server, e.g. production's .venv/bin/python (default: this one, with mistral-common hidden from the server, as an environment with mlx-lm alone has it)", ini="serve_python", env="PUNIE_GATES_SERVE_PYTHON"),
     Option("--seed", "seed", "seed for sampling examples and training", type=int, default=0),
     Option("--fusion", "fusion", "how Gates 4 and 5 fuse the adapter and quantize: 'streamed' (layer by layer, no float16 copy on disk) or 'recipe' (the seed's fuse --dequantize then convert, the reference); default from data/gates.toml (streamed)", ini="fusion", env="PUNIE_GATES_FUSION"),
 )
@@ -119,6 +120,7 @@ class GateConfig:
     baseline_model: str | None = None  # --baseline-model: the same for an endpoint baseline
     api_key_env: str = DEFAULT_API_KEY_ENV  # --api-key-env: the variable holding an endpoint's key (never the key)
     endpoint_timeout_s: float = DEFAULT_ENDPOINT_TIMEOUT_S  # --endpoint-timeout
+    serve_python: Path | None = None  # --serve-python: production's interpreter for mlx_lm.server (None: ours)
 
     def __repr__(self) -> str:  # short: pytest shows fixture values in tracebacks
         return f"GateConfig(candidate={self.candidate!r}, report_dir='{self.report_dir}', work_dir='{self.work_dir}')"
@@ -270,6 +272,16 @@ def _env_name(value: Any) -> str:
         raise OptionError(f"--api-key-env must name an environment variable (letters, digits, _), got {value!r}; "
                           "the key itself goes in that variable, never on the command line")
     return str(value)
+def _serve_python(value: str | None, root: Path) -> Path | None:
+    """--serve-python as an absolute path to an existing interpreter (not resolved: a venv's
+    python is a link whose own path selects the venv)."""
+    path = _path(value, root)
+    if path is None:
+        return None
+    if not path.is_file() or not os.access(path, os.X_OK):
+        raise OptionError(f"--serve-python (ini serve_python, PUNIE_GATES_SERVE_PYTHON): {path} is not an executable "
+                          "file; give the interpreter production runs mlx_lm.server with, e.g. /path/to/punie/.venv/bin/python")
+    return path
 
 
 def resolve_report_dir(
@@ -352,6 +364,7 @@ def resolve_options(
         baseline_model=get["baseline_model"],
         api_key_env=_env_name(get["api_key_env"]),
         endpoint_timeout_s=_endpoint_timeout(get["endpoint_timeout"]),
+        serve_python=_serve_python(get["serve_python"], root),
     )
 
 

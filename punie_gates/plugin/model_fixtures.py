@@ -79,7 +79,7 @@ def baseline_model(gate_config, gate_steps, progress):
 def baseline_at_target_bits(gate_config, progress):
     """The production model's folder (--baseline) at the target bits, not loaded; None without one."""
     if not gate_config.baseline or gate_config.baseline_endpoint:
-        return None  # an endpoint baseline has no folder: it is asked where it runs (baseline_server)
+        return None  # an endpoint baseline has no folder: it is asked where it runs (baseline_answerer)
     from punie_gates.model.quantize import ensure_bits
 
     resolved = _resolve(gate_config, gate_config.baseline)
@@ -91,11 +91,20 @@ SERVES_FUSED = ("gate4", "gate5")
 
 
 @pytest.fixture(scope="session")
-def server_slot():
-    """The run's one mlx_lm.server slot: serving a model stops the one served before."""
+def serving_environment(gate_config):
+    """The interpreter that serves every model (--serve-python, else ours with mistral-common hidden)."""
+    from punie_gates.answering.environment import serving_environment
+
+    return serving_environment(gate_config.serve_python)
+
+
+@pytest.fixture(scope="session")
+def server_slot(gate_config, serving_environment):
+    """The run's one mlx_lm.server slot: serving a model stops the one served before; every
+    model is served in the serving environment through its serving plan."""
     from punie_gates.answering.serving import ServerSlot
 
-    slot = ServerSlot()
+    slot = ServerSlot(serving_environment, gate_config.work_dir)
     yield slot
     slot.stop()
 
@@ -115,81 +124,88 @@ def _gate(request) -> str:
     return gate
 
 
-@pytest.fixture(scope="module")
-def answer_server(request, gate_config, server_slot):
-    """The module's model behind mlx_lm.server (answering.serving.ServedModel), or None with
-    --answer-via inprocess. Gates 4-5 serve their fused model, the others the candidate at
-    the target bits. `.server` is the running ModelServer (started on first use, and again
-    if the baseline was served meanwhile), `.base_url` its OpenAI URL. Stopped after the
-    module, whatever happened in it; the server's log is gateN-server.log in the report folder."""
-    gate = _gate(request)
-    if gate_config.candidate_endpoint:  # asked where it runs, whatever --answer-via says: it has no files
-        endpoint = _endpoint(gate_config, "candidate")
-        try:
-            yield endpoint
-        finally:
-            _record_answering(request, gate, "via", "endpoint")
-            _record_answering(request, gate, "endpoint", endpoint.record())
-        return
-    if gate_config.answer_via != "server":
-        _record_answering(request, gate, "via", gate_config.answer_via)
-        yield None
-        return
-    from punie_gates.answering.serving import ServedModel
-
-    if gate in SERVES_FUSED:
-        path, label = request.getfixturevalue("fused"), "fused candidate"
-    else:
-        path, label = request.getfixturevalue("candidate_at_target_bits").path, "candidate"
-    served = ServedModel(server_slot, path, gate_config.report_dir / f"{gate}-server.log", label)
-    try:
-        yield served
-    finally:
-        served.stop()
-        if served.runs:
-            _record_answering(request, gate, "via", "server")
-            _record_answering(request, gate, "server", served.record())
-
-
-@pytest.fixture(scope="module")
-def baseline_server(request, gate_config, server_slot, baseline_at_target_bits):
-    """The baseline (--baseline) behind mlx_lm.server, served the same way as the candidate
-    (its own chat template, its own tool parser), or None (no baseline, or --answer-via
-    inprocess). Serving it stops the candidate's server first: one model at a time. A baseline
-    named by its URL (production's own server) is asked there (answering.endpoint.Endpoint),
-    whatever --answer-via says."""
-    if gate_config.baseline_endpoint:
-        endpoint = _endpoint(gate_config, "baseline")
-        try:
-            yield endpoint
-        finally:
-            if endpoint.record()["models"] is not None:  # it was asked
-                _record_answering(request, _gate(request), "baseline_endpoint", endpoint.record())
-        return
-    if baseline_at_target_bits is None or gate_config.answer_via != "server":
-        yield None
-        return
-    from punie_gates.answering.serving import ServedModel
+def _answerer(request, gate_config, *, role: str, path, label: str, load_fixture: str):
+    """The one place a gate's answering path is built from --answer-via (answering.answerer):
+    its tools, token budget, batch size and progress, the server slot and log, or the
+    module fixture that loads the model in-process when first asked."""
+    from punie_gates.answering.answerer import AnswerSettings, make_answerer
 
     gate = _gate(request)
-    served = ServedModel(server_slot, baseline_at_target_bits.path,
-                         gate_config.report_dir / f"{gate}-baseline-server.log", "baseline")
-    try:
-        yield served
-    finally:
-        served.stop()
-        if served.runs:
-            _record_answering(request, gate, "baseline_server", served.record())
+    settings = AnswerSettings(tools=tuple(request.getfixturevalue("catalog").native_schemas()),
+                              max_tokens=gate_config.max_tokens, batch_size=gate_config.gen_batch_size,
+                              progress=request.getfixturevalue("progress"))
+    if _endpoint_of(gate_config, role):  # asked where it runs, whatever --answer-via says: it has no files
+        return make_answerer("endpoint", label=label, path=None, settings=settings,
+                             endpoint=_endpoint(gate_config, role))
+    suffix = "-baseline" if role == "baseline" else ""
+    slot = request.getfixturevalue("server_slot") if gate_config.answer_via == "server" else None
+    return make_answerer(gate_config.answer_via, label=label, path=path, settings=settings, slot=slot,
+                         log_path=gate_config.report_dir / f"{gate}{suffix}-server.log",
+                         load=lambda: request.getfixturevalue(load_fixture))
 
 
-def _endpoint(gate_config, label: str):
+def _endpoint_of(gate_config, role: str) -> str | None:
+    """The URL the role's model is named by (--candidate or --baseline), or None."""
+    return gate_config.candidate_endpoint if role == "candidate" else gate_config.baseline_endpoint
+
+
+def _endpoint(gate_config, role: str):
     """The --candidate or --baseline URL as an answering.endpoint.Endpoint (probed on first use)."""
     from punie_gates.answering.endpoint import Endpoint
 
-    url, model = ((gate_config.candidate, gate_config.candidate_model) if label == "candidate"
+    url, model = ((gate_config.candidate, gate_config.candidate_model) if role == "candidate"
                   else (gate_config.baseline, gate_config.baseline_model))
-    return Endpoint(url, label=label, model=model, api_key_env=gate_config.api_key_env,
+    return Endpoint(url, label=role, model=model, api_key_env=gate_config.api_key_env,
                     timeout_s=gate_config.endpoint_timeout_s)
+
+
+def _answering(request, gate_config, answerer, key: str):
+    try:
+        yield answerer
+    finally:
+        answerer.release()
+        record = answerer.record()
+        gate = _gate(request)
+        if key == "server":
+            _record_answering(request, gate, "via", answerer.via)
+        if answerer.via == "server" and len(record) > 1:  # a server was started
+            _record_answering(request, gate, key, record)
+        elif answerer.via == "endpoint" and record.get("models") is not None:  # the endpoint was asked
+            _record_answering(request, gate, "endpoint" if key == "server" else "baseline_endpoint", record)
+
+
+@pytest.fixture(scope="module")
+def answerer(request, gate_config):
+    """The module's model as the gates ask it (answering.answerer.Answerer), through
+    mlx_lm.server or in-process (--answer-via). Gates 4-5 ask their fused model, the others
+    the candidate at the target bits. A server starts on first use (and again if the
+    baseline was served meanwhile) and stops after the module, whatever happened in it;
+    its log is gateN-server.log in the report folder."""
+    if gate_config.candidate_endpoint:
+        path, label, load = None, "candidate", "candidate_model"  # no folder: the endpoint is asked
+    elif _gate(request) in SERVES_FUSED:
+        path, label, load = request.getfixturevalue("fused"), "fused candidate", "fused_model"
+    else:
+        path, label, load = request.getfixturevalue("candidate_at_target_bits").path, "candidate", "candidate_model"
+    yield from _answering(request, gate_config,
+                          _answerer(request, gate_config, role="candidate", path=path, label=label, load_fixture=load),
+                          "server")
+
+
+@pytest.fixture(scope="module")
+def baseline_answerer(request, gate_config, baseline_at_target_bits):
+    """The baseline (--baseline) asked the same way as the candidate (its own chat template,
+    its own tool parser when served), or None without --baseline. Serving it stops the
+    candidate's server first: one model at a time. A baseline named by its URL (production's
+    own server) is asked there (answering.endpoint), whatever --answer-via says."""
+    if baseline_at_target_bits is None and not gate_config.baseline_endpoint:
+        yield None
+        return
+    path = baseline_at_target_bits.path if baseline_at_target_bits is not None else None
+    yield from _answering(request, gate_config,
+                          _answerer(request, gate_config, role="baseline", path=path,
+                                    label="baseline", load_fixture="baseline_model"),
+                          "baseline_server")
 
 
 def _resolve(gate_config, spec: str):
