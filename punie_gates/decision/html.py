@@ -596,11 +596,10 @@ def report_page(doc: Mapping[str, Any], report_dir: Path | None = None,
             figures_json.append((gate, json.dumps(figures, indent=2, ensure_ascii=False)))
     screening = (gates_doc.get("gate3") or {}).get("figures", {}).get("screening")
     if isinstance(screening, Mapping):  # an endpoint candidate: all queries, beside the verdict
-        title = f"screening (not judged): {interval_text(screening.get('interval'))} of every query"
-        for t in (_category_table("screening", screening, title),
-                  _category_table("screening", screening.get("followup") or {}, "screening: multi-turn pass per category")):
-            if t:
-                tables.insert(0, t)
+        title = f"not judged: {interval_text(screening.get('interval'))} of every query"
+        tables[:0] = [t for t in (_category_table("screening", screening, title),
+                                  _category_table("screening", screening.get("followup") or {},
+                                                  "multi-turn pass per category")) if t]
         answered = read_responses(report_dir / "screening-responses.jsonl") if report_dir else {}
         if section := query_section("screening", screening, answered):
             sections.insert(0, section)

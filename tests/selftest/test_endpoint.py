@@ -208,6 +208,9 @@ def test_an_endpoint_candidate_is_screened_and_the_key_stays_secret(fake_endpoin
     assert screening["followup"]["total"] == 32 and "not judged" in screening["note"]
     assert len((reports / "screening-responses.jsonl").read_text().splitlines()) == 40
     assert "VERDICT: INCOMPLETE" in proc.stdout and "screening (not judged): " in proc.stdout
+    page = (reports / "gate-report.html").read_text(encoding="utf-8")
+    assert "screening: not judged: 2/40" in page or "screening: not judged: " in page
+    assert "## screening (not judged)" in (reports / "gate-report.md").read_text(encoding="utf-8")
 
     seen = doc["gates"]["gate3"]["figures"]["answering"]["endpoint"]
     assert seen["endpoint"] == candidate and seen["response_model"] and seen["system_fingerprint"] == {"fake": 45}
