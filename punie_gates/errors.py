@@ -40,6 +40,11 @@ class ServerError(UserError, RuntimeError):
     """mlx_lm.server did not start or stopped answering; the message quotes its log."""
 
 
+class EndpointError(UserError, RuntimeError):
+    """An OpenAI-compatible endpoint (--candidate/--baseline URL) that is down, too slow, or answers
+    something other than a chat completion; the message names the URL and what it returned."""
+
+
 class DamagedArtifactError(UserError, RuntimeError):
     """A cached artifact whose files no longer match its manifest (refused with --damaged-cache=refuse)."""
 

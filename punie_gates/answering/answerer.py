@@ -23,6 +23,7 @@ from punie_gates.answering.client import DEFAULT_REQUEST_TIMEOUT_S, Conversation
 from punie_gates.answering.conversation import AskMany
 
 ANSWER_VIA = (VIA_SERVER, VIA_INPROCESS)
+VIA_ENDPOINT = "endpoint"  # not an --answer-via choice: chosen by a --candidate/--baseline URL
 
 
 @dataclass(frozen=True)
@@ -43,8 +44,8 @@ class Answerer(Protocol):
     """A model the gates ask, however it is served."""
 
     label: str  # "candidate", "fused candidate", "baseline"
-    via: str  # "server" or "inprocess"
-    path: Path  # the model folder
+    via: str  # "server", "inprocess" or "endpoint"
+    path: Path | None  # the model folder (None for an endpoint: it has no files)
 
     def answer(self, conversations: Sequence[Conversation]) -> list[QueryAnswer]:
         """Each conversation's greedy answer, `batch_size` at a time, in input order."""
@@ -212,10 +213,18 @@ class InProcessAnswerer:
         return {"via": self.via, "model": self.label, "path": str(self.path)}
 
 
-def make_answerer(via: str, *, label: str, path: Path, settings: AnswerSettings, slot=None,
-                  log_path: Path | None = None, load: Callable[[], Any] | None = None) -> Answerer:
+def make_answerer(via: str, *, label: str, path: Path | None, settings: AnswerSettings, slot=None,
+                  log_path: Path | None = None, load: Callable[[], Any] | None = None,
+                  endpoint=None) -> Answerer:
     """The one place the answering path is chosen: `via` "server" serves `path` through `slot`
-    (its log at `log_path`); "inprocess" generates on what `load()` returns."""
+    (its log at `log_path`); "inprocess" generates on what `load()` returns; "endpoint" asks
+    `endpoint` (answering.endpoint.Endpoint: a model someone else serves, named by its URL)."""
+    if via == VIA_ENDPOINT:
+        from punie_gates.answering.endpoint import EndpointAnswerer
+
+        if endpoint is None:
+            raise ValueError("answering via an endpoint needs the Endpoint")
+        return EndpointAnswerer(endpoint, settings)
     if via == VIA_SERVER:
         from punie_gates.answering.serving import ServedModel
 

@@ -65,6 +65,8 @@ class Answer:
     reasoning: str = ""  # the server's `reasoning` field, for models with thinking markers
     error: str = ""  # why the request failed ("" when it did not); content may be partial
     token_ids: tuple[int, ...] | None = None  # every generated id (non-streamed with token_ids=True), else None
+    model: str = ""  # the response's `model`: what the server says answered
+    system_fingerprint: str = ""  # the response's `system_fingerprint` ("" when it sent none)
 
     def to_dict(self) -> dict:
         """A JSON-ready dict (tool calls as {id, name, arguments})."""
@@ -85,6 +87,7 @@ def ask(
     temperature: float = 0.0,
     request_timeout_s: float = DEFAULT_REQUEST_TIMEOUT_S,
     model: str = "default_model",
+    api_key: str = "not-needed",
     progress: Callable[..., None] | None = None,
     token_ids: bool = False,
 ) -> list[Answer]:
@@ -95,7 +98,9 @@ def ask(
     `stream=True` also measures time to first chunk. `progress(step, done, total)` is
     called as answers arrive. `token_ids` (non-streamed only) asks for `logprobs`, whose
     entries carry each generated token's id in mlx_lm.server (0.32.2: `{"id", "logprob"}`):
-    the model's raw output, before the server's tool parser and detokenizer.
+    the model's raw output, before the server's tool parser and detokenizer. `model` and
+    `api_key` are the request's (an endpoint's, answering.endpoint; mlx_lm.server started by
+    the suite needs neither).
     """
     if max_tokens < 1:
         raise ValueError(f"max_tokens must be >= 1, got {max_tokens}")
@@ -109,7 +114,7 @@ def ask(
     import openai
 
     # No retries: a retried request would hide a failure and double its latency.
-    client = openai.OpenAI(base_url=base_url, api_key="not-needed", max_retries=0, timeout=request_timeout_s)
+    client = openai.OpenAI(base_url=base_url, api_key=api_key, max_retries=0, timeout=request_timeout_s)
     request = {"model": model, "temperature": temperature, "max_tokens": max_tokens}
     if token_ids:
         if stream:
@@ -156,6 +161,13 @@ class _Partial:
     usage: Any = None
     error: str = ""
     token_ids: tuple[int, ...] | None = None
+    model: str = ""
+    system_fingerprint: str = ""
+
+    def identify(self, response: Any) -> None:
+        """Keep what a response or chunk says answered (its `model`, `system_fingerprint`)."""
+        self.model = self.model or str(getattr(response, "model", None) or "")
+        self.system_fingerprint = self.system_fingerprint or str(getattr(response, "system_fingerprint", None) or "")
 
     def add_call(self, index: int, call_id: str | None, name: str | None, arguments: str | None) -> None:
         slot = self.calls.setdefault(index, {"id": "", "name": "", "arguments": ""})
@@ -179,11 +191,16 @@ class _Partial:
             reasoning=self.reasoning,
             error=self.error,
             token_ids=self.token_ids,
+            model=self.model,
+            system_fingerprint=self.system_fingerprint,
         )
 
 
 def _read_completion(client, messages: list[dict], request: dict, partial: _Partial) -> None:
     response = client.chat.completions.create(messages=messages, **request)
+    if isinstance(response, (str, bytes)) or not hasattr(response, "choices"):
+        raise ServerError(f"the response is not a chat completion: {str(response)[:300]!r}")
+    partial.identify(response)
     partial.usage = response.usage
     if not response.choices:
         raise ServerError("the response had no choices")
@@ -220,6 +237,7 @@ def _read_stream(client, messages: list[dict], request: dict, partial: _Partial,
     )
     with chunks:
         for chunk in chunks:
+            partial.identify(chunk)
             if chunk.usage is not None:
                 partial.usage = chunk.usage
             for choice in chunk.choices or ():

@@ -123,6 +123,20 @@ class ServedModel:
         if why is not None:
             raise ServerError(f"{self.label}: {unanswered} of {asked} requests got no answer: {why}")
 
+    def request_options(self) -> dict[str, Any]:
+        """`ask` keyword arguments beyond the defaults: none for a server the suite started."""
+        return {}
+
+    def saw(self, answers: Sequence[Any]) -> None:
+        """What the answers say about the server (a started server's record holds its command instead)."""
+
+    def failure(self, failed: Sequence[Any], answers: Sequence[Any]) -> ServerError:
+        """The error for requests that failed, quoting the server's log (one line)."""
+        return ServerError(
+            f"{len(failed)} of {len(answers)} requests to mlx_lm.server ({self.label}, {self.path}) failed; "
+            f"first: {failed[0].id}: {' '.join(failed[0].error.split())}; {self.server.log_summary()}"
+        )
+
     def record(self) -> dict[str, Any]:
         """What the report holds about this model's server: command, versions, tool parsing, plan, starts."""
         started = [s for s in self.runs if s.startup_s is not None]
@@ -180,7 +194,7 @@ def _tool_parsing(path: str):
 
 
 def ask_queries(
-    served: ServedModel,
+    served: ServedModel | Any,
     conversations: Sequence[Conversation],
     *,
     tools: Sequence[Mapping[str, Any]] | None,
@@ -198,15 +212,18 @@ def ask_queries(
     API returned. With `warm_up` the first conversation is asked alone before the others: the server then
     holds the shared head (system prompt and tools) in its prompt cache when the rest arrive
     together, as it does for every request after the first on a long-running server.
-    A failed request raises ServerError with the server's log (nothing was measured); when
-    the server itself failed (exited, stalled: ModelServer.failure), that one cause.
+    A failed request raises the model's own error (nothing was measured): ServerError with
+    the server's log, or for an answering.endpoint.Endpoint (which stands in for a
+    ServedModel) EndpointError naming its URL and what it returned; when the server itself
+    failed (exited, stalled: ModelServer.failure), that one cause.
     """
     conversations = list(conversations)
     if not conversations:
         return []
     server = served.server
     first, rest = (conversations[:1], conversations[1:]) if warm_up and concurrency > 1 else ([], conversations)
-    common = {"tools": tools, "max_tokens": max_tokens, "stream": stream and not raw, "token_ids": raw}
+    common = {"tools": tools, "max_tokens": max_tokens, "stream": stream and not raw, "token_ids": raw,
+              **served.request_options()}
     with server.answering():
         answers = ask(server.base_url, first, concurrency=1, **common) if first else []
         served.check(sum(bool(a.error) for a in answers), len(answers))
@@ -217,13 +234,11 @@ def ask_queries(
                 progress(step, done + n, done + total, **figures)
 
         answers += ask(server.base_url, rest, concurrency=concurrency, progress=shown, **common)
+    served.saw(answers)
     failed = [a for a in answers if a.error]
     served.check(len(failed), len(answers))
     if failed:
-        raise ServerError(
-            f"{len(failed)} of {len(answers)} requests to mlx_lm.server ({served.label}, {served.path}) failed; "
-            f"first: {failed[0].id}: {' '.join(failed[0].error.split())}; {server.log_summary()}"
-        )
+        raise served.failure(failed, answers)
     decode = raw_decoder(served.plan.served_folder if served.plan else served.path) if raw else None
     return [from_server(a, decode) for a in answers]
 

@@ -5,5 +5,5 @@ gates' multi-turn pass over it (`multiturn.py`), the steps and judgments Gates 2
 (`steps.py`), the generation bench (`bench.py`) and the checks of a run's settings and
 inputs made before anything heavy runs (`preflight.py`).
 
-Imports answering/, model/, formats/, inputs/, decision.stats and errors; never pytest.
+Imports answering/, model/, formats/, inputs/, stats and errors; never pytest.
 """

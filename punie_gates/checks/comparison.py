@@ -3,7 +3,7 @@
 Per query both answers side by side (passed, tools called, fields read, reason); per
 model a Wilson 95% interval on its pass rate, overall and per category; for the pair
 the exact McNemar test on the queries where the two disagree
-(punie_gates.decision.stats). Gate 5's criterion ([gate5] baseline_alpha in
+(punie_gates.stats). Gate 5's criterion ([gate5] baseline_alpha in
 data/gates.toml): significantly worse than the baseline (one-sided) fails, fewer
 passes without significance is flagged. Without a baseline no comparison is made and
 the figures say so: the verdict then rests on the thresholds alone.
@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from punie_gates.checks.scoring import Score
-from punie_gates.decision.stats import McNemar, mcnemar_exact, wilson_interval
+from punie_gates.stats import McNemar, Paired, paired, wilson_interval
 from punie_gates.inputs.queries import Query
 
 NO_BASELINE = "no --baseline given: no comparison with the production model was made; the verdict rests on the thresholds alone"
@@ -68,16 +68,26 @@ def interval_figures(queries: Sequence[Query], scores: Mapping[str, Score], key:
 class BaselineComparison:
     """Candidate vs baseline on the same queries, and what Gate 5's criterion makes of it."""
 
-    candidate_passed: int
-    """Queries the candidate passed."""
-    baseline_passed: int
-    """Queries the baseline passed."""
-    total: int
-    """Queries compared."""
-    mcnemar: McNemar
-    """The exact McNemar test on the paired outcomes."""
+    paired: Paired
+    """Both models' pass rates with their intervals and the exact McNemar test."""
     alpha: float | None
     """One-sided significance threshold (None: the comparison is recorded, not judged)."""
+
+    @property
+    def candidate_passed(self) -> int:
+        return self.paired.candidate.passed
+
+    @property
+    def baseline_passed(self) -> int:
+        return self.paired.baseline.passed
+
+    @property
+    def total(self) -> int:
+        return self.paired.candidate.total
+
+    @property
+    def mcnemar(self) -> McNemar:
+        return self.paired.mcnemar
 
     @property
     def significantly_worse(self) -> bool:
@@ -117,27 +127,17 @@ def compare_with_baseline(queries: Sequence[Query], scores: Mapping[str, Score],
                           alpha: float | None) -> BaselineComparison:
     mine = [scores[q.id].passed for q in queries]
     theirs = [baseline_scores[q.id].passed for q in queries]
-    return BaselineComparison(sum(mine), sum(theirs), len(queries), mcnemar_exact(mine, theirs), alpha)
+    return BaselineComparison(paired(mine, theirs), alpha)
 
 
 def comparison_figures(queries: Sequence[Query], scores: Mapping[str, Score], baseline_scores: Mapping[str, Score],
                        comparison: BaselineComparison) -> dict[str, Any]:
     """Both models' intervals, the paired test overall and per category, in the report's keys
     (`interval`, `baseline_interval`, `mcnemar`, the same inside `categories[NAME]`)."""
-    mine = interval_figures(queries, scores)
-    theirs = interval_figures(queries, baseline_scores, "baseline_interval")
-    out: dict[str, Any] = {
-        "interval": mine["interval"],
-        "baseline_interval": theirs["baseline_interval"],
-        "mcnemar": comparison.mcnemar.to_json(),
-        "categories": {},
-    }
+    out: dict[str, Any] = {**comparison.paired.to_json(), "categories": {}}
     for name, qs in _by_category(queries).items():
-        paired = mcnemar_exact([scores[q.id].passed for q in qs], [baseline_scores[q.id].passed for q in qs])
-        out["categories"][name] = {
-            **mine["categories"][name], **theirs["categories"][name],
-            "baseline_correct": sum(baseline_scores[q.id].passed for q in qs), "mcnemar": paired.to_json(),
-        }  # fmt: skip
+        pair = paired([scores[q.id].passed for q in qs], [baseline_scores[q.id].passed for q in qs])
+        out["categories"][name] = {**pair.to_json(), "baseline_correct": pair.baseline.passed}
     out["comparison"] = {
         "made": True,
         "candidate_correct": comparison.candidate_passed,

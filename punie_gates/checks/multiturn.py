@@ -31,12 +31,13 @@ from punie_gates.answering.conversation import (
     Conversation,
     Reply,
     converse_many,
+    reply_from_message,
     write_conversations,
 )
 from punie_gates.answering.prompts import query_messages
 from punie_gates.checks.followup import FollowupScore, score_followup
 from punie_gates.checks.scoring import Judgment, tally
-from punie_gates.decision.stats import Interval, McNemar, mcnemar_exact, wilson_interval
+from punie_gates.stats import Paired, paired, wilson_interval
 from punie_gates.formats.code_analysis import analyse_code
 from punie_gates.inputs.catalog import Catalog
 from punie_gates.inputs.queries import FollowupThresholds, Query, QuerySet
@@ -64,6 +65,15 @@ class MultiTurn:
 def tool_queries(queries: Sequence[Query]) -> tuple[Query, ...]:
     """The queries that have a follow-up: the tool queries."""
     return tuple(q for q in queries if q.expect == "tool")
+
+
+def first_reply(answer: Any) -> Reply | str:
+    """Where a conversation starts from a first answer (answering.answers.QueryAnswer): in-process,
+    the text (its calls parsed as the runtime does); through a server, its parsed calls as returned."""
+    if answer.tool_calls is None:
+        return answer.text
+    calls = [{"function": {"name": c["name"], "arguments": c["arguments"]}} for c in answer.tool_calls]
+    return reply_from_message({"content": answer.text, "tool_calls": calls})
 
 
 def run_multi_turn(
@@ -275,38 +285,20 @@ def followup_rows(rows: Sequence[Mapping[str, Any]] | None, multi: MultiTurn, ca
 
 
 @dataclass(frozen=True)
-class PairedSide:
-    """One category's (or the whole pass's) paired figures."""
-
-    candidate: Interval  # the candidate's passes with their Wilson interval
-    baseline: Interval  # the baseline's
-    mcnemar: McNemar  # the exact McNemar test on the paired verdicts
-
-    def to_json(self) -> dict[str, Any]:
-        return {"interval": self.candidate.to_json(), "baseline_interval": self.baseline.to_json(),
-                "mcnemar": self.mcnemar.to_json()}
-
-
-@dataclass(frozen=True)
 class PairedFollowup:
     """The multi-turn pass of two models, paired query by query."""
 
     ids: tuple[str, ...]  # the queries both sides conversed, in the candidate's order
     only_candidate: tuple[str, ...]  # queries only the candidate has a conversation for
     only_baseline: tuple[str, ...]  # queries only the baseline has one for
-    overall: PairedSide  # over `ids`
-    categories: Mapping[str, PairedSide]  # per category of `ids`
+    overall: Paired  # over `ids`
+    categories: Mapping[str, Paired]  # per category of `ids`
 
     def to_json(self) -> dict[str, Any]:
         """In the keys of a gate's `followup` figures (merge with `with_baseline`)."""
         return {**self.overall.to_json(), "paired": len(self.ids),
                 "unpaired": {"candidate": list(self.only_candidate), "baseline": list(self.only_baseline)},
                 "categories": {name: side.to_json() for name, side in self.categories.items()}}
-
-
-def _side(candidate: Sequence[bool], baseline: Sequence[bool]) -> PairedSide:
-    return PairedSide(wilson_interval(sum(candidate), len(candidate)), wilson_interval(sum(baseline), len(baseline)),
-                      mcnemar_exact(candidate, baseline))
 
 
 def paired_followup(candidate: Sequence[FollowupScore], baseline: Sequence[FollowupScore],
@@ -329,8 +321,8 @@ def paired_followup(candidate: Sequence[FollowupScore], baseline: Sequence[Follo
         ids,
         tuple(i for i in mine if i not in theirs),
         tuple(i for i in theirs if i not in mine),
-        _side([mine[i] for i in ids], [theirs[i] for i in ids]),
-        {name: _side(a, b) for name, (a, b) in by_category.items()},
+        paired([mine[i] for i in ids], [theirs[i] for i in ids]),
+        {name: paired(a, b) for name, (a, b) in by_category.items()},
     )
 
 

@@ -341,6 +341,15 @@ def _peak_memory(figures: Mapping[str, Any]) -> float | None:
     return max(numbers) if numbers else None
 
 
+def run_peak_memory(doc: Mapping[str, Any]) -> float | None:
+    """The largest peak memory any gate of a gate-report.json recorded; None when none did."""
+    gates = doc.get("gates") if isinstance(doc.get("gates"), Mapping) else {}
+    peaks = [_peak_memory(g["figures"]) for g in gates.values()
+             if isinstance(g, Mapping) and isinstance(g.get("figures"), Mapping)]
+    peaks = [p for p in peaks if p is not None]
+    return max(peaks) if peaks else None
+
+
 def _steps(value: Any) -> list[Mapping[str, Any]]:
     if isinstance(value, Mapping):
         return [{"step": k, **v} if isinstance(v, Mapping) else {"step": k, "value": v} for k, v in value.items()]
@@ -591,6 +600,15 @@ def report_page(doc: Mapping[str, Any], report_dir: Path | None = None,
             sections.append(section)
         if figures:
             figures_json.append((gate, json.dumps(figures, indent=2, ensure_ascii=False)))
+    screening = (gates_doc.get("gate3") or {}).get("figures", {}).get("screening")
+    if isinstance(screening, Mapping):  # an endpoint candidate: all queries, beside the verdict
+        title = f"not judged: {interval_text(screening.get('interval'))} of every query"
+        tables[:0] = [t for t in (_category_table("screening", screening, title),
+                                  _category_table("screening", screening.get("followup") or {},
+                                                  "multi-turn pass per category")) if t]
+        answered = read_responses(report_dir / "screening-responses.jsonl") if report_dir else {}
+        if section := query_section("screening", screening, answered):
+            sections.insert(0, section)
     return Page(
         title=f"punie-gates: {doc.get('verdict', '?')} for {cand.get('spec') or 'candidate'}",
         verdict=str(doc.get("verdict", "")),

@@ -25,6 +25,9 @@ ANSWERING_NOTES = {
               "as Punie's agent asks; scored on what the API returned (message.content and message.tool_calls)",
     "inprocess": "answers were generated in this process (--answer-via inprocess, the reference path): the reply "
                  "text decoded with its control tokens, calls parsed from it with mlx-lm's parsers",
+    "endpoint": "the candidate's answers came from the OpenAI-compatible server it was named by (--candidate URL): "
+                "chat completions with the catalog's tools, temperature 0, scored on what the API returned; what it "
+                "says about itself is in gates.gateN.figures.answering.endpoint",
 }
 
 
@@ -262,7 +265,7 @@ def _category_table(figures: dict[str, Any]) -> list[str]:
     return out
 
 
-_TABLED = ("queries", "categories", "answering")
+_TABLED = ("queries", "categories", "answering", "screening")
 
 
 def markdown(doc: dict[str, Any]) -> str:
@@ -286,6 +289,11 @@ def markdown(doc: dict[str, Any]) -> str:
         reason = _short(g["reasons"][0], 120).replace("|", "\\|") if g["reasons"] else ""
         lines.append(f"| {gate} | {g['name']} | {g['kind']} | **{g['status']}** | {g['seconds']:.1f} | {reason} |")
     lines += _steps_markdown(doc)
+    screening = (doc["gates"].get("gate3") or {}).get("figures", {}).get("screening")
+    if isinstance(screening, Mapping):  # an endpoint candidate: every query, beside the verdict
+        lines += ["", "## screening (not judged)", "", f"- {screening.get('note')}",
+                  f"- {screening.get('correct')}/{screening.get('total')} queries passed"]
+        lines += _category_table(screening) + _query_table(screening.get("queries") or [])
     for gate, g in doc["gates"].items():
         if not g["figures"]:
             continue
@@ -415,8 +423,20 @@ def _comparison_lines(report: Report) -> list[str]:
                          if isinstance(f.get("answering"), dict) and isinstance(f["answering"].get("server"), dict)), None)
         out.append("answers: through mlx_lm.server" + (f" (mlx-lm {versions.get('mlx-lm')})" if versions else ""))
         out += [f"  {serving_line(plan)}" for plan in serving_plans(report.results)]
+    elif report.answer_via == "endpoint":
+        out.append(f"answers: from the endpoint {report.candidate} (screened: the gates that need its files did not run)")
     elif report.answer_via:
         out.append("answers: in-process (--answer-via inprocess)")
+    for r in report.results.values():
+        baseline = (r.figures.get("answering") or {}).get("baseline_endpoint") if asked else None
+        if isinstance(baseline, dict):
+            out.append(f"baseline answers: from the endpoint {baseline.get('endpoint')} (model {baseline.get('request_model')})")
+            break
+    screening = (report.results["gate3"].figures if "gate3" in report.results else {}).get("screening")
+    if isinstance(screening, dict):
+        follow = screening.get("followup") or {}
+        out.append(f"screening (not judged): {_interval(screening.get('interval'))} of every query; multi-turn pass "
+                   f"{_interval(follow.get('interval'))}")
     not_made: dict[str, list[str]] = {}  # reason -> gates
     for gate, r in report.results.items():
         comparison = r.figures.get("comparison")

@@ -9,10 +9,12 @@ the figure is a threshold).
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
+from urllib.parse import urlsplit
 
 from punie_gates.errors import OptionError
 from punie_gates.inputs import paths
@@ -29,6 +31,13 @@ DEFAULT_BATCH_SIZE = 8
 # How the gates ask their queries: through mlx_lm.server, as Punie's agent does, or
 # generated in this process (the reference path, and for machines where no server runs).
 ANSWER_VIA = ("server", "inprocess")
+# An OpenAI-compatible server as a model (--candidate/--baseline URL): the schemes allowed,
+# where its API key is read from, and how long one request may take (bounded both ways).
+ENDPOINT_SCHEMES = ("http", "https")
+DEFAULT_API_KEY_ENV = "PUNIE_GATES_API_KEY"
+DEFAULT_ENDPOINT_TIMEOUT_S = 600.0
+MIN_ENDPOINT_TIMEOUT_S, MAX_ENDPOINT_TIMEOUT_S = 1.0, 7200.0
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 # What a run does with a cached artifact whose files no longer match their
 # manifest (punie_gates.model.artifacts.verify): rebuild it, saying so, or refuse.
 DAMAGED_CACHE = ("rebuild", "refuse")
@@ -52,8 +61,12 @@ class Option:
 
 
 OPTIONS = (
-    Option("--candidate", "candidate", "the model to judge: 'demo', a local MLX model folder or a Hugging Face repo id", ini="candidate", env="PUNIE_GATES_CANDIDATE", default=DEFAULT_CANDIDATE),
-    Option("--baseline", "baseline", "the model in production (Qwen3 Phase 27), measured beside the candidate where a gate compares", ini="baseline", env="PUNIE_GATES_BASELINE"),
+    Option("--candidate", "candidate", "the model to judge: 'demo', a local MLX model folder, a Hugging Face repo id, or an OpenAI-compatible server http://HOST:PORT/v1 (screened only: the gates that need its files do not run)", ini="candidate", env="PUNIE_GATES_CANDIDATE", default=DEFAULT_CANDIDATE),
+    Option("--baseline", "baseline", "the model in production (Qwen3 Phase 27), measured beside the candidate where a gate compares: a folder, a repo id, or its running server http://HOST:PORT/v1", ini="baseline", env="PUNIE_GATES_BASELINE"),
+    Option("--candidate-model", "candidate_model", "with --candidate URL: the `model` field of its requests (default: default_model, the model mlx_lm.server was started with)", ini="candidate_model", env="PUNIE_GATES_CANDIDATE_MODEL"),
+    Option("--baseline-model", "baseline_model", "with --baseline URL: the `model` field of its requests (default: default_model)", ini="baseline_model", env="PUNIE_GATES_BASELINE_MODEL"),
+    Option("--api-key-env", "api_key_env", f"the environment variable holding the API key sent to an endpoint (default {DEFAULT_API_KEY_ENV}; the key itself is never an option and never written anywhere)", ini="api_key_env", default=DEFAULT_API_KEY_ENV),
+    Option("--endpoint-timeout", "endpoint_timeout", f"seconds an endpoint may take to answer one request, {MIN_ENDPOINT_TIMEOUT_S:g}-{MAX_ENDPOINT_TIMEOUT_S:g} (default {DEFAULT_ENDPOINT_TIMEOUT_S:g}); beyond it the run ends ERROR, not judged", ini="endpoint_timeout", env="PUNIE_GATES_ENDPOINT_TIMEOUT", type=float, default=DEFAULT_ENDPOINT_TIMEOUT_S),
     Option("--report-dir", "report_dir", "folder for gate-report.json/.md, responses, benchmarks and plots", ini="report_dir", env="PUNIE_GATES_REPORT_DIR", default="reports"),
     Option("--work-dir", "work_dir", "folder for converted data, adapters and fused models, keyed by their inputs (default: <cache>/work)", ini="work_dir", env="PUNIE_GATES_WORK_DIR"),
     Option("--run-all-gates", "run_all_gates", "run every gate even after a hard failure (diagnosis; the verdict is unchanged)", action="store_true"),
@@ -109,6 +122,10 @@ class GateConfig:
     gates: GateRegistry
     """The gates and their settings, the options that override a setting applied."""
     server_stall_timeout_s: float = DEFAULT_SERVER_STALL_TIMEOUT_S  # --server-stall-timeout
+    candidate_model: str | None = None  # --candidate-model: the request's `model` for an endpoint candidate
+    baseline_model: str | None = None  # --baseline-model: the same for an endpoint baseline
+    api_key_env: str = DEFAULT_API_KEY_ENV  # --api-key-env: the variable holding an endpoint's key (never the key)
+    endpoint_timeout_s: float = DEFAULT_ENDPOINT_TIMEOUT_S  # --endpoint-timeout
     serve_python: Path | None = None  # --serve-python: production's interpreter for mlx_lm.server (None: ours)
 
     def __repr__(self) -> str:  # short: pytest shows fixture values in tracebacks
@@ -122,6 +139,16 @@ class GateConfig:
     def settings(self) -> GateSettings:
         """Every gate's settings (`settings.gate4.min_correct`) and [training], typed and checked."""
         return self.gates.settings
+
+    @property
+    def candidate_endpoint(self) -> str | None:
+        """The candidate's base URL when it is an OpenAI-compatible server, else None."""
+        return endpoint_url(self.candidate)
+
+    @property
+    def baseline_endpoint(self) -> str | None:
+        """The baseline's base URL when it is an OpenAI-compatible server, else None."""
+        return endpoint_url(self.baseline) if self.baseline else None
 
     @property
     def target_bits(self) -> int:
@@ -216,6 +243,48 @@ def _choice(value: Any, dest: str) -> str:
     return str(value)
 
 
+def endpoint_url(spec: str | None, flag: str = "--candidate") -> str | None:
+    """The base URL `spec` names when it is an OpenAI-compatible server (`http://HOST:PORT/v1`),
+    without a trailing slash; None when it names a model some other way (demo, folder, repo id).
+    A URL the suite will not send requests to raises OptionError saying why."""
+    if spec is None or "://" not in str(spec):
+        return None
+    text = str(spec).strip()
+    parts = urlsplit(text)
+    if parts.scheme.lower() not in ENDPOINT_SCHEMES:
+        raise OptionError(f"{flag} {text}: only {' and '.join(ENDPOINT_SCHEMES)} endpoints are allowed, "
+                          f"got {parts.scheme or 'no'} scheme")
+    if parts.username is not None or parts.password is not None:
+        raise OptionError(f"{flag}: an endpoint URL may not carry a user or password (it would be written into the "
+                          f"report); put the key in the environment variable --api-key-env names "
+                          f"(default {DEFAULT_API_KEY_ENV})")
+    if parts.query or parts.fragment:  # not repeated: a query may hold a key
+        raise OptionError(f"{flag} {parts.scheme}://{parts.netloc}{parts.path}?...: give the API's base URL "
+                          "(http://HOST:PORT/v1), without a query or fragment")
+    try:
+        port = parts.port
+    except ValueError:
+        raise OptionError(f"{flag} {text}: the port is not a number from 0 to 65535") from None
+    if not parts.hostname:
+        raise OptionError(f"{flag} {text}: no host; give the API's base URL, e.g. http://127.0.0.1:8080/v1")
+    host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+    path = parts.path.rstrip("/")
+    return f"{parts.scheme.lower()}://{host}{f':{port}' if port is not None else ''}{path}"
+
+
+def _endpoint_timeout(value: Any) -> float:
+    seconds = float(value)
+    if not MIN_ENDPOINT_TIMEOUT_S <= seconds <= MAX_ENDPOINT_TIMEOUT_S:
+        raise OptionError(f"--endpoint-timeout must be {MIN_ENDPOINT_TIMEOUT_S:g}-{MAX_ENDPOINT_TIMEOUT_S:g} seconds, "
+                          f"got {value}")
+    return seconds
+
+
+def _env_name(value: Any) -> str:
+    if not _ENV_NAME.match(str(value)):
+        raise OptionError(f"--api-key-env must name an environment variable (letters, digits, _), got {value!r}; "
+                          "the key itself goes in that variable, never on the command line")
+    return str(value)
 def _serve_python(value: str | None, root: Path) -> Path | None:
     """--serve-python as an absolute path to an existing interpreter (not resolved: a venv's
     python is a link whose own path selects the venv)."""
@@ -270,6 +339,9 @@ def resolve_options(
     if training is None:
         training = paths.fixtures_dir() / "demo-training" if candidate == "demo" else root / "data" / "phase27_merged"
 
+    endpoint_url(candidate, "--candidate")  # a URL the suite will not ask stops the run here
+    endpoint_url(get["baseline"], "--baseline")
+
     return GateConfig(
         candidate=candidate,
         baseline=get["baseline"],
@@ -292,6 +364,10 @@ def resolve_options(
         offline=environ.get("HF_HUB_OFFLINE", "") not in ("", "0", "false", "False"),
         gates=gates,
         server_stall_timeout_s=_positive_seconds(get["server_stall_timeout"], "--server-stall-timeout"),
+        candidate_model=get["candidate_model"],
+        baseline_model=get["baseline_model"],
+        api_key_env=_env_name(get["api_key_env"]),
+        endpoint_timeout_s=_endpoint_timeout(get["endpoint_timeout"]),
         serve_python=_serve_python(get["serve_python"], root),
     )
 

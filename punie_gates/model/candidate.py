@@ -3,6 +3,8 @@
 A candidate is named three ways: "demo" (a tiny random-weight model the suite
 builds itself, for offline runs), a local MLX model folder, or a Hugging Face
 repo id. Resolving one yields a local folder; nothing here loads weights.
+A fourth name, an OpenAI-compatible server's URL (`is_endpoint`), has no folder:
+it is asked through answering.endpoint, and the gates that read files do not run.
 
 Gate 0 needs only tokenizer and config files, so a hub candidate is first
 fetched without its weights (`need_weights=False`); the weights come later,
@@ -17,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from punie_gates.errors import CandidateError
-from punie_gates.inputs.options import DEFAULT_CANDIDATE
+from punie_gates.inputs.options import DEFAULT_CANDIDATE, endpoint_url
 from punie_gates.model.folder import TOKENIZER_MARKERS, config_family, read_config, weight_files
 
 DEMO = "demo"
@@ -58,6 +60,16 @@ class Candidate:
     source: str  # "demo" | "local" | "hub"
 
 
+ENDPOINT_HAS_NO_FILES = "an endpoint has no files"
+# The gates that read a model's files (tokenizer, weights, training): not run on an endpoint.
+GATES_NEEDING_FILES = ("gate0", "gate1", "gate4", "gate5")
+
+
+def is_endpoint(spec: str | None) -> bool:
+    """Whether `spec` names a running OpenAI-compatible server (http://HOST:PORT/v1) rather than files."""
+    return endpoint_url(spec) is not None
+
+
 def is_hub_id(spec: str) -> bool:
     """Whether `spec` is spelled like a Hugging Face repo id (org/name)."""
     return bool(_REPO_ID.match(spec))
@@ -82,6 +94,9 @@ def resolve_candidate(
     spec = (spec or "").strip()
     if not spec:
         raise CandidateError("no candidate given: pass --candidate demo, a local MLX model folder or a Hugging Face repo id")
+    if is_endpoint(spec):
+        raise CandidateError(f"{spec}: {ENDPOINT_HAS_NO_FILES}; the gates that read a model's files (0, 1, 4, 5) "
+                             "need a folder or a Hugging Face repo id")
     if spec == DEMO:
         from punie_gates.model.demo import ensure_demo_model
 

@@ -78,8 +78,8 @@ def baseline_model(gate_config, gate_steps, progress):
 @pytest.fixture(scope="session")
 def baseline_at_target_bits(gate_config, progress):
     """The production model's folder (--baseline) at the target bits, not loaded; None without one."""
-    if not gate_config.baseline:
-        return None
+    if not gate_config.baseline or gate_config.baseline_endpoint:
+        return None  # an endpoint baseline has no folder: it is asked where it runs (baseline_answerer)
     from punie_gates.model.quantize import ensure_bits
 
     resolved = _resolve(gate_config, gate_config.baseline)
@@ -134,11 +134,29 @@ def _answerer(request, gate_config, *, role: str, path, label: str, load_fixture
     settings = AnswerSettings(tools=tuple(request.getfixturevalue("catalog").native_schemas()),
                               max_tokens=gate_config.max_tokens, batch_size=gate_config.gen_batch_size,
                               progress=request.getfixturevalue("progress"))
+    if _endpoint_of(gate_config, role):  # asked where it runs, whatever --answer-via says: it has no files
+        return make_answerer("endpoint", label=label, path=None, settings=settings,
+                             endpoint=_endpoint(gate_config, role))
     suffix = "-baseline" if role == "baseline" else ""
     slot = request.getfixturevalue("server_slot") if gate_config.answer_via == "server" else None
     return make_answerer(gate_config.answer_via, label=label, path=path, settings=settings, slot=slot,
                          log_path=gate_config.report_dir / f"{gate}{suffix}-server.log",
                          load=lambda: request.getfixturevalue(load_fixture))
+
+
+def _endpoint_of(gate_config, role: str) -> str | None:
+    """The URL the role's model is named by (--candidate or --baseline), or None."""
+    return gate_config.candidate_endpoint if role == "candidate" else gate_config.baseline_endpoint
+
+
+def _endpoint(gate_config, role: str):
+    """The --candidate or --baseline URL as an answering.endpoint.Endpoint (probed on first use)."""
+    from punie_gates.answering.endpoint import Endpoint
+
+    url, model = ((gate_config.candidate, gate_config.candidate_model) if role == "candidate"
+                  else (gate_config.baseline, gate_config.baseline_model))
+    return Endpoint(url, label=role, model=model, api_key_env=gate_config.api_key_env,
+                    timeout_s=gate_config.endpoint_timeout_s)
 
 
 def _answering(request, gate_config, answerer, key: str):
@@ -152,6 +170,8 @@ def _answering(request, gate_config, answerer, key: str):
             _record_answering(request, gate, "via", answerer.via)
         if answerer.via == "server" and len(record) > 1:  # a server was started
             _record_answering(request, gate, key, record)
+        elif answerer.via == "endpoint" and record.get("models") is not None:  # the endpoint was asked
+            _record_answering(request, gate, "endpoint" if key == "server" else "baseline_endpoint", record)
 
 
 @pytest.fixture(scope="module")
@@ -161,7 +181,9 @@ def answerer(request, gate_config):
     the candidate at the target bits. A server starts on first use (and again if the
     baseline was served meanwhile) and stops after the module, whatever happened in it;
     its log is gateN-server.log in the report folder."""
-    if _gate(request) in SERVES_FUSED:
+    if gate_config.candidate_endpoint:
+        path, label, load = None, "candidate", "candidate_model"  # no folder: the endpoint is asked
+    elif _gate(request) in SERVES_FUSED:
         path, label, load = request.getfixturevalue("fused"), "fused candidate", "fused_model"
     else:
         path, label, load = request.getfixturevalue("candidate_at_target_bits").path, "candidate", "candidate_model"
@@ -174,12 +196,14 @@ def answerer(request, gate_config):
 def baseline_answerer(request, gate_config, baseline_at_target_bits):
     """The baseline (--baseline) asked the same way as the candidate (its own chat template,
     its own tool parser when served), or None without --baseline. Serving it stops the
-    candidate's server first: one model at a time."""
-    if baseline_at_target_bits is None:
+    candidate's server first: one model at a time. A baseline named by its URL (production's
+    own server) is asked there (answering.endpoint), whatever --answer-via says."""
+    if baseline_at_target_bits is None and not gate_config.baseline_endpoint:
         yield None
         return
+    path = baseline_at_target_bits.path if baseline_at_target_bits is not None else None
     yield from _answering(request, gate_config,
-                          _answerer(request, gate_config, role="baseline", path=baseline_at_target_bits.path,
+                          _answerer(request, gate_config, role="baseline", path=path,
                                     label="baseline", load_fixture="baseline_model"),
                           "baseline_server")
 

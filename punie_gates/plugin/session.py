@@ -25,6 +25,7 @@ from punie_gates.resources import folder_bytes
 ROLE_MARKERS = {
     "gate_decision": "the test that decides its gate from the gate's other tests (last in its module)",
     "gate_detail": "a per-query test whose own failure does not fail the gate (an aggregate test decides)",
+    "screening": "runs only for a candidate named by its URL (an endpoint): every query and the multi-turn pass, reported, not judged",
 }
 _STASH = pytest.StashKey["GateSession"]()
 
@@ -67,6 +68,7 @@ class GateSession:
         self.unsaved_lines: tuple[str, ...] = ()  # JSONL results no file could take: shown after the verdict
         self._undo: list = []  # what _begin changed in the process, undone at unconfigure
         self._folder_tried = False
+        self.no_files: set[str] = set()  # gates not run because the candidate is an endpoint
 
     @classmethod
     def install(cls, config) -> "GateSession":
@@ -83,7 +85,7 @@ class GateSession:
 
     @property
     def active(self) -> bool:
-        return bool(self.records or self.deselected or self.collection_errors or self.not_judged)
+        return bool(self.records or self.deselected or self.collection_errors or self.not_judged or self.no_files)
 
     def options(self) -> gate_options.GateConfig:
         """The run's resolved options (raises UserError for a bad option or gates file)."""
@@ -143,6 +145,7 @@ class GateSession:
             for said in stop_leftovers(self.folder.path):  # servers an earlier, killed run left behind
                 progress.notice(said)
             cfg = self.options()
+            items[:] = self._for_candidate_kind(cfg, items)
             from punie_gates.checks.preflight import check_run
 
             check_run(cfg, gates={g for g in map(gate_of, items) if g}, explicit=_explicit(config),
@@ -164,6 +167,8 @@ class GateSession:
             detail = item.get_closest_marker("gate_detail") is not None
             self.records[item.nodeid] = TestRecord(gate, decision, detail, name=item.nodeid.rsplit("::", 1)[-1])
             prereq = None if run_all else registry[gate].depends
+            if prereq in self.no_files:
+                prereq = None  # an endpoint candidate: the gates that ran on its files did not run
             # pytest-dependency orders the gates: every test of a gate needs the
             # prerequisite gate's decision test to have passed; the decision test
             # carries the gate's name for the next gate to depend on.
@@ -174,6 +179,16 @@ class GateSession:
                 kwargs["name"] = gate
             if len(kwargs) > 1:
                 item.add_marker(pytest.mark.dependency(**kwargs))
+
+    def _for_candidate_kind(self, cfg, items: list) -> list:
+        """The items this candidate can run: for an endpoint (a URL) not the gates that need its
+        files (each then not_run, saying why) and the screening; for any other, no screening."""
+        from punie_gates.model.candidate import GATES_NEEDING_FILES
+
+        if not cfg.candidate_endpoint:
+            return [i for i in items if i.get_closest_marker("screening") is None]
+        self.no_files = set(GATES_NEEDING_FILES)  # also when -m or -k left them out already
+        return [i for i in items if gate_of(i) not in self.no_files]
 
     def _begin(self) -> None:
         """This run judges a candidate: notices go to the terminal, SIGTERM ends it like Ctrl-C."""
@@ -306,11 +321,17 @@ class GateSession:
         results = gate_results(registry, list(self.records.values()), self.logs,
                                deselected=self.deselected, collection_errors=self.collection_errors)
         results = self._explain_not_run(results)
+        if self.no_files:
+            from punie_gates.model.candidate import ENDPOINT_HAS_NO_FILES
+
+            results = {g: dataclasses.replace(r, status="not_run", reasons=(ENDPOINT_HAS_NO_FILES,))
+                       if g in self.no_files else r for g, r in results.items()}
         if self.not_judged:
             stopped = {self.records[n].gate for n in self._not_judged_at}
             verdict: Verdict = decide_not_judged(results, self.not_judged, stopped_gates=sorted(stopped), order=registry.ids)
         else:
-            verdict = decide(results, complete=not _partial(self.config) and not self.interrupted, order=registry.ids)
+            complete = not _partial(self.config) and not self.interrupted and not self.no_files
+            verdict = decide(results, complete=complete, order=registry.ids)
         if self.interrupted and not self.not_judged:
             where = f" while {self.interrupted['gate']} was running ({self.interrupted['test']})" if self.interrupted["gate"] else ""
             if verdict.verdict == "NO_GO" and verdict.stopped_at:  # the hard failure came first: it decides
@@ -341,7 +362,7 @@ class GateSession:
             started=self.started,
             finished=time.time(),
             collection_errors=tuple(self.collection_errors),
-            answer_via=cfg.answer_via if cfg else None,
+            answer_via=("endpoint" if cfg.candidate_endpoint else cfg.answer_via) if cfg else None,
             interrupted=self.interrupted,
             run=run,
             work_folder=work_folder_figures(cfg.work_dir) if cfg else None,

@@ -133,14 +133,7 @@ def conversations(answers, conversation_ask, query_set, catalog, system_prompt, 
     """The gate's multi-turn pass (checks.multiturn.MultiTurn): each tool query continued from
     its first reply in `answers` (a server's parsed calls kept as it returned them), scored,
     saved as gateN-conversations.jsonl."""
-    from punie_gates.answering.conversation import reply_from_message
-    from punie_gates.checks.multiturn import run_multi_turn
-
-    def first_reply(answer):
-        if answer.tool_calls is None:  # in-process: the calls are in the text, parsed as the runtime does
-            return answer.text
-        calls = [{"function": {"name": c["name"], "arguments": c["arguments"]}} for c in answer.tool_calls]
-        return reply_from_message({"content": answer.text, "tool_calls": calls})
+    from punie_gates.checks.multiturn import first_reply, run_multi_turn
 
     first = {qid: first_reply(a) for qid, a in answers.generations.items()}
     with gate_steps.measure("multi-turn"):

@@ -118,6 +118,8 @@ def test_speed_to_verdict(request, answerer, query_set, catalog, system_prompt, 
     the figures `punie-gates bench` prints, in the report."""
     if not gate_config.bench:
         pytest.skip("--bench not given: timing the plan's generation against the suite's doubles its cost")
+    if gate_config.candidate_endpoint:
+        pytest.skip("an endpoint has no files: the bench times generation in this process")
     from dataclasses import asdict
 
     answerer.release()  # the in-process bench loads the model here: not beside a served copy

@@ -55,6 +55,19 @@ def test_zero_shot_tool_calls(zero_shot, answerer, catalog, gate_config, setting
     )
 
 
+@pytest.mark.screening  # collected only for a candidate named by its URL
+@pytest.mark.gate_detail  # reported beside the verdict, never judged: it cannot fail the gate
+def test_screening(answerer, query_set, catalog, system_prompt, gate_config, gate_record, gate_steps):
+    """An endpoint candidate (--candidate URL) has no files, so Gates 4 and 5 cannot train and
+    ask it: its answers to every validation query and the multi-turn pass are scored here and
+    reported as a screening table beside the verdict (checks.screening)."""
+    from punie_gates.checks.screening import screen
+
+    with gate_steps.measure("screening"):
+        figures = screen(answerer, query_set, catalog, system_prompt, gate_config)
+    gate_record("screening", figures)
+
+
 @pytest.mark.gate_decision
 def test_gate3_decision(gate_outcome):
     gate_outcome.check()

@@ -198,7 +198,7 @@ def test_compare_out_folder_same_folder_and_a_deep_report(tmp_path, queries):
     assert list(folder.iterdir()) == [] and not list(tmp_path.glob(".*.tmp"))
     done = command("compare", str(run), str(run), "--out", str(tmp_path / "cmp.html"))
     assert done.returncode == 0, done.stderr
-    assert "warning: RUN_A and RUN_B are the same folder" in done.stderr and "Traceback" not in done.stderr
+    assert "is given twice" in done.stderr and "Traceback" not in done.stderr
     assert json.loads(done.stdout)["a"]["answered"] == 3
 
 

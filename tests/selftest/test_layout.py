@@ -1,6 +1,6 @@
 """The package's layout holds: imports go one way, and only the plugin imports pytest.
 
-plugin, commands -> decision, checks -> answering, model -> formats, inputs -> errors, progress.
+plugin, commands -> decision, checks -> answering, model -> formats, inputs -> errors, progress, resources, stats.
 A module may import its own layer or a lower one, never a higher one (function-level
 imports included: a lazy import is still a dependency).
 """
@@ -14,7 +14,7 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[2] / "punie_gates"
 LAYERS = {
-    "errors": 0, "progress": 0, "resources": 0, "__init__": 0,
+    "errors": 0, "progress": 0, "resources": 0, "stats": 0, "__init__": 0,
     "inputs": 1, "formats": 1,
     "model": 2, "answering": 2,
     "checks": 3, "decision": 3,

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import pytest
 
+from punie_gates.checks.rescoring import rescore_folder
 from punie_gates.decision import compare, html
 from punie_gates.decision.html import category_of, render_page, report_page, write_html
 
@@ -406,7 +407,7 @@ def test_compare_pairs_the_runs_on_common_queries(two_runs):
 
     catalog = load_catalog()
     queries = load_queries(None, catalog)
-    result = compare.compare_runs(*(compare.load_run(f, queries, catalog) for f in two_runs), queries)
+    result = compare.compare_runs(*(compare.run_of(rescore_folder(f, queries, catalog)) for f in two_runs), queries)
     out = compare.comparison_json(result)
     assert (out["compared"], out["only_in_a"], out["only_in_b"]) == (38, list(DROPPED), [])
     assert (out["a"]["passed"], out["a"]["total"], out["b"]["passed"], out["b"]["total"]) == (38, 38, 35, 38)

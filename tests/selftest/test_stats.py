@@ -8,7 +8,7 @@ import pytest
 
 from punie_gates.checks.comparison import compare_with_baseline, comparison_figures, interval_figures
 from punie_gates.checks.scoring import Score
-from punie_gates.decision.stats import mcnemar_exact, wilson_interval
+from punie_gates.stats import mcnemar_exact, wilson_interval
 from punie_gates.inputs.queries import Query
 
 
@@ -100,3 +100,75 @@ def test_comparison_figures_use_the_reports_keys():
         assert {"interval", "baseline_interval", "mcnemar", "baseline_correct"} <= set(entry), name
     assert figures["comparison"]["made"] and figures["comparison"]["alpha"] == 0.05
     assert interval_figures(qs, mine)["categories"]["direct_answers"]["interval"]["passed"] == 5
+
+
+# --- a count criterion against its interval --------------------------------------------------
+
+from punie_gates.stats import against_threshold, detectable_difference, mcnemar_power  # noqa: E402
+
+
+def test_34_of_40_passes_with_a_note_naming_its_interval():
+    c = against_threshold(34, 40, 34)
+    assert c.met and c.inside
+    assert c.note() == "40 queries cannot tell whether the rate is above 85%; interval 71-93%"
+    assert c.to_json()["decided"] == "inside the interval"
+
+
+@pytest.mark.parametrize("passed,met", [(40, True), (20, False)])
+def test_40_and_20_of_40_are_decided_by_the_data(passed, met):
+    # 40/40: the interval (91-100%) lies above 85%; 20/40: it (35-65%) lies below.
+    c = against_threshold(passed, 40, 34)
+    assert c.met is met and not c.inside and c.note() is None
+    assert c.to_json()["decided"] == "by the data"
+
+
+def test_small_categories_are_rarely_decided():
+    # 5 queries: 5/5 cannot show a rate of 80% (interval 57-100%), nor 100%; one miss shows
+    # the rate is below 100%; a minimum of 0 is met by any count.
+    assert against_threshold(5, 5, 4).inside and against_threshold(5, 5, 5).inside
+    assert "is 100%" in against_threshold(5, 5, 5).note()
+    assert not against_threshold(4, 5, 5).inside and not against_threshold(4, 5, 5).met
+    assert not against_threshold(0, 5, 0).inside
+
+
+# --- what the paired test can detect, checked by simulation ----------------------------------
+
+
+def _simulated_power(pairs, difference, discordance, alpha, trials, seed):
+    """Draw `trials` paired samples and count how often mcnemar_exact's one-sided p <= alpha."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    only_b, only_c = (discordance + difference) / 2, (discordance - difference) / 2
+    draws = rng.multinomial(pairs, [only_b, only_c, 1 - discordance], size=trials)
+    hits = 0
+    for b, c, rest in draws:
+        m = mcnemar_exact([False] * b + [True] * c + [True] * rest, [True] * b + [False] * c + [True] * rest)
+        hits += m.p_candidate_worse <= alpha
+    return hits / trials
+
+
+@pytest.mark.parametrize("difference,discordance", [(0.15, 0.2), (0.1, 0.1)])
+def test_power_matches_a_simulation(difference, discordance):
+    exact = mcnemar_power(40, difference, discordance, 0.05)
+    simulated = _simulated_power(40, difference, discordance, 0.05, trials=1500, seed=22)
+    assert simulated == pytest.approx(exact, abs=0.04)  # 3 standard errors of 1500 draws
+
+
+def test_the_detectable_difference_is_seen_80_percent_of_the_time():
+    base = [True] * 34 + [False] * 6
+    cand = [True] * 31 + [False] * 3 + [True] * 3 + [False] * 3  # 3 + 3 discordant
+    d = detectable_difference(mcnemar_exact(cand, base), alpha=0.05)
+    assert d.pairs == 40 and d.observed_discordance == pytest.approx(6 / 40)
+    assert 0.1 < d.difference < 0.3
+    at = _simulated_power(40, d.difference, max(d.observed_discordance, d.difference), 0.05, 1500, seed=5)
+    below = _simulated_power(40, d.difference - 0.06, max(d.observed_discordance, d.difference - 0.06), 0.05, 1500, 6)
+    assert at == pytest.approx(0.8, abs=0.04) and below < 0.7
+    assert "could not be seen with 40 queries" in d.sentence()
+
+
+def test_no_discordance_assumes_every_discordant_item_one_way():
+    same = [True] * 38 + [False] * 2
+    d = detectable_difference(mcnemar_exact(same, same), alpha=0.05)
+    assert "lower bound" in d.assumed and d.difference == pytest.approx(0.16, abs=0.01)
+    assert detectable_difference(mcnemar_exact([True] * 3, [True] * 3), alpha=0.05).difference is None
