@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from punie_gates import __version__
+from punie_gates.decision import criteria
 from punie_gates.decision.verdict import GateResult, Verdict
 
 DEMO_NOTE = (
@@ -116,6 +117,7 @@ class Report:
                 "flags": list(result.flags),
                 "figures": _jsonable(dict(result.figures)),
             }
+        doc["criteria"] = criteria.summary({gate: g["figures"] for gate, g in doc["gates"].items()})
         return doc
 
 
@@ -252,10 +254,14 @@ def markdown(doc: dict[str, Any]) -> str:
     lines.append(f"- stopped at: {doc['stopped_at'] or '-'}; complete run: {doc['complete']}")
     lines += [f"- {r}" for r in doc["reasons"]]
     lines += [f"- flag: {f}" for f in doc["flags"] if f not in doc["reasons"]]
+    judged = doc.get("criteria") or {}
+    if judged.get("sentence"):
+        lines.append(f"- {judged['sentence']}")
     lines += ["", "| gate | name | kind | status | seconds | reason |", "|---|---|---|---|---|---|"]
     for gate, g in doc["gates"].items():
         reason = _short(g["reasons"][0], 120).replace("|", "\\|") if g["reasons"] else ""
         lines.append(f"| {gate} | {g['name']} | {g['kind']} | **{g['status']}** | {g['seconds']:.1f} | {reason} |")
+    lines += _criteria_markdown(judged.get("rows") or [])
     lines += _steps_markdown(doc)
     for gate, g in doc["gates"].items():
         if not g["figures"]:
@@ -264,11 +270,31 @@ def markdown(doc: dict[str, Any]) -> str:
         lines += ["", f"## {gate}: {g['name']}", ""]
         tables = _category_table(figures) + _query_table(figures.get("queries") or [])
         for key, value in figures.items():
-            if key == "steps" or (key in _TABLED and (tables or key == "answering")):
-                continue  # steps: in the resources table above
+            if key in ("steps", "criteria") or (key in _TABLED and (tables or key == "answering")):
+                continue  # steps: in the resources table above; criteria: in their own
             lines.append(f"- {key}: `{_short(value, 300)}`")
+        comparison = figures.get("comparison")
+        if isinstance(comparison, dict) and isinstance(comparison.get("detectable"), dict):
+            lines.append(f"- what the comparison could see: {comparison['detectable'].get('sentence')}")
         lines += _server_lines(figures) + tables
     return "\n".join(lines) + "\n"
+
+
+def _criteria_markdown(rows: Sequence[Mapping[str, Any]]) -> list[str]:
+    """Per count criterion: its count, threshold, interval and whether the data decided it."""
+    if not rows:
+        return []
+    out = ["", "## Criteria against their intervals", "",
+           "A criterion is decided by the data when its threshold lies outside the pass rate's 95% Wilson "
+           "interval; inside it, the sample cannot tell on which side the true rate is (docs/statistics.md).", "",
+           "| gate | criterion | count | minimum | threshold | interval | met | decided |", "|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        iv = r.get("interval") or {}
+        cells = [r.get("gate"), r.get("criterion"), f"{r.get('passed')}/{r.get('total')}", r.get("min"),
+                 f"{100 * r.get('threshold', 0):.0f}%", f"{100 * iv.get('low', 0):.0f}-{100 * iv.get('high', 0):.0f}%",
+                 r.get("met"), r.get("decided")]
+        out.append("| " + " | ".join(_cell(c) for c in cells) + " |")
+    return out
 
 
 def _size(n: Any) -> str:
@@ -350,6 +376,10 @@ def terminal_lines(report: Report, report_paths: Sequence[Path] = (), report_mis
     if gate2 is not None and gate2.figures.get("bench_summary"):
         out.append(f"speed to verdict (--bench): {gate2.figures['bench_summary']}")
     out += _comparison_lines(report)
+    judged = criteria.summary({gate: r.figures for gate, r in report.results.items()})
+    if judged["inside_interval"]:
+        out.append(f"criteria: {judged['inside_interval']} of {judged['count']} decided inside their interval "
+                   "(a note, not a flag; gate-report.md lists them)")
     if report.is_demo:
         out.append(f"candidate: demo ({DEMO_NOTE})")
     where = f" (stopped at {verdict.stopped_at})" if verdict.stopped_at else ""
@@ -397,5 +427,7 @@ def _comparison_lines(report: Report) -> list[str]:
             f"{m.get('only_candidate')} vs {m.get('only_baseline')} discordant, p = {m.get('p_two_sided', 1):.3g} "
             f"(one-sided {m.get('p_candidate_worse', 1):.3g}): {comparison.get('outcome')}"
         )
+        if isinstance(comparison.get("detectable"), dict):
+            out.append(f"{gate} vs baseline: {comparison['detectable'].get('sentence')}")
     out += [f"{', '.join(gates)} vs baseline: {reason}" for reason, gates in not_made.items()]
     return out

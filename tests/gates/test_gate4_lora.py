@@ -91,7 +91,7 @@ def test_prompts_match_training(answers, gate_record):
 
 def test_gate4_queries(answers, catalog, gate_config, gate_record):
     from punie_gates.checks.comparison import interval_figures, query_rows
-    from punie_gates.checks.scoring import score_answer
+    from punie_gates.checks.scoring import criteria_json, score_answer
 
     generations = answers.generations
     scores = [score_answer(q, generations[q.id], catalog) for q in answers.queries]
@@ -103,6 +103,7 @@ def test_gate4_queries(answers, catalog, gate_config, gate_record):
     gate_record("total", len(scores))
     gate_record("responses", str(gate_config.report_dir / "gate4-responses.jsonl"))
     need = int(gate_config.gate("gate4")["min_correct"])
+    gate_record("criteria", criteria_json([("overall", correct, len(scores), need)]))
     failed = "; ".join(f"{s.id}: {s.reason}" for s in scores if not s.passed)
     message = f"expected >= {need}/{len(scores)} correct answers from the fused model, found {correct}: {failed}"
     assert correct >= need, message[:1500]

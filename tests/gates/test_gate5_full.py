@@ -107,6 +107,7 @@ def test_overall_and_per_category(answers, query_set, catalog, gate_config, gate
     gate_record("total", judgment.total)
     gate_record("interval", intervals["interval"])
     gate_record("categories", merge_categories(judgment.categories_json(), intervals["categories"]))
+    gate_record("criteria", judgment.criteria_json())
     gate_record("queries", query_rows(answers.queries, by_id, generations))
     gate_record("responses", str(gate_config.report_dir / "gate5-responses.jsonl"))
     gate_record("avg_latency_s", round(statistics.fmean(g.latency_s for g in generations.values()), 3))
