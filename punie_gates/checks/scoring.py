@@ -220,6 +220,18 @@ def score_response(
     else:
         calls = parse_calls(response, fmt, tools=catalog.native_schemas())
         resolved, leftover = (detect_format(response) if fmt == "auto" else fmt), None
+    return _score_calls(query, response, calls, catalog, structured=structured, resolved=resolved, leftover=leftover)
+
+
+def score_reply(query: Query, reply, catalog: Catalog) -> Score:
+    """score_response on an answering path's Reply (answering.conversation.Reply): its calls as
+    the path parsed or returned them, its text for the rest."""
+    return _score_calls(query, reply.text, tuple(reply.calls), catalog, structured=False,
+                        resolved=detect_format(reply.text), leftover=None)
+
+
+def _score_calls(query: Query, response: str, calls: tuple[ParsedCall, ...], catalog: Catalog, *,
+                 structured: bool, resolved: str, leftover: str | None) -> Score:
     found = _examine(calls, catalog)
     problems: list[str] = []
     unreturned = (

@@ -67,6 +67,7 @@ OPTIONS = (
     Option("--max-tokens", "max_tokens", "generation budget per validation query", ini="max_tokens", type=int, default=512),
     Option("--bench", "bench", "Gate 2 also times the validation answers the plan's way (one at a time, full prompt) against the suite's (shared prefix, batches) and puts the figures in the report; doubles that generation time", ini="bench", env="PUNIE_GATES_BENCH", action="store_true"),
     Option("--answer-via", "answer_via", "how Gates 2-5 ask their queries: 'server' (mlx_lm.server with the OpenAI client, as Punie's agent does) or 'inprocess' (generated in this process: the reference path)", ini="answer_via", env="PUNIE_GATES_ANSWER_VIA", default="server", choices=ANSWER_VIA),
+    Option("--heldout-limit", "heldout_limit", "Gates 4 and 5 score the next step at the first N assistant turns of the training data's held-out split (valid.jsonl, conversations also in train.jsonl left out; default: every turn, 148 for Phase 27; 0: not measured)", ini="heldout_limit", env="PUNIE_GATES_HELDOUT_LIMIT", type=int),
     Option("--seed", "seed", "seed for sampling examples and training", type=int, default=0),
     Option("--fusion", "fusion", "how Gates 4 and 5 fuse the adapter and quantize: 'streamed' (layer by layer, no float16 copy on disk) or 'recipe' (the seed's fuse --dequantize then convert, the reference); default from data/gates.toml (streamed)", ini="fusion", env="PUNIE_GATES_FUSION"),
 )
@@ -102,6 +103,7 @@ class GateConfig:
     offline: bool
     gates: GateRegistry
     fusion: str | None = None  # --fusion: overrides [gate4]/[gate5] fusion of the gates file
+    heldout_limit: int | None = None  # --heldout-limit: held-out turns scored (None: all; 0: none)
 
     def __repr__(self) -> str:  # short: pytest shows fixture values in tracebacks
         return f"GateConfig(candidate={self.candidate!r}, report_dir='{self.report_dir}', work_dir='{self.work_dir}')"
@@ -193,6 +195,14 @@ def _at_least_one(value: Any, flag: str) -> int:
     return int(value)
 
 
+def _at_least_zero(value: Any, flag: str) -> int | None:
+    if value is None:
+        return None
+    if int(value) < 0:
+        raise OptionError(f"{flag} must be 0 or more, got {value}")
+    return int(value)
+
+
 def _choice(value: Any, dest: str) -> str:
     # Flags are checked by argparse and env/ini values by _convert; this catches a caller's `given`.
     opt = next(o for o in OPTIONS if o.dest == dest)
@@ -274,6 +284,7 @@ def resolve_options(
         offline=environ.get("HF_HUB_OFFLINE", "") not in ("", "0", "false", "False"),
         gates=gates,
         fusion=fusion,
+        heldout_limit=_at_least_zero(get["heldout_limit"], "--heldout-limit"),
     )
 
 

@@ -141,6 +141,21 @@ def test_against_baseline(answers, baseline_answers, conversations, catalog, gat
     gate_record("baseline_responses", str(gate_config.report_dir / "gate4-baseline-responses.jsonl"))
 
 
+@pytest.mark.gate_detail
+def test_gate4_heldout_next_steps(heldout_turns, heldout, baseline_heldout, gate_record):
+    """The next step at every held-out turn of the training data (checks.heldout), paired with
+    the baseline's: reported, not judged, so a detail."""
+    from punie_gates.checks.heldout import heldout_figures, paired_heldout, with_baseline
+
+    if heldout is None:
+        gate_record("heldout", {"measured": False, "reason": "--heldout-limit 0"})
+        return
+    figures = heldout_figures(heldout_turns, heldout)
+    if baseline_heldout is not None:
+        figures = with_baseline(figures, paired_heldout(heldout_turns, heldout, baseline_heldout))
+    gate_record("heldout", figures)
+
+
 @pytest.mark.gate_decision
 def test_gate4_decision(gate_outcome):
     gate_outcome.check()

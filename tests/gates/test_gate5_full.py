@@ -207,6 +207,24 @@ def test_against_baseline(answers, baseline_answers, conversations, query_set, c
     assert comparison.problem is None, comparison.problem
 
 
+def test_heldout_next_steps(heldout_turns, heldout, baseline_heldout, gate_config, gate_record):
+    """The next step at every held-out turn of the training data (checks.heldout): a measure
+    beside the 40 queries, paired with the baseline's; a criterion only when [gate5]
+    heldout_min is above 0."""
+    from punie_gates.checks.heldout import heldout_figures, heldout_problem, paired_heldout, with_baseline
+
+    if heldout is None:
+        gate_record("heldout", {"measured": False, "reason": "--heldout-limit 0"})
+        return
+    figures = heldout_figures(heldout_turns, heldout, int(gate_config.gate("gate5")["heldout_min"]))
+    if baseline_heldout is not None:
+        alpha = float(gate_config.gate("gate5")["baseline_alpha"])
+        figures = with_baseline(figures, paired_heldout(heldout_turns, heldout, baseline_heldout, alpha))
+    gate_record("heldout", figures)
+    problem = heldout_problem(figures)
+    assert problem is None, problem
+
+
 @pytest.mark.gate_decision
 def test_gate5_decision(gate_outcome):
     gate_outcome.check()
