@@ -289,6 +289,9 @@ def key_figures(figures: Mapping[str, Any]) -> tuple[str, ...]:
     followup = figures.get("followup")
     if isinstance(followup, Mapping) and _number(followup.get("correct")) is not None and _number(followup.get("total")):
         out.append(f"{followup['correct']}/{followup['total']} multi-turn")
+    heldout = figures.get("heldout")
+    if isinstance(heldout, Mapping) and _number(heldout.get("passed")) is not None and _number(heldout.get("total")):
+        out.append(f"{heldout['passed']}/{heldout['total']} held-out next steps")
     if isinstance(figures.get("well_formed_calls"), int):
         out.append(f"{figures['well_formed_calls']} well-formed call(s)")
     if _number(figures.get("avg_latency_s")) is not None:
@@ -341,6 +344,46 @@ def _category_table(gate: str, figures: Mapping[str, Any], title: str = "per cat
     return Table(f"{gate}: {title}", tuple(columns), tuple(rows), bad)
 
 
+def _criteria_table(gate: str, rows: Any) -> Table | None:
+    """Per count criterion of the gate: count, minimum, threshold, interval, met, decided by the data
+    or inside the interval (punie_gates.decision.criteria)."""
+    mine = [r for r in rows or () if isinstance(r, Mapping) and r.get("gate") == gate]
+    if not mine:
+        return None
+    cells = tuple(
+        (r.get("criterion"), f"{r.get('passed')}/{r.get('total')}", r.get("min"),
+         f"{100 * r.get('threshold', 0):.0f}%", interval_text(r.get("interval")), r.get("met"), r.get("decided"))
+        for r in mine
+    )
+    return Table(f"{gate}: criteria against their intervals", ("criterion", "count", "minimum", "threshold",
+                                                               "95% interval", "met", "decided"),
+                 cells, frozenset(i for i, r in enumerate(mine) if r.get("met") is False),
+                 "Inside the interval: the sample cannot tell on which side of the threshold the rate is "
+                 "(a note, not a flag: the verdict stands).")
+
+
+def _heldout_table(gate: str, heldout: Any) -> Table | None:
+    """The held-out next-step measure per category, with the baseline's and the paired test when present."""
+    if not isinstance(heldout, Mapping) or "total" not in heldout:
+        return None
+    with_base = "baseline_interval" in heldout
+    rows = [("overall", interval_text(heldout.get("interval")))
+            + ((interval_text(heldout.get("baseline_interval")), mcnemar_text(heldout.get("mcnemar"))) if with_base else ())]
+    for name, c in (heldout.get("categories") or {}).items():
+        if isinstance(c, Mapping):
+            rows.append((name, interval_text(c.get("interval")))
+                        + ((interval_text(c.get("baseline_interval")), mcnemar_text(c.get("mcnemar"))) if with_base else ()))
+    left = heldout.get("left_out") or {}
+    note = (f"{heldout['total']} turns of {heldout.get('source')} ({heldout.get('conversations')} conversations; "
+            f"left out: {left.get('in_train', 0)} also in train.jsonl"
+            + (f", limited to the first {heldout['total']} of {heldout.get('available')}" if heldout.get("limited") else "")
+            + f"); {heldout.get('seconds')} s")
+    if isinstance(heldout.get("detectable"), Mapping):
+        note += f". {heldout['detectable'].get('sentence')}"
+    columns = ("", "candidate") + (("baseline", "paired (exact McNemar)") if with_base else ())
+    return Table(f"{gate}: held-out next steps (a measure beside the queries)", columns, tuple(rows), note=note)
+
+
 def _first(reasons: Any) -> str:
     return str(reasons[0]) if isinstance(reasons, list) and reasons else ""
 
@@ -358,6 +401,8 @@ def report_page(doc: Mapping[str, Any], report_dir: Path | None = None,
     cand = doc.get("candidate") or {}
     notes = [cand["note"]] if cand.get("note") else []
     notes += [f"collection error: {e}" for e in doc.get("collection_errors") or ()]
+    if (doc.get("criteria") or {}).get("inside_interval"):
+        notes.append(doc["criteria"]["sentence"])
     machine = doc.get("machine") or {}
     facts = [("candidate", str(cand.get("spec") or "-"))]
     if doc.get("baseline"):
@@ -388,8 +433,13 @@ def report_page(doc: Mapping[str, Any], report_dir: Path | None = None,
                                     "[/TOOL_CALLS] is not part of Devstral's format: several tokens is no failure.")):
                 if t:
                     tables.append(t)
+        comparison = figures.get("comparison")
+        if isinstance(comparison, Mapping) and isinstance(comparison.get("detectable"), Mapping):
+            notes.append(f"{gate} vs baseline: {comparison['detectable'].get('sentence')}")
         followup = figures.get("followup") if isinstance(figures.get("followup"), Mapping) else {}
         for t in (_category_table(gate, figures) or _pass_rate_table(gate, figures),
+                  _criteria_table(gate, (doc.get("criteria") or {}).get("rows")),
+                  _heldout_table(gate, figures.get("heldout")),
                   _category_table(gate, followup, "multi-turn pass per category"), _steps_table(gate, figures)):
             if t:
                 tables.append(t)

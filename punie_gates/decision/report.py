@@ -269,15 +269,41 @@ def markdown(doc: dict[str, Any]) -> str:
         figures = g["figures"]
         lines += ["", f"## {gate}: {g['name']}", ""]
         tables = _category_table(figures) + _query_table(figures.get("queries") or [])
+        heldout = _heldout_markdown(figures.get("heldout"))
         for key, value in figures.items():
-            if key in ("steps", "criteria") or (key in _TABLED and (tables or key == "answering")):
+            if key in ("steps", "criteria") or (key == "heldout" and heldout) or (
+                    key in _TABLED and (tables or key == "answering")):
                 continue  # steps: in the resources table above; criteria: in their own
             lines.append(f"- {key}: `{_short(value, 300)}`")
         comparison = figures.get("comparison")
         if isinstance(comparison, dict) and isinstance(comparison.get("detectable"), dict):
             lines.append(f"- what the comparison could see: {comparison['detectable'].get('sentence')}")
-        lines += _server_lines(figures) + tables
+        lines += _server_lines(figures) + heldout + tables
     return "\n".join(lines) + "\n"
+
+
+def _heldout_markdown(h: Any) -> list[str]:
+    """The held-out next-step measure beside the queries: overall, the baseline's, per category."""
+    if not isinstance(h, dict) or "total" not in h:
+        return []
+    left = h.get("left_out") or {}
+    out = [f"- held-out next steps (a measure beside the queries): candidate {_interval(h.get('interval'))}"
+           + (f", baseline {_interval(h.get('baseline_interval'))}; {_mcnemar(h.get('mcnemar'))}"
+              if h.get("baseline_interval") else ""),
+           f"  - {h['total']} turns ({h.get('tool_turns')} with a call) of `{h.get('source')}`, "
+           f"{h.get('conversations')} conversations; left out {left.get('in_train', 0)} also in train.jsonl"
+           + (f"; the first {h['total']} of {h.get('available')} (--heldout-limit)" if h.get("limited") else "")
+           + f"; {h.get('seconds')} s ({h.get('seconds_per_turn')} s a turn)"
+           + (f", the baseline's {h['baseline_seconds']} s" if h.get("baseline_seconds") is not None else "")]
+    cats = h.get("categories") or {}
+    if cats:
+        out.append("  - per category: " + "; ".join(
+            f"{name} {_interval(c.get('interval'))}" + (f" vs {_interval(c.get('baseline_interval'))}"
+                                                         if c.get("baseline_interval") else "")
+            for name, c in cats.items() if isinstance(c, dict)))
+    if isinstance(h.get("detectable"), dict):
+        out.append(f"  - {h['detectable'].get('sentence')}")
+    return out
 
 
 def _criteria_markdown(rows: Sequence[Mapping[str, Any]]) -> list[str]:
@@ -376,6 +402,12 @@ def terminal_lines(report: Report, report_paths: Sequence[Path] = (), report_mis
     if gate2 is not None and gate2.figures.get("bench_summary"):
         out.append(f"speed to verdict (--bench): {gate2.figures['bench_summary']}")
     out += _comparison_lines(report)
+    for gate, r in report.results.items():
+        h = r.figures.get("heldout")
+        if isinstance(h, dict) and "total" in h:
+            out.append(f"{gate} held-out next steps: {_interval(h.get('interval'))}"
+                       + (f" vs baseline {_interval(h.get('baseline_interval'))}" if h.get("baseline_interval") else "")
+                       + f" ({h.get('seconds')} s" + (", limited" if h.get("limited") else "") + ")")
     judged = criteria.summary({gate: r.figures for gate, r in report.results.items()})
     if judged["inside_interval"]:
         out.append(f"criteria: {judged['inside_interval']} of {judged['count']} decided inside their interval "

@@ -77,3 +77,39 @@ def test_the_comparison_says_what_it_could_see():
     sentence = "a difference smaller than"
     assert any(line.startswith(f"gate5 vs baseline: {sentence}") for line in terminal_lines(report))
     assert f"- what the comparison could see: {sentence}" in markdown(report.to_json())
+
+
+def _heldout(with_baseline: bool) -> dict:
+    from punie_gates.answering.conversation import reply_from_message
+    from punie_gates.checks.heldout import heldout_figures, heldout_set, paired_heldout, run_heldout, with_baseline as merge
+    from punie_gates.formats.convert import convert_training_folder
+    from punie_gates.inputs.catalog import load_catalog
+    from punie_gates.inputs.paths import data_dir, fixtures_dir
+
+    catalog = load_catalog(data_dir() / "tools.toml")
+    folder = fixtures_dir() / "demo-training"
+    hset = heldout_set(folder, convert_training_folder(folder, tools=catalog.native_schemas())[1], catalog)
+    text = run_heldout(hset, lambda batch: [reply_from_message({"content": "Done."}) for _ in batch], catalog)
+    figures = heldout_figures(hset, text)
+    return merge(figures, paired_heldout(hset, text, text, alpha=0.05)) if with_baseline else figures
+
+
+def test_the_heldout_measure_stands_beside_the_queries(tmp_path):
+    from punie_gates.decision.html import report_page, write_html
+
+    report = _report({**_gate5(34), "heldout": _heldout(True)}, {"heldout": _heldout(False)})
+    doc = report.to_json()
+    md = markdown(doc)
+    assert "- held-out next steps (a measure beside the queries): candidate 10/17 [" in md
+    assert ", baseline 10/17 [" in md and "could not be seen with 17 turns" in md
+    assert "- heldout: `" not in md  # shown as lines, not as clipped JSON
+    lines = terminal_lines(report)
+    assert any(x.startswith("gate5 held-out next steps: 10/17 [") and "vs baseline" in x for x in lines)
+    assert any(x.startswith("gate4 held-out next steps: 10/17 [") for x in lines)
+    page = report_page(doc)
+    titles = [t.title for t in page.tables]
+    assert "gate5: held-out next steps (a measure beside the queries)" in titles
+    assert "gate5: criteria against their intervals" in titles
+    assert any("count criteria were decided inside their interval" in n for n in page.notes)
+    html = write_html(tmp_path, doc).read_text(encoding="utf-8")
+    assert "inside the interval" in html and "held-out next steps" in html
