@@ -2,11 +2,11 @@
 
 In-process (answering.inprocess) an answer is the decoded text, control tokens kept:
 the scorer parses its calls with mlx-lm's parsers, as a runtime would. Through
-mlx_lm.server (answering.server) it is what the API returned: `message.content` and
+mlx_lm.server (answering.client) it is what the API returned: `message.content` and
 `message.tool_calls` as the server's own tool parser made them. The scorer takes those
 calls as they are; tool-call markup left in the content is text the server did not
 parse, so no call was made (on a folder with tekken.json mlx-lm 0.32.2 picks no tool
-parser at all: see answering/server.py).
+parser at all: see answering/tool_parsing.py).
 
 Saved as JSONL, one record per query: `{"id", "response", "via", "finish_reason"}`, plus
 `"tool_calls": [{"id", "name", "arguments"}]` for a server answer (arguments: the JSON
@@ -82,7 +82,7 @@ def from_generation(generation) -> QueryAnswer:
 
 
 def from_server(answer) -> QueryAnswer:
-    """A server answer (answering.server.Answer that did not fail)."""
+    """A server answer (answering.client.Answer that did not fail)."""
     a = answer
     uncached = a.prompt_tokens - (a.cached_tokens or 0) if a.prompt_tokens is not None else None
     return QueryAnswer(

@@ -17,14 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from punie_gates.answering.answers import QueryAnswer, from_server
-from punie_gates.answering.server import (
-    Conversation,
-    ModelServer,
-    ServerError,
-    ask,
-    server_tool_parsing,
-    server_versions,
-)
+from punie_gates.answering.client import Conversation, ask
+from punie_gates.answering.server import ModelServer, ServerError, server_versions
+from punie_gates.answering.tool_parsing import server_tool_parsing
 
 
 class ServerSlot:

@@ -101,49 +101,35 @@ def fused_model(fused, gate_steps):
 
 
 @pytest.fixture(scope="module")
-def answers(request, answer_server, gate_queries, records, catalog, system_prompt, gate_config, training_gate,
-            gate_steps, progress):
-    """The fused model's greedy answers to the gate's queries (checks.steps.GateAnswers):
-    through its mlx_lm.server (`answer_server`), or in-process (--answer-via inprocess:
-    only then is the fused model loaded into this process)."""
+def answers(answerer, gate_queries, records, catalog, system_prompt, gate_config, training_gate, gate_steps):
+    """The fused model's greedy answers to the gate's queries (checks.steps.GateAnswers),
+    asked through the module's `answerer` (--answer-via)."""
     from punie_gates.checks.steps import answer_gate_queries
 
-    model = tokenizer = None
-    if answer_server is None:
-        model, tokenizer = request.getfixturevalue("fused_model")
     with gate_steps.measure("answer"):
-        return answer_gate_queries(model, tokenizer, gate_queries, records[0][0], catalog=catalog,
-                                   system_prompt=system_prompt, gate_config=gate_config, progress=progress,
-                                   save_as=f"{training_gate}-responses.jsonl", server=answer_server)
+        return answer_gate_queries(answerer, gate_queries, records[0][0], catalog=catalog, system_prompt=system_prompt,
+                                   save_to=gate_config.report_dir / f"{training_gate}-responses.jsonl")
 
 
 @pytest.fixture(scope="module")
-def baseline_answers(request, baseline_server, gate_queries, catalog, system_prompt, gate_config, training_gate,
-                     gate_steps, progress):
+def baseline_answers(baseline_answerer, gate_queries, system_prompt, gate_config, training_gate, gate_steps):
     """The baseline's answers to the same queries, asked and saved the way the candidate's
     were (gateN-baseline-responses.jsonl); None without --baseline."""
-    if not gate_config.baseline:
+    if baseline_answerer is None:
         return None
     from punie_gates.checks.steps import answer_queries
 
-    model = tokenizer = None
-    if baseline_server is None:
-        loaded = request.getfixturevalue("baseline_model")
-        model, tokenizer = loaded.model, loaded.tokenizer
     with gate_steps.measure("answer baseline"):
-        answers = answer_queries(model, tokenizer, gate_queries, catalog=catalog, system_prompt=system_prompt,
-                                 gate_config=gate_config, progress=progress,
-                                 save_as=f"{training_gate}-baseline-responses.jsonl", server=baseline_server)
+        answers = answer_queries(baseline_answerer, gate_queries, system_prompt=system_prompt,
+                                 save_to=gate_config.report_dir / f"{training_gate}-baseline-responses.jsonl")
     return {a.id: a for a in answers}
 
 
 @pytest.fixture(scope="module")
-def conversation_ask(request, answer_server, catalog, gate_config, progress):
-    """The answering path the multi-turn pass asks after each tool result (an AskMany):
-    the one place it is chosen, the same path as the first turn: the fused model's
-    mlx_lm.server (`answer_server`), or in-process generation (--answer-via inprocess);
-    tools passed natively either way."""
-    return _ask_many(request, answer_server, "fused_model", gate_config, catalog, progress)
+def conversation_ask(answerer):
+    """What the multi-turn pass asks after each tool result (an AskMany): the same path
+    as the first turn, tools passed natively either way."""
+    return answerer.ask_many()
 
 
 @pytest.fixture(scope="module")
@@ -165,22 +151,6 @@ def conversations(answers, conversation_ask, query_set, catalog, system_prompt, 
         return run_multi_turn(answers.queries, first, conversation_ask, catalog=catalog, system_prompt=system_prompt,
                               max_turns=query_set.max_turns,
                               save_to=gate_config.report_dir / f"{training_gate}-conversations.jsonl")
-
-
-def _ask_many(request, server, loaded_fixture: str, gate_config, catalog, progress):
-    """An AskMany through `server` (mlx_lm.server), else in-process on the module's loaded model."""
-    from punie_gates.answering.conversation import ask_each, in_process_ask, server_ask
-
-    tools = catalog.native_schemas()
-    if server is not None:
-        import openai
-
-        client = openai.OpenAI(base_url=server.base_url, api_key="not-needed")
-        return ask_each(server_ask(client, "default_model", tools, max_tokens=gate_config.max_tokens))
-    loaded = request.getfixturevalue(loaded_fixture)
-    model, tokenizer = (loaded.model, loaded.tokenizer) if hasattr(loaded, "model") else loaded
-    return in_process_ask(model, tokenizer, tools, max_tokens=gate_config.max_tokens,
-                          batch_size=gate_config.gen_batch_size, progress=progress)
 
 
 @pytest.fixture(scope="module")
@@ -211,17 +181,15 @@ def heldout(heldout_turns, conversation_ask, catalog, gate_config, training_gate
 
 
 @pytest.fixture(scope="module")
-def baseline_heldout(request, heldout_turns, baseline_server, catalog, gate_config, training_gate, gate_steps,
-                     progress):
+def baseline_heldout(heldout_turns, baseline_answerer, catalog, gate_config, training_gate, gate_steps, progress):
     """The baseline's next steps at the same turns, asked the same way; None without --baseline."""
-    if heldout_turns is None or not gate_config.baseline:
+    if heldout_turns is None or baseline_answerer is None:
         return None
     from punie_gates.checks.heldout import run_heldout, write_turns
 
-    ask = _ask_many(request, baseline_server, "baseline_model", gate_config, catalog, progress)
     with gate_steps.measure("held-out baseline") as step:
-        run = run_heldout(heldout_turns, ask, catalog, batch=gate_config.gen_batch_size, progress=progress,
-                          step="held-out baseline")
+        run = run_heldout(heldout_turns, baseline_answerer.ask_many(), catalog, batch=gate_config.gen_batch_size,
+                          progress=progress, step="held-out baseline")
         step["note"] = f"{len(run.scores)} turns"
     write_turns(gate_config.report_dir / f"{training_gate}-baseline-heldout.jsonl", heldout_turns, run)
     return run

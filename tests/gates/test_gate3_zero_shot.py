@@ -14,17 +14,14 @@ pytestmark = [pytest.mark.gate3]
 
 
 @pytest.fixture(scope="module")
-def zero_shot(request, answer_server, query_set, catalog, system_prompt, gate_config, gate_steps, progress):
-    """The candidate's answers, through its mlx_lm.server (or in-process with --answer-via inprocess)."""
+def zero_shot(answerer, query_set, system_prompt, gate_config, gate_steps):
+    """The candidate's answers, asked through the run's answering path (--answer-via)."""
     from punie_gates.checks.steps import answer_queries
 
     queries = query_set.for_gate("gate3")
-    loaded = request.getfixturevalue("candidate_model") if answer_server is None else None
     with gate_steps.measure("answer"):
-        answers = answer_queries(
-            loaded and loaded.model, loaded and loaded.tokenizer, queries, catalog=catalog, system_prompt=system_prompt,
-            gate_config=gate_config, progress=progress, save_as="gate3-responses.jsonl", server=answer_server,
-        )
+        answers = answer_queries(answerer, queries, system_prompt=system_prompt,
+                                 save_to=gate_config.report_dir / "gate3-responses.jsonl")
     return queries, {a.id: a for a in answers}
 
 

@@ -129,10 +129,8 @@ def test_multi_turn(conversations, query_set, catalog, gate_record):
     assert not verdict.fails, f"{verdict.problem}: {failed}"[:1500]
 
 
-def test_speed_against_baseline(
-    request, answer_server, baseline_server, query_set, catalog, system_prompt, gate_config, gate_record, progress
-):
-    if not gate_config.baseline:
+def test_speed_against_baseline(answerer, baseline_answerer, query_set, system_prompt, gate_config, gate_record):
+    if baseline_answerer is None:
         gate_record("speed", "not applicable: no --baseline given (Gate 2 compares with Punie's reported figure)")
         return
     from punie_gates.checks.steps import time_queries
@@ -140,23 +138,16 @@ def test_speed_against_baseline(
     max_tokens = int(gate_config.gate("gate2")["max_tokens"])
     queries = query_set.for_gate("gate2")
 
-    def average(server, loaded) -> float:
-        """Gate 2's queries one at a time: through the model's server, else in-process."""
-        model, tokenizer = loaded if loaded is not None else (None, None)
-        timed = time_queries(model, tokenizer, queries, catalog=catalog, system_prompt=system_prompt,
-                             max_tokens=max_tokens, progress=progress, server=server)
+    def average(asked) -> float:
+        """Gate 2's queries one at a time, through the run's answering path."""
+        timed = time_queries(asked, queries, system_prompt=system_prompt, max_tokens=max_tokens)
         return statistics.fmean(g.latency_s for g in timed)
 
-    if answer_server is not None:
-        # A fresh server, as the baseline's will be: the one that answered the queries holds
-        # their prompts in its cache, and would answer these faster than a user waits.
-        answer_server.stop()
-    mine = average(answer_server, request.getfixturevalue("fused_model") if answer_server is None else None)
-    if baseline_server is None:
-        loaded = request.getfixturevalue("baseline_model")
-        theirs = average(None, (loaded.model, loaded.tokenizer))
-    else:
-        theirs = average(baseline_server, None)  # the candidate's server stops first: one model served at a time
+    # A fresh server, as the baseline's will be: the one that answered the queries holds
+    # their prompts in its cache, and would answer these faster than a user waits.
+    answerer.release()
+    mine = average(answerer)
+    theirs = average(baseline_answerer)  # the candidate's server stops first: one model served at a time
     ratio = mine / theirs if theirs else float("inf")
     spec = gate_config.gate("gate5")
     flag, limit = float(spec["slowdown_flag"]), float(spec["slowdown_max"])

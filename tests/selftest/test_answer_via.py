@@ -3,7 +3,7 @@
 Both ask the 40 validation queries through the gates' own step (checks.steps.answer_queries)
 on the demo at the target bits, and every answer is scored by the same scorer. They agree
 on every verdict; where their answers differ, it is one of the differences the server's
-docstring (answering/server.py) documents for a folder with tekken.json:
+docstring (answering/tool_parsing.py) documents for a folder with tekken.json:
 - its streaming detokenizer drops an answer's leading spaces and turns characters that
   span two tokens into U+FFFD;
 - it picks no tool parser, so `message.tool_calls` is never set: a call would be text in
@@ -27,10 +27,10 @@ def _ascii_skeleton(text: str) -> str:
 
 @pytest.fixture(scope="module")
 def both_paths(tmp_path_factory):
-    from punie_gates.answering.serving import ServedModel, ServerSlot
+    from punie_gates.answering.answerer import AnswerSettings, make_answerer
+    from punie_gates.answering.serving import ServerSlot
     from punie_gates.checks.steps import answer_queries
     from punie_gates.inputs.catalog import load_catalog
-    from punie_gates.inputs.options import resolve_options
     from punie_gates.inputs.queries import load_queries
     from punie_gates.model.demo import ensure_demo_model
     from punie_gates.model.loading import holding, load_folder
@@ -38,22 +38,23 @@ def both_paths(tmp_path_factory):
 
     tmp = tmp_path_factory.mktemp("answer-via")
     cache = Path(os.environ.get("PUNIE_GATES_CACHE") or tmp / "cache")
-    config = resolve_options({"candidate": "demo", "report_dir": str(tmp / "reports"), "max_tokens": 8},
-                             root=tmp, environ={})
     catalog = load_catalog()
     queries = load_queries(catalog=catalog).queries
-    folder = ensure_bits(ensure_demo_model(cache), cache / "work", config.target_bits).path
-    common = {"catalog": catalog, "system_prompt": "You are Punie, a Python coding assistant.",
-              "gate_config": config, "progress": None}
+    folder = ensure_bits(ensure_demo_model(cache), cache / "work", 5).path
+    settings = AnswerSettings(tools=tuple(catalog.native_schemas()), max_tokens=8, batch_size=8)
+    system_prompt = "You are Punie, a Python coding assistant."
 
     slot = ServerSlot()
-    served = ServedModel(slot, folder, tmp / "reports" / "server.log", "candidate")
+    served = make_answerer("server", label="candidate", path=folder, settings=settings, slot=slot,
+                           log_path=tmp / "reports" / "server.log")
     try:
-        via_server = answer_queries(None, None, queries, save_as="server.jsonl", server=served, **common)
+        via_server = answer_queries(served, queries, system_prompt=system_prompt, save_to=tmp / "server.jsonl")
     finally:
         slot.stop()
-    with holding(lambda: load_folder(folder)) as (model, tokenizer):
-        in_process = answer_queries(model, tokenizer, queries, save_as="inprocess.jsonl", **common)
+    with holding(lambda: load_folder(folder)) as loaded:
+        in_process = answer_queries(make_answerer("inprocess", label="candidate", path=folder, settings=settings,
+                                                  load=lambda: loaded),
+                                    queries, system_prompt=system_prompt, save_to=tmp / "inprocess.jsonl")
     return queries, catalog, via_server, in_process, served
 
 
