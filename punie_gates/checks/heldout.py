@@ -175,9 +175,8 @@ def score_turn(turn: HeldoutTurn, reply: Reply | Exception, catalog: Catalog) ->
     score = score_reply(turn.query, reply, catalog)
     extra = sorted(set(score.tools) - set(turn.tools))
     if score.passed and extra:
-        return Score(turn.id, False, score.tools, score.fields,
-                     score.reason.replace("PASS", "FAIL", 1) + f"; calls {', '.join(extra)} besides the reference's tools",
-                     score.calls)
+        reason = score.reason.replace("PASS", "FAIL", 1) + f"; calls {', '.join(extra)} besides the reference's tools"
+        return Score(turn.id, False, score.tools, score.fields, reason, score.calls)
     return score
 
 
@@ -233,7 +232,8 @@ def heldout_figures(hset: HeldoutSet, run: HeldoutRun, minimum: int = 0) -> dict
     if minimum > 0:
         out["min"] = minimum
         out["judged"] = total == hset.available
-        out["criteria"] = criteria_json([("held-out overall", passed, total, minimum)], "turns") if out["judged"] else []
+        criterion = [("held-out overall", passed, total, minimum)]
+        out["criteria"] = criteria_json(criterion, "turns") if out["judged"] else []
     return out
 
 

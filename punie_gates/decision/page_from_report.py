@@ -367,16 +367,17 @@ def _heldout_table(gate: str, heldout: Any) -> Table | None:
     if not isinstance(heldout, Mapping) or "total" not in heldout:
         return None
     with_base = "baseline_interval" in heldout
-    rows = [("overall", interval_text(heldout.get("interval")))
-            + ((interval_text(heldout.get("baseline_interval")), mcnemar_text(heldout.get("mcnemar"))) if with_base else ())]
-    for name, c in (heldout.get("categories") or {}).items():
-        if isinstance(c, Mapping):
-            rows.append((name, interval_text(c.get("interval")))
-                        + ((interval_text(c.get("baseline_interval")), mcnemar_text(c.get("mcnemar"))) if with_base else ()))
+
+    def row(name: str, c: Mapping[str, Any]) -> tuple[str, ...]:
+        mine = (name, interval_text(c.get("interval")))
+        return mine + ((interval_text(c.get("baseline_interval")), mcnemar_text(c.get("mcnemar"))) if with_base else ())
+
+    rows = [row("overall", heldout)]
+    rows += [row(name, c) for name, c in (heldout.get("categories") or {}).items() if isinstance(c, Mapping)]
     left = heldout.get("left_out") or {}
     note = (f"{heldout['total']} turns of {heldout.get('source')} ({heldout.get('conversations')} conversations; "
             f"left out: {left.get('in_train', 0)} also in train.jsonl"
-            + (f", limited to the first {heldout['total']} of {heldout.get('available')}" if heldout.get("limited") else "")
+            + (f", the first {heldout['total']} of {heldout.get('available')}" if heldout.get("limited") else "")
             + f"); {heldout.get('seconds')} s")
     if isinstance(heldout.get("detectable"), Mapping):
         note += f". {heldout['detectable'].get('sentence')}"

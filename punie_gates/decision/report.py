@@ -313,7 +313,8 @@ def _criteria_markdown(rows: Sequence[Mapping[str, Any]]) -> list[str]:
     out = ["", "## Criteria against their intervals", "",
            "A criterion is decided by the data when its threshold lies outside the pass rate's 95% Wilson "
            "interval; inside it, the sample cannot tell on which side the true rate is (docs/statistics.md).", "",
-           "| gate | criterion | count | minimum | threshold | interval | met | decided |", "|---|---|---|---|---|---|---|---|"]
+           "| gate | criterion | count | minimum | threshold | interval | met | decided |",
+           "|---|---|---|---|---|---|---|---|"]
     for r in rows:
         iv = r.get("interval") or {}
         cells = [r.get("gate"), r.get("criterion"), f"{r.get('passed')}/{r.get('total')}", r.get("min"),
