@@ -171,7 +171,7 @@ def _convert(opt: Option, value: str, source: str) -> Any:
 
 def _pick(opt: Option, given: Any, environ: Mapping[str, str], ini: Callable[[str], Any] | None) -> Any:
     """The flag's value, else the environment's, else the ini key's, else the default."""
-    if given not in (None, False):
+    if given is not None and given is not False:  # `not in (None, False)` would drop a given 0 (0 == False)
         return given
     if opt.env and environ.get(opt.env):
         return _convert(opt, environ[opt.env], f"environment variable {opt.env}")

@@ -125,3 +125,16 @@ def test_a_limit_leaves_the_criterion_unjudged(catalog):
     figures = heldout_figures(hset, run, minimum=3)
     assert figures["limited"] and not figures["judged"] and figures["criteria"] == []
     assert "cannot be judged" in heldout_problem(figures)
+
+
+def test_the_limit_is_an_option_ini_key_and_environment_variable(tmp_path):
+    from punie_gates.errors import OptionError
+    from punie_gates.inputs.options import resolve_options
+
+    assert resolve_options({}, root=tmp_path, environ={}).heldout_limit is None  # every turn
+    assert resolve_options({"heldout_limit": 0}, root=tmp_path, environ={}).heldout_limit == 0
+    assert resolve_options({}, root=tmp_path, environ={"PUNIE_GATES_HELDOUT_LIMIT": "20"}).heldout_limit == 20
+    ini = {"heldout_limit": "7"}
+    assert resolve_options({}, root=tmp_path, environ={}, ini=lambda k: ini.get(k, "")).heldout_limit == 7
+    with pytest.raises(OptionError, match="--heldout-limit must be 0 or more"):
+        resolve_options({"heldout_limit": -1}, root=tmp_path, environ={})
