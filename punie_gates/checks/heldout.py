@@ -222,6 +222,8 @@ def heldout_figures(hset: HeldoutSet, run: HeldoutRun, minimum: int = 0) -> dict
     out: dict[str, Any] = {
         "total": total, "passed": passed, "interval": wilson_interval(passed, total).to_json(),
         "tool_turns": sum(t.expect == "tool" for t in hset.turns),
+        # a model that never calls passes every text turn: the tool turns carry the signal
+        "tool_turns_passed": sum(s.passed for t, s in zip(hset.turns, run.scores) if t.expect == "tool"),
         "categories": {name: {"passed": sum(v), "total": len(v), "interval": wilson_interval(sum(v), len(v)).to_json()}
                        for name, v in sorted(categories.items())},
         "seconds": round(run.seconds, 2),

@@ -290,7 +290,8 @@ def _heldout_markdown(h: Any) -> list[str]:
     out = [f"- held-out next steps (a measure beside the queries): candidate {_interval(h.get('interval'))}"
            + (f", baseline {_interval(h.get('baseline_interval'))}; {_mcnemar(h.get('mcnemar'))}"
               if h.get("baseline_interval") else ""),
-           f"  - {h['total']} turns ({h.get('tool_turns')} with a call) of `{h.get('source')}`, "
+           f"  - {h['total']} turns ({h.get('tool_turns')} with a call, {h.get('tool_turns_passed')} of them passed) "
+           f"of `{h.get('source')}`, "
            f"{h.get('conversations')} conversations; left out {left.get('in_train', 0)} also in train.jsonl"
            + (f"; the first {h['total']} of {h.get('available')} (--heldout-limit)" if h.get("limited") else "")
            + f"; {h.get('seconds')} s ({h.get('seconds_per_turn')} s a turn)"

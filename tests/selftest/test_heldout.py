@@ -106,7 +106,7 @@ def test_figures_with_a_baseline_and_a_criterion(catalog):
     theirs = run_heldout(hset, perfect, catalog, batch=100)
     assert seen == [("held-out", 17, 17)]
     figures = heldout_figures(hset, mine, minimum=12)
-    assert (figures["total"], figures["passed"], figures["tool_turns"]) == (17, 10, 7)
+    assert (figures["total"], figures["passed"], figures["tool_turns"], figures["tool_turns_passed"]) == (17, 10, 7, 0)
     assert figures["interval"]["low"] < 10 / 17 < figures["interval"]["high"]
     assert figures["categories"]["direct_answers"]["passed"] == figures["categories"]["direct_answers"]["total"]
     assert figures["criteria"][0]["criterion"] == "held-out overall" and not figures["criteria"][0]["met"]
