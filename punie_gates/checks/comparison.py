@@ -5,7 +5,8 @@ model a Wilson 95% interval on its pass rate, overall and per category; for the 
 the exact McNemar test on the queries where the two disagree
 (punie_gates.stats). Gate 5's criterion ([gate5] baseline_alpha in
 data/gates.toml): significantly worse than the baseline (one-sided) fails, fewer
-passes without significance is flagged. Without a baseline no comparison is made and
+passes without significance is flagged, and the smallest difference the test could
+have seen on this many queries is stated beside it. Without a baseline no comparison is made and
 the figures say so: the verdict then rests on the thresholds alone.
 """
 
@@ -16,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from punie_gates.checks.scoring import Score
-from punie_gates.stats import McNemar, Paired, paired, wilson_interval
+from punie_gates.stats import McNemar, Paired, detectable_difference, paired, wilson_interval
 from punie_gates.inputs.queries import Query
 
 NO_BASELINE = "no --baseline given: no comparison with the production model was made; the verdict rests on the thresholds alone"
@@ -147,6 +148,8 @@ def comparison_figures(queries: Sequence[Query], scores: Mapping[str, Score], ba
         "p_candidate_worse": comparison.mcnemar.p_candidate_worse,
         "outcome": comparison.outcome(),
     }
+    if comparison.alpha is not None:  # "not significantly worse" is never "as good": say what could be seen
+        out["comparison"]["detectable"] = detectable_difference(comparison.mcnemar, comparison.alpha).to_json()
     return out
 
 

@@ -163,6 +163,7 @@ class MultiTurnJudgment:
             out["overall_min"] = j.overall_min
             out["met"] = j.complete and not self.problems
             out["problems"] = self.problems
+            out["criteria"] = j.criteria_json("conversations", "multi-turn ")
         if self.max_turns is not None:
             out["max_turns"] = self.max_turns
         if self.stops is not None:

@@ -18,6 +18,7 @@ from typing import Any
 from punie_gates.formats.tool_calls import MISTRAL_START, QWEN3_START, ParsedCall, detect_format, parse_calls
 from punie_gates.inputs.catalog import Catalog
 from punie_gates.formats.code_analysis import CodeFacts, analyse_code, arity_problem
+from punie_gates.stats import against_threshold
 from punie_gates.inputs.queries import Query, QuerySet
 
 from punie_gates.inputs.facts import missing_facts
@@ -220,6 +221,18 @@ def score_response(
     else:
         calls = parse_calls(response, fmt, tools=catalog.native_schemas())
         resolved, leftover = (detect_format(response) if fmt == "auto" else fmt), None
+    return _score_calls(query, response, calls, catalog, structured=structured, resolved=resolved, leftover=leftover)
+
+
+def score_reply(query: Query, reply, catalog: Catalog) -> Score:
+    """score_response on an answering path's Reply (answering.conversation.Reply): its calls as
+    the path parsed or returned them, its text for the rest."""
+    return _score_calls(query, reply.text, tuple(reply.calls), catalog, structured=False,
+                        resolved=detect_format(reply.text), leftover=None)
+
+
+def _score_calls(query: Query, response: str, calls: tuple[ParsedCall, ...], catalog: Catalog, *,
+                 structured: bool, resolved: str, leftover: str | None) -> Score:
     found = _examine(calls, catalog)
     problems: list[str] = []
     unreturned = (
@@ -412,6 +425,21 @@ class Judgment:
 
     def categories_json(self) -> dict[str, dict[str, Any]]:
         return {c.name: {"correct": c.passed, "total": c.total, "min": c.minimum} for c in self.categories}
+
+    def criteria_json(self, unit: str = "queries", prefix: str = "") -> list[dict[str, Any]]:
+        """Each count criterion (overall, each category with a minimum) against its interval
+        (punie_gates.stats.AgainstThreshold); empty when not judged (an incomplete set)."""
+        if not self.complete:
+            return []
+        return criteria_json([(f"{prefix}overall", self.passed, self.total, self.overall_min)]
+                             + [(f"{prefix}{c.name}", c.passed, c.total, c.minimum)
+                                for c in self.categories if c.minimum is not None], unit)
+
+
+def criteria_json(counts: Sequence[tuple[str, int, int, int]], unit: str = "queries") -> list[dict[str, Any]]:
+    """(name, passed, total, minimum) per count criterion -> the report's `criteria` entries."""
+    return [{"criterion": name, **against_threshold(passed, total, minimum).to_json(unit)}
+            for name, passed, total, minimum in counts]
 
 
 def judge(scores: Sequence[Score], queries: QuerySet) -> Judgment:

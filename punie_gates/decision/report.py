@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from punie_gates import __version__
+from punie_gates.decision import criteria
 from punie_gates.decision.verdict import GateResult, Verdict
 
 DEMO_NOTE = (
@@ -120,6 +121,7 @@ class Report:
                 "flags": list(result.flags),
                 "figures": _jsonable(dict(result.figures)),
             }
+        doc["criteria"] = criteria.summary({gate: g["figures"] for gate, g in doc["gates"].items()})
         return doc
 
 
@@ -284,10 +286,14 @@ def markdown(doc: dict[str, Any]) -> str:
     lines.append(f"- stopped at: {doc['stopped_at'] or '-'}; complete run: {doc['complete']}")
     lines += [f"- {r}" for r in doc["reasons"]]
     lines += [f"- flag: {f}" for f in doc["flags"] if f not in doc["reasons"]]
+    judged = doc.get("criteria") or {}
+    if judged.get("sentence"):
+        lines.append(f"- {judged['sentence']}")
     lines += ["", "| gate | name | kind | status | seconds | reason |", "|---|---|---|---|---|---|"]
     for gate, g in doc["gates"].items():
         reason = _short(g["reasons"][0], 120).replace("|", "\\|") if g["reasons"] else ""
         lines.append(f"| {gate} | {g['name']} | {g['kind']} | **{g['status']}** | {g['seconds']:.1f} | {reason} |")
+    lines += _criteria_markdown(judged.get("rows") or [])
     lines += _steps_markdown(doc)
     screening = (doc["gates"].get("gate3") or {}).get("figures", {}).get("screening")
     if isinstance(screening, Mapping):  # an endpoint candidate: every query, beside the verdict
@@ -300,12 +306,60 @@ def markdown(doc: dict[str, Any]) -> str:
         figures = g["figures"]
         lines += ["", f"## {gate}: {g['name']}", ""]
         tables = _category_table(figures) + _query_table(figures.get("queries") or [])
+        heldout = _heldout_markdown(figures.get("heldout"))
         for key, value in figures.items():
-            if key == "steps" or (key in _TABLED and (tables or key == "answering")):
-                continue  # steps: in the resources table above
+            if key in ("steps", "criteria") or (key == "heldout" and heldout) or (
+                    key in _TABLED and (tables or key == "answering")):
+                continue  # steps: in the resources table above; criteria: in their own
             lines.append(f"- {key}: `{_short(value, 300)}`")
-        lines += _server_lines(figures) + tables
+        comparison = figures.get("comparison")
+        if isinstance(comparison, dict) and isinstance(comparison.get("detectable"), dict):
+            lines.append(f"- what the comparison could see: {comparison['detectable'].get('sentence')}")
+        lines += _server_lines(figures) + heldout + tables
     return "\n".join(lines) + "\n"
+
+
+def _heldout_markdown(h: Any) -> list[str]:
+    """The held-out next-step measure beside the queries: overall, the baseline's, per category."""
+    if not isinstance(h, dict) or "total" not in h:
+        return []
+    left = h.get("left_out") or {}
+    out = [f"- held-out next steps (a measure beside the queries): candidate {_interval(h.get('interval'))}"
+           + (f", baseline {_interval(h.get('baseline_interval'))}; {_mcnemar(h.get('mcnemar'))}"
+              if h.get("baseline_interval") else ""),
+           f"  - {h['total']} turns ({h.get('tool_turns')} with a call, {h.get('tool_turns_passed')} of them passed) "
+           f"of `{h.get('source')}`, "
+           f"{h.get('conversations')} conversations; left out {left.get('in_train', 0)} also in train.jsonl"
+           + (f"; the first {h['total']} of {h.get('available')} (--heldout-limit)" if h.get("limited") else "")
+           + f"; {h.get('seconds')} s ({h.get('seconds_per_turn')} s a turn)"
+           + (f", the baseline's {h['baseline_seconds']} s" if h.get("baseline_seconds") is not None else "")]
+    cats = h.get("categories") or {}
+    if cats:
+        out.append("  - per category: " + "; ".join(
+            f"{name} {_interval(c.get('interval'))}" + (f" vs {_interval(c.get('baseline_interval'))}"
+                                                         if c.get("baseline_interval") else "")
+            for name, c in cats.items() if isinstance(c, dict)))
+    if isinstance(h.get("detectable"), dict):
+        out.append(f"  - {h['detectable'].get('sentence')}")
+    return out
+
+
+def _criteria_markdown(rows: Sequence[Mapping[str, Any]]) -> list[str]:
+    """Per count criterion: its count, threshold, interval and whether the data decided it."""
+    if not rows:
+        return []
+    out = ["", "## Criteria against their intervals", "",
+           "A criterion is decided by the data when its threshold lies outside the pass rate's 95% Wilson "
+           "interval; inside it, the sample cannot tell on which side the true rate is (docs/statistics.md).", "",
+           "| gate | criterion | count | minimum | threshold | interval | met | decided |",
+           "|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        iv = r.get("interval") or {}
+        cells = [r.get("gate"), r.get("criterion"), f"{r.get('passed')}/{r.get('total')}", r.get("min"),
+                 f"{100 * r.get('threshold', 0):.0f}%", f"{100 * iv.get('low', 0):.0f}-{100 * iv.get('high', 0):.0f}%",
+                 r.get("met"), r.get("decided")]
+        out.append("| " + " | ".join(_cell(c) for c in cells) + " |")
+    return out
 
 
 def _size(n: Any) -> str:
@@ -387,6 +441,16 @@ def terminal_lines(report: Report, report_paths: Sequence[Path] = (), report_mis
     if gate2 is not None and gate2.figures.get("bench_summary"):
         out.append(f"speed to verdict (--bench): {gate2.figures['bench_summary']}")
     out += _comparison_lines(report)
+    for gate, r in report.results.items():
+        h = r.figures.get("heldout")
+        if isinstance(h, dict) and "total" in h:
+            out.append(f"{gate} held-out next steps: {_interval(h.get('interval'))}"
+                       + (f" vs baseline {_interval(h.get('baseline_interval'))}" if h.get("baseline_interval") else "")
+                       + f" ({h.get('seconds')} s" + (", limited" if h.get("limited") else "") + ")")
+    judged = criteria.summary({gate: r.figures for gate, r in report.results.items()})
+    if judged["inside_interval"]:
+        out.append(f"criteria: {judged['inside_interval']} of {judged['count']} decided inside their interval "
+                   "(a note, not a flag; gate-report.md lists them)")
     if report.is_demo:
         out.append(f"candidate: demo ({DEMO_NOTE})")
     where = f" (stopped at {verdict.stopped_at})" if verdict.stopped_at else ""
@@ -451,5 +515,7 @@ def _comparison_lines(report: Report) -> list[str]:
             f"{m.get('only_candidate')} vs {m.get('only_baseline')} discordant, p = {m.get('p_two_sided', 1):.3g} "
             f"(one-sided {m.get('p_candidate_worse', 1):.3g}): {comparison.get('outcome')}"
         )
+        if isinstance(comparison.get("detectable"), dict):
+            out.append(f"{gate} vs baseline: {comparison['detectable'].get('sentence')}")
     out += [f"{', '.join(gates)} vs baseline: {reason}" for reason, gates in not_made.items()]
     return out

@@ -87,6 +87,7 @@ OPTIONS = (
     Option("--answer-via", "answer_via", "how Gates 2-5 ask their queries: 'server' (mlx_lm.server with the OpenAI client, as Punie's agent does) or 'inprocess' (generated in this process: the reference path)", ini="answer_via", env="PUNIE_GATES_ANSWER_VIA", default="server", choices=ANSWER_VIA),
     Option("--server-stall-timeout", "server_stall_timeout", f"seconds mlx_lm.server may leave /health unanswered while it serves before the run stops it and ends ERROR (default {DEFAULT_SERVER_STALL_TIMEOUT_S:g})", ini="server_stall_timeout", env="PUNIE_GATES_SERVER_STALL_TIMEOUT", type=float, default=DEFAULT_SERVER_STALL_TIMEOUT_S),
     Option("--serve-python", "serve_python", "the Python interpreter that runs mlx_lm.server, e.g. production's .venv/bin/python (default: this one, with mistral-common hidden from the server, as an environment with mlx-lm alone has it)", ini="serve_python", env="PUNIE_GATES_SERVE_PYTHON"),
+    Option("--heldout-limit", "heldout_limit", "Gates 4 and 5 score the next step at the first N assistant turns of the training data's held-out split (valid.jsonl, conversations also in train.jsonl left out; default: every turn, 148 for Phase 27; 0: not measured)", ini="heldout_limit", env="PUNIE_GATES_HELDOUT_LIMIT", type=int),
     Option("--seed", "seed", "seed for sampling examples and training", type=int, default=0),
     Option("--fusion", "fusion", "how Gates 4 and 5 fuse the adapter and quantize: 'streamed' (layer by layer, no float16 copy on disk) or 'recipe' (the seed's fuse --dequantize then convert, the reference); default from data/gates.toml (streamed)", ini="fusion", env="PUNIE_GATES_FUSION", sets=("gate4.fusion", "gate5.fusion")),
 )
@@ -127,6 +128,7 @@ class GateConfig:
     api_key_env: str = DEFAULT_API_KEY_ENV  # --api-key-env: the variable holding an endpoint's key (never the key)
     endpoint_timeout_s: float = DEFAULT_ENDPOINT_TIMEOUT_S  # --endpoint-timeout
     serve_python: Path | None = None  # --serve-python: production's interpreter for mlx_lm.server (None: ours)
+    heldout_limit: int | None = None  # --heldout-limit: held-out turns scored (None: all; 0: none)
 
     def __repr__(self) -> str:  # short: pytest shows fixture values in tracebacks
         return f"GateConfig(candidate={self.candidate!r}, report_dir='{self.report_dir}', work_dir='{self.work_dir}')"
@@ -233,6 +235,14 @@ def _positive_seconds(value: Any, flag: str) -> float:
     if not 0 < seconds < float("inf"):  # NaN fails both comparisons
         raise OptionError(f"{flag} must be a positive number of seconds, got {value}")
     return seconds
+
+
+def _at_least_zero(value: Any, flag: str) -> int | None:
+    if value is None:
+        return None
+    if int(value) < 0:
+        raise OptionError(f"{flag} must be 0 or more, got {value}")
+    return int(value)
 
 
 def _choice(value: Any, dest: str) -> str:
@@ -369,6 +379,7 @@ def resolve_options(
         api_key_env=_env_name(get["api_key_env"]),
         endpoint_timeout_s=_endpoint_timeout(get["endpoint_timeout"]),
         serve_python=_serve_python(get["serve_python"], root),
+        heldout_limit=_at_least_zero(get["heldout_limit"], "--heldout-limit"),
     )
 
 

@@ -134,6 +134,7 @@ class Gate5Settings(TrainingGateSettings):
     slowdown_max: float = setting(POSITIVE, "slowdown against --baseline beyond which the gate fails")
     speed_max_tokens: int = setting(AT_LEAST_ONE, "token budget per query of the speed comparison")
     baseline_alpha: float = setting(SHARE, "one-sided p-value at or below which worse than --baseline fails")
+    heldout_min: int = setting(COUNT, "held-out next steps that must pass (0: a measure only)")
 
 
 @dataclass(frozen=True)

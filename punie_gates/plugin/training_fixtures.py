@@ -3,7 +3,8 @@
 Each training gate module defines `records` ((train, valid) for its run, drawn from
 `usable_training_data`) and
 `gate_queries` (what it asks); these fixtures do the rest for the module's gate,
-so the two gates train, fuse and answer exactly alike.
+so the two gates train, fuse and answer exactly alike, and measure the next step on the
+training data's held-out split (`heldout`, `baseline_heldout`: checks.heldout) the same way.
 """
 
 from __future__ import annotations
@@ -140,3 +141,45 @@ def conversations(answers, conversation_ask, query_set, catalog, system_prompt, 
         return run_multi_turn(answers.queries, first, conversation_ask, catalog=catalog, system_prompt=system_prompt,
                               max_turns=query_set.max_turns,
                               save_to=gate_config.report_dir / f"{training_gate}-conversations.jsonl")
+
+
+@pytest.fixture(scope="module")
+def heldout_turns(training_data, gate_config, catalog):
+    """The held-out split's scorable turns (checks.heldout.HeldoutSet), cut to --heldout-limit;
+    None with --heldout-limit 0."""
+    from punie_gates.checks.heldout import heldout_set
+
+    if gate_config.heldout_limit == 0:
+        return None
+    return heldout_set(gate_config.training_data, training_data[1], catalog, gate_config.heldout_limit)
+
+
+@pytest.fixture(scope="module")
+def heldout(heldout_turns, conversation_ask, catalog, gate_config, training_gate, gate_steps, progress):
+    """The fused model's next step at every held-out turn (checks.heldout.HeldoutRun), asked the way
+    the multi-turn pass asks, saved as gateN-heldout.jsonl; None when not measured."""
+    from punie_gates.checks.heldout import run_heldout, write_turns
+
+    if heldout_turns is None:
+        return None
+    with gate_steps.measure("held-out") as step:
+        run = run_heldout(heldout_turns, conversation_ask, catalog, batch=gate_config.gen_batch_size,
+                          progress=progress)
+        step["note"] = f"{len(run.scores)} turns"
+    write_turns(gate_config.report_dir / f"{training_gate}-heldout.jsonl", heldout_turns, run)
+    return run
+
+
+@pytest.fixture(scope="module")
+def baseline_heldout(heldout_turns, baseline_answerer, catalog, gate_config, training_gate, gate_steps, progress):
+    """The baseline's next steps at the same turns, asked the same way; None without --baseline."""
+    if heldout_turns is None or baseline_answerer is None:
+        return None
+    from punie_gates.checks.heldout import run_heldout, write_turns
+
+    with gate_steps.measure("held-out baseline") as step:
+        run = run_heldout(heldout_turns, baseline_answerer.ask_many(), catalog, batch=gate_config.gen_batch_size,
+                          progress=progress, step="held-out baseline")
+        step["note"] = f"{len(run.scores)} turns"
+    write_turns(gate_config.report_dir / f"{training_gate}-baseline-heldout.jsonl", heldout_turns, run)
+    return run

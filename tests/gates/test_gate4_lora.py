@@ -92,7 +92,7 @@ def test_prompts_match_training(answers, gate_record):
 
 def test_gate4_queries(answers, answerer, catalog, gate_config, settings, gate_record):
     from punie_gates.checks.comparison import interval_figures, query_rows
-    from punie_gates.checks.scoring import score_answer
+    from punie_gates.checks.scoring import criteria_json, score_answer
 
     generations = answers.generations
     scores = [score_answer(q, generations[q.id], catalog) for q in answers.queries]
@@ -109,6 +109,7 @@ def test_gate4_queries(answers, answerer, catalog, gate_config, settings, gate_r
     gate_record("total", len(scores))
     gate_record("responses", str(gate_config.report_dir / "gate4-responses.jsonl"))
     need = settings.min_correct
+    gate_record("criteria", criteria_json([("overall", correct, len(scores), need)]))
     failed = "; ".join(f"{s.id}: {s.reason}" for s in scores if not s.passed)
     message = f"{lead}expected >= {need}/{len(scores)} correct answers from the fused model, found {correct}{tail}: {failed}"
     assert correct >= need, message[:1500]
@@ -151,6 +152,21 @@ def test_against_baseline(answers, baseline_answers, conversations, catalog, gat
     for key, value in figures.items():
         gate_record(key, value)
     gate_record("baseline_responses", str(gate_config.report_dir / "gate4-baseline-responses.jsonl"))
+
+
+@pytest.mark.gate_detail
+def test_gate4_heldout_next_steps(heldout_turns, heldout, baseline_heldout, gate_record):
+    """The next step at every held-out turn of the training data (checks.heldout), paired with
+    the baseline's: reported, not judged, so a detail."""
+    from punie_gates.checks.heldout import heldout_figures, paired_heldout, with_baseline
+
+    if heldout is None:
+        gate_record("heldout", {"measured": False, "reason": "--heldout-limit 0"})
+        return
+    figures = heldout_figures(heldout_turns, heldout)
+    if baseline_heldout is not None:
+        figures = with_baseline(figures, paired_heldout(heldout_turns, heldout, baseline_heldout))
+    gate_record("heldout", figures)
 
 
 @pytest.mark.gate_decision

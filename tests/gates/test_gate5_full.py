@@ -112,6 +112,7 @@ def test_overall_and_per_category(answers, answerer, query_set, catalog, gate_co
 
     rows = query_rows(answers.queries, by_id, generations)
     counts, lead, tail = miss_reason(rows, answerer.serving_change())
+    gate_record("criteria", judgment.criteria_json())
     gate_record("queries", rows)
     gate_record("misses_by_cause", counts)
     gate_record("responses", str(gate_config.report_dir / "gate5-responses.jsonl"))
@@ -207,6 +208,24 @@ def test_against_baseline(answers, baseline_answers, conversations, query_set, c
     if comparison.flag:
         gate_record.flag(comparison.flag)
     assert comparison.problem is None, comparison.problem + (f" [{by_cause}]" if by_cause else "")
+
+
+def test_heldout_next_steps(heldout_turns, heldout, baseline_heldout, settings, gate_record):
+    """The next step at every held-out turn of the training data (checks.heldout): a measure
+    beside the 40 queries, paired with the baseline's; a criterion only when [gate5]
+    heldout_min is above 0."""
+    from punie_gates.checks.heldout import heldout_figures, heldout_problem, paired_heldout, with_baseline
+
+    if heldout is None:
+        gate_record("heldout", {"measured": False, "reason": "--heldout-limit 0"})
+        return
+    figures = heldout_figures(heldout_turns, heldout, settings.heldout_min)
+    if baseline_heldout is not None:
+        figures = with_baseline(figures, paired_heldout(heldout_turns, heldout, baseline_heldout,
+                                                        settings.baseline_alpha))
+    gate_record("heldout", figures)
+    problem = heldout_problem(figures)
+    assert problem is None, problem
 
 
 @pytest.mark.gate_decision

@@ -189,7 +189,8 @@ def test_every_gate_runs_with_run_all_gates(suite, gate_cache):
     # so only Gate 1 (and Gate 2's in-process --bench) load it in this process.
     assert steps["gate1"] == ["quantize", "load", "smoke"] and steps["gate3"] == ["answer"]
     assert steps["gate2"] == ["answer", "answer baseline", "load", "bench"]
-    assert steps["gate4"] == ["train", "evaluate", "fuse", "retention", "answer", "multi-turn", "answer baseline"]
+    assert steps["gate4"] == ["train", "evaluate", "fuse", "retention", "answer", "multi-turn", "answer baseline",
+                              "held-out", "held-out baseline"]
     fuse = next(s for s in doc["gates"]["gate4"]["figures"]["steps"] if s["step"] == "fuse")
     assert fuse["method"] == "streamed" and fuse["bytes_written"] > 0 and fuse["peak_memory_gb"] > 0
     assert g4["fusion"]["method"] == "streamed" and g4["fusion"]["fallback"] is None
@@ -203,6 +204,21 @@ def test_every_gate_runs_with_run_all_gates(suite, gate_cache):
     assert_compared_through_the_server(suite.path / "reports", doc, result)
     assert not servers_left(gate_cache)
     _multi_turn_was_reported(suite.path / "reports", doc)
+    _heldout_was_reported(suite.path / "reports", doc, result)
+
+
+def _heldout_was_reported(reports: Path, doc, result) -> None:
+    """The held-out next-step measure beside the queries, both models paired, Gate 5's with what
+    the paired test could see; each count criterion against its interval."""
+    for gate in ("gate4", "gate5"):
+        h = doc["gates"][gate]["figures"]["heldout"]
+        assert h["total"] == h["available"] > 0 and 0 <= h["passed"] <= h["total"], h
+        assert h["mcnemar"]["discordant"] == h["mcnemar"]["only_candidate"] + h["mcnemar"]["only_baseline"]
+        lines = (reports / f"{gate}-heldout.jsonl").read_text(encoding="utf-8").splitlines()
+        assert len(lines) == h["total"] and (reports / f"{gate}-baseline-heldout.jsonl").is_file()
+    assert "could not be seen with" in doc["gates"]["gate5"]["figures"]["heldout"]["detectable"]["sentence"]
+    assert {r["gate"] for r in doc["criteria"]["rows"]} >= {"gate4", "gate5"}
+    result.stdout.fnmatch_lines(["gate4 held-out next steps: */* [*] vs baseline */* [*] (* s)"])
 
 
 def _multi_turn_was_reported(reports: Path, doc) -> None:
