@@ -1,4 +1,4 @@
-"""What the gates judge: Gate 0's tokenizer checks (`tokenizer.py`), Gate 1's smoke test
+"""What the gates judge: Gate 0's tokenizer checks (`tokenizer/`), Gate 1's smoke test
 (`smoke.py`), honest scoring of replies (`scoring.py`: tools called, fields read, the
 category judgment), the answer after the tool results (`followup.py`) and the training
 gates' multi-turn pass over it (`multiturn.py`), the steps and judgments Gates 2-5 share
