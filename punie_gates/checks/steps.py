@@ -150,7 +150,7 @@ def fuse_for_gate(weights: Path, adapter_dir: Path, gate_config, *, gate: str, p
     quantize: the reference) runs instead, which the result records.
     """
     from punie_gates.model import artifacts
-    from punie_gates.model.folder import GROUP_SIZE
+    from punie_gates.model.sizes import GROUP_SIZE
     from punie_gates.model.fusion import fuse_and_quantize, fused_quantized_key
     from punie_gates.model.streamed_fusion import StreamedFusionError, fuse_and_quantize_streamed
 

@@ -9,17 +9,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+from punie_gates.errors import MemoryBudgetError
 from punie_gates.model.candidate import Candidate, CandidateError
 from punie_gates.model.folder import (
-    MemoryBudgetError,
     check_loadable,
-    check_memory_budget,
     disk_gb,
     physical_memory_gb,
     quantization_bits,
     read_config,
 )
 from punie_gates.model.quantize import ensure_bits
+from punie_gates.model.sizes import check_memory_budget
 
 T = TypeVar("T")
 

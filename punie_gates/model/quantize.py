@@ -10,15 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from punie_gates.model.candidate import CARRIED_FILES, CandidateError
-from punie_gates.model.disk import estimate_quantized_bytes
-from punie_gates.model.folder import (
-    GROUP_SIZE,
-    check_loadable,
-    check_memory_budget,
-    quantization_bits,
-    read_config,
-    stored_bits,
-)
+from punie_gates.model.folder import check_loadable, quantization_bits, read_config, stored_bits
+from punie_gates.model.sizes import GROUP_SIZE, check_memory_budget, estimate_quantized_bytes
 
 
 @dataclass(frozen=True)

@@ -83,7 +83,7 @@ def fuse_and_quantize_streamed(
     Shares the recipe's artifact key: the two paths produce the same folder,
     so either one's result is reused by both.
     """
-    from punie_gates.model.disk import estimate_quantized_bytes
+    from punie_gates.model.sizes import estimate_quantized_bytes
 
     base_path, adapter_dir = Path(base_path), Path(adapter_dir)
     parts = fused_quantized_key(base_path, adapter_dir, bits, group_size)

@@ -301,7 +301,8 @@ def _start(model_path, train_records, valid_records, settings, resume_root, work
     from mlx_lm.tuner.datasets import CacheDataset, ChatDataset
     from mlx_lm.tuner.utils import linear_to_lora_layers
 
-    from punie_gates.model.disk import check_free_space, estimate_adapter_bytes, estimate_checkpoint_bytes
+    from punie_gates.model.disk import check_free_space
+    from punie_gates.model.sizes import estimate_adapter_bytes, estimate_checkpoint_bytes
 
     compute_dtype = settings.resolved_compute_dtype()
     model, tokenizer = load_for_training(model_path, compute_dtype)

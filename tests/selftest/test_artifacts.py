@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from punie_gates.model import artifacts
+from punie_gates.model import artifact_keys, artifacts
 
 
 def _build(final: Path, text: str = "weights", parts: dict | None = None) -> Path:
@@ -137,8 +137,8 @@ def test_killed_build_is_not_trusted_and_a_later_build_succeeds(tmp_path):
 
 
 def test_fingerprint_samples_large_files(tmp_path, monkeypatch):
-    monkeypatch.setattr(artifacts, "FULL_HASH_LIMIT", 4 * 1024 * 1024)
-    monkeypatch.setattr(artifacts, "_SAMPLE", 1024)
+    monkeypatch.setattr(artifact_keys, "FULL_HASH_LIMIT", 4 * 1024 * 1024)
+    monkeypatch.setattr(artifact_keys, "_SAMPLE", 1024)
     small, big = tmp_path / "small.json", tmp_path / "big.safetensors"
     small.write_text("{}")
     big.write_bytes(bytes(8 * 1024 * 1024))

@@ -12,7 +12,7 @@ import pytest
 
 from punie_gates.model import artifacts
 from punie_gates.inputs import paths
-from punie_gates.model import disk
+from punie_gates.model import disk, sizes
 from punie_gates.model.disk import DiskSpaceError, free_space_override
 
 NEARLY_FULL = 5_000_000  # bytes a fake disk reports free: less than any model folder needs
@@ -41,13 +41,13 @@ def test_estimates_match_what_mlx_lm_writes(demo, demo5, tmp_path):
     from punie_gates.model.random_adapter import write_random_adapter
 
     # float32 demo -> 5 bits, and 5 bits -> 5 bits (counted at the unpacked width)
-    assert disk.estimate_quantized_bytes(demo, 5) == pytest.approx(_size(demo5), rel=0.01)
-    assert disk.estimate_quantized_bytes(demo5, 5) == pytest.approx(_size(demo5), rel=0.01)
-    assert disk.estimate_quantized_bytes(demo5, 4) < disk.estimate_quantized_bytes(demo5, 8)
+    assert sizes.estimate_quantized_bytes(demo, 5) == pytest.approx(_size(demo5), rel=0.01)
+    assert sizes.estimate_quantized_bytes(demo5, 5) == pytest.approx(_size(demo5), rel=0.01)
+    assert sizes.estimate_quantized_bytes(demo5, 4) < sizes.estimate_quantized_bytes(demo5, 8)
     adapter = write_random_adapter(demo5, tmp_path / "adapter")
     fused = fuse_dequantized(demo5, adapter, tmp_path / "work")
-    assert disk.estimate_fused_bytes(demo5) == pytest.approx(_size(fused), rel=0.01)
-    assert disk.estimate_checkpoint_bytes(10_000_000) > 3 * 10_000_000
+    assert sizes.estimate_fused_bytes(demo5) == pytest.approx(_size(fused), rel=0.01)
+    assert sizes.estimate_checkpoint_bytes(10_000_000) > 3 * 10_000_000
 
 
 def test_check_names_the_figures_and_the_work_folder(tmp_path):
