@@ -64,8 +64,6 @@ mlx_lm/tool_parsers/mistral.py, and checked on the demo candidate):
 
 from __future__ import annotations
 
-from punie_gates.errors import ServerError  # noqa: F401  (raised here; defined with the other user errors)
-
 import atexit
 import json
 import os
@@ -81,8 +79,11 @@ import urllib.request
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
+
+from punie_gates.errors import ServerError  # noqa: F401  (raised here; defined with the other user errors)
 
 Conversation = tuple[str, Sequence[Mapping[str, Any]]]  # (id, OpenAI chat messages)
 
@@ -169,8 +170,6 @@ class ConcurrencyTiming:
 
 def server_versions() -> dict[str, str | None]:
     """Versions of what shapes the server's answers (python, mlx, mlx-lm, transformers, ...)."""
-    from importlib.metadata import PackageNotFoundError, version
-
     found: dict[str, str | None] = {"python": sys.version.split()[0]}
     for name in ("mlx", "mlx-lm", "transformers", "mistral-common", "tokenizers", "openai"):
         try:

@@ -11,8 +11,8 @@ keeps the record of every start for the report.
 from __future__ import annotations
 
 import shlex
-from functools import lru_cache
 from collections.abc import Callable, Mapping, Sequence
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 

@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from punie_gates.checks.scoring import Score
+from punie_gates.checks.scoring import Score, score_answer
 from punie_gates.decision.stats import McNemar, mcnemar_exact, wilson_interval
 from punie_gates.inputs.queries import Query
 
@@ -155,8 +155,6 @@ def merge_categories(categories: Mapping[str, Mapping[str, Any]], extra: Mapping
 
 def score_both(queries, answers: Mapping, baseline_answers: Mapping, catalog) -> tuple[dict, dict]:
     """(candidate, baseline) scores by query id: both models' answers scored alike."""
-    from punie_gates.checks.scoring import score_answer
-
     mine = {q.id: score_answer(q, answers[q.id], catalog) for q in queries}
     theirs = {q.id: score_answer(q, baseline_answers[q.id], catalog) for q in queries}
     return mine, theirs

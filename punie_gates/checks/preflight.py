@@ -20,6 +20,9 @@ from collections.abc import Collection
 from pathlib import Path
 
 from punie_gates.errors import CandidateError, DataFileError, UserError
+from punie_gates.inputs.catalog import load_catalog
+from punie_gates.inputs.queries import load_queries
+from punie_gates.model.candidate import is_hub_id, resolve_candidate
 
 TRAINING_FILES = ("train.jsonl", "valid.jsonl")
 
@@ -129,9 +132,6 @@ def _example_problems(cfg, gates: Collection[str], records: dict[str, int], expl
 
 
 def _query_problems(cfg, gates: Collection[str]) -> list[str]:
-    from punie_gates.inputs.catalog import load_catalog
-    from punie_gates.inputs.queries import load_queries
-
     try:
         queries = load_queries(cfg.queries_path, catalog=load_catalog(cfg.tools_path))
     except DataFileError as exc:
@@ -156,8 +156,6 @@ def _query_problems(cfg, gates: Collection[str]) -> list[str]:
 
 
 def _candidate_problems(cfg, *, need_weights: bool) -> list[str]:
-    from punie_gates.model.candidate import is_hub_id, resolve_candidate
-
     spec = cfg.candidate
     if spec == "demo" or (is_hub_id(spec) and not Path(spec).expanduser().exists()):
         return []  # built by its fixture / may need the network: resolved by the gates

@@ -16,14 +16,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from punie_gates.answering.conversation import reply_from_message
+from punie_gates.formats.code_analysis import CodeFacts, analyse_code, arity_problem
 from punie_gates.formats.tool_calls import MISTRAL_START, QWEN3_START, ParsedCall, detect_format, parse_calls
 from punie_gates.inputs.catalog import Catalog
-from punie_gates.formats.code_analysis import CodeFacts, analyse_code, arity_problem
-from punie_gates.inputs.queries import Query, QuerySet
-
 from punie_gates.inputs.facts import missing_facts
-
-
+from punie_gates.inputs.queries import Query, QuerySet
 
 
 @dataclass(frozen=True)
@@ -180,8 +178,6 @@ def _any(names: tuple[str, ...]) -> str:
 def api_calls(tool_calls: Sequence[Mapping[str, Any]]) -> tuple[ParsedCall, ...]:
     """The calls of an API answer's `message.tool_calls` ({name, arguments} or OpenAI's
     {function: {name, arguments}}; arguments as JSON text or an object), taken as they are."""
-    from punie_gates.answering.conversation import reply_from_message
-
     calls = [c.get("function", c) if isinstance(c, Mapping) else {} for c in tool_calls]
     message = {"tool_calls": [{"function": {"name": c.get("name"), "arguments": c.get("arguments", {})}} for c in calls]}
     return reply_from_message(message).calls

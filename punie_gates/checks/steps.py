@@ -8,25 +8,31 @@ judge exactly alike.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
-from punie_gates.answering.answers import QueryAnswer
+from punie_gates.answering.answers import QueryAnswer, from_generation, save_answers
+from punie_gates.answering.inprocess import generate_answers, generate_naive
+from punie_gates.answering.prompts import prefix_mismatch, query_messages, render_prompt
+from punie_gates.answering.serving import ask_queries
 from punie_gates.inputs.queries import Query
+from punie_gates.model import artifacts
+from punie_gates.model.fusion import fuse_and_quantize, fused_quantized_key, lora_retention
+from punie_gates.model.sizes import GROUP_SIZE
+from punie_gates.model.streamed_fusion import StreamedFusionError, fuse_and_quantize_streamed
+from punie_gates.model.tokenizer import load_candidate_tokenizer, render_ids
+from punie_gates.model.training import TrainSettings, plot_loss_curve, train_lora, write_loss_curve
 
 
 def validation_prompts(tokenizer, queries, system_prompt: str, tools: Sequence[dict]) -> list[tuple[str, list[int]]]:
     """(id, token ids) per query, through the model's own template with the tools passed natively."""
-    from punie_gates.answering.prompts import query_messages, render_prompt
-
     return [(q.id, render_prompt(tokenizer, query_messages(system_prompt, q.text), tools)) for q in queries]
 
 
 def query_conversations(queries, system_prompt: str) -> list[tuple[str, list[dict]]]:
     """(id, messages) per query: what a server is sent (it renders them with its own template)."""
-    from punie_gates.answering.prompts import query_messages
-
     return [(q.id, query_messages(system_prompt, q.text)) for q in queries]
 
 
@@ -40,18 +46,12 @@ def answer_queries(model, tokenizer, queries, *, catalog, system_prompt, gate_co
     Without it they are generated in this process (batched, shared prefix computed once):
     the reference path.
     """
-    from punie_gates.answering.answers import from_generation, save_answers
-
     tools = catalog.native_schemas()
     if server is not None:
-        from punie_gates.answering.serving import ask_queries
-
         answers = ask_queries(server, query_conversations(queries, system_prompt), tools=tools,
                               max_tokens=gate_config.max_tokens, concurrency=gate_config.gen_batch_size,
                               progress=progress)
     else:
-        from punie_gates.answering.inprocess import generate_answers
-
         prompts = validation_prompts(tokenizer, queries, system_prompt, tools)
         generations = generate_answers(model, tokenizer, prompts, max_tokens=gate_config.max_tokens,
                                        batch_size=gate_config.gen_batch_size, progress=progress)
@@ -68,15 +68,10 @@ def time_queries(model, tokenizer, queries, *, catalog, system_prompt, max_token
     are what a Punie user waits (the server's prompt cache keeps the shared head after the
     first). In-process: the plan's way, the full prompt prefilled every time.
     """
-    from punie_gates.answering.answers import from_generation
-
     tools = catalog.native_schemas()
     if server is not None:
-        from punie_gates.answering.serving import ask_queries
-
         return ask_queries(server, query_conversations(queries, system_prompt), tools=tools, max_tokens=max_tokens,
                            concurrency=1, stream=True, warm_up=False, progress=progress)
-    from punie_gates.answering.inprocess import generate_naive
 
     prompts = validation_prompts(tokenizer, queries, system_prompt, tools)
     return [from_generation(g) for g in generate_naive(model, tokenizer, prompts, max_tokens=max_tokens,
@@ -100,11 +95,7 @@ def answer_gate_queries(model, tokenizer, queries, first_training_record, *, cat
     """A trained gate's answers (through `server` when given, see answer_queries), and whether its
     prompts start as training's did: rendered with the served folder's own tokenizer when
     no tokenizer is given (the template the server renders with)."""
-    from punie_gates.answering.prompts import prefix_mismatch, query_messages
-
     if tokenizer is None:
-        from punie_gates.model.tokenizer import load_candidate_tokenizer
-
         tokenizer = load_candidate_tokenizer(server.path, serving=True)
     mismatch = prefix_mismatch(tokenizer, first_training_record, query_messages(system_prompt, queries[0].text),
                                catalog.native_schemas())
@@ -115,8 +106,6 @@ def answer_gate_queries(model, tokenizer, queries, first_training_record, *, cat
 
 def train_for_gate(weights: Path, train, valid, gate_config, *, iters: int, progress):
     """LoRA with the suite's training settings (data/gates.toml [training])."""
-    from punie_gates.model.training import TrainSettings, train_lora
-
     settings = TrainSettings.from_table(gate_config.training, iters=iters, seed=gate_config.seed)
     return train_lora(weights, train, valid, settings, gate_config.work_dir, fresh=gate_config.fresh, progress=progress)
 
@@ -149,11 +138,6 @@ def fuse_for_gate(weights: Path, adapter_dir: Path, gate_config, *, gate: str, p
     StreamedFusionError, and the recipe (fuse with dequantize to float16, then
     quantize: the reference) runs instead, which the result records.
     """
-    from punie_gates.model import artifacts
-    from punie_gates.model.sizes import GROUP_SIZE
-    from punie_gates.model.fusion import fuse_and_quantize, fused_quantized_key
-    from punie_gates.model.streamed_fusion import StreamedFusionError, fuse_and_quantize_streamed
-
     requested, bits, work = gate_config.fusion_for(gate), gate_config.target_bits, gate_config.work_dir
     key = fused_quantized_key(weights, adapter_dir, bits, GROUP_SIZE)
     cached = not gate_config.fresh and artifacts.is_complete(artifacts.artifact_dir(work, f"fused-q{bits}", key))
@@ -172,9 +156,6 @@ def measure_retention(tokenizer, weights: Path, adapter_dir: Path, fused: Path, 
     """How much of the adapter's effect the fused, quantized model keeps, on `records`
     rendered as training renders them (the session's finetuning-mode tokenizer: the
     quantized folders carry the candidate's tokenizer files byte for byte)."""
-    from punie_gates.model.fusion import lora_retention
-    from punie_gates.model.tokenizer import render_ids
-
     prompts = [render_ids(tokenizer, r["messages"], r.get("tools")) for r in records]
     return lora_retention(weights, adapter_dir, fused, prompts)
 
@@ -194,8 +175,6 @@ def retention_problem(retention, need: float) -> str | None:
 
 def training_figures(trained, report_dir: Path, gate: str, title: str) -> dict[str, Any]:
     """What a training gate records about its LoRA run: the loss curve (json, png) and the run."""
-    from punie_gates.model.training import plot_loss_curve, write_loss_curve
-
     curve = trained.curve
     png = plot_loss_curve(curve, report_dir / f"{gate}-loss-curve.png", title)
     write_loss_curve(curve, report_dir / f"{gate}-loss-curve.json")

@@ -7,6 +7,10 @@ import json
 import sys
 from pathlib import Path
 
+from punie_gates.decision import compare, html
+from punie_gates.inputs.catalog import CatalogError, load_catalog
+from punie_gates.inputs.queries import QueryFileError, load_queries
+
 _EPILOG = """\
 input:  two report folders (pytest --report-dir). From each, gate5-responses.jsonl is
         read, else gate4-responses.jsonl, and every reply is scored again with the
@@ -37,10 +41,6 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--tools", type=Path, help="tool catalog (default: data/tools.toml)")
     parser.add_argument("--out", type=Path, default=Path("compare.html"), help="page to write (default: ./compare.html)")
     args = parser.parse_args(argv)
-
-    from punie_gates.inputs.catalog import CatalogError, load_catalog
-    from punie_gates.decision import compare, html
-    from punie_gates.inputs.queries import QueryFileError, load_queries
 
     try:
         catalog = load_catalog(args.tools)

@@ -19,6 +19,8 @@ from punie_gates.formats.convert import (
     to_qwen3,
 )
 from punie_gates.formats.sampling import stratified_sample
+from punie_gates.inputs.catalog import native_tool_schemas
+
 
 class _UsageError(Exception):
     pass
@@ -26,8 +28,6 @@ class _UsageError(Exception):
 
 def _load_tools(path: Path) -> list[dict]:
     if path.suffix == ".toml":
-        from punie_gates.inputs.catalog import native_tool_schemas
-
         return check_tools(native_tool_schemas(path))
     try:
         return check_tools(json.loads(path.read_text(encoding="utf-8")))

@@ -11,15 +11,16 @@ McNemar test (punie_gates.decision.stats): 40 queries is a small sample.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
-from punie_gates.inputs.catalog import Catalog
+from punie_gates.checks.scoring import Score, read_answers, score_saved
 from punie_gates.decision import html
 from punie_gates.decision.stats import Interval, McNemar, mcnemar_exact, wilson_interval
+from punie_gates.inputs.catalog import Catalog
 from punie_gates.inputs.queries import QuerySet
-from punie_gates.checks.scoring import Score, read_answers, score_saved
 
 RESPONSE_FILES = ("gate5-responses.jsonl", "gate4-responses.jsonl")
 

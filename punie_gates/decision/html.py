@@ -33,10 +33,11 @@ import hashlib
 import json
 import os
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 HTML_NAME = "gate-report.html"
 QUERY_GATES = ("gate3", "gate4", "gate5")
@@ -293,6 +294,7 @@ def query_section(gate: str, figures: Mapping[str, Any], responses: Mapping[str,
         qid = row["id"]
         saved = responses.get(qid, {})
         text = saved_text(saved)
+        mine: Answer | None
         if gate == "gate3" and "passed" not in row:
             mine = _gate3_answer(row, text)
         else:
@@ -534,9 +536,10 @@ def report_page(doc: Mapping[str, Any], report_dir: Path | None = None,
     report_dir = Path(report_dir) if report_dir is not None else None
     if responses is None:
         responses = {}
-        for gate in QUERY_GATES if report_dir else ():
-            responses[gate] = read_responses(report_dir / RESPONSE_FILES[gate])
-            responses[f"{gate}-baseline"] = read_responses(report_dir / f"{gate}-baseline-responses.jsonl")
+        if report_dir is not None:
+            for gate in QUERY_GATES:
+                responses[gate] = read_responses(report_dir / RESPONSE_FILES[gate])
+                responses[f"{gate}-baseline"] = read_responses(report_dir / f"{gate}-baseline-responses.jsonl")
     gates_doc: Mapping[str, Any] = doc.get("gates") or {}
     cand = doc.get("candidate") or {}
     notes = [cand["note"]] if cand.get("note") else []
@@ -571,7 +574,7 @@ def report_page(doc: Mapping[str, Any], report_dir: Path | None = None,
                                     "[/TOOL_CALLS] is not part of Devstral's format: several tokens is no failure.")):
                 if t:
                     tables.append(t)
-        followup = figures.get("followup") if isinstance(figures.get("followup"), Mapping) else {}
+        followup = figures["followup"] if isinstance(figures.get("followup"), Mapping) else {}
         for t in (_category_table(gate, figures) or _pass_rate_table(gate, figures),
                   _category_table(gate, followup, "multi-turn pass per category"), _steps_table(gate, figures)):
             if t:

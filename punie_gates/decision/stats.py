@@ -7,8 +7,8 @@ decided on the queries where the two disagree. Both come from scipy.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 
 @dataclass(frozen=True)

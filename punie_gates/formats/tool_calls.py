@@ -12,7 +12,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 
-
 FORMATS = ("auto", "mistral", "qwen3")
 
 

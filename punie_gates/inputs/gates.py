@@ -8,11 +8,12 @@ suite's, so a typo or a wrong type stops the run before any gate runs.
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Iterator, Mapping
+from typing import Any
 
 from punie_gates.errors import DataFileError
 from punie_gates.inputs import paths

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tomllib
 from pathlib import Path
 
 _PACKAGE = Path(__file__).resolve().parents[1]  # punie_gates/
@@ -36,8 +37,6 @@ def cache_dir() -> Path:
 
 def read_toml(path: Path, what: str, error: type[Exception]) -> dict:
     """A TOML input file as a dict; unreadable or invalid, `error` naming the file (and line)."""
-    import tomllib
-
     try:
         with Path(path).open("rb") as handle:
             return tomllib.load(handle)

@@ -16,13 +16,13 @@ so no real disk has to be filled.
 
 from __future__ import annotations
 
-from punie_gates.errors import DiskSpaceError  # noqa: F401  (raised here; defined with the other user errors)
-
 import contextlib
 import shutil
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+
+from punie_gates.errors import DiskSpaceError  # noqa: F401  (raised here; defined with the other user errors)
 
 # Room kept free beyond the estimate: the estimate is approximate, and a disk
 # filled to the last byte breaks everything else on the machine too.

@@ -10,11 +10,13 @@ from __future__ import annotations
 import json
 import os
 import struct
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from punie_gates.errors import CandidateError
+from punie_gates.inputs.options import DEFAULT_CANDIDATE
 
 _FLOAT_BITS = {"F64": 64, "F32": 32, "F16": 16, "BF16": 16, "F8_E4M3": 8, "F8_E5M2": 8}
 _DTYPE_NAMES = {"float32": 32, "float16": 16, "bfloat16": 16}
@@ -189,7 +191,6 @@ def check_loadable(model_dir: Path, label: str = "") -> None:
         return  # only dropped tensors (a vision tower) are FP8
     dtype = UNFAITHFUL_DTYPES[next(iter(unfaithful.values()))[0]]
     method = f" (config.json quantization_config: quant_method {quant.get('quant_method')!r})" if quant.get("quant_method") else ""
-    from punie_gates.inputs.options import DEFAULT_CANDIDATE
 
     raise CandidateError(
         f"{label or model_dir}: {len(kept)} weight tensors mlx-lm would load are {dtype}{method}, e.g. {kept[0]}; "

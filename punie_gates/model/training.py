@@ -21,6 +21,7 @@ exactly what a training example is (FACTS.md).
 
 from __future__ import annotations
 
+import functools
 import itertools
 import json
 import shutil
@@ -31,6 +32,9 @@ from pathlib import Path
 from typing import Any
 
 from punie_gates.model import artifacts
+from punie_gates.model.disk import check_free_space
+from punie_gates.model.sizes import estimate_adapter_bytes, estimate_checkpoint_bytes
+from punie_gates.model.tokenizer import load_candidate_tokenizer, render_ids
 from punie_gates.progress import notice
 
 ADAPTERS = "adapters.safetensors"
@@ -201,8 +205,6 @@ def training_key(model_path: Path, train_records, valid_records, settings: Train
 
 def training_token_ids(model_path: Path, records: Sequence[dict]) -> list[list[int]]:
     """Records rendered exactly as training renders them (finetuning-mode tokenizer, tools natively)."""
-    from punie_gates.model.tokenizer import load_candidate_tokenizer, render_ids
-
     tokenizer = load_candidate_tokenizer(Path(model_path))
     return [render_ids(tokenizer, r["messages"], r.get("tools")) for r in records]
 
@@ -300,9 +302,6 @@ def _start(model_path, train_records, valid_records, settings, resume_root, work
     from mlx.utils import tree_flatten
     from mlx_lm.tuner.datasets import CacheDataset, ChatDataset
     from mlx_lm.tuner.utils import linear_to_lora_layers
-
-    from punie_gates.model.disk import check_free_space
-    from punie_gates.model.sizes import estimate_adapter_bytes, estimate_checkpoint_bytes
 
     compute_dtype = settings.resolved_compute_dtype()
     model, tokenizer = load_for_training(model_path, compute_dtype)
@@ -423,8 +422,6 @@ def _resumable_batches(skip: int, dataset, batch_size, max_seq_length, loop=Fals
 
 
 def _train(run: _Run, key: Mapping[str, Any]) -> None:
-    import functools
-
     import numpy as np
     from mlx_lm.tuner.trainer import TrainingArgs, train
 

@@ -8,7 +8,11 @@ from __future__ import annotations
 
 import pytest
 
+from punie_gates.answering.serving import ServedModel, ServerSlot
 from punie_gates.model.candidate import Candidate, resolve_candidate
+from punie_gates.model.loading import holding, load_named
+from punie_gates.model.quantize import ensure_bits
+from punie_gates.model.tokenizer import load_candidate_tokenizer
 from punie_gates.plugin.session import gate_of, session_of
 
 
@@ -21,8 +25,6 @@ def candidate(gate_config) -> Candidate:
 @pytest.fixture(scope="session")
 def candidate_tokenizer(candidate):
     """The candidate's tokenizer as mlx-lm loads it for training (Gate 0 checks this one)."""
-    from punie_gates.model.tokenizer import load_candidate_tokenizer
-
     return load_candidate_tokenizer(candidate.path)
 
 
@@ -30,8 +32,6 @@ def candidate_tokenizer(candidate):
 def candidate_serving_tokenizer(candidate):
     """The same tokenizer in its default mode: generation prompts end with a user turn,
     which Mistral's backend refuses in finetuning mode."""
-    from punie_gates.model.tokenizer import load_candidate_tokenizer
-
     return load_candidate_tokenizer(candidate.path, serving=True)
 
 
@@ -42,8 +42,6 @@ def candidate_at_target_bits(gate_config, gate_steps, progress):
     Training and fusion (Gates 4, 5) read its path and load their own copy, so
     no generation model has to stay resident beside them.
     """
-    from punie_gates.model.quantize import ensure_bits
-
     resolved = _resolve(gate_config, gate_config.candidate)
     with gate_steps.measure("quantize") as step:
         quantized = ensure_bits(resolved.path, gate_config.work_dir, gate_config.target_bits, fresh=gate_config.fresh,
@@ -57,8 +55,6 @@ def candidate_at_target_bits(gate_config, gate_steps, progress):
 @pytest.fixture(scope="module")
 def candidate_model(gate_config, candidate_at_target_bits, gate_steps, progress):
     """The candidate at the target bits, loaded for one gate module (model.loading.LoadedModel)."""
-    from punie_gates.model.loading import holding
-
     with holding(lambda: _measured_load(gate_steps, "load", gate_config, gate_config.candidate, progress)) as loaded:
         yield loaded
 
@@ -69,7 +65,6 @@ def baseline_model(gate_config, gate_steps, progress):
     if not gate_config.baseline:
         yield None
         return
-    from punie_gates.model.loading import holding
 
     with holding(lambda: _measured_load(gate_steps, "load baseline", gate_config, gate_config.baseline, progress)) as loaded:
         yield loaded
@@ -80,7 +75,6 @@ def baseline_at_target_bits(gate_config, progress):
     """The production model's folder (--baseline) at the target bits, not loaded; None without one."""
     if not gate_config.baseline:
         return None
-    from punie_gates.model.quantize import ensure_bits
 
     resolved = _resolve(gate_config, gate_config.baseline)
     return ensure_bits(resolved.path, gate_config.work_dir, gate_config.target_bits, fresh=gate_config.fresh, progress=progress)
@@ -93,8 +87,6 @@ SERVES_FUSED = ("gate4", "gate5")
 @pytest.fixture(scope="session")
 def server_slot():
     """The run's one mlx_lm.server slot: serving a model stops the one served before."""
-    from punie_gates.answering.serving import ServerSlot
-
     slot = ServerSlot()
     yield slot
     slot.stop()
@@ -127,7 +119,6 @@ def answer_server(request, gate_config, server_slot):
         _record_answering(request, gate, "via", gate_config.answer_via)
         yield None
         return
-    from punie_gates.answering.serving import ServedModel
 
     if gate in SERVES_FUSED:
         path, label = request.getfixturevalue("fused"), "fused candidate"
@@ -151,7 +142,6 @@ def baseline_server(request, gate_config, server_slot, baseline_at_target_bits):
     if baseline_at_target_bits is None or gate_config.answer_via != "server":
         yield None
         return
-    from punie_gates.answering.serving import ServedModel
 
     gate = _gate(request)
     served = ServedModel(server_slot, baseline_at_target_bits.path,
@@ -169,8 +159,6 @@ def _resolve(gate_config, spec: str):
 
 
 def _load(gate_config, spec: str, progress):
-    from punie_gates.model.loading import load_named
-
     return load_named(spec, gate_config, progress=progress)
 
 

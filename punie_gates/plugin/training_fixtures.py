@@ -10,6 +10,18 @@ from __future__ import annotations
 
 import pytest
 
+from punie_gates.answering.conversation import ask_each, in_process_ask, reply_from_message, server_ask
+from punie_gates.checks.multiturn import run_multi_turn
+from punie_gates.checks.steps import (
+    answer_gate_queries,
+    answer_queries,
+    fuse_for_gate,
+    measure_retention,
+    train_for_gate,
+)
+from punie_gates.errors import DataFileError
+from punie_gates.formats.sampling import stratified_sample
+from punie_gates.model.loading import holding, load_folder
 from punie_gates.plugin.session import gate_of, session_of
 
 
@@ -25,8 +37,6 @@ def training_gate(request) -> str:
 @pytest.fixture(scope="module")
 def usable_training_data(training_data, gate_config) -> tuple[list[dict], list[dict]]:
     """Every converted (train, valid) record; a run with none of either fails here, saying so."""
-    from punie_gates.errors import DataFileError
-
     train, valid = training_data
     if not train.records or not valid.records:
         raise DataFileError(
@@ -39,8 +49,6 @@ def usable_training_data(training_data, gate_config) -> tuple[list[dict], list[d
 @pytest.fixture(scope="module")
 def trained(candidate_at_target_bits, records, gate_config, training_gate, gate_steps, progress):
     """The LoRA adapter trained on `records` (cached by its inputs; resumes from checkpoints)."""
-    from punie_gates.checks.steps import train_for_gate
-
     train, valid = records
     validating = []  # seconds of each validation-loss pass, which training reports as it goes
 
@@ -62,8 +70,6 @@ def trained(candidate_at_target_bits, records, gate_config, training_gate, gate_
 @pytest.fixture(scope="module")
 def fused(candidate_at_target_bits, trained, gate_config, training_gate, gate_steps, pytestconfig, progress):
     """The fused model's folder at the target bits (streamed or the recipe: --fusion)."""
-    from punie_gates.checks.steps import fuse_for_gate
-
     with gate_steps.measure("fuse") as step:
         result = fuse_for_gate(candidate_at_target_bits.path, trained.adapter_dir, gate_config, gate=training_gate,
                                progress=progress)
@@ -78,9 +84,6 @@ def fused(candidate_at_target_bits, trained, gate_config, training_gate, gate_st
 def retention(candidate_tokenizer, candidate_at_target_bits, trained, fused, records, gate_config, gate_steps):
     """How much of the adapter's effect the fused model keeps, on a sample of the validation
     records (Gate 4's size: every extra record costs three forward passes)."""
-    from punie_gates.checks.steps import measure_retention
-    from punie_gates.formats.sampling import stratified_sample
-
     sample = stratified_sample(records[1], gate_config.gate4_valid_examples, gate_config.seed)
     with gate_steps.measure("retention"):
         return measure_retention(candidate_tokenizer, candidate_at_target_bits.path, trained.adapter_dir, fused, sample)
@@ -89,8 +92,6 @@ def retention(candidate_tokenizer, candidate_at_target_bits, trained, fused, rec
 @pytest.fixture(scope="module")
 def fused_model(fused, gate_steps):
     """(model, tokenizer) of the fused model, held for the module and released after it."""
-    from punie_gates.model.loading import holding, load_folder
-
     def load():
         with gate_steps.measure("load"):
             return load_folder(fused)
@@ -105,8 +106,6 @@ def answers(request, answer_server, gate_queries, records, catalog, system_promp
     """The fused model's greedy answers to the gate's queries (checks.steps.GateAnswers):
     through its mlx_lm.server (`answer_server`), or in-process (--answer-via inprocess:
     only then is the fused model loaded into this process)."""
-    from punie_gates.checks.steps import answer_gate_queries
-
     model = tokenizer = None
     if answer_server is None:
         model, tokenizer = request.getfixturevalue("fused_model")
@@ -123,7 +122,6 @@ def baseline_answers(request, baseline_server, gate_queries, catalog, system_pro
     were (gateN-baseline-responses.jsonl); None without --baseline."""
     if not gate_config.baseline:
         return None
-    from punie_gates.checks.steps import answer_queries
 
     model = tokenizer = None
     if baseline_server is None:
@@ -142,8 +140,6 @@ def conversation_ask(request, answer_server, catalog, gate_config, progress):
     the one place it is chosen, the same path as the first turn: the fused model's
     mlx_lm.server (`answer_server`), or in-process generation (--answer-via inprocess);
     tools passed natively either way."""
-    from punie_gates.answering.conversation import ask_each, in_process_ask, server_ask
-
     tools = catalog.native_schemas()
     if answer_server is not None:
         import openai
@@ -160,9 +156,6 @@ def conversations(answers, conversation_ask, query_set, catalog, system_prompt, 
     """The gate's multi-turn pass (checks.multiturn.MultiTurn): each tool query continued from
     its first reply in `answers` (a server's parsed calls kept as it returned them), scored,
     saved as gateN-conversations.jsonl."""
-    from punie_gates.answering.conversation import reply_from_message
-    from punie_gates.checks.multiturn import run_multi_turn
-
     def first_reply(answer):
         if answer.tool_calls is None:  # in-process: the calls are in the text, parsed as the runtime does
             return answer.text

@@ -121,7 +121,13 @@ def test_gate4_multi_turn(conversations, query_set, catalog, gate_record):
 def test_against_baseline(answers, baseline_answers, conversations, catalog, gate_config, gate_record):
     """With --baseline: the production model's answers beside the fused candidate's, scored
     alike, with both intervals and the paired test (recorded; Gate 5 judges on 40 queries)."""
-    from punie_gates.checks.comparison import NO_BASELINE, compare_with_baseline, comparison_figures, query_rows, score_both
+    from punie_gates.checks.comparison import (
+        NO_BASELINE,
+        compare_with_baseline,
+        comparison_figures,
+        query_rows,
+        score_both,
+    )
 
     if baseline_answers is None:
         gate_record("comparison", {"made": False, "reason": NO_BASELINE})

@@ -181,7 +181,12 @@ def test_against_baseline(answers, baseline_answers, conversations, query_set, c
     [gate5] baseline_alpha), flags fewer passes without significance. Without it the
     report says no comparison was made: the verdict rests on the thresholds alone."""
     from punie_gates.checks.comparison import (
-        NO_BASELINE, compare_with_baseline, comparison_figures, merge_categories, query_rows, score_both,
+        NO_BASELINE,
+        compare_with_baseline,
+        comparison_figures,
+        merge_categories,
+        query_rows,
+        score_both,
     )
     from punie_gates.checks.scoring import judge
 

@@ -55,20 +55,18 @@ def test_finished_build_is_complete_and_records_its_inputs(tmp_path):
 
 def test_failed_build_leaves_nothing(tmp_path):
     final = tmp_path / "key"
-    with pytest.raises(OSError, match="disk full"):
-        with artifacts.building(final) as partial:
-            (partial / "half.bin").write_text("half")
-            raise OSError("disk full")
+    with pytest.raises(OSError, match="disk full"), artifacts.building(final) as partial:
+        (partial / "half.bin").write_text("half")
+        raise OSError("disk full")
     assert not final.exists()
     assert list(tmp_path.iterdir()) == []
 
 
 def test_failed_rebuild_keeps_the_old_complete_artifact(tmp_path):
     final = _build(tmp_path / "key", "old")
-    with pytest.raises(RuntimeError):
-        with artifacts.building(final) as partial:
-            (partial / "model.bin").write_text("new, unfinished")
-            raise RuntimeError("killed")
+    with pytest.raises(RuntimeError), artifacts.building(final) as partial:
+        (partial / "model.bin").write_text("new, unfinished")
+        raise RuntimeError("killed")
     assert artifacts.is_complete(final) and (final / "model.bin").read_text() == "old"
 
 

@@ -18,13 +18,13 @@ import time
 from pathlib import Path
 
 import pytest
+from sparse_checkpoint import checkpoint_tensors, write_sparse_checkpoint
 
 from punie_gates.errors import CandidateError, MemoryBudgetError
 from punie_gates.inputs import paths
 from punie_gates.model import folder as mf
 from punie_gates.model import sizes
 from punie_gates.model.quantize import ensure_bits
-from sparse_checkpoint import checkpoint_tensors, write_sparse_checkpoint
 
 CONFIG = json.loads((paths.fixtures_dir() / "checkpoints" / "devstral-small-2-fp8" / "config.json").read_text())
 TEXT_PARAMETERS = 23_572_403_200  # mlx-lm 0.32.2's ministral3 for this config (FACTS.md)

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from punie_gates.model import artifacts
 from punie_gates.inputs import paths
+from punie_gates.model import artifacts
 from punie_gates.model.training import (
     LossCurve,
     TrainSettings,

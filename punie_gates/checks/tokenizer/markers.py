@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import Any, Sequence
+from typing import Any
 
 from punie_gates.checks.tokenizer.vocabulary import (
     CONTROL_REQUIRED,

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from punie_gates.checks.tokenizer.reference import Reference, load_reference, reference_ids
 from punie_gates.checks.tokenizer.vocabulary import decode_ids

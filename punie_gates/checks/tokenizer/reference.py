@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import json
 import tempfile
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from punie_gates.formats.tekken import ReferenceUnavailable, reference_tokenizer, tekken_from_tokenizer_json
 from punie_gates.model.tokenizer import backend_of, tekken_path_of

@@ -3,9 +3,16 @@
 from __future__ import annotations
 
 import re
-from typing import Any, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from typing import Any
 
-from punie_gates.checks.tokenizer.vocabulary import FAMILY_MARKERS, SEED_DELIMITERS, format_family, id_in_vocab, plain_text_ids
+from punie_gates.checks.tokenizer.vocabulary import (
+    FAMILY_MARKERS,
+    SEED_DELIMITERS,
+    format_family,
+    id_in_vocab,
+    plain_text_ids,
+)
 from punie_gates.model.tokenizer import backend_of, record_name
 
 

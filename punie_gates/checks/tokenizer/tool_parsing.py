@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from punie_gates.answering.server import ToolParsing
 from punie_gates.model.tokenizer import backend_of
 
 if TYPE_CHECKING:
@@ -13,8 +14,6 @@ if TYPE_CHECKING:
 def tool_parsing_of(tokenizer) -> ToolParsing:
     """Which tool parser mlx_lm.server picks for this tokenizer (a TokenizerWrapper loaded as
     the server loads it: default mode), read from the wrapper, not guessed."""
-    from punie_gates.answering.server import ToolParsing
-
     parser = tokenizer.tool_parser
     return ToolParsing(
         tokenizer_class=type(backend_of(tokenizer)).__name__,

@@ -7,7 +7,7 @@ a template must really emit.
 from __future__ import annotations
 
 import logging
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 from punie_gates.model.tokenizer import backend_of
 
