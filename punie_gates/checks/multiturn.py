@@ -35,7 +35,7 @@ from punie_gates.answering.conversation import (
 )
 from punie_gates.answering.prompts import query_messages
 from punie_gates.checks.followup import FollowupScore, score_followup
-from punie_gates.checks.scoring import Judgment, tally
+from punie_gates.checks.judgment import Judgment, tally
 from punie_gates.decision.stats import Interval, McNemar, mcnemar_exact, wilson_interval
 from punie_gates.formats.code_analysis import analyse_code
 from punie_gates.inputs.catalog import Catalog

@@ -20,10 +20,11 @@ from punie_gates.answering.serving import ask_queries
 from punie_gates.inputs.queries import Query
 from punie_gates.model import artifacts
 from punie_gates.model.fusion import fuse_and_quantize, fused_quantized_key, lora_retention
+from punie_gates.model.loss_curve import plot_loss_curve, write_loss_curve
 from punie_gates.model.sizes import GROUP_SIZE
 from punie_gates.model.streamed_fusion import StreamedFusionError, fuse_and_quantize_streamed
 from punie_gates.model.tokenizer import load_candidate_tokenizer, render_ids
-from punie_gates.model.training import TrainSettings, plot_loss_curve, train_lora, write_loss_curve
+from punie_gates.model.training import TrainSettings, train_lora
 
 
 def validation_prompts(tokenizer, queries, system_prompt: str, tools: Sequence[dict]) -> list[tuple[str, list[int]]]:

@@ -29,7 +29,7 @@ def zero_shot(request, answer_server, query_set, catalog, system_prompt, gate_co
 
 
 def test_zero_shot_tool_calls(zero_shot, catalog, gate_config, gate_record):
-    from punie_gates.checks.scoring import tally_zero_shot
+    from punie_gates.checks.judgment import tally_zero_shot
 
     queries, answers = zero_shot
     responses = {qid: a.text for qid, a in answers.items()}

@@ -95,7 +95,8 @@ def test_query(query_id, answers, query_set, catalog):
 
 def test_overall_and_per_category(answers, query_set, catalog, gate_config, gate_record):
     from punie_gates.checks.comparison import interval_figures, merge_categories, query_rows
-    from punie_gates.checks.scoring import judge, score_answer
+    from punie_gates.checks.judgment import judge
+    from punie_gates.checks.scoring import score_answer
     from punie_gates.checks.steps import generation_figures
 
     generations = answers.generations
@@ -188,7 +189,7 @@ def test_against_baseline(answers, baseline_answers, conversations, query_set, c
         query_rows,
         score_both,
     )
-    from punie_gates.checks.scoring import judge
+    from punie_gates.checks.judgment import judge
 
     if baseline_answers is None:
         gate_record("comparison", {"made": False, "reason": NO_BASELINE})

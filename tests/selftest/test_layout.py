@@ -219,3 +219,8 @@ def test_only_the_plugin_imports_pytest():
 def test_each_subpackage_says_what_lives_there(folder):
     doc = ast.get_docstring(ast.parse((PACKAGE / folder / "__init__.py").read_text(encoding="utf-8")))
     assert doc and "being filled in" not in doc and len(doc) > 80, f"punie_gates/{folder}/__init__.py needs a docstring"
+
+
+def test_every_module_opens_with_its_one_idea():
+    missing = [str(p.relative_to(PACKAGE.parent)) for p in _modules() if not ast.get_docstring(ast.parse(p.read_text(encoding="utf-8")))]
+    assert not missing, "give these modules a docstring saying their one idea:\n" + "\n".join(missing)
