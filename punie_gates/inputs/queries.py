@@ -216,7 +216,7 @@ def _query(entry: Any, index: int, catalog: Catalog, fail) -> Query | None:
         if all(t in results for t in required):
             _check_facts_reachable(facts, lists["tools_any"], [*lists["tools_all"], *then], results, bad)
     if not (ok and isinstance(id, str) and isinstance(category, str) and isinstance(text, str)
-            and isinstance(expect, str)):  # fmt: skip  (checked above; said again for the type checker)
+            and isinstance(expect, str)):  # checked above; said again for the type checker
         return None
     return Query(
         id, category, text, expect, lists["tools_any"], lists["tools_all"], lists["fields_any"],
