@@ -11,8 +11,8 @@ A bottom-layer module: it imports nothing of the package.
 from __future__ import annotations
 
 import functools
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 
 @dataclass(frozen=True)

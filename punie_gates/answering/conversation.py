@@ -30,16 +30,19 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+from punie_gates.answering.inprocess import generate_answers
+from punie_gates.answering.prompts import render_prompt
+
 # Old flat modules (the lead rewrites these when merging). The tool-call parser and
 # the code analysis are pure functions of text and catalog; answering/ needs them to
 # know what a reply calls.
 from punie_gates.errors import UserError
-from punie_gates.inputs.catalog import Catalog
 from punie_gates.formats.code_analysis import analyse_code
 from punie_gates.formats.convert import make_call_id  # the converter's id rule: 9 letters/digits
-from punie_gates.inputs.queries import Query
-from punie_gates.inputs import readers
 from punie_gates.formats.tool_calls import ParsedCall, parse_calls
+from punie_gates.inputs import readers
+from punie_gates.inputs.catalog import Catalog
+from punie_gates.inputs.queries import Query
 
 # Why a conversation ended.
 ANSWERED = "answered"  # the last reply has no tool call
@@ -328,9 +331,6 @@ def in_process_ask(
     """An AskMany on a loaded mlx-lm model: each conversation rendered by the model's own
     chat template with the tools passed natively (as training rendered it), then greedy
     generation. A conversation its template cannot render gets the error, not the batch."""
-    from punie_gates.answering.inprocess import generate_answers
-    from punie_gates.answering.prompts import render_prompt
-
     schemas = [dict(t) for t in tools] if tools else None
 
     def ask_many(batch: list[list[dict]]) -> list[Reply | Exception]:

@@ -25,7 +25,6 @@ not known and not guessed.
 from __future__ import annotations
 
 import contextlib
-
 import http.client
 import json
 import os

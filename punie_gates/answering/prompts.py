@@ -14,6 +14,8 @@ from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from punie_gates.inputs.paths import data_dir
+
 # Two probe user texts that differ in their first character: the rendered ids of
 # (system, probe) agree exactly up to where the user's text starts.
 _PROBES = ("Alpha probe question.", "Zulu probe question.")
@@ -119,7 +121,6 @@ def default_system_prompt(train_records: Iterable[Mapping] | Any = None) -> str:
     )
     if counts:
         return counts.most_common(1)[0][0]
-    from punie_gates.inputs.paths import data_dir
 
     path = data_dir() / "system_prompt.txt"
     text = path.read_text(encoding="utf-8").strip()

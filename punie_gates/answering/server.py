@@ -19,10 +19,6 @@ What mlx-lm 0.32.2's server does (read in mlx_lm/server.py, checked on the demo 
 
 from __future__ import annotations
 
-from punie_gates.errors import ServerError  # noqa: F401  (raised here; defined with the other user errors)
-from punie_gates.answering import server_guard
-from punie_gates.progress import notice
-
 import atexit
 import json
 import os
@@ -38,8 +34,13 @@ import urllib.request
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
+
+from punie_gates.answering import server_guard
+from punie_gates.errors import ServerError  # noqa: F401  (raised here; defined with the other user errors)
+from punie_gates.progress import notice
 
 SERVER_MODULE = ("-m", "mlx_lm", "server")  # `python -m mlx_lm.server` prints a deprecation notice
 DEFAULT_STARTUP_TIMEOUT_S = 600.0  # a 24B model loads in tens of seconds; a cold disk is slower
@@ -66,8 +67,6 @@ class ServerRecord:
 
 def server_versions() -> dict[str, str | None]:
     """Versions of what shapes the server's answers (python, mlx, mlx-lm, transformers, ...)."""
-    from importlib.metadata import PackageNotFoundError, version
-
     found: dict[str, str | None] = {"python": sys.version.split()[0]}
     for name in ("mlx", "mlx-lm", "transformers", "mistral-common", "tokenizers", "openai"):
         try:

@@ -13,8 +13,8 @@ mistral-common hidden) through the folder's serving plan (answering.plan).
 from __future__ import annotations
 
 import shlex
-from functools import lru_cache
 from collections.abc import Callable, Mapping, Sequence
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 

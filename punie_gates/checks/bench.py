@@ -19,10 +19,17 @@ from __future__ import annotations
 import json
 import os
 import platform
+import shlex
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from punie_gates.answering.inprocess import generate_answers, generate_naive, shared_prefix_len
+from punie_gates.answering.prompts import query_messages, render_prompt
+from punie_gates.answering.server import ModelServer
+from punie_gates.checks.answer_lengths import answer_token_lengths, draw_caps, summarize
+from punie_gates.checks.scoring import score_response
+from punie_gates.checks.steps import query_conversations
 
 PLAN_MAX_TOKENS = 512  # the plan's validation script capped answers at 512 tokens
 PLAN_WORKLOAD = "plan_cap"
@@ -77,10 +84,6 @@ def run_bench(model, tokenizer, queries, catalog, system_prompt: str, *, max_tok
     """Time both ways of answering `queries` and compare their outputs and verdicts: on the
     plan's workload (every answer up to `max_tokens`) and, given `training_records`
     (converted form), at answer lengths drawn from their assistant turns."""
-    from punie_gates.answering.inprocess import generate_answers, shared_prefix_len
-    from punie_gates.answering.prompts import query_messages, render_prompt
-    from punie_gates.checks.answer_lengths import answer_token_lengths, draw_caps, summarize
-
     tools = catalog.native_schemas()
     prompts = [(q.id, render_prompt(tokenizer, query_messages(system_prompt, q.text), tools)) for q in queries]
     # Warm up once so neither side pays for first-call setup (kernels, allocator).
@@ -127,8 +130,6 @@ def run_bench(model, tokenizer, queries, catalog, system_prompt: str, *, max_tok
 
 def _time_workload(model, tokenizer, queries, prompts, catalog, caps, batch_size, workload, words, label,
                    progress) -> WorkloadTiming:
-    from punie_gates.answering.inprocess import generate_answers, generate_naive
-
     tic = time.perf_counter()
     naive = generate_naive(model, tokenizer, prompts, max_tokens=caps, progress=_step(progress, f"{label} naive"))
     naive_s = time.perf_counter() - tic
@@ -158,12 +159,10 @@ def run_server_bench(model_path: Path, queries, catalog, system_prompt: str, *, 
     """The same queries through mlx_lm.server on `model_path` (the folder the in-process runs
     loaded): one at a time, then `concurrency` at a time, to one server, both after one
     untimed warm-up request (answering.concurrency.time_concurrency), with the server's record."""
-    import shlex
 
     from punie_gates.answering.concurrency import time_concurrency
     from punie_gates.answering.environment import serving_environment
-    from punie_gates.answering.server import ModelServer, ServerError
-    from punie_gates.checks.steps import query_conversations
+    from punie_gates.answering.server import ServerError
 
     conversations = query_conversations(queries, system_prompt)
     load_before = _load_avg()
@@ -244,8 +243,6 @@ def _load_avg() -> float | None:
 
 
 def _verdicts_differ(queries, naive, suite, catalog) -> int:
-    from punie_gates.checks.scoring import score_response
-
     return sum(
         score_response(q, a.text, catalog).passed != score_response(q, b.text, catalog).passed
         for q, a, b in zip(queries, naive, suite, strict=True)

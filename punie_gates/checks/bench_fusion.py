@@ -19,6 +19,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from punie_gates.model import artifacts
+from punie_gates.model.fusion import fuse_and_quantize, fuse_dequantized
+from punie_gates.model.streamed_fusion import fuse_and_quantize_streamed
 from punie_gates.resources import StepCost, measure
 
 _BOOKKEEPING = set(artifacts.BOOKKEEPING)
@@ -85,9 +87,6 @@ def compare_model_folders(a: Path, b: Path) -> tuple[list[str], int]:
 def run_fusion_bench(base: Path, adapter: Path, work_dir: Path, *, bits: int = 5, group_size: int = 64) -> FusionBench:
     """Run the recipe, then the streamed path, into fresh folders under `work_dir` (which must not hold them)."""
     import mlx.core as mx
-
-    from punie_gates.model.fusion import fuse_and_quantize, fuse_dequantized
-    from punie_gates.model.streamed_fusion import fuse_and_quantize_streamed
 
     base, adapter, work_dir = Path(base), Path(adapter), Path(work_dir)
     recipe_work, streamed_work = work_dir / "recipe", work_dir / "streamed"

@@ -16,9 +16,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from punie_gates.checks.scoring import Score
-from punie_gates.stats import McNemar, Paired, detectable_difference, paired, wilson_interval
+from punie_gates.checks.scoring import Score, score_answer
 from punie_gates.inputs.queries import Query
+from punie_gates.stats import McNemar, Paired, detectable_difference, paired, wilson_interval
 
 NO_BASELINE = "no --baseline given: no comparison with the production model was made; the verdict rests on the thresholds alone"
 
@@ -160,8 +160,6 @@ def merge_categories(categories: Mapping[str, Mapping[str, Any]], extra: Mapping
 
 def score_both(queries, answers: Mapping, baseline_answers: Mapping, catalog) -> tuple[dict, dict]:
     """(candidate, baseline) scores by query id: both models' answers scored alike."""
-    from punie_gates.checks.scoring import score_answer
-
     mine = {q.id: score_answer(q, answers[q.id], catalog) for q in queries}
     theirs = {q.id: score_answer(q, baseline_answers[q.id], catalog) for q in queries}
     return mine, theirs

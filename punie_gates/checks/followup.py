@@ -26,8 +26,8 @@ from pathlib import Path
 # Old flat modules (the lead rewrites these when merging).
 from punie_gates.answering.conversation import ANSWERED, ASK_FAILED, Conversation, Turn, read_conversations
 from punie_gates.inputs.facts import missing_facts, number_claims, numbers_mentioned, supported
-from punie_gates.inputs.results import result_numbers
 from punie_gates.inputs.queries import Query, QuerySet
+from punie_gates.inputs.results import result_numbers
 
 
 @dataclass(frozen=True)

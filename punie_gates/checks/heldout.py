@@ -30,7 +30,8 @@ from pathlib import Path
 from typing import Any
 
 from punie_gates.answering.conversation import AskMany, Reply
-from punie_gates.checks.scoring import Score, criteria_json, score_reply
+from punie_gates.checks.judgment import criteria_json
+from punie_gates.checks.scoring import Score, score_reply
 from punie_gates.formats.code_analysis import analyse_code
 from punie_gates.formats.convert import ConversionResult, read_jsonl_bytes
 from punie_gates.inputs.catalog import Catalog

@@ -36,11 +36,11 @@ from punie_gates.answering.conversation import (
 )
 from punie_gates.answering.prompts import query_messages
 from punie_gates.checks.followup import FollowupScore, score_followup
-from punie_gates.checks.scoring import Judgment, tally
-from punie_gates.stats import Paired, paired, wilson_interval
+from punie_gates.checks.judgment import Judgment, tally
 from punie_gates.formats.code_analysis import analyse_code
 from punie_gates.inputs.catalog import Catalog
 from punie_gates.inputs.queries import FollowupThresholds, Query, QuerySet
+from punie_gates.stats import Paired, paired, wilson_interval
 
 _CLIP = 300  # characters of each follow-up reply kept in the report (the file keeps them whole)
 

@@ -22,6 +22,9 @@ from pathlib import Path
 
 from punie_gates.errors import CandidateError, DataFileError, UserError
 from punie_gates.inputs import readers
+from punie_gates.inputs.catalog import load_catalog
+from punie_gates.inputs.queries import load_queries
+from punie_gates.model.candidate import is_hub_id, resolve_candidate
 
 TRAINING_FILES = ("train.jsonl", "valid.jsonl")
 
@@ -98,9 +101,6 @@ def _example_problems(cfg, gates: Collection[str], records: dict[str, int], expl
 
 
 def _query_problems(cfg, gates: Collection[str]) -> list[str]:
-    from punie_gates.inputs.catalog import load_catalog
-    from punie_gates.inputs.queries import load_queries
-
     try:
         queries = load_queries(cfg.queries_path, catalog=load_catalog(cfg.tools_path))
     except DataFileError as exc:
@@ -124,7 +124,7 @@ def _query_problems(cfg, gates: Collection[str]) -> list[str]:
 
 
 def _candidate_problems(cfg, *, need_weights: bool) -> list[str]:
-    from punie_gates.model.candidate import is_endpoint, is_hub_id, resolve_candidate
+    from punie_gates.model.candidate import is_endpoint
 
     spec = cfg.candidate
     if spec == "demo" or is_endpoint(spec) or (is_hub_id(spec) and not Path(spec).expanduser().exists()):

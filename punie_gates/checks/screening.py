@@ -14,8 +14,9 @@ import statistics
 from typing import Any
 
 from punie_gates.checks.comparison import interval_figures, merge_categories, query_rows
+from punie_gates.checks.judgment import judge
 from punie_gates.checks.multiturn import first_reply, followup_rows, judge_multi_turn, run_multi_turn
-from punie_gates.checks.scoring import judge, score_answer
+from punie_gates.checks.scoring import score_answer
 from punie_gates.checks.steps import answer_queries
 
 SCREENING_RESPONSES = "screening-responses.jsonl"

@@ -9,6 +9,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from punie_gates.answering.prompts import render_prompt
 
 SMOKE_PROMPT = "Write a Python function that checks whether a number is prime."
 
@@ -70,9 +71,9 @@ def _is_stub(body: list[ast.stmt]) -> bool:
     for stmt in body:
         if isinstance(stmt, ast.Pass):
             continue
-        if isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Constant):
-            if isinstance(stmt.value.value, str) or stmt.value.value is Ellipsis:
-                continue
+        if (isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Constant)
+                and (isinstance(stmt.value.value, str) or stmt.value.value is Ellipsis)):
+            continue
         return False
     return True
 
@@ -118,8 +119,6 @@ def run_smoke(model, tokenizer, prompt: str = SMOKE_PROMPT, max_tokens: int = SM
     import mlx.core as mx
     from mlx_lm import stream_generate
     from mlx_lm.sample_utils import make_sampler
-
-    from punie_gates.answering.prompts import render_prompt
 
     ids = render_prompt(tokenizer, [{"role": "user", "content": prompt}], None)
     mx.reset_peak_memory()

@@ -8,25 +8,31 @@ judge exactly alike.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
-from punie_gates.answering.answers import QueryAnswer
+from punie_gates.answering.answers import QueryAnswer, save_answers
+from punie_gates.answering.prompts import prefix_mismatch, query_messages
 from punie_gates.inputs.queries import Query
+from punie_gates.model import artifacts
+from punie_gates.model.fusion import fuse_and_quantize, fused_quantized_key, lora_retention
+from punie_gates.model.loss_curve import plot_loss_curve, write_loss_curve
+from punie_gates.model.sizes import GROUP_SIZE
+from punie_gates.model.streamed_fusion import StreamedFusionError, fuse_and_quantize_streamed
+from punie_gates.model.tokenizer import render_ids
+from punie_gates.model.training import TrainSettings, train_lora
 
 
 def query_conversations(queries, system_prompt: str) -> list[tuple[str, list[dict]]]:
     """(id, messages) per query: what a server is sent (it renders them with its own template)."""
-    from punie_gates.answering.prompts import query_messages
-
     return [(q.id, query_messages(system_prompt, q.text)) for q in queries]
 
 
 def answer_queries(answerer, queries, *, system_prompt, save_to: Path) -> list[QueryAnswer]:
     """Greedy answers through `answerer` (answering.answerer: the tools, the token budget and
     the batch size are its own), saved for `punie-gates score`."""
-    from punie_gates.answering.answers import save_answers
 
     answers = answerer.answer(query_conversations(queries, system_prompt))
     save_answers(save_to, answers)
@@ -59,7 +65,7 @@ def answer_gate_queries(answerer, queries, first_training_record, *, catalog, sy
                         save_to: Path) -> GateAnswers:
     """A trained gate's answers (see answer_queries), and whether its prompts start as
     training's did, rendered with the tokenizer the answering path renders with."""
-    from punie_gates.answering.prompts import prefix_mismatch, query_messages
+    from punie_gates.answering.prompts import query_messages
 
     mismatch = prefix_mismatch(answerer.prompt_tokenizer(), first_training_record,
                                query_messages(system_prompt, queries[0].text), catalog.native_schemas())
@@ -71,7 +77,6 @@ def train_for_gate(weights: Path, train, valid, gate_config, *, iters: int, prog
     """LoRA with the suite's training settings (data/gates.toml [training])."""
     from dataclasses import asdict
 
-    from punie_gates.model.training import TrainSettings, train_lora
 
     settings = TrainSettings.from_table(asdict(gate_config.settings.training), iters=iters, seed=gate_config.seed)
     return train_lora(weights, train, valid, settings, gate_config.work_dir, fresh=gate_config.fresh, progress=progress)
@@ -105,10 +110,6 @@ def fuse_for_gate(weights: Path, adapter_dir: Path, gate_config, *, gate: str, p
     StreamedFusionError, and the recipe (fuse with dequantize to float16, then
     quantize: the reference) runs instead, which the result records.
     """
-    from punie_gates.model import artifacts
-    from punie_gates.model.folder import GROUP_SIZE
-    from punie_gates.model.fusion import fuse_and_quantize, fused_quantized_key
-    from punie_gates.model.streamed_fusion import StreamedFusionError, fuse_and_quantize_streamed
 
     requested, bits, work = gate_config.settings.of(gate).fusion, gate_config.target_bits, gate_config.work_dir
     key = fused_quantized_key(weights, adapter_dir, bits, GROUP_SIZE)
@@ -128,9 +129,6 @@ def measure_retention(tokenizer, weights: Path, adapter_dir: Path, fused: Path, 
     """How much of the adapter's effect the fused, quantized model keeps, on `records`
     rendered as training renders them (the session's finetuning-mode tokenizer: the
     quantized folders carry the candidate's tokenizer files byte for byte)."""
-    from punie_gates.model.fusion import lora_retention
-    from punie_gates.model.tokenizer import render_ids
-
     prompts = [render_ids(tokenizer, r["messages"], r.get("tools")) for r in records]
     return lora_retention(weights, adapter_dir, fused, prompts)
 
@@ -150,8 +148,6 @@ def retention_problem(retention, need: float) -> str | None:
 
 def training_figures(trained, report_dir: Path, gate: str, title: str) -> dict[str, Any]:
     """What a training gate records about its LoRA run: the loss curve (json, png) and the run."""
-    from punie_gates.model.training import plot_loss_curve, write_loss_curve
-
     curve = trained.curve
     png = plot_loss_curve(curve, report_dir / f"{gate}-loss-curve.png", title)
     write_loss_curve(curve, report_dir / f"{gate}-loss-curve.json")

@@ -10,6 +10,8 @@ from __future__ import annotations
 import importlib
 import sys
 
+from punie_gates import __version__
+
 # name -> (module:function, one-line help). Each function takes argv and returns
 # an exit status; it owns its argparse so `punie-gates NAME --help` is complete.
 COMMANDS = {
@@ -36,8 +38,6 @@ def main(argv: list[str] | None = None) -> int:
         return 0 if argv else 2
     name, rest = argv[0], argv[1:]
     if name == "--version":
-        from punie_gates import __version__
-
         print(__version__)
         return 0
     if name not in COMMANDS:

@@ -7,27 +7,32 @@ import json
 import os
 import sys
 import tempfile
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
-from punie_gates.checks.bench import PLAN_MAX_TOKENS, run_bench, write_result
-from punie_gates.inputs.options import DEFAULT_BATCH_SIZE
+from punie_gates.answering.prompts import default_system_prompt
+from punie_gates.answering.server import ServerError
+from punie_gates.checks.bench import PLAN_MAX_TOKENS, run_bench, run_server_bench, write_result
+from punie_gates.commands import bench_fusion
+from punie_gates.errors import DataFileError, UserError
+from punie_gates.formats.convert import convert_training_folder
+from punie_gates.inputs.catalog import CatalogError, load_catalog
+from punie_gates.inputs.options import DEFAULT_BATCH_SIZE, resolve_options
+from punie_gates.inputs.queries import QueryFileError, load_queries
+from punie_gates.model.candidate import CandidateError
+from punie_gates.model.loading import load_named, release
+from punie_gates.progress import null_progress, progress_printer
+
 
 def _load_candidate(spec: str, progress=None, options=None):
     """The candidate loaded as the gates load it (model.loading.LoadedModel): the same
     options (environment and gates file included), at the target bits."""
-    from punie_gates.inputs.options import resolve_options
-    from punie_gates.model.loading import load_named
-
     options = options or resolve_options({"candidate": spec}, root=Path.cwd())
     return load_named(spec, options, progress=progress)
 
 
 def _training_records(folder: Path | None, catalog) -> list[dict]:
     """The training data's conversations (train and valid) in the candidate's form, for the answer lengths."""
-    from punie_gates.errors import DataFileError
-    from punie_gates.formats.convert import convert_training_folder
-
     if folder is None or not all((folder / name).is_file() for name in ("train.jsonl", "valid.jsonl")):
         raise DataFileError(
             f"--training-data {folder}: expected train.jsonl and valid.jsonl there in Qwen3 form; the bench draws "
@@ -78,20 +83,12 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if "--fusion" in argv:  # the fusion comparison: the recipe vs the streamed fuse, side by side
-        from punie_gates.commands import bench_fusion
 
         return bench_fusion.main([a for a in argv if a != "--fusion"])
     args = _parser().parse_args(argv)
     if args.max_tokens < 1 or args.gen_batch_size < 1 or (args.limit is not None and args.limit < 1):
         print("punie-gates bench: --max-tokens, --gen-batch-size and --limit must be >= 1", file=sys.stderr)
         return 2
-    from punie_gates.model.candidate import CandidateError
-    from punie_gates.errors import UserError
-    from punie_gates.inputs.catalog import CatalogError, load_catalog
-    from punie_gates.inputs.options import resolve_options
-    from punie_gates.progress import null_progress, progress_printer
-    from punie_gates.answering.prompts import default_system_prompt
-    from punie_gates.inputs.queries import QueryFileError, load_queries
 
     try:
         catalog = load_catalog(args.tools)
@@ -123,12 +120,6 @@ def main(argv: list[str] | None = None) -> int:
                        batch_size=args.gen_batch_size, candidate=args.candidate, training_records=training_records,
                        training_source=str(options.training_data), seed=args.seed, progress=progress)
     if not args.no_server:
-        from dataclasses import replace
-
-        from punie_gates.answering.server import ServerError
-        from punie_gates.checks.bench import run_server_bench
-        from punie_gates.model.loading import release
-
         folder = loaded.path
         del loaded  # the server loads its own copy: not beside this one
         release()

@@ -19,6 +19,13 @@ import sys
 import tempfile
 from pathlib import Path
 
+from punie_gates.checks.bench_fusion import run_fusion_bench
+from punie_gates.errors import UserError
+from punie_gates.inputs.options import resolve_options
+from punie_gates.model.candidate import resolve_candidate
+from punie_gates.model.quantize import ensure_bits
+from punie_gates.model.random_adapter import write_random_adapter
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="punie-gates bench --fusion", description=__doc__.split("\n\n")[0])
@@ -36,8 +43,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from punie_gates.checks.bench_fusion import run_fusion_bench
-    from punie_gates.errors import UserError
 
     try:
         base = args.base or _candidate_base(args.candidate, args.bits)
@@ -64,18 +69,12 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _candidate_base(spec: str, bits: int) -> Path:
-    from punie_gates.inputs.options import resolve_options
-    from punie_gates.model.candidate import resolve_candidate
-    from punie_gates.model.quantize import ensure_bits
-
     options = resolve_options({"candidate": spec}, root=Path.cwd())
     resolved = resolve_candidate(spec, cache_dir=options.cache_dir, offline=options.offline, need_weights=True)
     return ensure_bits(resolved.path, options.work_dir, bits).path
 
 
 def _random_adapter(base: Path, dest: Path) -> Path:
-    from punie_gates.model.random_adapter import write_random_adapter
-
     return write_random_adapter(base, dest)
 
 

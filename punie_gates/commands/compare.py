@@ -8,6 +8,10 @@ import os
 import sys
 from pathlib import Path
 
+from punie_gates.decision import compare, html
+from punie_gates.inputs.catalog import CatalogError, load_catalog
+from punie_gates.inputs.queries import QueryFileError, load_queries
+
 _EPILOG = """\
 input:  report folders (pytest --report-dir). From each, gate5-responses.jsonl is
         read, else gate4-responses.jsonl, else screening-responses.jsonl (an endpoint
@@ -52,9 +56,6 @@ def main(argv: list[str]) -> int:
         parser.error("give at least two report folders (RUN RUN..., or --baseline RUN and one RUN)")
 
     from punie_gates.checks.rescoring import RescoreError, rescore_folder
-    from punie_gates.decision import compare, html
-    from punie_gates.inputs.catalog import CatalogError, load_catalog
-    from punie_gates.inputs.queries import QueryFileError, load_queries
 
     if args.out.is_dir():
         print(f"punie-gates compare: --out {args.out} is a folder; give the page's file name, such as "

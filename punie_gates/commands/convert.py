@@ -10,6 +10,7 @@ import time
 from collections.abc import Iterable
 from pathlib import Path
 
+from punie_gates.errors import UserError
 from punie_gates.formats.convert import (
     Reject,
     check_tools,
@@ -19,8 +20,9 @@ from punie_gates.formats.convert import (
     to_qwen3,
 )
 from punie_gates.formats.sampling import stratified_sample
-from punie_gates.errors import UserError
 from punie_gates.inputs import readers
+from punie_gates.inputs.catalog import native_tool_schemas
+
 
 class _UsageError(Exception):
     pass
@@ -28,8 +30,6 @@ class _UsageError(Exception):
 
 def _load_tools(path: Path) -> list[dict]:
     if path.suffix == ".toml":
-        from punie_gates.inputs.catalog import native_tool_schemas
-
         return check_tools(native_tool_schemas(path))
     return check_tools(readers.read_json(path, "tool list"))
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from punie_gates.model.demo import _build_into, ensure_demo_model
 
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="punie-gates demo-model",

@@ -10,8 +10,9 @@ import sys
 from pathlib import Path
 
 from punie_gates.checks.followup import rescore_conversations
+from punie_gates.checks.judgment import summary
 from punie_gates.checks.multiturn import followup_summary
-from punie_gates.checks.scoring import read_answers, score_saved, summary
+from punie_gates.checks.scoring import read_answers, score_saved
 from punie_gates.formats.tool_calls import FORMATS
 from punie_gates.inputs.catalog import CatalogError, load_catalog
 from punie_gates.inputs.queries import QueryFileError, load_queries

@@ -21,6 +21,9 @@ import sys
 import time
 from pathlib import Path
 
+from punie_gates.inputs import paths
+from punie_gates.model import workdir
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="punie-gates work", description=__doc__.split("\n\n")[0])
@@ -38,15 +41,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def default_work_dir() -> Path:
-    from punie_gates.inputs import paths
-
     env = os.environ.get("PUNIE_GATES_WORK_DIR")
     return Path(env).expanduser() if env else paths.cache_dir() / "work"
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from punie_gates.model import workdir
 
     work = args.work_dir or default_work_dir()
     if not work.is_dir():

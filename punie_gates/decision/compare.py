@@ -14,15 +14,16 @@ candidates against one baseline run (`rank_runs`), each paired with that baselin
 from __future__ import annotations
 
 import string
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from punie_gates.decision import html
-from punie_gates.stats import Interval, McNemar, Paired, mcnemar_exact, paired, wilson_interval
 from punie_gates.errors import UserError
 from punie_gates.inputs import readers
 from punie_gates.inputs.queries import QuerySet
+from punie_gates.stats import Interval, McNemar, Paired, mcnemar_exact, paired, wilson_interval
 
 
 class CompareError(ValueError):

@@ -10,7 +10,8 @@ not a flag: it never changes the verdict (a GO stays GO).
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from punie_gates.stats import UNDECIDED
 

@@ -15,14 +15,23 @@ import base64
 import hashlib
 import json
 import os
+from collections.abc import Mapping
 from importlib import resources
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from punie_gates.decision.page import Answer, Curve, GateRow, Page, QueryRow, QuerySection, Table
 from punie_gates.decision.page_from_report import (
-    QUERY_GATES, RESPONSE_FILES, category_of, interval_text, key_figures, mcnemar_text, read_responses, report_page,
-    run_peak_memory, saved_text,
+    QUERY_GATES,
+    RESPONSE_FILES,
+    category_of,
+    interval_text,
+    key_figures,
+    mcnemar_text,
+    read_responses,
+    report_page,
+    run_peak_memory,
+    saved_text,
 )
 
 __all__ = [

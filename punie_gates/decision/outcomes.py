@@ -8,8 +8,9 @@ decision test (last in its module: it passes only when every check before it pas
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 
 from punie_gates.decision.verdict import GateResult
 from punie_gates.inputs.gates import GateRegistry

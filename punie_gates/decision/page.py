@@ -8,8 +8,10 @@ punie_gates.decision.html.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
+
 
 @dataclass(frozen=True)
 class Answer:

@@ -28,12 +28,13 @@ from __future__ import annotations
 import base64
 import json
 import re
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
+from punie_gates.decision.page import Answer, Curve, GateRow, Page, QueryRow, QuerySection, Table
 from punie_gates.errors import UserError
 from punie_gates.inputs import readers
-from punie_gates.decision.page import Answer, Curve, GateRow, Page, QueryRow, QuerySection, Table
 
 QUERY_GATES = ("gate3", "gate4", "gate5")
 RESPONSE_FILES = {gate: f"{gate}-responses.jsonl" for gate in QUERY_GATES}

@@ -7,12 +7,14 @@ import json
 import os
 import platform
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from punie_gates import __version__
 from punie_gates.decision import criteria
+from punie_gates.decision.html import write_html
 from punie_gates.decision.verdict import GateResult, Verdict
 
 DEMO_NOTE = (
@@ -85,7 +87,7 @@ class Report:
     def to_json(self) -> dict[str, Any]:
         """The gate-report.json document."""
         verdict = self.verdict
-        doc = {
+        doc: dict[str, Any] = {
             "suite": f"punie-gates {__version__}",
             "verdict": verdict.verdict,
             "stopped_at": verdict.stopped_at,
@@ -98,7 +100,7 @@ class Report:
                 "note": DEMO_NOTE if self.is_demo else None,
             },
             "baseline": self.baseline,
-            "answering": {"via": self.answer_via, "note": ANSWERING_NOTES.get(self.answer_via),
+            "answering": {"via": self.answer_via, "note": ANSWERING_NOTES.get(self.answer_via or ""),
                           "serving": serving_plans(self.results)},
             "run_all_gates": self.run_all_gates,
             "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(self.started)),
@@ -159,8 +161,6 @@ def _atomic_write(path: Path, text: str) -> None:
 
 
 def write_reports(report_dir: Path, report: Report) -> tuple[Path, Path, Path]:
-    from punie_gates.decision.html import write_html
-
     report_dir = Path(report_dir)
     report_dir.mkdir(parents=True, exist_ok=True)
     doc = report.to_json()

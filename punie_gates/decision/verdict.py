@@ -21,8 +21,9 @@ pytest itself never returns: its own are 0-5); INCOMPLETE keeps pytest's
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from punie_gates.inputs.gates import HARD, KINDS, SOFT, builtin_gates
 

@@ -300,7 +300,7 @@ class _Analyser:
     def _eval_Call(self, node: ast.Call) -> _Value | None:
         func = node.func
         name = func.id if isinstance(func, ast.Name) else None
-        if name in self.typed and name not in self.rebound and name not in self.env:
+        if name is not None and name in self.typed and name not in self.rebound and name not in self.env:
             self.eval_arguments(node)
             self.calls[name] = None
             if problem := arity_problem(self.typed[name], len(node.args), [k.arg for k in node.keywords],

@@ -478,7 +478,7 @@ def convert_training_folder(folder: Path, tools: list[dict] | None = None) -> tu
     runs = [_parse_qwen3(read_jsonl_bytes(folder / name), tools) for name in ("train.jsonl", "valid.jsonl")]
     if tools is None:
         tools = derive_tools(turns for parsed, _, _ in runs for _, turns in parsed)
-    train, valid = (_build_mistral(*run, tools) for run in runs)
+    train, valid = (_build_mistral(parsed, rejects, read, tools) for parsed, rejects, read in runs)
     return train, valid
 
 

@@ -14,7 +14,7 @@ import builtins
 import json
 import random
 from collections.abc import Hashable, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 MULTI_SUFFIX = "+multi"
 _BUILTINS = frozenset(dir(builtins))
@@ -67,7 +67,10 @@ def record_family(record: dict) -> str:
     return family + (MULTI_SUFFIX if turns > 1 else "")
 
 
-def _largest_remainder(sizes: dict[Hashable, int], n: int) -> dict[Hashable, int]:
+Group = TypeVar("Group", bound=Hashable)
+
+
+def _largest_remainder(sizes: dict[Group, int], n: int) -> dict[Group, int]:
     """Split n over the groups in proportion to their sizes; floors plus the biggest remainders."""
     total = sum(sizes.values())
     quotas = {key: size * n / total for key, size in sizes.items()}

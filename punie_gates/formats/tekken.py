@@ -10,6 +10,7 @@ negative case for Gate 0.
 
 from __future__ import annotations
 
+import base64
 import json
 from importlib import resources
 from pathlib import Path
@@ -155,8 +156,6 @@ def tekken_from_tokenizer_json(doc: dict, version: str | None = None) -> tuple[d
     tokenizers, and the reference must not inherit it. Raises ReferenceUnavailable for
     a tokenizer that is not laid out that way (it could not have come from a tekken file).
     """
-    import base64
-
     model = doc.get("model") or {}
     if model.get("type") != "BPE" or not isinstance(model.get("vocab"), dict):
         raise ReferenceUnavailable(f"tokenizer.json's model is {model.get('type')!r}, not tekken's byte-level BPE")

@@ -14,7 +14,6 @@ from types import MappingProxyType
 
 from punie_gates.inputs import readers
 
-
 FORMATS = ("auto", "mistral", "qwen3")
 
 

@@ -12,11 +12,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
-
-from punie_gates.inputs import paths
+from typing import Any, TypeGuard
 
 from punie_gates.errors import DataFileError
+from punie_gates.inputs import paths
 
 
 class CatalogError(DataFileError):
@@ -116,25 +115,25 @@ def _build(raw: dict, path: Path) -> Catalog:
         label = f"native tool #{index + 1}"
         if isinstance(entry, dict) and isinstance(entry.get("name"), str):
             label = f"native tool {entry['name']!r}"
-        tool = _native_tool(entry, typed, lambda reason, lb=label: fail(lb, reason))
-        if tool is None:
+        native_tool = _native_tool(entry, typed, lambda reason, lb=label: fail(lb, reason))
+        if native_tool is None:
             continue
-        if any(t["name"] == tool["name"] for t in native):
+        if any(t["name"] == native_tool["name"] for t in native):
             fail(label, "duplicate native tool name")
-        elif tool["name"] in typed and set(tool["parameters"].get("properties", {})) != set(typed[tool["name"]].params):
+        elif native_tool["name"] in typed and set(native_tool["parameters"].get("properties", {})) != set(typed[native_tool["name"]].params):
             # Offering a typed tool directly too is fine (Punie does, for read_file and
             # run_command) as long as both take the same arguments: then a call means one thing.
-            fail(label, f"a typed tool shares this name but takes {list(typed[tool['name']].params)}; "
+            fail(label, f"a typed tool shares this name but takes {list(typed[native_tool['name']].params)}; "
                  "a call would be ambiguous")
         else:
-            native.append(tool)
+            native.append(native_tool)
 
     if errors:
         raise CatalogError("\n".join(errors))
     return Catalog(native=tuple(native), typed=MappingProxyType(typed), path=path)
 
 
-def _str_list(value: Any) -> bool:
+def _str_list(value: Any) -> TypeGuard[list[str]]:
     return isinstance(value, list) and all(isinstance(v, str) and v.isidentifier() for v in value)
 
 

@@ -9,10 +9,11 @@ stops the run, naming the file and key, before any gate runs.
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, fields
 from functools import cache
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any
 
 from punie_gates.errors import DataFileError
 from punie_gates.inputs import paths

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 from urllib.parse import urlsplit
 
 from punie_gates.errors import OptionError
@@ -248,8 +248,9 @@ def _at_least_zero(value: Any, flag: str) -> int | None:
 def _choice(value: Any, dest: str) -> str:
     # Flags are checked by argparse and env/ini values by _convert; this catches a caller's `given`.
     opt = next(o for o in OPTIONS if o.dest == dest)
-    if value not in opt.choices:
-        raise OptionError(f"{opt.flag} must be one of {', '.join(opt.choices)}, got {value!r}")
+    choices = opt.choices or ()
+    if value not in choices:
+        raise OptionError(f"{opt.flag} must be one of {', '.join(choices)}, got {value!r}")
     return str(value)
 
 
@@ -314,7 +315,7 @@ def resolve_report_dir(
     """The --report-dir alone (flag, environment, ini key, default): known even when
     another option or the gates file is broken, so that run's report goes there too."""
     opt = next(o for o in OPTIONS if o.dest == "report_dir")
-    return _path(_pick(opt, given.get("report_dir"), environ, ini), root)
+    return _path(_pick(opt, given.get("report_dir"), environ, ini), root) or root / str(opt.default)
 
 
 def report_dir_from_pytest(config) -> Path:
@@ -355,7 +356,7 @@ def resolve_options(
     return GateConfig(
         candidate=candidate,
         baseline=get["baseline"],
-        report_dir=_path(get["report_dir"], root),
+        report_dir=resolve_report_dir(given, root=root, environ=environ, ini=ini),
         work_dir=_path(get["work_dir"], root) or cache / "work",
         cache_dir=cache,
         run_all_gates=bool(get["run_all_gates"]),

@@ -18,10 +18,9 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+from punie_gates.errors import DataFileError
 from punie_gates.inputs import paths
 from punie_gates.inputs.catalog import Catalog, load_catalog
-
-from punie_gates.errors import DataFileError
 from punie_gates.inputs.facts import alternatives, states
 from punie_gates.inputs.results import check_result, normalise_result, readable_text
 
@@ -140,7 +139,7 @@ def _build(raw: dict, path: Path, catalog: Catalog) -> QuerySet:
     thresholds = _thresholds(raw.get("thresholds"), queries, fail)
     # Ids of entries that failed validation still count as known here: their own
     # error says what is wrong, and a second "unknown id" would mislead.
-    all_ids = {e.get("id") for e in raw_queries if isinstance(e, dict)}
+    all_ids = {e["id"] for e in raw_queries if isinstance(e, dict) and isinstance(e.get("id"), str)}
     gate_sets = _gate_sets(raw.get("gates", {}), all_ids, fail)
     max_turns = _max_turns(raw.get("settings", {}), queries, fail)
     followup = _followup_thresholds(raw.get("followup"), queries, fail)
@@ -216,7 +215,8 @@ def _query(entry: Any, index: int, catalog: Catalog, fail) -> Query | None:
                 bad(f"results has no entry for {tool!r}: its call would stop the conversation")
         if all(t in results for t in required):
             _check_facts_reachable(facts, lists["tools_any"], [*lists["tools_all"], *then], results, bad)
-    if not ok:
+    if not (ok and isinstance(id, str) and isinstance(category, str) and isinstance(text, str)
+            and isinstance(expect, str)):  # checked above; said again for the type checker
         return None
     return Query(
         id, category, text, expect, lists["tools_any"], lists["tools_all"], lists["fields_any"],

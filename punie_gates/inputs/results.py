@@ -44,8 +44,8 @@ def _check_object(node: ast.expr, fields: frozenset[str], tool: TypedTool, where
     if not isinstance(node, ast.Call) or not isinstance(node.func, ast.Name) or node.args:
         problems.append(f"{label} must be Name(field=value, ...) with keyword arguments only")
         return
-    given = [k.arg for k in node.keywords]
-    if None in given:
+    given = [k.arg for k in node.keywords if k.arg is not None]
+    if len(given) < len(node.keywords):
         problems.append(f"{label} uses ** (write every field out)")
         return
     missing = sorted(fields - set(given))
@@ -55,6 +55,8 @@ def _check_object(node: ast.expr, fields: frozenset[str], tool: TypedTool, where
     if extra:
         problems.append(f"{label} has {', '.join(extra)}, which the catalog's {tool.name} lacks")
     for keyword in node.keywords:
+        if keyword.arg is None:
+            continue  # refused above
         inner = f"{where}.{keyword.arg}" if where else keyword.arg
         item_fields = tool.item_fields.get(keyword.arg)
         if item_fields is None:

@@ -12,8 +12,9 @@ need the data (a count against the queries it counts) are checks/preflight's.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
-from typing import Any, Mapping
+from typing import Any
 
 from punie_gates.errors import DataFileError, OptionError
 

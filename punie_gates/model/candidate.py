@@ -20,6 +20,7 @@ from pathlib import Path
 
 from punie_gates.errors import CandidateError
 from punie_gates.inputs.options import DEFAULT_CANDIDATE, endpoint_url
+from punie_gates.model.demo import ensure_demo_model, is_demo_model
 from punie_gates.model.folder import TOKENIZER_MARKERS, config_family, read_config, weight_files
 
 DEMO = "demo"
@@ -98,16 +99,12 @@ def resolve_candidate(
         raise CandidateError(f"{spec}: {ENDPOINT_HAS_NO_FILES}; the gates that read a model's files (0, 1, 4, 5) "
                              "need a folder or a Hugging Face repo id")
     if spec == DEMO:
-        from punie_gates.model.demo import ensure_demo_model
-
         path = ensure_demo_model(Path(cache_dir))
         return Candidate(spec, DEMO, path, True, config_family(path), "demo")
 
     local = Path(spec).expanduser()
     # An existing folder wins over a repo id of the same spelling, as in mlx-lm.
     if local.exists() or not _REPO_ID.match(spec):
-        from punie_gates.model.demo import is_demo_model
-
         path = _check_local(spec, local, need_weights)
         # A demo built into a folder of its own (`punie-gates demo-model DIR`) is still a demo.
         return Candidate(spec, path.name, path, is_demo_model(path), config_family(path), "local")

@@ -21,6 +21,10 @@ import json
 import sys
 from pathlib import Path
 
+from punie_gates.formats.tekken import save_hf_tokenizer, write_tekken
+from punie_gates.inputs import paths
+from punie_gates.model import artifacts
+
 MARKER = "punie_gates_demo.json"
 SEED = 20251226
 RECIPE_VERSION = 2  # bump when the build below changes what it writes
@@ -93,8 +97,6 @@ NOTE = (
 
 def key_parts() -> dict:
     """Everything the demo's bytes depend on (its cache folder is named after their hash)."""
-    from punie_gates.model import artifacts
-
     return {
         "recipe": RECIPE_VERSION,
         "config": CONFIG,
@@ -107,16 +109,11 @@ def key_parts() -> dict:
 
 def demo_model_dir(cache_dir: Path) -> Path:
     """Where the demo for this recipe and these library versions lives (maybe not built yet)."""
-    from punie_gates.model import artifacts
-
     return artifacts.artifact_dir(Path(cache_dir), "demo", key_parts())
 
 
 def ensure_demo_model(cache_dir: Path | None = None) -> Path:
     """The demo model folder under `cache_dir` (default paths.cache_dir()), built if missing."""
-    from punie_gates.model import artifacts
-    from punie_gates.inputs import paths
-
     cache_dir = Path(cache_dir) if cache_dir is not None else paths.cache_dir()
     parts = key_parts()
     final = artifacts.artifact_dir(cache_dir, "demo", parts)
@@ -137,8 +134,6 @@ def is_demo_model(path: Path) -> bool:
 
 def build_demo_model(dest: Path) -> Path:
     """Write the demo's files into the empty folder `dest` (deterministic bytes)."""
-    from punie_gates.formats.tekken import save_hf_tokenizer, write_tekken
-
     dest = Path(dest)
     dest.mkdir(parents=True, exist_ok=True)
     tekken = write_tekken(dest / "tekken.json", layout="v13")
@@ -170,8 +165,6 @@ def _write_random_weights(dest: Path) -> None:
 
 
 def _build_into(target: Path) -> Path | None:
-    from punie_gates.model import artifacts
-
     target = target.expanduser().resolve()
     if target.exists():
         if not target.is_dir() or (any(target.iterdir()) and not is_demo_model(target)):
@@ -186,8 +179,6 @@ def _build_into(target: Path) -> Path | None:
 
 
 def _same_recipe(folder: Path) -> bool:
-    from punie_gates.model import artifacts
-
     try:
         recorded = json.loads((folder / artifacts.INPUTS).read_text(encoding="utf-8"))
     except (OSError, ValueError):

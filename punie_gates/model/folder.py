@@ -1,31 +1,23 @@
 """A model folder as mlx-lm sees it, read without loading it.
 
 config.json (its model types, quantization bits), the safetensors headers (tensor
-bytes and dtypes), the size on disk and the memory a load needs: every gate and
-command that asks one of these questions asks it here.
+bytes and dtypes), the tensors mlx-lm keeps and the size on disk: every gate and
+command that asks one of these questions asks it here (model.sizes estimates from them).
 """
 
 from __future__ import annotations
 
 import json
-import math
 import os
 import struct
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
-from punie_gates.errors import CandidateError, MemoryBudgetError
+from punie_gates.errors import CandidateError
 from punie_gates.inputs import readers
-
-GROUP_SIZE = 64  # mlx-lm's default for affine quantization
-
-# Loaded weights are not all a model needs: the KV cache, activations and MLX's
-# buffers come on top. 10% plus half a GB covers greedy generation of a few
-# thousand tokens on a dense 24B model; the measured peak is what Gate 1 judges,
-# this estimate only refuses hopeless loads early.
-OVERHEAD_FRACTION = 0.10
-OVERHEAD_GB = 0.5
+from punie_gates.inputs.options import DEFAULT_CANDIDATE
 
 _FLOAT_BITS = {"F64": 64, "F32": 32, "F16": 16, "BF16": 16, "F8_E4M3": 8, "F8_E5M2": 8}
 _DTYPE_NAMES = {"float32": 32, "float16": 16, "bfloat16": 16}
@@ -172,12 +164,6 @@ def kept_tensors(model_dir: Path) -> dict[str, tuple[str, tuple[int, ...]]]:
             for name, a in sanitized.items()}
 
 
-def _dtype_bytes(dtype: str) -> int:
-    from punie_gates.model.disk import _DTYPE_BYTES
-
-    return _DTYPE_BYTES.get(dtype, 4)
-
-
 def check_loadable(model_dir: Path, label: str = "") -> None:
     """CandidateError, before anything is quantized or loaded, when mlx-lm cannot load the
     weights faithfully: FP8 (F8_E4M3/F8_E5M2) tensors that mlx reads as raw uint8 bytes.
@@ -206,7 +192,6 @@ def check_loadable(model_dir: Path, label: str = "") -> None:
         return  # only dropped tensors (a vision tower) are FP8
     dtype = UNFAITHFUL_DTYPES[next(iter(unfaithful.values()))[0]]
     method = f" (config.json quantization_config: quant_method {quant.get('quant_method')!r})" if quant.get("quant_method") else ""
-    from punie_gates.inputs.options import DEFAULT_CANDIDATE
 
     raise CandidateError(
         f"{label or model_dir}: {len(kept)} weight tensors mlx-lm would load are {dtype}{method}, e.g. {kept[0]}; "
@@ -214,45 +199,6 @@ def check_loadable(model_dir: Path, label: str = "") -> None:
         "weights (gibberish blamed on the model). Refused before quantizing or loading anything. Use an MLX "
         f"conversion instead (mlx-community publishes 4-bit, 8-bit and bf16 ones, e.g. {DEFAULT_CANDIDATE})"
     )
-
-
-def estimate_weight_bytes(model_dir: Path, bits: int | None = None) -> int:
-    """Bytes of the weights mlx-lm keeps from `model_dir` (kept_tensors), as stored, or
-    quantized to `bits` (affine, group size 64) the way the suite quantizes them."""
-    model_dir = Path(model_dir)
-    if not weight_files(model_dir):
-        raise CandidateError(f"{model_dir}: no model*.safetensors weights to estimate")
-    if bits is None:
-        return sum(math.prod(shape) * _dtype_bytes(dtype) for dtype, shape in kept_tensors(model_dir).values())
-    from punie_gates.model.disk import quantized_weight_bytes
-
-    return quantized_weight_bytes(model_dir, bits, GROUP_SIZE)
-
-
-def estimate_memory_gb(model_dir: Path, bits: int | None = None) -> float:
-    """Memory to load `model_dir`, in GB: the weights mlx-lm keeps plus the stated overhead.
-
-    With `bits`, the estimate is for the model quantized to that many bits (affine,
-    group size 64): every weight mlx-lm quantizes at `bits` plus its scales and biases,
-    the rest (norms) in their float dtype. A vision tower that sanitize drops costs nothing.
-    """
-    weights = estimate_weight_bytes(Path(model_dir), bits)
-    return weights / 1e9 * (1 + OVERHEAD_FRACTION) + OVERHEAD_GB
-
-
-def check_memory_budget(model_dir: Path, budget_gb: float, bits: int | None = None, label: str = "") -> float:
-    """The estimate, or MemoryBudgetError before anything is loaded when it exceeds `budget_gb`."""
-    estimate = estimate_memory_gb(model_dir, bits)
-    if estimate > budget_gb:
-        weights = (estimate - OVERHEAD_GB) / (1 + OVERHEAD_FRACTION)
-        what = f"at {bits} bits " if bits is not None else ""
-        raise MemoryBudgetError(
-            f"{label or model_dir}: needs about {estimate:.1f} GB {what}(weights {weights:.1f} GB + "
-            f"{OVERHEAD_FRACTION:.0%} + {OVERHEAD_GB} GB overhead) but the memory budget is {budget_gb:g} GB; "
-            "refusing to load it (it would swap). Use a smaller quantization, or raise --memory-budget-gb "
-            "if this machine really has the memory"
-        )
-    return estimate
 
 
 def physical_memory_gb() -> float | None:

@@ -42,8 +42,9 @@ from pathlib import Path
 
 from punie_gates.model import artifacts
 from punie_gates.model.candidate import CARRIED_FILES
+from punie_gates.model.disk import check_free_space
 from punie_gates.model.folder import quantization_bits, read_config
-from punie_gates.model.disk import check_free_space, estimate_fused_bytes, estimate_quantized_bytes
+from punie_gates.model.sizes import estimate_fused_bytes, estimate_quantized_bytes
 
 ADAPTER_FILES = ("adapters.safetensors", "adapter_config.json")
 MODEL_FILES = ("*.safetensors", "*.json", "*.jinja", "tokenizer.model")

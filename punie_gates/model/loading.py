@@ -3,23 +3,24 @@
 from __future__ import annotations
 
 import contextlib
+import gc
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from punie_gates.model.candidate import Candidate, CandidateError
+from punie_gates.errors import MemoryBudgetError
+from punie_gates.model.candidate import Candidate, CandidateError, resolve_candidate
 from punie_gates.model.folder import (
-    MemoryBudgetError,
     check_loadable,
-    check_memory_budget,
     disk_gb,
     physical_memory_gb,
     quantization_bits,
     read_config,
 )
 from punie_gates.model.quantize import ensure_bits
+from punie_gates.model.sizes import check_memory_budget
 
 T = TypeVar("T")
 
@@ -133,8 +134,6 @@ def _check_free_memory(estimate_gb: float, label: str) -> None:
 
 def release() -> None:
     """Hand a dropped model's memory back: collect it, then clear MLX's buffer cache."""
-    import gc
-
     import mlx.core as mx
 
     gc.collect()
@@ -172,8 +171,6 @@ def load_named(spec: str, options, *, progress=None) -> LoadedModel:
     """A candidate or baseline named as the user names it, loaded the way every gate loads
     one: resolved (weights fetched unless offline), at the run's target bits, within budget.
     `options` is the run's inputs.options.GateConfig."""
-    from punie_gates.model.candidate import resolve_candidate
-
     resolved = resolve_candidate(spec, cache_dir=options.cache_dir, offline=options.offline, need_weights=True)
     return load_model(
         resolved,

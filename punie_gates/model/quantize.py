@@ -9,16 +9,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from punie_gates.model import artifacts
 from punie_gates.model.candidate import CARRIED_FILES, CandidateError
-from punie_gates.model.disk import estimate_quantized_bytes
-from punie_gates.model.folder import (
-    GROUP_SIZE,
-    check_loadable,
-    check_memory_budget,
-    quantization_bits,
-    read_config,
-    stored_bits,
-)
+from punie_gates.model.folder import check_loadable, quantization_bits, read_config, stored_bits
+from punie_gates.model.sizes import GROUP_SIZE, check_memory_budget, estimate_quantized_bytes
 
 
 @dataclass(frozen=True)
@@ -46,8 +40,6 @@ def ensure_bits(
     runs convert's own steps (lazy load_model, dequantize_model, quantize_model,
     save_model, save_config) in one pass, lazily, one shard at a time.
     """
-    from punie_gates.model import artifacts
-
     source = Path(source)
     config = read_config(source)
     check_loadable(source, label=f"candidate {source.name!r}")

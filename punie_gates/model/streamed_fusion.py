@@ -51,6 +51,7 @@ from pathlib import Path
 
 from punie_gates.model import artifacts
 from punie_gates.model.fusion import _carry_files, fused_float_model, fused_quantized_key
+from punie_gates.model.sizes import estimate_quantized_bytes
 
 
 class StreamedFusionError(RuntimeError):
@@ -83,8 +84,6 @@ def fuse_and_quantize_streamed(
     Shares the recipe's artifact key: the two paths produce the same folder,
     so either one's result is reused by both.
     """
-    from punie_gates.model.disk import estimate_quantized_bytes
-
     base_path, adapter_dir = Path(base_path), Path(adapter_dir)
     parts = fused_quantized_key(base_path, adapter_dir, bits, group_size)
     final = artifacts.artifact_dir(work_dir, f"fused-q{bits}", parts)

@@ -7,9 +7,13 @@ with a user or tool turn). Reads tokenizer and config files only, never weights.
 
 from __future__ import annotations
 
+import json
+import shutil
+import tempfile
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from mlx_lm.tokenizer_utils import TokenizerWrapper
@@ -81,8 +85,6 @@ def tekken_path_of(folder: Path) -> Path | None:
 def shipped_template(folder: Path) -> str | None:
     """Which file holds the chat template a tokenizers backend renders with (transformers
     reads chat_template.jinja first, then chat_template.json, then tokenizer_config.json)."""
-    import json
-
     folder = Path(folder)
     for name in ("chat_template.jinja", "chat_template.json"):
         if (folder / name).is_file():
@@ -95,8 +97,6 @@ def shipped_template(folder: Path) -> str | None:
 
 
 def _template_text(folder: Path) -> str | None:
-    import json
-
     name = shipped_template(folder)
     if name is None:
         return None
@@ -119,9 +119,6 @@ def load_tokenizers_backend(folder: Path) -> TokenizerWrapper:
     template but no tokenizer.json gets transformers' own conversion of the tekken file,
     carrying that template. Loads tokenizer files only.
     """
-    import shutil
-    import tempfile
-
     from mlx_lm.utils import load_tokenizer
 
     folder = Path(folder).resolve()

@@ -4,9 +4,10 @@ This runs what `mlx_lm lora` runs (linear_to_lora_layers, ChatDataset,
 CacheDataset, TrainingArgs, train, evaluate) with three additions the gates
 need on a run that may take days:
 
-- the loss curve: training loss every iteration, validation loss at iteration
-  0 (the untrained model: "where it started"), every `steps_per_eval` and at
-  the last iteration, each measured after that many optimizer steps;
+- the loss curve (punie_gates.model.loss_curve): training loss every iteration,
+  validation loss at iteration 0 (the untrained model: "where it started"), every
+  `steps_per_eval` and at the last iteration, each measured after that many
+  optimizer steps;
 - checkpoints every `save_every` iterations (adapters, Adam state, curve,
   iteration), each written atomically; a restarted run loads the latest one,
   skips the batches already seen and trains only the remaining iterations,
@@ -22,6 +23,7 @@ Gate 0 checks those ids against mistral-common's reference on the serving path).
 
 from __future__ import annotations
 
+import functools
 import itertools
 import json
 import shutil
@@ -32,7 +34,10 @@ from pathlib import Path
 from typing import Any
 
 from punie_gates.model import artifacts
-from punie_gates.model.tokenizer import training_tokenizer_config
+from punie_gates.model.disk import check_free_space
+from punie_gates.model.loss_curve import LossCurve
+from punie_gates.model.sizes import estimate_adapter_bytes, estimate_checkpoint_bytes
+from punie_gates.model.tokenizer import render_ids, training_tokenizer_config
 from punie_gates.progress import notice
 
 ADAPTERS = "adapters.safetensors"
@@ -129,54 +134,6 @@ class TrainSettings:
 
 
 @dataclass(frozen=True)
-class LossCurve:
-    """(iteration, loss) points; validation starts at iteration 0."""
-
-    train: tuple[tuple[int, float], ...] = ()
-    valid: tuple[tuple[int, float], ...] = ()
-
-    @property
-    def start(self) -> float | None:
-        return self.valid[0][1] if self.valid else None
-
-    @property
-    def end(self) -> float | None:
-        return self.valid[-1][1] if self.valid else None
-
-    @property
-    def reduction(self) -> float | None:
-        """Fraction of the starting validation loss removed: (start - end) / start."""
-        if len(self.valid) < 2 or not self.start:
-            return None
-        return (self.start - self.end) / self.start
-
-    def improved(self) -> bool:
-        """True when validation loss ended below where it started."""
-        return len(self.valid) >= 2 and self.end < self.start
-
-    def to_json(self) -> dict:
-        return {"train": [list(p) for p in self.train], "valid": [list(p) for p in self.valid]}
-
-    @classmethod
-    def from_json(cls, data: dict) -> LossCurve:
-        def points(key):
-            return tuple((int(it), float(loss)) for it, loss in data.get(key, []))
-
-        return cls(train=points("train"), valid=points("valid"))
-
-    def summary(self) -> dict:
-        """The figures a report shows next to the plot."""
-        return {
-            "valid_start": self.start,
-            "valid_end": self.end,
-            "valid_reduction": self.reduction,
-            "train_first": self.train[0][1] if self.train else None,
-            "train_last": self.train[-1][1] if self.train else None,
-            "points": {"train": len(self.train), "valid": len(self.valid)},
-        }
-
-
-@dataclass(frozen=True)
 class TrainResult:
     adapter_dir: Path
     curve: LossCurve
@@ -206,7 +163,6 @@ def training_token_ids(model_path: Path, records: Sequence[dict]) -> list[list[i
     """Records rendered exactly as training renders them (training_tokenizer_config, tools natively)."""
     from mlx_lm.utils import load_tokenizer
 
-    from punie_gates.model.tokenizer import render_ids
 
     tokenizer = load_tokenizer(Path(model_path), tokenizer_config_extra=training_tokenizer_config(Path(model_path)))
     return [render_ids(tokenizer, r["messages"], r.get("tools")) for r in records]
@@ -305,8 +261,6 @@ def _start(model_path, train_records, valid_records, settings, resume_root, work
     from mlx.utils import tree_flatten
     from mlx_lm.tuner.datasets import CacheDataset, ChatDataset
     from mlx_lm.tuner.utils import linear_to_lora_layers
-
-    from punie_gates.model.disk import check_free_space, estimate_adapter_bytes, estimate_checkpoint_bytes
 
     compute_dtype = settings.resolved_compute_dtype()
     model, tokenizer = load_for_training(model_path, compute_dtype)
@@ -427,8 +381,6 @@ def _resumable_batches(skip: int, dataset, batch_size, max_seq_length, loop=Fals
 
 
 def _train(run: _Run, key: Mapping[str, Any]) -> None:
-    import functools
-
     import numpy as np
     from mlx_lm.tuner.trainer import TrainingArgs, train
 
@@ -526,50 +478,3 @@ def latest_checkpoint(resume_root: Path, *, check_content: bool = False) -> Path
         notice(f"training checkpoint {found[-1]} is damaged ({problem}); not resuming from it")
         artifacts.discard(found.pop())
     return found[-1] if found else None
-
-
-def plot_loss_curve(curve: LossCurve, png: Path, title: str) -> Path:
-    """Training and validation loss against iteration, as a PNG.
-
-    Uses matplotlib's Figure directly (Agg canvas): no display, and no change
-    to the process-wide pyplot backend.
-    """
-    from matplotlib.figure import Figure
-
-    png = Path(png)
-    png.parent.mkdir(parents=True, exist_ok=True)
-    fig = Figure(figsize=(7, 4), dpi=110)
-    ax = fig.subplots()
-    if curve.train:
-        its, losses = zip(*curve.train)
-        ax.plot(its, losses, color="tab:blue", alpha=0.35, linewidth=1, label="train (per iteration)")
-        window = max(1, len(losses) // 20)
-        if window > 1:
-            smooth = [_mean(losses[max(0, i - window + 1) : i + 1]) for i in range(len(losses))]
-            ax.plot(its, smooth, color="tab:blue", linewidth=1.8, label=f"train (mean of {window})")
-    if curve.valid:
-        its, losses = zip(*curve.valid)
-        ax.plot(its, losses, "o-", color="tab:orange", linewidth=1.8, label="validation")
-    ax.set_xlabel("iteration")
-    ax.set_ylabel("loss")
-    reduction = curve.reduction
-    ax.set_title(title if reduction is None else f"{title} (validation loss {-reduction:+.0%})")
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    tmp = png.with_name(f".{png.name}.tmp.png")
-    fig.savefig(tmp)
-    tmp.replace(png)
-    return png
-
-
-def _mean(values) -> float:
-    return sum(values) / len(values)
-
-
-def write_loss_curve(curve: LossCurve, path: Path) -> Path:
-    """The curve as JSON {"train": [[it, loss]...], "valid": [[it, loss]...]}."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(curve.to_json()), encoding="utf-8")
-    return path

@@ -15,6 +15,7 @@ from __future__ import annotations
 import pytest
 
 from punie_gates.inputs import options as gate_options
+from punie_gates.plugin.early import recover_setup
 from punie_gates.plugin.session import GateSession
 
 pytest_plugins = [
@@ -32,7 +33,6 @@ def pytest_addoption(parser):
 @pytest.hookimpl(tryfirst=True)
 def pytest_load_initial_conftests(early_config, parser, args):
     # `--candidate PATH`: pytest searched for its config from PATH (see plugin/early.py)
-    from punie_gates.plugin.early import recover_setup
 
     recover_setup(early_config, parser, args)
 

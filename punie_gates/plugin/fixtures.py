@@ -6,9 +6,15 @@ from typing import Any
 
 import pytest
 
-from punie_gates.errors import UserError
+from punie_gates.answering.prompts import default_system_prompt
+from punie_gates.errors import DataFileError, UserError
+from punie_gates.formats.convert import convert_training_folder
 from punie_gates.inputs import options as gate_options
+from punie_gates.inputs import paths
+from punie_gates.inputs.catalog import load_catalog
+from punie_gates.inputs.queries import load_queries
 from punie_gates.plugin.session import gate_of, session_of
+from punie_gates.plugin.terminal import make_progress
 
 
 @pytest.fixture(scope="session")
@@ -84,32 +90,22 @@ def gate_outcome(request) -> GateOutcome:
 @pytest.fixture(scope="session")
 def progress(pytestconfig):
     """A `progress(step, done, total, **figures)` callable that writes to the terminal."""
-    from punie_gates.plugin.terminal import make_progress
-
     return make_progress(pytestconfig)
 
 
 @pytest.fixture(scope="session")
 def catalog(gate_config):
-    from punie_gates.inputs.catalog import load_catalog
-
     return load_catalog(gate_config.tools_path)
 
 
 @pytest.fixture(scope="session")
 def query_set(gate_config, catalog):
-    from punie_gates.inputs.queries import load_queries
-
     return load_queries(gate_config.queries_path, catalog=catalog)
 
 
 @pytest.fixture(scope="session")
 def training_data(gate_config, catalog):
     """(train, valid) converted to Mistral form with the catalog's tools, rejects included."""
-    from punie_gates.formats.convert import convert_training_folder
-
-    from punie_gates.errors import DataFileError
-
     folder = gate_config.training_data
     missing = [n for n in ("train.jsonl", "valid.jsonl") if folder is None or not (folder / n).is_file()]
     if missing:
@@ -126,9 +122,6 @@ def training_data(gate_config, catalog):
 @pytest.fixture(scope="session")
 def system_prompt(gate_config, training_data) -> str:
     """The validation prompts' system prompt: the one training used, unless given."""
-    from punie_gates.answering.prompts import default_system_prompt
-    from punie_gates.inputs import paths
-
     if gate_config.system_prompt_path is not None:
         from punie_gates.inputs.readers import read_text
 

@@ -8,7 +8,11 @@ from __future__ import annotations
 
 import pytest
 
+from punie_gates.answering.serving import ServerSlot
 from punie_gates.model.candidate import Candidate, resolve_candidate
+from punie_gates.model.loading import holding, load_named
+from punie_gates.model.quantize import ensure_bits
+from punie_gates.model.tokenizer import load_candidate_tokenizer
 from punie_gates.plugin.session import gate_of, session_of
 
 
@@ -21,8 +25,6 @@ def candidate(gate_config) -> Candidate:
 @pytest.fixture(scope="session")
 def candidate_tokenizer(candidate):
     """The candidate's tokenizer as mlx-lm loads it for training (Gate 0 checks this one)."""
-    from punie_gates.model.tokenizer import load_candidate_tokenizer
-
     return load_candidate_tokenizer(candidate.path)
 
 
@@ -30,8 +32,6 @@ def candidate_tokenizer(candidate):
 def candidate_serving_tokenizer(candidate):
     """The same tokenizer in its default mode: generation prompts end with a user turn,
     which Mistral's backend refuses in finetuning mode."""
-    from punie_gates.model.tokenizer import load_candidate_tokenizer
-
     return load_candidate_tokenizer(candidate.path, serving=True)
 
 
@@ -42,8 +42,6 @@ def candidate_at_target_bits(gate_config, gate_steps, progress):
     Training and fusion (Gates 4, 5) read its path and load their own copy, so
     no generation model has to stay resident beside them.
     """
-    from punie_gates.model.quantize import ensure_bits
-
     resolved = _resolve(gate_config, gate_config.candidate)
     with gate_steps.measure("quantize") as step:
         quantized = ensure_bits(resolved.path, gate_config.work_dir, gate_config.target_bits, fresh=gate_config.fresh,
@@ -57,8 +55,6 @@ def candidate_at_target_bits(gate_config, gate_steps, progress):
 @pytest.fixture(scope="module")
 def candidate_model(gate_config, candidate_at_target_bits, gate_steps, progress):
     """The candidate at the target bits, loaded for one gate module (model.loading.LoadedModel)."""
-    from punie_gates.model.loading import holding
-
     with holding(lambda: _measured_load(gate_steps, "load", gate_config, gate_config.candidate, progress)) as loaded:
         yield loaded
 
@@ -69,7 +65,6 @@ def baseline_model(gate_config, gate_steps, progress):
     if not gate_config.baseline:
         yield None
         return
-    from punie_gates.model.loading import holding
 
     with holding(lambda: _measured_load(gate_steps, "load baseline", gate_config, gate_config.baseline, progress)) as loaded:
         yield loaded
@@ -102,7 +97,6 @@ def serving_environment(gate_config):
 def server_slot(gate_config, serving_environment):
     """The run's one mlx_lm.server slot: serving a model stops the one served before; every
     model is served in the serving environment through its serving plan."""
-    from punie_gates.answering.serving import ServerSlot
 
     slot = ServerSlot(serving_environment, gate_config.work_dir, stall_timeout_s=gate_config.server_stall_timeout_s)
     yield slot
@@ -213,8 +207,6 @@ def _resolve(gate_config, spec: str):
 
 
 def _load(gate_config, spec: str, progress):
-    from punie_gates.model.loading import load_named
-
     return load_named(spec, gate_config, progress=progress)
 
 

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from punie_gates import progress
+from punie_gates.decision.html import verdict_fragment
 from punie_gates.decision.outcomes import GateLog, TestRecord, gate_results, unmet_checks
 from punie_gates.decision.report import Report, terminal_lines, write_reports
 from punie_gates.decision.report_folder import REPORT_FILES, ReportFolder, open_report_folder
@@ -20,6 +21,7 @@ from punie_gates.errors import UserError, user_error_message
 from punie_gates.inputs import options as gate_options
 from punie_gates.inputs.gates import builtin_gates
 from punie_gates.model import artifacts
+from punie_gates.plugin.terminal import notice_writer
 from punie_gates.resources import folder_bytes
 
 ROLE_MARKERS = {
@@ -38,7 +40,7 @@ def gate_of(item) -> str | None:
     return None
 
 
-def session_of(config) -> "GateSession":
+def session_of(config) -> GateSession:
     return config.stash[_STASH]
 
 
@@ -71,7 +73,7 @@ class GateSession:
         self.no_files: set[str] = set()  # gates not run because the candidate is an endpoint
 
     @classmethod
-    def install(cls, config) -> "GateSession":
+    def install(cls, config) -> GateSession:
         for gate in builtin_gates():
             config.addinivalue_line("markers", f"{gate.id}: {gate.marker_help}")
         for name, text in ROLE_MARKERS.items():
@@ -192,8 +194,6 @@ class GateSession:
 
     def _begin(self) -> None:
         """This run judges a candidate: notices go to the terminal, SIGTERM ends it like Ctrl-C."""
-        from punie_gates.plugin.terminal import notice_writer
-
         previous = progress.set_notice_writer(notice_writer(self.config))
         self._undo.append(lambda: progress.set_notice_writer(previous))
         if threading.current_thread() is threading.main_thread():
@@ -448,7 +448,6 @@ class _HtmlSummary:
     def pytest_html_results_summary(self, prefix, summary, postfix, session):
         if self.session.report is None:  # no gate ran: nothing to add
             return
-        from punie_gates.decision.html import verdict_fragment
 
         html_page = next((p for p in self.session.report_paths if Path(p).suffix == ".html"), None)
         prefix.append(verdict_fragment(self.session.report.to_json(), html_page))

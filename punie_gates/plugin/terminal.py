@@ -7,7 +7,6 @@ from collections.abc import Callable
 from punie_gates.progress import Progress, null_progress, progress_printer
 
 
-
 def make_progress(config, *, interval: float = 2.0) -> Progress:
     """Progress written through pytest's terminal reporter, visible while a test runs.
 

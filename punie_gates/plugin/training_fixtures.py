@@ -11,6 +11,17 @@ from __future__ import annotations
 
 import pytest
 
+from punie_gates.checks.multiturn import run_multi_turn
+from punie_gates.checks.steps import (
+    answer_gate_queries,
+    answer_queries,
+    fuse_for_gate,
+    measure_retention,
+    train_for_gate,
+)
+from punie_gates.errors import DataFileError
+from punie_gates.formats.sampling import stratified_sample
+from punie_gates.model.loading import holding, load_folder
 from punie_gates.plugin.session import session_of
 
 
@@ -23,8 +34,6 @@ def training_gate(gate_id) -> str:
 @pytest.fixture(scope="module")
 def usable_training_data(training_data, gate_config) -> tuple[list[dict], list[dict]]:
     """Every converted (train, valid) record; a run with none of either fails here, saying so."""
-    from punie_gates.errors import DataFileError
-
     train, valid = training_data
     if not train.records or not valid.records:
         raise DataFileError(
@@ -37,8 +46,6 @@ def usable_training_data(training_data, gate_config) -> tuple[list[dict], list[d
 @pytest.fixture(scope="module")
 def trained(candidate_at_target_bits, records, gate_config, settings, training_gate, gate_steps, progress):
     """The LoRA adapter trained on `records` (cached by its inputs; resumes from checkpoints)."""
-    from punie_gates.checks.steps import train_for_gate
-
     train, valid = records
     validating = []  # seconds of each validation-loss pass, which training reports as it goes
 
@@ -60,8 +67,6 @@ def trained(candidate_at_target_bits, records, gate_config, settings, training_g
 @pytest.fixture(scope="module")
 def fused(candidate_at_target_bits, trained, gate_config, training_gate, gate_steps, pytestconfig, progress):
     """The fused model's folder at the target bits (streamed or the recipe: --fusion)."""
-    from punie_gates.checks.steps import fuse_for_gate
-
     with gate_steps.measure("fuse") as step:
         result = fuse_for_gate(candidate_at_target_bits.path, trained.adapter_dir, gate_config, gate=training_gate,
                                progress=progress)
@@ -76,8 +81,6 @@ def fused(candidate_at_target_bits, trained, gate_config, training_gate, gate_st
 def retention(candidate_tokenizer, candidate_at_target_bits, trained, fused, records, gate_config, settings, gate_steps):
     """How much of the adapter's effect the fused model keeps, on a sample of the validation
     records (the gate's `retention_examples`: every extra record costs three forward passes)."""
-    from punie_gates.checks.steps import measure_retention
-    from punie_gates.formats.sampling import stratified_sample
 
     sample = stratified_sample(records[1], settings.retention_examples, gate_config.seed)
     with gate_steps.measure("retention"):
@@ -87,8 +90,6 @@ def retention(candidate_tokenizer, candidate_at_target_bits, trained, fused, rec
 @pytest.fixture(scope="module")
 def fused_model(fused, gate_steps):
     """(model, tokenizer) of the fused model, held for the module and released after it."""
-    from punie_gates.model.loading import holding, load_folder
-
     def load():
         with gate_steps.measure("load"):
             return load_folder(fused)
@@ -101,7 +102,6 @@ def fused_model(fused, gate_steps):
 def answers(answerer, gate_queries, records, catalog, system_prompt, gate_config, training_gate, gate_steps):
     """The fused model's greedy answers to the gate's queries (checks.steps.GateAnswers),
     asked through the module's `answerer` (--answer-via)."""
-    from punie_gates.checks.steps import answer_gate_queries
 
     with gate_steps.measure("answer"):
         return answer_gate_queries(answerer, gate_queries, records[0][0], catalog=catalog, system_prompt=system_prompt,
@@ -114,7 +114,6 @@ def baseline_answers(baseline_answerer, gate_queries, system_prompt, gate_config
     were (gateN-baseline-responses.jsonl); None without --baseline."""
     if baseline_answerer is None:
         return None
-    from punie_gates.checks.steps import answer_queries
 
     with gate_steps.measure("answer baseline"):
         answers = answer_queries(baseline_answerer, gate_queries, system_prompt=system_prompt,
@@ -134,7 +133,7 @@ def conversations(answers, conversation_ask, query_set, catalog, system_prompt, 
     """The gate's multi-turn pass (checks.multiturn.MultiTurn): each tool query continued from
     its first reply in `answers` (a server's parsed calls kept as it returned them), scored,
     saved as gateN-conversations.jsonl."""
-    from punie_gates.checks.multiturn import first_reply, run_multi_turn
+    from punie_gates.checks.multiturn import first_reply
 
     first = {qid: first_reply(a) for qid, a in answers.generations.items()}
     with gate_steps.measure("multi-turn"):

@@ -7,7 +7,7 @@ looked up in its vocabulary; the seed's delimiters are reported beside them.
 Nothing here opens a weights file.
 
 Every rendering path the candidate ships is compared with an independent reference,
-mistral-common's encoder for its own vocabulary (checks/tokenizer.py says how it is
+mistral-common's encoder for its own vocabulary (checks/tokenizer/ says how it is
 built): a difference on the path mlx-lm trains and serves with fails the gate; a
 difference only in a template mlx-lm does not use (tekken.json present) is a flag
 naming the template. Ids must come back as their text through tokenizer.decode and

@@ -26,7 +26,7 @@ def zero_shot(answerer, query_set, system_prompt, gate_config, gate_steps):
 
 
 def test_zero_shot_tool_calls(zero_shot, answerer, catalog, gate_config, settings, gate_id, gate_record):
-    from punie_gates.checks.scoring import tally_zero_shot
+    from punie_gates.checks.judgment import tally_zero_shot
 
     queries, answers = zero_shot
     responses = {qid: a.text for qid, a in answers.items()}

@@ -92,7 +92,8 @@ def test_prompts_match_training(answers, gate_record):
 
 def test_gate4_queries(answers, answerer, catalog, gate_config, settings, gate_record):
     from punie_gates.checks.comparison import interval_figures, query_rows
-    from punie_gates.checks.scoring import criteria_json, score_answer
+    from punie_gates.checks.judgment import criteria_json
+    from punie_gates.checks.scoring import score_answer
 
     generations = answers.generations
     scores = [score_answer(q, generations[q.id], catalog) for q in answers.queries]
@@ -128,7 +129,13 @@ def test_gate4_multi_turn(conversations, query_set, catalog, gate_record):
 def test_against_baseline(answers, baseline_answers, conversations, catalog, gate_config, gate_record):
     """With --baseline: the production model's answers beside the fused candidate's, scored
     alike, with both intervals and the paired test (recorded; Gate 5 judges on every validation query)."""
-    from punie_gates.checks.comparison import NO_BASELINE, compare_with_baseline, comparison_figures, query_rows, score_both
+    from punie_gates.checks.comparison import (
+        NO_BASELINE,
+        compare_with_baseline,
+        comparison_figures,
+        query_rows,
+        score_both,
+    )
 
     if baseline_answers is None:
         gate_record("comparison", {"made": False, "reason": NO_BASELINE})

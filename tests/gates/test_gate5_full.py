@@ -96,7 +96,8 @@ def test_query(query_id, answers, query_set, catalog):
 
 def test_overall_and_per_category(answers, answerer, query_set, catalog, gate_config, gate_record):
     from punie_gates.checks.comparison import interval_figures, merge_categories, query_rows
-    from punie_gates.checks.scoring import judge, score_answer
+    from punie_gates.checks.judgment import judge
+    from punie_gates.checks.scoring import score_answer
     from punie_gates.checks.steps import generation_figures
 
     generations = answers.generations
@@ -179,9 +180,14 @@ def test_against_baseline(answers, baseline_answers, conversations, query_set, c
     [gate5] baseline_alpha), flags fewer passes without significance. Without it the
     report says no comparison was made: the verdict rests on the thresholds alone."""
     from punie_gates.checks.comparison import (
-        NO_BASELINE, compare_with_baseline, comparison_figures, merge_categories, query_rows, score_both,
+        NO_BASELINE,
+        compare_with_baseline,
+        comparison_figures,
+        merge_categories,
+        query_rows,
+        score_both,
     )
-    from punie_gates.checks.scoring import judge
+    from punie_gates.checks.judgment import judge
 
     if baseline_answers is None:
         gate_record("comparison", {"made": False, "reason": NO_BASELINE})

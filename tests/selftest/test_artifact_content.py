@@ -11,6 +11,7 @@ import pytest
 from punie_gates import progress
 from punie_gates.errors import DamagedArtifactError, UserError
 from punie_gates.model import artifacts
+from punie_gates.model import manifest as artifact_manifest
 
 
 @pytest.fixture
@@ -86,12 +87,12 @@ def test_refuse_policy_stops_with_a_user_error(tmp_path):
 
 
 def test_large_files_hash_in_chunks_and_each_state_once(tmp_path, monkeypatch):
-    monkeypatch.setattr(artifacts, "_CHUNK", 64 * 1024)
+    monkeypatch.setattr(artifact_manifest, "_CHUNK", 64 * 1024)
     path = tmp_path / "big.bin"
     path.write_bytes(os.urandom(64 * 1024 * 5 + 7))
     first = artifacts.content_digests([path])[path]
     calls = []
-    monkeypatch.setattr(artifacts, "_chunk_digest", lambda *a: calls.append(a) or b"")
+    monkeypatch.setattr(artifact_manifest, "_chunk_digest", lambda *a: calls.append(a) or b"")
     assert artifacts.content_digests([path])[path] == first and not calls  # unchanged file: remembered
     _overwrite_same_size(path, 64 * 1024 * 3 + 1, 1)
     artifacts.content_digests([path])

@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from punie_gates.model import artifacts
+from punie_gates.model import artifact_keys, artifacts
 
 
 def _build(final: Path, text: str = "weights", parts: dict | None = None) -> Path:
@@ -55,20 +55,18 @@ def test_finished_build_is_complete_and_records_its_inputs(tmp_path):
 
 def test_failed_build_leaves_nothing(tmp_path):
     final = tmp_path / "key"
-    with pytest.raises(OSError, match="disk full"):
-        with artifacts.building(final) as partial:
-            (partial / "half.bin").write_text("half")
-            raise OSError("disk full")
+    with pytest.raises(OSError, match="disk full"), artifacts.building(final) as partial:
+        (partial / "half.bin").write_text("half")
+        raise OSError("disk full")
     assert not final.exists()
     assert list(tmp_path.iterdir()) == []
 
 
 def test_failed_rebuild_keeps_the_old_complete_artifact(tmp_path):
     final = _build(tmp_path / "key", "old")
-    with pytest.raises(RuntimeError):
-        with artifacts.building(final) as partial:
-            (partial / "model.bin").write_text("new, unfinished")
-            raise RuntimeError("killed")
+    with pytest.raises(RuntimeError), artifacts.building(final) as partial:
+        (partial / "model.bin").write_text("new, unfinished")
+        raise RuntimeError("killed")
     assert artifacts.is_complete(final) and (final / "model.bin").read_text() == "old"
 
 
@@ -137,8 +135,8 @@ def test_killed_build_is_not_trusted_and_a_later_build_succeeds(tmp_path):
 
 
 def test_fingerprint_samples_large_files(tmp_path, monkeypatch):
-    monkeypatch.setattr(artifacts, "FULL_HASH_LIMIT", 4 * 1024 * 1024)
-    monkeypatch.setattr(artifacts, "_SAMPLE", 1024)
+    monkeypatch.setattr(artifact_keys, "FULL_HASH_LIMIT", 4 * 1024 * 1024)
+    monkeypatch.setattr(artifact_keys, "_SAMPLE", 1024)
     small, big = tmp_path / "small.json", tmp_path / "big.safetensors"
     small.write_text("{}")
     big.write_bytes(bytes(8 * 1024 * 1024))

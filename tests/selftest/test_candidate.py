@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from punie_gates.model.folder import config_family
 from punie_gates.model.candidate import (
     DEFAULT_CANDIDATE,
     CandidateError,
     resolve_candidate,
 )
+from punie_gates.model.folder import config_family
 
 REPO = "acme/tiny-devstral"
 

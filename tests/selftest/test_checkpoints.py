@@ -18,12 +18,13 @@ import time
 from pathlib import Path
 
 import pytest
+from sparse_checkpoint import checkpoint_tensors, write_sparse_checkpoint
 
-from punie_gates.errors import CandidateError
+from punie_gates.errors import CandidateError, MemoryBudgetError
 from punie_gates.inputs import paths
 from punie_gates.model import folder as mf
+from punie_gates.model import sizes
 from punie_gates.model.quantize import ensure_bits
-from sparse_checkpoint import checkpoint_tensors, write_sparse_checkpoint
 
 CONFIG = json.loads((paths.fixtures_dir() / "checkpoints" / "devstral-small-2-fp8" / "config.json").read_text())
 TEXT_PARAMETERS = 23_572_403_200  # mlx-lm 0.32.2's ministral3 for this config (FACTS.md)
@@ -69,10 +70,10 @@ def test_only_what_sanitize_keeps_is_counted(fp8_vision):
 @pytest.mark.parametrize("layout", ["fp8_vision", "bf16_vision"])
 def test_the_text_model_at_5_bits_is_about_18_33_gb_and_fits_20(request, layout):
     folder = request.getfixturevalue(layout)
-    estimate = mf.estimate_memory_gb(folder, bits=5)
+    estimate = sizes.estimate_memory_gb(folder, bits=5)
     # 23.57e9 weights at 5 bits plus a 16-bit scale and bias per 64: 16.21 GB, +10% +0.5 GB
     assert estimate == pytest.approx(18.33, abs=0.01)
-    assert mf.check_memory_budget(folder, 20.0, bits=5) == estimate
+    assert sizes.check_memory_budget(folder, 20.0, bits=5) == estimate
 
 
 def test_an_fp8_checkpoint_is_refused_naming_why_and_what_to_use(fp8_vision):
@@ -116,7 +117,7 @@ def test_gate1_refuses_fp8_before_quantizing_anything(fp8_vision, tmp_path):
 
 def test_a_model_over_budget_is_refused_before_quantizing(bf16_vision, tmp_path):
     work = tmp_path / "work"
-    with pytest.raises(mf.MemoryBudgetError, match=r"needs about 18\.3 GB at 5 bits .* budget is 16 GB"):
+    with pytest.raises(MemoryBudgetError, match=r"needs about 18\.3 GB at 5 bits .* budget is 16 GB"):
         ensure_bits(bf16_vision, work, 5, memory_budget_gb=16.0)
     assert not work.exists() or not any(work.rglob("*.safetensors"))
 

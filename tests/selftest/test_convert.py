@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from punie_gates.inputs import paths
+from punie_gates.commands.convert import main
 from punie_gates.formats.convert import (
     ConversionResult,
     convert_training_folder,
@@ -16,9 +16,9 @@ from punie_gates.formats.convert import (
     to_mistral,
     to_qwen3,
 )
-from punie_gates.commands.convert import main
-from punie_gates.formats.sampling import record_family, stratified_sample
 from punie_gates.formats.qwen3 import QWEN3_MARKERS
+from punie_gates.formats.sampling import record_family, stratified_sample
+from punie_gates.inputs import paths
 
 FIXTURES = paths.fixtures_dir() / "qwen3"
 SHAPES = FIXTURES / "shapes.jsonl"

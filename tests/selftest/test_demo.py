@@ -7,9 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from punie_gates.model import artifacts
 from punie_gates.commands import demo_model
-from punie_gates.model import demo
+from punie_gates.model import artifacts, demo
 from punie_gates.model.candidate import resolve_candidate
 
 

@@ -10,9 +10,8 @@ from pathlib import Path
 import mlx.core  # noqa: F401  (before pytester runs: an in-process run drops what it imported, and mlx cannot be imported twice)
 import pytest
 
-from punie_gates.model import artifacts
 from punie_gates.inputs import paths
-from punie_gates.model import disk
+from punie_gates.model import artifacts, disk, sizes
 from punie_gates.model.disk import DiskSpaceError, free_space_override
 
 NEARLY_FULL = 5_000_000  # bytes a fake disk reports free: less than any model folder needs
@@ -41,13 +40,13 @@ def test_estimates_match_what_mlx_lm_writes(demo, demo5, tmp_path):
     from punie_gates.model.random_adapter import write_random_adapter
 
     # float32 demo -> 5 bits, and 5 bits -> 5 bits (counted at the unpacked width)
-    assert disk.estimate_quantized_bytes(demo, 5) == pytest.approx(_size(demo5), rel=0.01)
-    assert disk.estimate_quantized_bytes(demo5, 5) == pytest.approx(_size(demo5), rel=0.01)
-    assert disk.estimate_quantized_bytes(demo5, 4) < disk.estimate_quantized_bytes(demo5, 8)
+    assert sizes.estimate_quantized_bytes(demo, 5) == pytest.approx(_size(demo5), rel=0.01)
+    assert sizes.estimate_quantized_bytes(demo5, 5) == pytest.approx(_size(demo5), rel=0.01)
+    assert sizes.estimate_quantized_bytes(demo5, 4) < sizes.estimate_quantized_bytes(demo5, 8)
     adapter = write_random_adapter(demo5, tmp_path / "adapter")
     fused = fuse_dequantized(demo5, adapter, tmp_path / "work")
-    assert disk.estimate_fused_bytes(demo5) == pytest.approx(_size(fused), rel=0.01)
-    assert disk.estimate_checkpoint_bytes(10_000_000) > 3 * 10_000_000
+    assert sizes.estimate_fused_bytes(demo5) == pytest.approx(_size(fused), rel=0.01)
+    assert sizes.estimate_checkpoint_bytes(10_000_000) > 3 * 10_000_000
 
 
 def test_check_names_the_figures_and_the_work_folder(tmp_path):
@@ -57,9 +56,8 @@ def test_check_names_the_figures_and_the_work_folder(tmp_path):
         passed = disk.check_free_space(dest, 1_000_000_000, what="the model at 5 bits", work_dir=tmp_path / "work")
     assert passed.checked == tmp_path and passed.free_bytes == 2_000_000_000
     assert passed.required_bytes > passed.needed_bytes
-    with free_space_override(lambda folder: NEARLY_FULL):
-        with pytest.raises(DiskSpaceError) as caught:
-            disk.check_free_space(dest, 1_000_000_000, what="the model at 5 bits", work_dir=tmp_path / "work")
+    with free_space_override(lambda folder: NEARLY_FULL), pytest.raises(DiskSpaceError) as caught:
+        disk.check_free_space(dest, 1_000_000_000, what="the model at 5 bits", work_dir=tmp_path / "work")
     message = str(caught.value)
     for expected in ("the model at 5 bits", "1.00 GB", "5.0 MB", str(tmp_path / "work"), "--work-dir", "prune --stale"):
         assert expected in message
@@ -97,8 +95,9 @@ def test_fusing_refuses_before_the_float_fuse_and_gives_its_claim_back(demo5, tm
 
 
 def test_training_refuses_before_the_first_iteration(demo5, tmp_path):
-    from punie_gates.model.training import TrainSettings, train_lora
     from test_training import TRAIN, VALID
+
+    from punie_gates.model.training import TrainSettings, train_lora
 
     work = tmp_path / "work"
     with free_space_override(lambda folder: 1_000_000), pytest.raises(DiskSpaceError, match="training checkpoints"):

@@ -35,10 +35,10 @@ from punie_gates.answering.conversation import (
     write_conversations,
 )
 from punie_gates.checks.followup import rescore_conversations, score_followup, unsupported_numbers
-from punie_gates.inputs.facts import missing_facts, number_claims, states
-from punie_gates.inputs.results import check_result, result_numbers
-from punie_gates.inputs.queries import load_queries
 from punie_gates.checks.scoring import score_response
+from punie_gates.inputs.facts import missing_facts, number_claims, states
+from punie_gates.inputs.queries import load_queries
+from punie_gates.inputs.results import check_result, result_numbers
 
 PROMPT = [{"role": "system", "content": "You are Punie."}]
 _ID = re.compile(r"^[A-Za-z0-9]{9}$")
@@ -95,7 +95,8 @@ CASES = [
     (
         "facts present",
         "existing_tools-03",
-        [("call", 'r = typecheck("src/")\nprint(r)'), ("text", "Two type errors: src/app/models.py line 27 and src/app/views.py line 54, plus 1 warning.")],
+        [("call", 'r = typecheck("src/")\nprint(r)'),
+         ("text", "Two type errors: src/app/models.py line 27 and src/app/views.py line 54, plus 1 warning.")],
         None,
         dict(passed=True, stop=ANSWERED, missing=(), unsupported=(), words=["PASS", "reply 2: answers in text"]),
     ),
@@ -134,7 +135,8 @@ CASES = [
     (
         "number words and derived counts",
         "existing_tools-02",
-        [("call", 'print(pytest_run("tests/unit"))'), ("text", "15 tests ran in about 2.3s: fourteen passed, one failed (test_discount_applies_once).")],
+        [("call", 'print(pytest_run("tests/unit"))'),
+         ("text", "15 tests ran in about 2.3s: fourteen passed, one failed (test_discount_applies_once).")],
         None,
         dict(passed=True, stop=ANSWERED, missing=(), unsupported=(), words=["PASS"]),
     ),
@@ -148,7 +150,8 @@ CASES = [
     (
         "a second call whose tool has results, then the answer",
         "git_tools-01",
-        [("call", "print(git_status())"), ("call", "print(git_diff())"), ("text", "src/app/views.py and src/app/models.py have uncommitted changes.")],
+        [("call", "print(git_status())"), ("call", "print(git_diff())"),
+         ("text", "src/app/views.py and src/app/models.py have uncommitted changes.")],
         None,
         dict(passed=True, stop=ANSWERED, missing=(), unsupported=(), words=["reply 2: calls execute_code (git_diff)"]),
     ),
@@ -525,7 +528,7 @@ def test_in_process_ask_records_a_template_that_cannot_render_the_tool_turn(quer
 def test_saved_conversations_round_trip_and_rescore(queries, catalog, tmp_path):
     conversations, scores = [], []
     for fmt in sorted(FORMS):
-        for name, qid, replies, max_turns, _ in CASES:
+        for _name, qid, replies, max_turns, _ in CASES:
             conversation, score, _ = run(queries, catalog, qid, _texts(replies, fmt), fmt, max_turns)
             conversations.append(conversation)
             scores.append(score)
@@ -623,7 +626,10 @@ def test_demo_renders_the_tool_turn_and_answers_from_it(demo, queries, catalog):
         assert not score.passed, score.reason  # random weights state no fact
     # The demo's own first replies make no call: nothing to follow up.
     query = queries.by_id("existing_tools-03")
-    (own,) = converse_many([(query, ask([query_messages(system, query.text)])[0], query_messages(system, query.text))], ask, catalog=catalog, max_turns=4)
+    (own,) = converse_many(
+        [(query, ask([query_messages(system, query.text)])[0], query_messages(system, query.text))],
+        ask, catalog=catalog, max_turns=4,
+    )
     assert own.stop == ANSWERED and len(own.turns) == 1
     assert "no tool call" in score_followup(query, own).reason
 

@@ -7,14 +7,13 @@ import math
 from pathlib import Path
 
 import pytest
+from test_training import TRAIN, VALID  # the same short conversations
 
-from punie_gates.model import artifacts
 from punie_gates.inputs import paths
+from punie_gates.model import artifacts
 from punie_gates.model.fusion import Retention, fuse_and_quantize, fuse_dequantized, lora_retention
 from punie_gates.model.quantize import ensure_bits
 from punie_gates.model.training import TrainSettings, train_lora, training_token_ids
-
-from test_training import TRAIN, VALID  # the same short conversations
 
 SETTINGS = TrainSettings(iters=6, max_seq_length=128, steps_per_eval=6, save_every=6, val_batches=-1)
 

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from punie_gates.inputs import paths
 from punie_gates.formats import tekken
+from punie_gates.inputs import paths
 
 REPO = Path(__file__).resolve().parents[2]
 GATES = ("gate0", "gate1", "gate2", "gate3", "gate4", "gate5")

@@ -6,7 +6,13 @@ import json
 
 import pytest
 
-from punie_gates.answering.inprocess import Generation, generate_answers, generate_naive, save_responses, shared_prefix_len
+from punie_gates.answering.inprocess import (
+    Generation,
+    generate_answers,
+    generate_naive,
+    save_responses,
+    shared_prefix_len,
+)
 from punie_gates.answering.prompts import query_messages, render_prompt
 
 MAX_TOKENS = 12
@@ -167,9 +173,9 @@ def test_bad_input_is_refused(demo, prompts):
 
 
 def test_save_responses_writes_the_score_format(tmp_path, naive):
+    from punie_gates.checks.scoring import read_responses
     from punie_gates.inputs.catalog import load_catalog
     from punie_gates.inputs.queries import load_queries
-    from punie_gates.checks.scoring import read_responses
 
     path = save_responses(tmp_path / "out" / "responses.jsonl", naive)
     rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]

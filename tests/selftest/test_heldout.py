@@ -10,7 +10,13 @@ import pytest
 
 from punie_gates.answering.conversation import reply_from_message
 from punie_gates.checks.heldout import (
-    heldout_figures, heldout_problem, heldout_set, paired_heldout, run_heldout, score_turn, with_baseline,
+    heldout_figures,
+    heldout_problem,
+    heldout_set,
+    paired_heldout,
+    run_heldout,
+    score_turn,
+    with_baseline,
 )
 from punie_gates.formats.convert import convert_training_folder
 from punie_gates.inputs.catalog import load_catalog

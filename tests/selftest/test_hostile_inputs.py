@@ -7,8 +7,8 @@ deep nesting, a FIFO, a folder), made here; the runs use fake gate modules (no m
 from __future__ import annotations
 
 import json
-import re
 import os
+import re
 import subprocess
 import sys
 import threading

@@ -142,7 +142,9 @@ def test_rows_carry_both_turns_and_the_baseline_side(queries, catalog):
     assert "followup" not in rows[1]  # a direct query has no follow-up
     # a workflow's second call shows its tools and the fields its code reads
     workflow = queries.by_id("cross_tool-02")
-    call = lambda code: "Let me check.[TOOL_CALLS]execute_code[ARGS]" + json.dumps({"code": code})
+    def call(code):
+        return "Let me check.[TOOL_CALLS]execute_code[ARGS]" + json.dumps({"code": code})
+
     seen = []
 
     def second_call(query):
@@ -151,7 +153,9 @@ def test_rows_carry_both_turns_and_the_baseline_side(queries, catalog):
             return call("r = typecheck('src/app/forms.py')\nprint(r.error_count, r.errors)")
         return states_facts(query)
 
-    first_status = lambda q: call("print(git_status('.'))") if q.id == workflow.id else first_call(q)
+    def first_status(q):
+        return call("print(git_status('.'))") if q.id == workflow.id else first_call(q)
+
     again, _ = run(queries, catalog, second_call, first=first_status)
     (row,) = [r for r in followup_rows(None, again, catalog) if r["id"] == workflow.id]
     followup = row["followup"]

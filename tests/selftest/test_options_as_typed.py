@@ -27,10 +27,10 @@ import tomllib
 from pathlib import Path
 
 import pytest
+from test_docs import WORKFLOWS, _code_lines, _workflow_lines
 
 from punie_gates.inputs import paths
 from punie_gates.model.demo import ensure_demo_model
-from test_docs import WORKFLOWS, _code_lines, _workflow_lines
 
 REPO = Path(__file__).resolve().parents[2]
 DOCS = (REPO / "README.md", *sorted((REPO / "docs").glob("*.md")))

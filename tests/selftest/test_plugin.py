@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 
-
 from punie_gates.decision.verdict import EXIT_NOT_JUDGED
 
 GATES = ("gate0", "gate1", "gate2", "gate3", "gate4", "gate5")

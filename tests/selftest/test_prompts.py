@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 
-from punie_gates.inputs import paths
 from punie_gates.answering.prompts import (
     default_system_prompt,
     prefix_mismatch,
@@ -13,6 +12,7 @@ from punie_gates.answering.prompts import (
     render_prompt,
     training_prompt_prefix,
 )
+from punie_gates.inputs import paths
 
 SYSTEM = "You are a careful coding assistant."
 TOOLS = [

@@ -120,7 +120,8 @@ followup_tool = "git_diff"
 answer_facts = ["3", "a1b2c3d|first"]
 
 [query.results]
-git_log = "GitLogResult(success=True, commits=[GitCommit(hash='a1b2c3d', message='first', author='A', date='2025-01-02')], commit_count=1, parse_error=None)"
+git_log = ("GitLogResult(success=True, commits=[GitCommit(hash='a1b2c3d', message='first', author='A', "
+           "date='2025-01-02')], commit_count=1, parse_error=None)")
 git_diff = "GitDiffResult(success=True, file_count=1, additions=3, deletions=0, files=[], parse_error=None)"
 
 [[query]]
@@ -155,17 +156,28 @@ BAD = {
     "result for an unknown tool": (("git_status = ", "git_stat = "), ["'git_tools-01'", "results.git_stat", "not a typed tool"]),
     "listed tool without result": (('git_log = "GitLogResult', 'read_file = "GitLogResult'), ["'git_tools-02'", "no entry for 'git_log'"]),
     "result lacks a catalog field": (("additions=3, deletions=0, ", "additions=3, "), ["'git_tools-02'", "results.git_diff", "lacks deletions"]),
-    "result has a field the catalog lacks": (("staged=False)", "staged=False, mode=1)"), ["'git_tools-01'", "results.git_status", "files[0] has mode"]),
-    "result not an expression": (("files=[], parse_error=None)", "files=[], parse_error=None"), ["'git_tools-02'", "results.git_diff", "not a Python expression"]),
-    "direct query with results": (('expect = "direct"\n', 'expect = "direct"\nresults = { git_log = "x" }\n'), ["'direct_answers-01'", "cannot give results"]),
+    "result has a field the catalog lacks": (
+        ("staged=False)", "staged=False, mode=1)"), ["'git_tools-01'", "results.git_status", "files[0] has mode"]
+    ),
+    "result not an expression": (
+        ("files=[], parse_error=None)", "files=[], parse_error=None"),
+        ["'git_tools-02'", "results.git_diff", "not a Python expression"],
+    ),
+    "direct query with results": (
+        ('expect = "direct"\n', 'expect = "direct"\nresults = { git_log = "x" }\n'), ["'direct_answers-01'", "cannot give results"]
+    ),
     "direct query with followup": (('expect = "direct"\n', 'expect = "direct"\nfollowup = "text"\n'), ["'direct_answers-01'", "has no follow-up"]),
     "unknown followup": (('followup = "call"', 'followup = "maybe"'), ["'git_tools-02'", "unknown followup 'maybe'"]),
     "call followup without tool": (('followup_tool = "git_diff"\n', ""), ["'git_tools-02'", "needs followup_tool"]),
-    "followup tool not in catalog": (('followup_tool = "git_diff"', 'followup_tool = "git_dif"'), ["'git_tools-02'", "'git_dif' is not a typed tool"]),
+    "followup tool not in catalog": (
+        ('followup_tool = "git_diff"', 'followup_tool = "git_dif"'), ["'git_tools-02'", "'git_dif' is not a typed tool"]
+    ),
     "max_turns out of range": (("max_turns = 4", "max_turns = 40"), ["settings.max_turns", "from 2 to 10"]),
     "max_turns too small for a second call": (("max_turns = 4", "max_turns = 2"), ["settings.max_turns", "git_tools-02 needs 3"]),
     "not TOML": (("[thresholds]", "[thresholds"), ["not valid TOML"]),
-    "followup minimum above the tool queries": (("[settings]", "[followup]\noverall_min = 3\n[settings]"), ["followup.overall_min", "more than the 2 tool queries"]),
+    "followup minimum above the tool queries": (
+        ("[settings]", "[followup]\noverall_min = 3\n[settings]"), ["followup.overall_min", "more than the 2 tool queries"]
+    ),
     "followup without overall_min": (("[settings]", "[followup]\nhard = true\n[settings]"), ["followup.overall_min", "non-negative integer"]),
     "followup hard not a boolean": (("[settings]", "[followup]\noverall_min = 1\nhard = 1\n[settings]"), ["followup.hard", "true"]),
     "followup unknown key": (("[settings]", "[followup]\noverall_min = 1\nsoft = true\n[settings]"), ["followup.soft", "unknown key"]),

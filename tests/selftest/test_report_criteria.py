@@ -3,7 +3,8 @@ that never changes the verdict (34/40 stays GO), and what the paired comparison 
 
 from __future__ import annotations
 
-from punie_gates.checks.scoring import Score, criteria_json, tally
+from punie_gates.checks.judgment import criteria_json, tally
+from punie_gates.checks.scoring import Score
 from punie_gates.decision.report import Report, markdown, terminal_lines
 from punie_gates.decision.verdict import GateResult, decide
 
@@ -81,7 +82,8 @@ def test_the_comparison_says_what_it_could_see():
 
 def _heldout(with_baseline: bool) -> dict:
     from punie_gates.answering.conversation import reply_from_message
-    from punie_gates.checks.heldout import heldout_figures, heldout_set, paired_heldout, run_heldout, with_baseline as merge
+    from punie_gates.checks.heldout import heldout_figures, heldout_set, paired_heldout, run_heldout
+    from punie_gates.checks.heldout import with_baseline as merge
     from punie_gates.formats.convert import convert_training_folder
     from punie_gates.inputs.catalog import load_catalog
     from punie_gates.inputs.paths import data_dir, fixtures_dir

@@ -62,9 +62,8 @@ def test_an_outer_step_keeps_what_an_inner_one_reset():
 
 
 def test_a_failed_step_is_recorded_and_the_error_passes(tmp_path):
-    with pytest.raises(RuntimeError, match="boom"):
-        with measure("fails", folders=[tmp_path]) as step:
-            raise RuntimeError("boom")
+    with pytest.raises(RuntimeError, match="boom"), measure("fails", folders=[tmp_path]) as step:
+        raise RuntimeError("boom")
     assert step.cost is not None and step.cost.ok is False and step.cost.bytes_written == 0
 
 

@@ -11,12 +11,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from punie_gates import commands as cli
+from punie_gates.checks.scoring import score_response, validate_call
+from punie_gates.commands.score import main
+from punie_gates.formats.code_analysis import analyse_code
+from punie_gates.formats.tool_calls import ParsedCall, detect_format, parse_calls
 from punie_gates.inputs import paths
 from punie_gates.inputs.catalog import load_catalog
-from punie_gates.formats.code_analysis import analyse_code
-from punie_gates.checks.scoring import score_response, validate_call
-from punie_gates.formats.tool_calls import ParsedCall, detect_format, parse_calls
-from punie_gates.commands.score import main
 
 RESPONSES = paths.fixtures_dir() / "responses"
 CASE_FILES = {"mistral": "cases_mistral.toml", "qwen3": "cases_qwen3.toml"}

@@ -93,9 +93,8 @@ def test_a_server_that_never_opens_its_port_times_out_and_is_killed(model_dir, t
 def test_a_server_that_exits_at_once_is_reported_with_its_log(model_dir, tmp_path):
     server = ModelServer(model_dir, tmp_path / "server.log", launcher=_fake("--fake-mode", "exit"))
     began = time.monotonic()
-    with pytest.raises(ServerError, match=r"exited with code 3(.|\n)*fake failure at startup"):
-        with server:
-            pytest.fail("must not get here")
+    with pytest.raises(ServerError, match=r"exited with code 3(.|\n)*fake failure at startup"), server:
+        pytest.fail("must not get here")
     assert time.monotonic() - began < 15
     assert _gone(server.pid)
 
@@ -137,9 +136,8 @@ def test_stop_kills_a_server_that_ignores_sigterm(model_dir, tmp_path):
 
 
 def test_an_exception_in_the_block_stops_the_server(model_dir, tmp_path):
-    with pytest.raises(ZeroDivisionError):
-        with ModelServer(model_dir, tmp_path / "server.log", launcher=_fake("--fake-child")) as server:
-            1 / 0
+    with pytest.raises(ZeroDivisionError), ModelServer(model_dir, tmp_path / "server.log", launcher=_fake("--fake-child")) as server:
+        raise ZeroDivisionError("raised inside the block")
     assert _gone(server.pid) and _wait_gone(_child_pid(tmp_path / "server.log"))
 
 

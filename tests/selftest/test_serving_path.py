@@ -16,7 +16,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from calling_model import build_calling_model
 from test_gates_e2e import run, small_data, small_gates
 

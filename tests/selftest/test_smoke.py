@@ -9,18 +9,14 @@ from pathlib import Path
 
 import pytest
 
+from punie_gates.checks.smoke import check_defines_function, extract_code, run_smoke
+from punie_gates.errors import MemoryBudgetError
 from punie_gates.model import demo
 from punie_gates.model.candidate import CandidateError, resolve_candidate
-from punie_gates.checks.smoke import check_defines_function, extract_code, run_smoke
-from punie_gates.model.folder import (
-    MemoryBudgetError,
-    check_memory_budget,
-    estimate_memory_gb,
-    quantization_bits,
-    stored_bits,
-)
+from punie_gates.model.folder import quantization_bits, stored_bits
 from punie_gates.model.loading import load_model
 from punie_gates.model.quantize import ensure_bits
+from punie_gates.model.sizes import check_memory_budget, estimate_memory_gb
 
 # -- the smoke check on strings -----------------------------------------------
 

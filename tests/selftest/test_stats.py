@@ -8,8 +8,8 @@ import pytest
 
 from punie_gates.checks.comparison import compare_with_baseline, comparison_figures, interval_figures
 from punie_gates.checks.scoring import Score
-from punie_gates.stats import mcnemar_exact, wilson_interval
 from punie_gates.inputs.queries import Query
+from punie_gates.stats import mcnemar_exact, wilson_interval
 
 
 def _wilson(k: int, n: int, z: float = 1.959963984540054) -> tuple[float, float]:

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from punie_gates.model import artifacts
 from punie_gates.inputs import paths
+from punie_gates.model import artifacts
 from punie_gates.model.candidate import CARRIED_FILES
-from punie_gates.model.fusion import fuse_and_quantize
 from punie_gates.model.disk import DiskSpaceError, free_space_override
+from punie_gates.model.fusion import fuse_and_quantize
 from punie_gates.model.random_adapter import write_random_adapter
 from punie_gates.model.streamed_fusion import (
     StreamedFusionError,

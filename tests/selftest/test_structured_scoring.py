@@ -9,7 +9,8 @@ import tomllib
 import pytest
 
 from punie_gates.answering.answers import QueryAnswer, save_answers
-from punie_gates.checks.scoring import read_answers, score_response, tally_zero_shot
+from punie_gates.checks.judgment import tally_zero_shot
+from punie_gates.checks.scoring import read_answers, score_response
 from punie_gates.commands.score import main
 from punie_gates.formats.tool_calls import parse_calls
 from punie_gates.inputs import paths

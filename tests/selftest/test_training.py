@@ -11,16 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from punie_gates.model import artifacts
 from punie_gates.inputs import paths
-from punie_gates.model.training import (
-    LossCurve,
-    TrainSettings,
-    checkpoints,
-    plot_loss_curve,
-    train_lora,
-    write_loss_curve,
-)
+from punie_gates.model import artifacts
+from punie_gates.model.loss_curve import LossCurve, plot_loss_curve, write_loss_curve
+from punie_gates.model.training import TrainSettings, checkpoints, train_lora
 
 # Short conversations: on MLX's CPU backend every token costs a 131072-wide
 # output layer, so the self-tests keep sequences to a few dozen tokens.

@@ -13,9 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from punie_gates.model import artifacts
 from punie_gates.commands import work as work_command
-from punie_gates.model import workdir
+from punie_gates.model import artifacts, workdir
 
 REPO = Path(__file__).resolve().parents[2]
 ENV = {**os.environ, "PYTHONPATH": str(REPO)}
