@@ -18,9 +18,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from punie_gates.answering.answers import VIA_INPROCESS, VIA_SERVER, QueryAnswer
+from punie_gates.answering.answers import VIA_INPROCESS, VIA_SERVER, QueryAnswer, from_generation
 from punie_gates.answering.client import DEFAULT_REQUEST_TIMEOUT_S, Conversation
-from punie_gates.answering.conversation import AskMany
+from punie_gates.answering.conversation import AskMany, ask_each, in_process_ask, server_ask
+from punie_gates.answering.endpoint import EndpointAnswerer
+from punie_gates.answering.inprocess import generate_answers, generate_naive
+from punie_gates.answering.prompts import render_prompt
+from punie_gates.answering.serving import ServedModel, ask_queries
+from punie_gates.model.tokenizer import training_tokenizer_config
 
 ANSWER_VIA = (VIA_SERVER, VIA_INPROCESS)
 VIA_ENDPOINT = "endpoint"  # not an --answer-via choice: chosen by a --candidate/--baseline URL
@@ -88,7 +93,6 @@ class ServerAnswerer:
         self.path = served.path
 
     def answer(self, conversations: Sequence[Conversation]) -> list[QueryAnswer]:
-        from punie_gates.answering.serving import ask_queries
 
         s = self.settings
         # Unstreamed with the generated ids: each answer keeps what the model wrote beside what
@@ -97,7 +101,6 @@ class ServerAnswerer:
                            concurrency=s.batch_size, progress=s.progress, raw=True)
 
     def time_each(self, conversations: Sequence[Conversation], *, max_tokens: int) -> list[QueryAnswer]:
-        from punie_gates.answering.serving import ask_queries
 
         return ask_queries(self.served, conversations, tools=self.settings.tools, max_tokens=max_tokens,
                            concurrency=1, stream=True, warm_up=False, progress=self.settings.progress)
@@ -105,7 +108,6 @@ class ServerAnswerer:
     def ask_many(self) -> AskMany:
         import openai
 
-        from punie_gates.answering.conversation import ask_each, server_ask
 
         served, tools, budget = self.served, self.settings.tools, self.settings.max_tokens
 
@@ -134,7 +136,6 @@ class ServerAnswerer:
         which is also how training loads it (model.tokenizer.training_tokenizer_config)."""
         from mlx_lm.utils import load_tokenizer
 
-        from punie_gates.model.tokenizer import training_tokenizer_config
 
         return load_tokenizer(self.path, tokenizer_config_extra=training_tokenizer_config(self.path))
 
@@ -169,14 +170,11 @@ class InProcessAnswerer:
         return (got.model, got.tokenizer) if hasattr(got, "model") else tuple(got)
 
     def _prompts(self, tokenizer, conversations: Sequence[Conversation]) -> list[tuple[str, list[int]]]:
-        from punie_gates.answering.prompts import render_prompt
 
         tools = [dict(t) for t in self.settings.tools]
         return [(qid, render_prompt(tokenizer, list(messages), tools)) for qid, messages in conversations]
 
     def answer(self, conversations: Sequence[Conversation]) -> list[QueryAnswer]:
-        from punie_gates.answering.answers import from_generation
-        from punie_gates.answering.inprocess import generate_answers
 
         model, tokenizer = self.loaded()
         s = self.settings
@@ -185,15 +183,12 @@ class InProcessAnswerer:
         return [from_generation(g) for g in generations]
 
     def time_each(self, conversations: Sequence[Conversation], *, max_tokens: int) -> list[QueryAnswer]:
-        from punie_gates.answering.answers import from_generation
-        from punie_gates.answering.inprocess import generate_naive
 
         model, tokenizer = self.loaded()
         return [from_generation(g) for g in generate_naive(model, tokenizer, self._prompts(tokenizer, conversations),
                                                             max_tokens=max_tokens, progress=self.settings.progress)]
 
     def ask_many(self) -> AskMany:
-        from punie_gates.answering.conversation import in_process_ask
 
         model, tokenizer = self.loaded()
         s = self.settings
@@ -220,13 +215,11 @@ def make_answerer(via: str, *, label: str, path: Path | None, settings: AnswerSe
     (its log at `log_path`); "inprocess" generates on what `load()` returns; "endpoint" asks
     `endpoint` (answering.endpoint.Endpoint: a model someone else serves, named by its URL)."""
     if via == VIA_ENDPOINT:
-        from punie_gates.answering.endpoint import EndpointAnswerer
 
         if endpoint is None:
             raise ValueError("answering via an endpoint needs the Endpoint")
         return EndpointAnswerer(endpoint, settings)
     if via == VIA_SERVER:
-        from punie_gates.answering.serving import ServedModel
 
         if slot is None or log_path is None:
             raise ValueError("answering via the server needs the run's ServerSlot and a log path")

@@ -30,6 +30,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+from punie_gates.answering.answers import save_jsonl
 from punie_gates.answering.inprocess import generate_answers
 from punie_gates.answering.prompts import render_prompt
 
@@ -425,7 +426,6 @@ def conversation_from_record(record: Mapping[str, Any]) -> Conversation:
 
 def write_conversations(path: Path, conversations: Sequence[Conversation]) -> Path:
     """Save conversations as JSONL, one record per query (see `conversation_record`)."""
-    from punie_gates.answering.answers import save_jsonl
 
     return save_jsonl(path, [conversation_record(c) for c in conversations], "conversations")
 

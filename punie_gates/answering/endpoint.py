@@ -35,7 +35,9 @@ import urllib.request
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from punie_gates.errors import EndpointError
+from punie_gates.answering.conversation import ask_each, server_ask
+from punie_gates.answering.serving import ask_queries
+from punie_gates.errors import CandidateError, EndpointError
 from punie_gates.inputs.options import DEFAULT_API_KEY_ENV, DEFAULT_ENDPOINT_TIMEOUT_S, endpoint_url
 
 DEFAULT_MODEL = "default_model"  # mlx_lm.server: the model it was started with
@@ -211,7 +213,6 @@ class Endpoint:
         (down, timed out) raises EndpointError instead of counting as the model's failed turn."""
         import openai
 
-        from punie_gates.answering.conversation import ask_each, server_ask
 
         client = openai.OpenAI(base_url=self.base_url, api_key=self.api_key, max_retries=0,
                                timeout=self.request_timeout_s)
@@ -265,7 +266,6 @@ class EndpointAnswerer:
         self.path = None  # an endpoint has no files
 
     def answer(self, conversations):
-        from punie_gates.answering.serving import ask_queries
 
         s = self.settings
         # Streamed, without logprobs: an endpoint need not give token ids, and its answer is what the API returned.
@@ -273,7 +273,6 @@ class EndpointAnswerer:
                            concurrency=s.batch_size, progress=s.progress)
 
     def time_each(self, conversations, *, max_tokens: int):
-        from punie_gates.answering.serving import ask_queries
 
         return ask_queries(self.endpoint, conversations, tools=self.settings.tools, max_tokens=max_tokens,
                            concurrency=1, stream=True, warm_up=False, progress=self.settings.progress)
@@ -282,7 +281,6 @@ class EndpointAnswerer:
         return self.endpoint.conversation_ask(self.settings.tools, max_tokens=self.settings.max_tokens)
 
     def prompt_tokenizer(self):
-        from punie_gates.errors import CandidateError
 
         raise CandidateError(f"{self.endpoint.url}: an endpoint has no files: its prompts cannot be rendered here")
 

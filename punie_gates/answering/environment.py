@@ -25,6 +25,7 @@ that process is affected. `versions()` asks the serving interpreter itself.
 from __future__ import annotations
 
 import json
+import os
 import shlex
 import subprocess
 import sys
@@ -106,6 +107,5 @@ def _versions(python: str, hidden: bool) -> dict[str, str]:
 
 
 def _probe_env() -> dict[str, str]:
-    import os
 
     return {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}

@@ -31,6 +31,7 @@ left alone.
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import signal
@@ -179,7 +180,6 @@ def _launch(argv: list[str]) -> None:
     watch_fd = int(options[options.index("--watch-fd") + 1])
     parent = int(options[options.index("--parent") + 1])
     if "--pdeathsig" in options:
-        import ctypes
 
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)  # on failure the watchdog still guards

@@ -20,6 +20,7 @@ from typing import Any
 
 from punie_gates.answering.answers import QueryAnswer, from_server
 from punie_gates.answering.client import Conversation, ask
+from punie_gates.answering.plan import plan_serving
 from punie_gates.answering.server import ModelServer, ServerError, server_versions
 from punie_gates.answering.tool_parsing import server_tool_parsing
 
@@ -50,7 +51,6 @@ class ServerSlot:
             return None
         folder = owner.path.resolve()
         if folder not in self._plans:
-            from punie_gates.answering.plan import plan_serving
 
             self._plans[folder] = plan_serving(folder, self.environment, self.work_dir or folder.parent, owner.tools)
         return self._plans[folder]

@@ -27,13 +27,15 @@ from __future__ import annotations
 
 import io
 import json
+import pkgutil
 import sys
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
 
 LIBRARIES = ("mlx", "mlx-lm", "transformers", "tokenizers", "mistral-common")
 
 
 def versions(hidden: bool) -> dict:
-    from importlib.metadata import PackageNotFoundError, version
 
     found = {"python": sys.version.split()[0], "executable": sys.executable}
     for name in LIBRARIES:
@@ -47,7 +49,6 @@ def versions(hidden: bool) -> dict:
 
 
 def template_source(backend, folder) -> str:
-    from pathlib import Path
 
     if type(backend).__name__ == "MistralCommonBackend":
         return "mistral-common (tekken.json), no Jinja template"
@@ -92,7 +93,6 @@ def check_call(wrapper, check: dict) -> dict:
 
 def available_parsers() -> list:
     """The tool parsers this mlx-lm ships (modules of mlx_lm.tool_parsers)."""
-    import pkgutil
 
     import mlx_lm.tool_parsers as parsers
 
@@ -110,7 +110,6 @@ def ids_of(render, items) -> list:
 
 
 def probe(request: dict) -> dict:
-    from pathlib import Path
 
     hidden = bool(request.get("hide_mistral_common"))
     if hidden:

@@ -24,9 +24,11 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from punie_gates.answering.concurrency import time_concurrency
+from punie_gates.answering.environment import serving_environment
 from punie_gates.answering.inprocess import generate_answers, generate_naive, shared_prefix_len
 from punie_gates.answering.prompts import query_messages, render_prompt
-from punie_gates.answering.server import ModelServer
+from punie_gates.answering.server import ModelServer, ServerError
 from punie_gates.checks.answer_lengths import answer_token_lengths, draw_caps, summarize
 from punie_gates.checks.scoring import score_response
 from punie_gates.checks.steps import query_conversations
@@ -160,9 +162,6 @@ def run_server_bench(model_path: Path, queries, catalog, system_prompt: str, *, 
     loaded): one at a time, then `concurrency` at a time, to one server, both after one
     untimed warm-up request (answering.concurrency.time_concurrency), with the server's record."""
 
-    from punie_gates.answering.concurrency import time_concurrency
-    from punie_gates.answering.environment import serving_environment
-    from punie_gates.answering.server import ServerError
 
     conversations = query_conversations(queries, system_prompt)
     load_before = _load_avg()

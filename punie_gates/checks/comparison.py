@@ -16,6 +16,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from punie_gates.checks.attribution import attribute
 from punie_gates.checks.scoring import Score, score_answer
 from punie_gates.inputs.queries import Query
 from punie_gates.stats import McNemar, Paired, detectable_difference, paired, wilson_interval
@@ -30,7 +31,6 @@ def side(score: Score, answer) -> dict[str, Any]:
     if answer.tool_calls is not None:  # through a server: the calls as it returned them
         out["tool_calls"] = [{"name": c.get("name"), "arguments": str(c.get("arguments", ""))[:300]}
                              for c in answer.tool_calls]
-    from punie_gates.checks.attribution import attribute
 
     return attribute(out, answer)  # a miss says whose it is: the model's, the server's or the stream's
 

@@ -24,7 +24,7 @@ from punie_gates.errors import CandidateError, DataFileError, UserError
 from punie_gates.inputs import readers
 from punie_gates.inputs.catalog import load_catalog
 from punie_gates.inputs.queries import load_queries
-from punie_gates.model.candidate import is_hub_id, resolve_candidate
+from punie_gates.model.candidate import is_endpoint, is_hub_id, resolve_candidate
 
 TRAINING_FILES = ("train.jsonl", "valid.jsonl")
 
@@ -124,7 +124,6 @@ def _query_problems(cfg, gates: Collection[str]) -> list[str]:
 
 
 def _candidate_problems(cfg, *, need_weights: bool) -> list[str]:
-    from punie_gates.model.candidate import is_endpoint
 
     spec = cfg.candidate
     if spec == "demo" or is_endpoint(spec) or (is_hub_id(spec) and not Path(spec).expanduser().exists()):

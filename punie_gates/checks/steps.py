@@ -9,7 +9,7 @@ judge exactly alike.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -65,7 +65,6 @@ def answer_gate_queries(answerer, queries, first_training_record, *, catalog, sy
                         save_to: Path) -> GateAnswers:
     """A trained gate's answers (see answer_queries), and whether its prompts start as
     training's did, rendered with the tokenizer the answering path renders with."""
-    from punie_gates.answering.prompts import query_messages
 
     mismatch = prefix_mismatch(answerer.prompt_tokenizer(), first_training_record,
                                query_messages(system_prompt, queries[0].text), catalog.native_schemas())
@@ -75,7 +74,6 @@ def answer_gate_queries(answerer, queries, first_training_record, *, catalog, sy
 
 def train_for_gate(weights: Path, train, valid, gate_config, *, iters: int, progress):
     """LoRA with the suite's training settings (data/gates.toml [training])."""
-    from dataclasses import asdict
 
 
     settings = TrainSettings.from_table(asdict(gate_config.settings.training), iters=iters, seed=gate_config.seed)

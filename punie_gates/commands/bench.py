@@ -19,6 +19,7 @@ from punie_gates.formats.convert import convert_training_folder
 from punie_gates.inputs.catalog import CatalogError, load_catalog
 from punie_gates.inputs.options import DEFAULT_BATCH_SIZE, resolve_options
 from punie_gates.inputs.queries import QueryFileError, load_queries
+from punie_gates.inputs.readers import read_text
 from punie_gates.model.candidate import CandidateError
 from punie_gates.model.loading import load_named, release
 from punie_gates.progress import null_progress, progress_printer
@@ -100,7 +101,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"punie-gates bench: {exc}", file=sys.stderr)
         return 2
     if args.system_prompt is not None:
-        from punie_gates.inputs.readers import read_text
 
         try:
             system_prompt = read_text(args.system_prompt, "system prompt file (--system-prompt)").strip()

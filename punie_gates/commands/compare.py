@@ -8,6 +8,7 @@ import os
 import sys
 from pathlib import Path
 
+from punie_gates.checks.rescoring import RescoreError, rescore_folder
 from punie_gates.decision import compare, html
 from punie_gates.inputs.catalog import CatalogError, load_catalog
 from punie_gates.inputs.queries import QueryFileError, load_queries
@@ -55,7 +56,6 @@ def main(argv: list[str]) -> int:
     if len(folders) < 2:
         parser.error("give at least two report folders (RUN RUN..., or --baseline RUN and one RUN)")
 
-    from punie_gates.checks.rescoring import RescoreError, rescore_folder
 
     if args.out.is_dir():
         print(f"punie-gates compare: --out {args.out} is a folder; give the page's file name, such as "

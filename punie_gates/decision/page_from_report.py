@@ -83,6 +83,14 @@ def answer_from(record: Any, full_text: str | None = None) -> Answer | None:
     )
 
 
+def serving_line(plan: Mapping[str, Any]) -> str:
+    """One line saying how a model was served, and the change Punie must make, if any."""
+    how = (f"{plan.get('tokenizer_class')}, tool parser {plan.get('tool_parser') or 'none'}, detokenizer "
+           f"{plan.get('detokenizer')}, template {plan.get('chat_template_source')}")
+    line = f"{plan.get('model')} served as `{plan.get('command')}` ({how}; {plan.get('environment')})"
+    return line + (f"; CHANGE Punie must make: {plan['change']}" if plan.get("change") else "")
+
+
 def _cause(row: Mapping[str, Any]) -> str:
     """Whose miss a failing row is (checks.attribution), as the reason's last words."""
     return f" [cause: {row['cause']}: {row.get('cause_detail', '')}]" if row.get("cause") else ""
@@ -426,8 +434,6 @@ def report_page(doc: Mapping[str, Any], report_dir: Path | None = None,
     answering = doc.get("answering") or {}
     if answering.get("note"):
         facts.append(("answers", str(answering["note"])))
-    from punie_gates.decision.report import serving_line
-
     facts += [("served", serving_line(plan)) for plan in answering.get("serving") or ()]
     facts += [
         ("started", str(doc.get("started", "-"))),

@@ -15,6 +15,7 @@ from typing import Any
 from punie_gates import __version__
 from punie_gates.decision import criteria
 from punie_gates.decision.html import write_html
+from punie_gates.decision.page_from_report import serving_line
 from punie_gates.decision.verdict import GateResult, Verdict
 
 DEMO_NOTE = (
@@ -141,14 +142,6 @@ def serving_plans(results: Mapping[str, Any]) -> list[dict[str, Any]]:
             if isinstance(plan, dict):
                 plans.setdefault(str(plan.get("model_folder")), {"model": server.get("model"), **plan})
     return list(plans.values())
-
-
-def serving_line(plan: Mapping[str, Any]) -> str:
-    """One line saying how a model was served, and the change Punie must make, if any."""
-    how = (f"{plan.get('tokenizer_class')}, tool parser {plan.get('tool_parser') or 'none'}, detokenizer "
-           f"{plan.get('detokenizer')}, template {plan.get('chat_template_source')}")
-    line = f"{plan.get('model')} served as `{plan.get('command')}` ({how}; {plan.get('environment')})"
-    return line + (f"; CHANGE Punie must make: {plan['change']}" if plan.get("change") else "")
 
 
 def _atomic_write(path: Path, text: str) -> None:

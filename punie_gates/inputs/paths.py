@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from punie_gates.inputs.readers import read_toml as read
+
 _PACKAGE = Path(__file__).resolve().parents[1]  # punie_gates/
 _CHECKOUT = _PACKAGE.parent
 
@@ -36,6 +38,5 @@ def cache_dir() -> Path:
 
 def read_toml(path: Path, what: str, error: type[Exception]) -> dict:
     """A TOML input file as a dict; unreadable or invalid, `error` naming the file (and line)."""
-    from punie_gates.inputs.readers import read_toml as read
 
     return read(path, what, error)

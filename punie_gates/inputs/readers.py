@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import os
 import stat
+import tomllib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -165,7 +166,6 @@ def read_json(path: Path, what: str, error: type[Exception] = DataFileError) -> 
 
 def read_toml(path: Path, what: str, error: type[Exception] = DataFileError) -> dict:
     """A TOML file as a dict; unreadable, not UTF-8, invalid or nested too deep: `error` naming the file (and line)."""
-    import tomllib
 
     text = read_text(path, what, error)
     try:

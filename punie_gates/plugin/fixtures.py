@@ -13,6 +13,7 @@ from punie_gates.inputs import options as gate_options
 from punie_gates.inputs import paths
 from punie_gates.inputs.catalog import load_catalog
 from punie_gates.inputs.queries import load_queries
+from punie_gates.inputs.readers import read_text
 from punie_gates.plugin.session import gate_of, session_of
 from punie_gates.plugin.terminal import make_progress
 
@@ -123,7 +124,6 @@ def training_data(gate_config, catalog):
 def system_prompt(gate_config, training_data) -> str:
     """The validation prompts' system prompt: the one training used, unless given."""
     if gate_config.system_prompt_path is not None:
-        from punie_gates.inputs.readers import read_text
 
         return read_text(gate_config.system_prompt_path, "system prompt file (--system-prompt)").strip()
     train, _ = training_data

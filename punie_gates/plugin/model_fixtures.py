@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import pytest
 
+from punie_gates.answering import environment
+from punie_gates.answering.answerer import AnswerSettings, make_answerer
+from punie_gates.answering.endpoint import Endpoint
 from punie_gates.answering.serving import ServerSlot
 from punie_gates.model.candidate import Candidate, resolve_candidate
 from punie_gates.model.loading import holding, load_named
@@ -75,7 +78,6 @@ def baseline_at_target_bits(gate_config, progress):
     """The production model's folder (--baseline) at the target bits, not loaded; None without one."""
     if not gate_config.baseline or gate_config.baseline_endpoint:
         return None  # an endpoint baseline has no folder: it is asked where it runs (baseline_answerer)
-    from punie_gates.model.quantize import ensure_bits
 
     resolved = _resolve(gate_config, gate_config.baseline)
     return ensure_bits(resolved.path, gate_config.work_dir, gate_config.target_bits, fresh=gate_config.fresh, progress=progress)
@@ -88,9 +90,8 @@ SERVES_FUSED = ("gate4", "gate5")
 @pytest.fixture(scope="session")
 def serving_environment(gate_config):
     """The interpreter that serves every model (--serve-python, else ours with mistral-common hidden)."""
-    from punie_gates.answering.environment import serving_environment
 
-    return serving_environment(gate_config.serve_python)
+    return environment.serving_environment(gate_config.serve_python)
 
 
 @pytest.fixture(scope="session")
@@ -122,7 +123,6 @@ def _answerer(request, gate_config, *, role: str, path, label: str, load_fixture
     """The one place a gate's answering path is built from --answer-via (answering.answerer):
     its tools, token budget, batch size and progress, the server slot and log, or the
     module fixture that loads the model in-process when first asked."""
-    from punie_gates.answering.answerer import AnswerSettings, make_answerer
 
     gate = _gate(request)
     settings = AnswerSettings(tools=tuple(request.getfixturevalue("catalog").native_schemas()),
@@ -145,7 +145,6 @@ def _endpoint_of(gate_config, role: str) -> str | None:
 
 def _endpoint(gate_config, role: str):
     """The --candidate or --baseline URL as an answering.endpoint.Endpoint (probed on first use)."""
-    from punie_gates.answering.endpoint import Endpoint
 
     url, model = ((gate_config.candidate, gate_config.candidate_model) if role == "candidate"
                   else (gate_config.baseline, gate_config.baseline_model))

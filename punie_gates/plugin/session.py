@@ -6,12 +6,15 @@ import dataclasses
 import signal
 import threading
 import time
+import traceback
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from punie_gates import progress
+from punie_gates.answering.server_guard import stop_leftovers
+from punie_gates.checks.preflight import check_run
 from punie_gates.decision.html import verdict_fragment
 from punie_gates.decision.outcomes import GateLog, TestRecord, gate_results, unmet_checks
 from punie_gates.decision.report import Report, terminal_lines, write_reports
@@ -21,6 +24,7 @@ from punie_gates.errors import UserError, user_error_message
 from punie_gates.inputs import options as gate_options
 from punie_gates.inputs.gates import builtin_gates
 from punie_gates.model import artifacts
+from punie_gates.model.candidate import ENDPOINT_HAS_NO_FILES, GATES_NEEDING_FILES
 from punie_gates.plugin.terminal import notice_writer
 from punie_gates.resources import folder_bytes
 
@@ -142,13 +146,11 @@ class GateSession:
         try:  # a busy report folder, a broken option, thresholds file or input stops the run here
             self._folder_tried = True
             self.folder = open_report_folder(gate_options.report_dir_from_pytest(config))
-            from punie_gates.answering.server_guard import stop_leftovers
 
             for said in stop_leftovers(self.folder.path):  # servers an earlier, killed run left behind
                 progress.notice(said)
             cfg = self.options()
             items[:] = self._for_candidate_kind(cfg, items)
-            from punie_gates.checks.preflight import check_run
 
             check_run(cfg, gates={g for g in map(gate_of, items) if g}, explicit=_explicit(config),
                       fixtures={f for item in items for f in getattr(item, "fixturenames", ())})  # fmt: skip
@@ -185,7 +187,6 @@ class GateSession:
     def _for_candidate_kind(self, cfg, items: list) -> list:
         """The items this candidate can run: for an endpoint (a URL) not the gates that need its
         files (each then not_run, saying why) and the screening; for any other, no screening."""
-        from punie_gates.model.candidate import GATES_NEEDING_FILES
 
         if not cfg.candidate_endpoint:
             return [i for i in items if i.get_closest_marker("screening") is None]
@@ -289,7 +290,6 @@ class GateSession:
         try:
             self._sessionfinish(session, exitstatus)
         except Exception as exc:  # noqa: BLE001 (a bug here must still end the run ERROR, with run.json closed)
-            import traceback
 
             self.internal_error = self.internal_error or _internal_error(exc)
             self._internal_traceback = traceback.format_exc()
@@ -322,7 +322,6 @@ class GateSession:
                                deselected=self.deselected, collection_errors=self.collection_errors)
         results = self._explain_not_run(results)
         if self.no_files:
-            from punie_gates.model.candidate import ENDPOINT_HAS_NO_FILES
 
             results = {g: dataclasses.replace(r, status="not_run", reasons=(ENDPOINT_HAS_NO_FILES,))
                        if g in self.no_files else r for g, r in results.items()}

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import pytest
 
-from punie_gates.checks.multiturn import run_multi_turn
+from punie_gates.checks.heldout import heldout_set, run_heldout, write_turns
+from punie_gates.checks.multiturn import first_reply, run_multi_turn
 from punie_gates.checks.steps import (
     answer_gate_queries,
     answer_queries,
@@ -133,7 +134,6 @@ def conversations(answers, conversation_ask, query_set, catalog, system_prompt, 
     """The gate's multi-turn pass (checks.multiturn.MultiTurn): each tool query continued from
     its first reply in `answers` (a server's parsed calls kept as it returned them), scored,
     saved as gateN-conversations.jsonl."""
-    from punie_gates.checks.multiturn import first_reply
 
     first = {qid: first_reply(a) for qid, a in answers.generations.items()}
     with gate_steps.measure("multi-turn"):
@@ -146,7 +146,6 @@ def conversations(answers, conversation_ask, query_set, catalog, system_prompt, 
 def heldout_turns(training_data, gate_config, catalog):
     """The held-out split's scorable turns (checks.heldout.HeldoutSet), cut to --heldout-limit;
     None with --heldout-limit 0."""
-    from punie_gates.checks.heldout import heldout_set
 
     if gate_config.heldout_limit == 0:
         return None
@@ -157,7 +156,6 @@ def heldout_turns(training_data, gate_config, catalog):
 def heldout(heldout_turns, conversation_ask, catalog, gate_config, training_gate, gate_steps, progress):
     """The fused model's next step at every held-out turn (checks.heldout.HeldoutRun), asked the way
     the multi-turn pass asks, saved as gateN-heldout.jsonl; None when not measured."""
-    from punie_gates.checks.heldout import run_heldout, write_turns
 
     if heldout_turns is None:
         return None
@@ -174,7 +172,6 @@ def baseline_heldout(heldout_turns, baseline_answerer, catalog, gate_config, tra
     """The baseline's next steps at the same turns, asked the same way; None without --baseline."""
     if heldout_turns is None or baseline_answerer is None:
         return None
-    from punie_gates.checks.heldout import run_heldout, write_turns
 
     with gate_steps.measure("held-out baseline") as step:
         run = run_heldout(heldout_turns, baseline_answerer.ask_many(), catalog, batch=gate_config.gen_batch_size,

@@ -33,11 +33,8 @@ HEAVY = frozenset({
     "numpy", "scipy", "matplotlib", "jsonschema", "jinja2", "openai", "selenium",
 })  # fmt: skip
 
-# Package pairs that still import each other, each with why and who removes it.
-# checks <-> decision: checks/comparison.py and checks/multiturn.py use decision.stats, and
-# decision/compare.py re-scores with checks.scoring. Issue 21: statistics move below checks
-# (w22) and the re-scoring moves out of decision (w23); the lead drops this entry at merge.
-KNOWN_MUTUAL_PACKAGES = {frozenset({"checks", "decision"})}
+# Package pairs that still import each other, each with why (none today).
+KNOWN_MUTUAL_PACKAGES: set[frozenset[str]] = set()
 
 
 def _part(module: str) -> str:
