@@ -222,6 +222,13 @@ class Ranked:
     left_out: tuple[str, ...]
     """Queries this run answered that some other run did not (not in the figures)."""
 
+    @property
+    def against(self) -> McNemar:
+        """against_baseline of a ranked candidate, which always has one."""
+        if self.against_baseline is None:
+            raise ValueError(f"{self.label} is the baseline: it is not paired with itself")
+        return self.against_baseline
+
 
 @dataclass(frozen=True)
 class Ranking:
@@ -284,7 +291,7 @@ def rank_runs(runs: Sequence[Run], queries: QuerySet, baseline: int = 0) -> Rank
     names = labels(runs)
     every = [ranked(r, names[i], i == baseline) for i, r in enumerate(runs)]
     others = [r for i, r in enumerate(every) if i != baseline]
-    others.sort(key=lambda r: (-r.overall.passed, r.against_baseline.only_baseline))  # stable: ties keep their order
+    others.sort(key=lambda r: (-r.overall.passed, r.against.only_baseline))  # stable: ties keep their order
     return Ranking(every[baseline], tuple(others), ids, answered)
 
 
@@ -339,7 +346,7 @@ def ranking_page(r: Ranking, queries: QuerySet) -> html.Page:
              "", *_cost(r.baseline.run))]
     for n, c in enumerate(r.candidates, 1):
         rows.append((str(n), c.label, c.run.verdict or "-", html.interval_text(c.overall.to_json()),
-                     html.mcnemar_text(c.against_baseline.to_json(), c.label, base), *_cost(c.run)))
+                     html.mcnemar_text(c.against.to_json(), c.label, base), *_cost(c.run)))
     ranking = html.Table("ranking on the compared queries (re-scored with the current scorer)",
                          ("rank", "run", "verdict", "passed", "against the baseline (exact McNemar)", "run time",
                           "peak memory"), tuple(rows))

@@ -124,6 +124,7 @@ def query_section(gate: str, figures: Mapping[str, Any], responses: Mapping[str,
         qid = row["id"]
         saved = responses.get(qid, {})
         text = saved_text(saved)
+        mine: Answer | None
         if gate == "gate3" and "passed" not in row:
             mine = _gate3_answer(row, text)
         else:
@@ -168,11 +169,11 @@ def _peak_memory(figures: Mapping[str, Any]) -> float | None:
 
 def run_peak_memory(doc: Mapping[str, Any]) -> float | None:
     """The largest peak memory any gate of a gate-report.json recorded; None when none did."""
-    gates = doc.get("gates") if isinstance(doc.get("gates"), Mapping) else {}
+    gates = found if isinstance(found := doc.get("gates"), Mapping) else {}
     peaks = [_peak_memory(g["figures"]) for g in gates.values()
              if isinstance(g, Mapping) and isinstance(g.get("figures"), Mapping)]
-    peaks = [p for p in peaks if p is not None]
-    return max(peaks) if peaks else None
+    known = [p for p in peaks if p is not None]
+    return max(known) if known else None
 
 
 def _steps(value: Any) -> list[Mapping[str, Any]]:
@@ -418,9 +419,10 @@ def report_page(doc: Mapping[str, Any], report_dir: Path | None = None,
     report_dir = Path(report_dir) if report_dir is not None else None
     if responses is None:
         responses = {}
-        for gate in QUERY_GATES if report_dir else ():
-            responses[gate] = read_responses(report_dir / RESPONSE_FILES[gate])
-            responses[f"{gate}-baseline"] = read_responses(report_dir / f"{gate}-baseline-responses.jsonl")
+        if report_dir is not None:
+            for gate in QUERY_GATES:
+                responses[gate] = read_responses(report_dir / RESPONSE_FILES[gate])
+                responses[f"{gate}-baseline"] = read_responses(report_dir / f"{gate}-baseline-responses.jsonl")
     gates_doc: Mapping[str, Any] = doc.get("gates") or {}
     cand = doc.get("candidate") or {}
     notes = [cand["note"]] if cand.get("note") else []
@@ -461,7 +463,7 @@ def report_page(doc: Mapping[str, Any], report_dir: Path | None = None,
         comparison = figures.get("comparison")
         if isinstance(comparison, Mapping) and isinstance(comparison.get("detectable"), Mapping):
             notes.append(f"{gate} vs baseline: {comparison['detectable'].get('sentence')}")
-        followup = figures.get("followup") if isinstance(figures.get("followup"), Mapping) else {}
+        followup = found if isinstance(found := figures.get("followup"), Mapping) else {}
         for t in (_category_table(gate, figures) or _pass_rate_table(gate, figures),
                   _criteria_table(gate, (doc.get("criteria") or {}).get("rows")),
                   _heldout_table(gate, figures.get("heldout")),

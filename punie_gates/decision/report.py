@@ -138,7 +138,9 @@ def serving_plans(results: Mapping[str, Any]) -> list[dict[str, Any]]:
             continue
         for key in ("server", "baseline_server"):
             server = answering.get(key)
-            plan = server.get("plan") if isinstance(server, dict) else None
+            if not isinstance(server, dict):
+                continue
+            plan = server.get("plan")
             if isinstance(plan, dict):
                 plans.setdefault(str(plan.get("model_folder")), {"model": server.get("model"), **plan})
     return list(plans.values())
@@ -239,7 +241,7 @@ def _query_table(rows: list[Any]) -> list[str]:
     return out
 
 
-def _category_table(figures: dict[str, Any]) -> list[str]:
+def _category_table(figures: Mapping[str, Any]) -> list[str]:
     categories = figures.get("categories")
     if not isinstance(categories, dict) or not figures.get("interval"):
         return []

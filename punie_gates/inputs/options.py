@@ -338,8 +338,15 @@ def resolve_options(
     gates_path = _path(get["gates"], root) or data / "gates.toml"
     # The options that replace a gates-file setting, applied in this one place; the
     # registry checks them with the file's values, naming the option that set one.
-    overrides = {tuple(target.split(".")): (get[opt.dest], picked[opt.dest][1])
-                 for opt in OPTIONS for target in opt.sets if get[opt.dest] is not None}
+    # Only a given value (flag, environment, ini key) has an origin and replaces one.
+    overrides: dict[tuple[str, str], tuple[Any, Origin]] = {}
+    for opt in OPTIONS:
+        value, origin = picked[opt.dest]
+        if value is None or origin is None:
+            continue
+        for target in opt.sets:
+            table, key = target.split(".")
+            overrides[table, key] = (value, origin)
     gates = load_gates(gates_path, like=builtin_gates(), overrides=overrides)
     for dest, rule, means in _OPTION_RULES:
         _checked(dest, get[dest], picked[dest][1], rule, means)

@@ -27,7 +27,7 @@ Origin = str
 class Rule:
     """What values a setting takes."""
 
-    type: type
+    type: type[int] | type[float] | type[str]
     """int (a whole number; true/false is not one), float (an int is taken too) or str."""
     low: float | None = None
     """The smallest value allowed (inclusive)."""
@@ -56,7 +56,7 @@ class Rule:
             return f"must be {self.says()}, not {_kind(value)}"
         if self.choices:
             return None if value in self.choices else f"must be {self.says()}"
-        if self.type is str:
+        if isinstance(value, str):
             return None if value.strip() else f"must be {self.says()}"
         try:
             number = float(value)
