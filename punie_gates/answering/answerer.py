@@ -121,7 +121,7 @@ class ServerAnswerer:
             finally:
                 client.close()
 
-        asking = ask_each(ask)
+        asking = ask_each(ask, concurrency=self.settings.batch_size)
 
         def ask_many(batch):
             with served.answering():

@@ -25,6 +25,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
@@ -171,18 +172,22 @@ def converse(
     return converse_many([(query, first, prompt)], ask_each(ask), catalog=catalog, max_turns=max_turns, fmt=fmt)[0]
 
 
-def ask_each(ask: Ask) -> AskMany:
-    """An AskMany that asks `ask` once per conversation (e.g. `server_ask`), an exception
+def ask_each(ask: Ask, concurrency: int = 1) -> AskMany:
+    """An AskMany that asks `ask` once per conversation (e.g. `server_ask`), `concurrency` at a
+    time (a server batches concurrent requests), replies in input order, an exception
     standing for the reply it did not give."""
 
+    def one(messages: list[dict]) -> Reply | Exception:
+        try:
+            return ask(messages)
+        except Exception as exc:  # recorded in the conversation, not raised
+            return exc
+
     def ask_many(batch: list[list[dict]]) -> list[Reply | Exception]:
-        out: list[Reply | Exception] = []
-        for messages in batch:
-            try:
-                out.append(ask(messages))
-            except Exception as exc:  # recorded in the conversation, not raised
-                out.append(exc)
-        return out
+        if concurrency <= 1 or len(batch) <= 1:
+            return [one(messages) for messages in batch]
+        with ThreadPoolExecutor(max_workers=min(concurrency, len(batch))) as pool:
+            return list(pool.map(one, batch))
 
     return ask_many
 
