@@ -156,10 +156,10 @@ def _query_problems(cfg, gates: Collection[str]) -> list[str]:
 
 
 def _candidate_problems(cfg, *, need_weights: bool) -> list[str]:
-    from punie_gates.model.candidate import is_hub_id, resolve_candidate
+    from punie_gates.model.candidate import BUILT_IN, is_hub_id, resolve_candidate
 
     spec = cfg.candidate
-    if spec == "demo" or (is_hub_id(spec) and not Path(spec).expanduser().exists()):
+    if spec in BUILT_IN or (is_hub_id(spec) and not Path(spec).expanduser().exists()):
         return []  # built by its fixture / may need the network: resolved by the gates
     try:
         resolve_candidate(spec, cache_dir=cfg.cache_dir, offline=True, need_weights=need_weights)

@@ -18,6 +18,25 @@ DEMO_NOTE = (
     "built-in offline demo candidate: a tiny model with RANDOM weights and Devstral's "
     "tokenizer layout; its verdict exercises the suite and says nothing about any real model"
 )
+DEMO_AGENT_NOTE = (
+    "built-in offline demo-agent candidate: the demo's tiny architecture and tokenizer with weights TRAINED "
+    "on Punie's training data, never on the validation queries; it calls tools and answers, often wrongly; its "
+    "verdict exercises the suite and says nothing about any real model"
+)
+
+
+def demo_note(candidate: str) -> str | None:
+    """What a report says about a built-in demo candidate (None for any other)."""
+    if candidate == "demo":
+        return DEMO_NOTE
+    if candidate == "demo-agent":
+        from punie_gates.model.demo_agent import built_from
+
+        try:
+            return f"{DEMO_AGENT_NOTE} ({built_from()})"
+        except (OSError, ValueError, KeyError):
+            return DEMO_AGENT_NOTE
+    return None
 
 
 ANSWERING_NOTES = {
@@ -76,7 +95,7 @@ class Report:
 
     @property
     def is_demo(self) -> bool:
-        return self.candidate == "demo"
+        return self.candidate in ("demo", "demo-agent")
 
     def to_json(self) -> dict[str, Any]:
         """The gate-report.json document."""
@@ -91,7 +110,7 @@ class Report:
             "candidate": {
                 "spec": self.candidate,
                 "is_demo": self.is_demo,
-                "note": DEMO_NOTE if self.is_demo else None,
+                "note": demo_note(self.candidate),
             },
             "baseline": self.baseline,
             "answering": {"via": self.answer_via, "note": ANSWERING_NOTES.get(self.answer_via)},
@@ -351,7 +370,7 @@ def terminal_lines(report: Report, report_paths: Sequence[Path] = (), report_mis
         out.append(f"speed to verdict (--bench): {gate2.figures['bench_summary']}")
     out += _comparison_lines(report)
     if report.is_demo:
-        out.append(f"candidate: demo ({DEMO_NOTE})")
+        out.append(f"candidate: {report.candidate} ({demo_note(report.candidate)})")
     where = f" (stopped at {verdict.stopped_at})" if verdict.stopped_at else ""
     if verdict.verdict == "ERROR":
         where = ": not judged (the run stopped before it could judge the candidate; fix the cause below and run again)"

@@ -47,7 +47,7 @@ class Option:
 
 
 OPTIONS = (
-    Option("--candidate", "candidate", "the model to judge: 'demo', a local MLX model folder or a Hugging Face repo id", ini="candidate", env="PUNIE_GATES_CANDIDATE", default=DEFAULT_CANDIDATE),
+    Option("--candidate", "candidate", "the model to judge: 'demo', 'demo-agent', a local MLX model folder or a Hugging Face repo id", ini="candidate", env="PUNIE_GATES_CANDIDATE", default=DEFAULT_CANDIDATE),
     Option("--baseline", "baseline", "the model in production (Qwen3 Phase 27), measured beside the candidate where a gate compares", ini="baseline", env="PUNIE_GATES_BASELINE"),
     Option("--report-dir", "report_dir", "folder for gate-report.json/.md, responses, benchmarks and plots", ini="report_dir", env="PUNIE_GATES_REPORT_DIR", default="reports"),
     Option("--work-dir", "work_dir", "folder for converted data, adapters and fused models, keyed by their inputs (default: <cache>/work)", ini="work_dir", env="PUNIE_GATES_WORK_DIR"),
@@ -56,7 +56,7 @@ OPTIONS = (
     Option("--queries", "queries", "validation queries TOML (default data/queries.toml)", ini="queries", env="PUNIE_GATES_QUERIES"),
     Option("--tools", "tools", "tool catalog TOML (default data/tools.toml)", ini="tools"),
     Option("--gates", "gates", "gate thresholds TOML (default data/gates.toml)", ini="gates"),
-    Option("--training-data", "training_data", "folder with train.jsonl and valid.jsonl in Qwen3 form (default: data/phase27_merged, Punie's layout; the demo uses fixtures/demo-training)", ini="training_data", env="PUNIE_GATES_TRAINING_DATA"),
+    Option("--training-data", "training_data", "folder with train.jsonl and valid.jsonl in Qwen3 form (default: data/phase27_merged, Punie's layout; the demos use fixtures/demo-training)", ini="training_data", env="PUNIE_GATES_TRAINING_DATA"),
     Option("--system-prompt", "system_prompt", "file with the system prompt for validation queries (default: the training data's most common one)", ini="system_prompt"),
     Option("--gate4-iters", "gate4_iters", "Gate 4 LoRA iterations (default 50)", type=int),
     Option("--gate5-iters", "gate5_iters", "Gate 5 LoRA iterations (default 500)", type=int),
@@ -108,7 +108,7 @@ class GateConfig:
 
     @property
     def is_demo(self) -> bool:
-        return self.candidate == "demo"
+        return self.candidate in ("demo", "demo-agent")
 
     @property
     def target_bits(self) -> int:
@@ -234,7 +234,7 @@ def resolve_options(
 
     training = _path(get["training_data"], root)
     if training is None:
-        training = paths.fixtures_dir() / "demo-training" if candidate == "demo" else root / "data" / "phase27_merged"
+        training = paths.fixtures_dir() / "demo-training" if candidate in ("demo", "demo-agent") else root / "data" / "phase27_merged"
 
     def pick(value, gate, key):
         return value if value is not None else gates[gate][key]
