@@ -2,11 +2,11 @@
 
 In-process (answering.inprocess) an answer is the decoded text, control tokens kept:
 the scorer parses its calls with mlx-lm's parsers, as a runtime would. Through
-mlx_lm.server (answering.server) it is what the API returned: `message.content` and
+mlx_lm.server (answering.client) it is what the API returned: `message.content` and
 `message.tool_calls` as the server's own tool parser made them. The scorer takes those
 calls as they are; tool-call markup left in the content is text the server did not
 parse, so no call was made (on a folder with tekken.json mlx-lm 0.32.2 picks no tool
-parser at all: see answering/server.py).
+parser at all: see answering/tool_parsing.py).
 
 Saved as JSONL, one record per query: `{"id", "response", "via", "finish_reason"}`, plus
 `"tool_calls": [{"id", "name", "arguments"}]` for a server answer (arguments: the JSON
@@ -48,6 +48,10 @@ class QueryAnswer:
     """Tokens generated."""
     prefill_tokens: int | None
     """Prompt tokens this query computed (in-process: after the shared prefix; server: not cached)."""
+    raw_text: str | None = None
+    """What the model generated, control tokens kept, before any server parsing or streaming
+    detokenization (in-process: `text`; via the server: its generated ids decoded; None when
+    the server did not return them)."""
 
     @property
     def prompt_tps(self) -> float | None:
@@ -68,6 +72,8 @@ class QueryAnswer:
         out: dict[str, Any] = {"id": self.id, "response": self.text, "via": self.via, "finish_reason": self.finish_reason}
         if self.tool_calls is not None:
             out["tool_calls"] = [dict(c) for c in self.tool_calls]
+        if self.raw_text is not None and self.raw_text != self.text:
+            out["raw"] = self.raw_text
         return out
 
 
@@ -77,19 +83,21 @@ def from_generation(generation) -> QueryAnswer:
     return QueryAnswer(
         id=g.id, text=g.text, tool_calls=None, via=VIA_INPROCESS, finish_reason=g.finish_reason,
         latency_s=g.latency_s, ttft_s=g.ttft_s, prompt_tokens=g.prompt_tokens, generated_tokens=g.generated_tokens,
-        prefill_tokens=g.prefill_tokens_computed,
+        prefill_tokens=g.prefill_tokens_computed, raw_text=g.text,
     )  # fmt: skip
 
 
-def from_server(answer) -> QueryAnswer:
-    """A server answer (answering.server.Answer that did not fail)."""
+def from_server(answer, decode=None) -> QueryAnswer:
+    """A server answer (answering.client.Answer that did not fail); `decode` (ids -> text) turns
+    its generated ids, when the server sent them, into `raw_text`."""
     a = answer
+    raw = decode(a.token_ids) if decode is not None and a.token_ids is not None else None
     uncached = a.prompt_tokens - (a.cached_tokens or 0) if a.prompt_tokens is not None else None
     return QueryAnswer(
         id=a.id, text=a.content,
         tool_calls=tuple({"id": c.id, "name": c.name, "arguments": c.arguments} for c in a.tool_calls),
         via=VIA_SERVER, finish_reason=a.finish_reason, latency_s=a.latency_s, ttft_s=a.ttft_s,
-        prompt_tokens=a.prompt_tokens, generated_tokens=a.completion_tokens, prefill_tokens=uncached,
+        prompt_tokens=a.prompt_tokens, generated_tokens=a.completion_tokens, prefill_tokens=uncached, raw_text=raw,
     )  # fmt: skip
 
 

@@ -5,7 +5,9 @@ the production model. Two 20 GB models served at once would not fit beside each 
 so a run has one `ServerSlot`: serving a model stops whichever was served before.
 A `ServedModel` is a folder to be served through the slot; it starts its server on
 first use and again if the slot served another model meanwhile (the baseline), and
-keeps the record of every start for the report.
+keeps the record of every start for the report. The slot serves every model in one
+serving environment (answering.environment: production's interpreter, or ours with
+mistral-common hidden) through the folder's serving plan (answering.plan).
 """
 
 from __future__ import annotations
@@ -17,30 +19,49 @@ from pathlib import Path
 from typing import Any
 
 from punie_gates.answering.answers import QueryAnswer, from_server
-from punie_gates.answering.server import (
-    Conversation,
-    ModelServer,
-    ServerError,
-    ask,
-    server_tool_parsing,
-    server_versions,
-)
+from punie_gates.answering.client import Conversation, ask
+from punie_gates.answering.server import ModelServer, ServerError, server_versions
+from punie_gates.answering.tool_parsing import server_tool_parsing
 
 
 class ServerSlot:
-    """At most one model server at a time for a run (the session's)."""
+    """At most one model server at a time for a run (the session's).
 
-    def __init__(self, **server_options: Any):
+    With `environment` (answering.environment.ServingEnvironment) every model is served by
+    that interpreter, through its serving plan (answering.plan, decided on first use and
+    kept per folder; serving folders go under `work_dir`). Without it (tests with fake
+    servers) a folder is served as is by the given `launcher`.
+    """
+
+    def __init__(self, environment=None, work_dir: Path | None = None, **server_options: Any):
+        self.environment = environment
+        self.work_dir = Path(work_dir) if work_dir is not None else None
         self._options = server_options  # ModelServer keyword arguments (tests pass a launcher)
+        if environment is not None and "launcher" not in server_options:
+            self._options["launcher"] = environment.server_launcher()
         self._owner: ServedModel | None = None
         self._server: ModelServer | None = None
+        self._plans: dict[Path, Any] = {}
+
+    def plan(self, owner: ServedModel):
+        """The serving plan of `owner`'s folder (None without an environment); ServingPlanError
+        when nothing in the environment returns its calls."""
+        if self.environment is None:
+            return None
+        folder = owner.path.resolve()
+        if folder not in self._plans:
+            from punie_gates.answering.plan import plan_serving
+
+            self._plans[folder] = plan_serving(folder, self.environment, self.work_dir or folder.parent, owner.tools)
+        return self._plans[folder]
 
     def serve(self, owner: ServedModel) -> ModelServer:
         """The running server of `owner`, started (after stopping any other) if it is not running."""
         if self._owner is owner and self._server is not None and self._server.alive():
             return self._server
+        plan = self.plan(owner)  # before any server stops or starts: a plan error names the serving cause
         self.stop()
-        server = ModelServer(owner.path, owner.log_path, **self._options)
+        server = ModelServer(plan.served_folder if plan else owner.path, owner.log_path, **self._options)
         owner.runs.append(server)
         server.start()  # stops itself if it does not become ready
         self._owner, self._server = owner, server
@@ -58,11 +79,13 @@ class ServerSlot:
 class ServedModel:
     """A model folder answered through mlx_lm.server, started on demand through a slot."""
 
-    def __init__(self, slot: ServerSlot, path: Path, log_path: Path, label: str):
+    def __init__(self, slot: ServerSlot, path: Path, log_path: Path, label: str,
+                 tools: Sequence[Mapping[str, Any]] = ()):
         self.slot = slot
         self.path = Path(path)
         self.log_path = Path(log_path)
         self.label = label  # "candidate", "fused candidate", "baseline"
+        self.tools = tuple(tools)  # the tools it is asked with (the plan checks the parser reads their calls)
         self.runs: list[ModelServer] = []  # every server started for it, in order
 
     @property
@@ -75,39 +98,61 @@ class ServedModel:
         """The running server's OpenAI base URL (started now if it is not running)."""
         return self.server.base_url
 
+    @property
+    def plan(self):
+        """Its serving plan (answering.plan.ServingPlan), or None without a serving environment."""
+        return self.slot.plan(self)
+
     def stop(self) -> None:
         self.slot.stop(self)
 
     def record(self) -> dict[str, Any]:
-        """What the report holds about this model's server: command, versions, tool parsing, starts."""
+        """What the report holds about this model's server: command, versions, tool parsing, plan, starts."""
         started = [s for s in self.runs if s.startup_s is not None]
         out: dict[str, Any] = {"model": self.label, "path": str(self.path), "log": str(self.log_path)}
         if started:
             out["command"] = shlex.join(started[-1].command)
-        out["versions"] = server_versions()
-        try:
-            parsing = _tool_parsing(str(self.path))
-        except Exception as exc:  # noqa: BLE001 - the record must not hide the answers
-            out["tool_parsing"] = {"error": f"{type(exc).__name__}: {exc}"}
-        else:
+        plan = self.slot._plans.get(self.path.resolve()) if self.slot.environment is not None else None
+        if plan is not None:
+            out["versions"] = dict(plan.versions)
+            out["plan"] = plan.to_json()
+            s = plan.served
             out["tool_parsing"] = {
-                "tokenizer_class": parsing.tokenizer_class,
-                "tool_parser": parsing.tool_parser,
-                "tool_call_start": parsing.tool_call_start,
-                "detokenizer": parsing.detokenizer,
-                "returns_tool_calls": parsing.returns_tool_calls,
+                "tokenizer_class": s.get("tokenizer_class"),
+                "tool_parser": s.get("tool_parser"),
+                "tool_call_start": s.get("tool_call_start"),
+                "detokenizer": s.get("detokenizer"),
+                "returns_tool_calls": plan.calls_returned,
             }
-            if not parsing.returns_tool_calls:
-                out["tool_parsing"]["note"] = (
-                    f"mlx_lm.server picks no tool parser for this folder ({parsing.tokenizer_class}): tool calls "
-                    "come back as plain text in message.content and count as no call"
-                )
+        else:
+            out["versions"] = server_versions()
+            out["tool_parsing"] = _tool_parsing_record(self.path)
         out["starts"] = [
             {"pid": s.pid, "startup_s": round(s.startup_s, 3),
              "stop_s": round(s.stop_s, 3) if s.stop_s is not None else None}
             for s in started
         ]  # fmt: skip
         return out
+
+
+def _tool_parsing_record(path: Path) -> dict[str, Any]:
+    try:
+        parsing = _tool_parsing(str(path))
+    except Exception as exc:  # noqa: BLE001 - the record must not hide the answers
+        return {"error": f"{type(exc).__name__}: {exc}"}
+    out = {
+        "tokenizer_class": parsing.tokenizer_class,
+        "tool_parser": parsing.tool_parser,
+        "tool_call_start": parsing.tool_call_start,
+        "detokenizer": parsing.detokenizer,
+        "returns_tool_calls": parsing.returns_tool_calls,
+    }
+    if not parsing.returns_tool_calls:
+        out["note"] = (
+            f"mlx_lm.server picks no tool parser for this folder ({parsing.tokenizer_class}): tool calls "
+            "come back as plain text in message.content and count as no call"
+        )
+    return out
 
 
 @lru_cache(maxsize=16)
@@ -126,10 +171,13 @@ def ask_queries(
     stream: bool = True,
     warm_up: bool = True,
     progress: Callable[..., None] | None = None,
+    raw: bool = False,
 ) -> list[QueryAnswer]:
     """Every conversation as a chat completion to `served`, `concurrency` at a time, in input order.
 
-    With `warm_up` the first conversation is asked alone before the others: the server then
+    With `raw` each answer is asked unstreamed with its generated ids (answering.client.ask
+    token_ids) and keeps them decoded as `raw_text`: what the model wrote, beside what the
+    API returned. With `warm_up` the first conversation is asked alone before the others: the server then
     holds the shared head (system prompt and tools) in its prompt cache when the rest arrive
     together, as it does for every request after the first on a long-running server.
     A failed request raises ServerError with the server's log (nothing was measured).
@@ -139,7 +187,7 @@ def ask_queries(
         return []
     server = served.server
     first, rest = (conversations[:1], conversations[1:]) if warm_up and concurrency > 1 else ([], conversations)
-    common = {"tools": tools, "max_tokens": max_tokens, "stream": stream}
+    common = {"tools": tools, "max_tokens": max_tokens, "stream": stream and not raw, "token_ids": raw}
     answers = ask(server.base_url, first, concurrency=1, **common) if first else []
     done = len(answers)
 
@@ -154,4 +202,17 @@ def ask_queries(
             f"{len(failed)} of {len(answers)} requests to mlx_lm.server ({served.label}, {served.path}) failed; "
             f"first: {failed[0].id}: {failed[0].error}\nlast lines of {served.log_path}:\n{server.log_tail()}"
         )
-    return [from_server(a) for a in answers]
+    decode = raw_decoder(served.plan.served_folder if served.plan else served.path) if raw else None
+    return [from_server(a, decode) for a in answers]
+
+
+def raw_decoder(folder: Path):
+    """ids -> text with control tokens kept, by the served folder's tokenizer.json (the tokenizers
+    library alone: no chat template, no backend choice), or None without a tokenizer.json."""
+    path = Path(folder) / "tokenizer.json"
+    if not path.is_file():
+        return None
+    from tokenizers import Tokenizer
+
+    tokenizer = Tokenizer.from_file(str(path))
+    return lambda ids: tokenizer.decode(list(ids), skip_special_tokens=False)

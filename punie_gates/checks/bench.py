@@ -157,10 +157,11 @@ def run_server_bench(model_path: Path, queries, catalog, system_prompt: str, *, 
                      log_path: Path) -> dict:
     """The same queries through mlx_lm.server on `model_path` (the folder the in-process runs
     loaded): one at a time, then `concurrency` at a time, to one server, both after one
-    untimed warm-up request (answering.server.time_concurrency), with the server's record."""
+    untimed warm-up request (answering.concurrency.time_concurrency), with the server's record."""
     import shlex
 
-    from punie_gates.answering.server import ModelServer, time_concurrency
+    from punie_gates.answering.concurrency import time_concurrency
+    from punie_gates.answering.server import ModelServer
     from punie_gates.checks.steps import query_conversations
 
     conversations = query_conversations(queries, system_prompt)

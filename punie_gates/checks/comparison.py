@@ -29,7 +29,9 @@ def side(score: Score, answer) -> dict[str, Any]:
     if answer.tool_calls is not None:  # through a server: the calls as it returned them
         out["tool_calls"] = [{"name": c.get("name"), "arguments": str(c.get("arguments", ""))[:300]}
                              for c in answer.tool_calls]
-    return out
+    from punie_gates.checks.attribution import attribute
+
+    return attribute(out, answer)  # a miss says whose it is: the model's, the server's or the stream's
 
 
 def query_rows(queries: Sequence[Query], scores: Mapping[str, Score], answers: Mapping[str, Any],

@@ -10,17 +10,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping
 
 from punie_gates.answering.answers import QueryAnswer
 from punie_gates.inputs.queries import Query
-
-
-def validation_prompts(tokenizer, queries, system_prompt: str, tools: Sequence[dict]) -> list[tuple[str, list[int]]]:
-    """(id, token ids) per query, through the model's own template with the tools passed natively."""
-    from punie_gates.answering.prompts import query_messages, render_prompt
-
-    return [(q.id, render_prompt(tokenizer, query_messages(system_prompt, q.text), tools)) for q in queries]
 
 
 def query_conversations(queries, system_prompt: str) -> list[tuple[str, list[dict]]]:
@@ -30,57 +23,24 @@ def query_conversations(queries, system_prompt: str) -> list[tuple[str, list[dic
     return [(q.id, query_messages(system_prompt, q.text)) for q in queries]
 
 
-def answer_queries(model, tokenizer, queries, *, catalog, system_prompt, gate_config, progress, save_as: str,
-                   server=None) -> list[QueryAnswer]:
-    """Greedy answers with the catalog's native tools, saved for `punie-gates score`.
+def answer_queries(answerer, queries, *, system_prompt, save_to: Path) -> list[QueryAnswer]:
+    """Greedy answers through `answerer` (answering.answerer: the tools, the token budget and
+    the batch size are its own), saved for `punie-gates score`."""
+    from punie_gates.answering.answers import save_answers
 
-    With `server` (an answering.serving.ServedModel) the queries go to mlx_lm.server as
-    chat completions, `--gen-batch-size` at a time (it batches them and reuses its prompt
-    cache), and what the API returned is the answer; `model` and `tokenizer` are unused.
-    Without it they are generated in this process (batched, shared prefix computed once):
-    the reference path.
-    """
-    from punie_gates.answering.answers import from_generation, save_answers
-
-    tools = catalog.native_schemas()
-    if server is not None:
-        from punie_gates.answering.serving import ask_queries
-
-        answers = ask_queries(server, query_conversations(queries, system_prompt), tools=tools,
-                              max_tokens=gate_config.max_tokens, concurrency=gate_config.gen_batch_size,
-                              progress=progress)
-    else:
-        from punie_gates.answering.inprocess import generate_answers
-
-        prompts = validation_prompts(tokenizer, queries, system_prompt, tools)
-        generations = generate_answers(model, tokenizer, prompts, max_tokens=gate_config.max_tokens,
-                                       batch_size=gate_config.gen_batch_size, progress=progress)
-        answers = [from_generation(g) for g in generations]
-    save_answers(gate_config.report_dir / save_as, answers)
+    answers = answerer.answer(query_conversations(queries, system_prompt))
+    save_answers(save_to, answers)
     return answers
 
 
-def time_queries(model, tokenizer, queries, *, catalog, system_prompt, max_tokens: int, progress,
-                 server=None) -> list[QueryAnswer]:
+def time_queries(answerer, queries, *, system_prompt, max_tokens: int) -> list[QueryAnswer]:
     """Each query alone, one after the other, timed (Gate 2, and Gate 5's speed check).
 
-    Through `server`: streamed requests one at a time, so latency and time to first token
+    Through a server: streamed requests one at a time, so latency and time to first token
     are what a Punie user waits (the server's prompt cache keeps the shared head after the
     first). In-process: the plan's way, the full prompt prefilled every time.
     """
-    from punie_gates.answering.answers import from_generation
-
-    tools = catalog.native_schemas()
-    if server is not None:
-        from punie_gates.answering.serving import ask_queries
-
-        return ask_queries(server, query_conversations(queries, system_prompt), tools=tools, max_tokens=max_tokens,
-                           concurrency=1, stream=True, warm_up=False, progress=progress)
-    from punie_gates.answering.inprocess import generate_naive
-
-    prompts = validation_prompts(tokenizer, queries, system_prompt, tools)
-    return [from_generation(g) for g in generate_naive(model, tokenizer, prompts, max_tokens=max_tokens,
-                                                        progress=progress)]
+    return answerer.time_each(query_conversations(queries, system_prompt), max_tokens=max_tokens)
 
 
 @dataclass(frozen=True)
@@ -95,21 +55,15 @@ class GateAnswers:
     """How the validation prompt differs from a training prompt's head (None: it does not)."""
 
 
-def answer_gate_queries(model, tokenizer, queries, first_training_record, *, catalog, system_prompt,
-                        gate_config, progress, save_as: str, server=None) -> GateAnswers:
-    """A trained gate's answers (through `server` when given, see answer_queries), and whether its
-    prompts start as training's did: rendered with the served folder's own tokenizer when
-    no tokenizer is given (the template the server renders with)."""
+def answer_gate_queries(answerer, queries, first_training_record, *, catalog, system_prompt,
+                        save_to: Path) -> GateAnswers:
+    """A trained gate's answers (see answer_queries), and whether its prompts start as
+    training's did, rendered with the tokenizer the answering path renders with."""
     from punie_gates.answering.prompts import prefix_mismatch, query_messages
 
-    if tokenizer is None:
-        from punie_gates.model.tokenizer import load_candidate_tokenizer
-
-        tokenizer = load_candidate_tokenizer(server.path, serving=True)
-    mismatch = prefix_mismatch(tokenizer, first_training_record, query_messages(system_prompt, queries[0].text),
-                               catalog.native_schemas())
-    generations = answer_queries(model, tokenizer, queries, catalog=catalog, system_prompt=system_prompt,
-                                 gate_config=gate_config, progress=progress, save_as=save_as, server=server)
+    mismatch = prefix_mismatch(answerer.prompt_tokenizer(), first_training_record,
+                               query_messages(system_prompt, queries[0].text), catalog.native_schemas())
+    generations = answer_queries(answerer, queries, system_prompt=system_prompt, save_to=save_to)
     return GateAnswers(tuple(queries), {g.id: g for g in generations}, mismatch)
 
 

@@ -56,7 +56,7 @@ from punie_gates.model.tokenizer import (
 )
 
 if TYPE_CHECKING:
-    from punie_gates.answering.server import ToolParsing
+    from punie_gates.answering.tool_parsing import ToolParsing
 
 __all__ = [
     "DETOKENIZER_PROBES",
@@ -924,7 +924,7 @@ def check_round_trip(tokenizer, texts: Sequence[tuple[str, str]], folder: Path |
 def tool_parsing_of(tokenizer) -> ToolParsing:
     """Which tool parser mlx_lm.server picks for this tokenizer (a TokenizerWrapper loaded as
     the server loads it: default mode), read from the wrapper, not guessed."""
-    from punie_gates.answering.server import ToolParsing
+    from punie_gates.answering.tool_parsing import ToolParsing
 
     parser = tokenizer.tool_parser
     return ToolParsing(

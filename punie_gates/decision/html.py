@@ -259,11 +259,16 @@ def answer_from(record: Any, full_text: str | None = None) -> Answer | None:
     return Answer(
         response=response if isinstance(response, str) else None,
         passed=passed if isinstance(passed, bool) else None,
-        reason=str(record.get("reason") or ""),
+        reason=str(record.get("reason") or "") + _cause(record),
         tools=_strings(record.get("tools")),
         fields=_strings(record.get("fields")),
         followup=answer_from(record.get("followup")),
     )
+
+
+def _cause(row: Mapping[str, Any]) -> str:
+    """Whose miss a failing row is (checks.attribution), as the reason's last words."""
+    return f" [cause: {row['cause']}: {row.get('cause_detail', '')}]" if row.get("cause") else ""
 
 
 def _gate3_answer(row: Mapping[str, Any], full_text: str | None) -> Answer:
@@ -276,6 +281,7 @@ def _gate3_answer(row: Mapping[str, Any], full_text: str | None) -> Answer:
     reason = f"{'PASS' if passed else 'FAIL'}: expected {expected}; found {found}"
     if problems:
         reason += "; " + "; ".join(problems)
+    reason += _cause(row)
     response = full_text if full_text is not None else row.get("response")
     return Answer(response if isinstance(response, str) else None, passed, reason, calls)
 
@@ -548,6 +554,9 @@ def report_page(doc: Mapping[str, Any], report_dir: Path | None = None,
     answering = doc.get("answering") or {}
     if answering.get("note"):
         facts.append(("answers", str(answering["note"])))
+    from punie_gates.decision.report import serving_line
+
+    facts += [("served", serving_line(plan)) for plan in answering.get("serving") or ()]
     facts += [
         ("started", str(doc.get("started", "-"))),
         ("seconds", f"{doc['seconds']:.1f}" if isinstance(doc.get("seconds"), (int, float)) else "-"),

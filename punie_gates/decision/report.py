@@ -113,7 +113,8 @@ class Report:
                 "note": demo_note(self.candidate),
             },
             "baseline": self.baseline,
-            "answering": {"via": self.answer_via, "note": ANSWERING_NOTES.get(self.answer_via)},
+            "answering": {"via": self.answer_via, "note": ANSWERING_NOTES.get(self.answer_via),
+                          "serving": serving_plans(self.results)},
             "run_all_gates": self.run_all_gates,
             "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(self.started)),
             "seconds": round(self.finished - self.started, 3),
@@ -136,6 +137,30 @@ class Report:
                 "figures": _jsonable(dict(result.figures)),
             }
         return doc
+
+
+def serving_plans(results: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """How each model was served (answering.plan.ServingPlan.to_json), once per model folder, from the
+    gates' answering figures: the environment, backend, parser, the exact command, the change Punie needs."""
+    plans: dict[str, dict[str, Any]] = {}
+    for result in results.values():
+        answering = result.figures.get("answering")
+        if not isinstance(answering, dict):
+            continue
+        for key in ("server", "baseline_server"):
+            server = answering.get(key)
+            plan = server.get("plan") if isinstance(server, dict) else None
+            if isinstance(plan, dict):
+                plans.setdefault(str(plan.get("model_folder")), {"model": server.get("model"), **plan})
+    return list(plans.values())
+
+
+def serving_line(plan: Mapping[str, Any]) -> str:
+    """One line saying how a model was served, and the change Punie must make, if any."""
+    how = (f"{plan.get('tokenizer_class')}, tool parser {plan.get('tool_parser') or 'none'}, detokenizer "
+           f"{plan.get('detokenizer')}, template {plan.get('chat_template_source')}")
+    line = f"{plan.get('model')} served as `{plan.get('command')}` ({how}; {plan.get('environment')})"
+    return line + (f"; CHANGE Punie must make: {plan['change']}" if plan.get("change") else "")
 
 
 def _atomic_write(path: Path, text: str) -> None:
@@ -268,6 +293,7 @@ def markdown(doc: dict[str, Any]) -> str:
     answering = doc.get("answering") or {}
     if answering.get("note"):
         lines.append(f"- {answering['note']}")
+    lines += [f"- {serving_line(plan)}" for plan in answering.get("serving") or ()]
     lines.append(f"- stopped at: {doc['stopped_at'] or '-'}; complete run: {doc['complete']}")
     lines += [f"- {r}" for r in doc["reasons"]]
     lines += [f"- flag: {f}" for f in doc["flags"] if f not in doc["reasons"]]
@@ -400,6 +426,7 @@ def _comparison_lines(report: Report) -> list[str]:
         versions = next((f["answering"]["server"].get("versions") for f in (r.figures for r in report.results.values())
                          if isinstance(f.get("answering"), dict) and isinstance(f["answering"].get("server"), dict)), None)
         out.append("answers: through mlx_lm.server" + (f" (mlx-lm {versions.get('mlx-lm')})" if versions else ""))
+        out += [f"  {serving_line(plan)}" for plan in serving_plans(report.results)]
     elif report.answer_via:
         out.append("answers: in-process (--answer-via inprocess)")
     not_made: dict[str, list[str]] = {}  # reason -> gates

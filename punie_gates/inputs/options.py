@@ -67,6 +67,7 @@ OPTIONS = (
     Option("--max-tokens", "max_tokens", "generation budget per validation query", ini="max_tokens", type=int, default=512),
     Option("--bench", "bench", "Gate 2 also times the validation answers the plan's way (one at a time, full prompt) against the suite's (shared prefix, batches) and puts the figures in the report; doubles that generation time", ini="bench", env="PUNIE_GATES_BENCH", action="store_true"),
     Option("--answer-via", "answer_via", "how Gates 2-5 ask their queries: 'server' (mlx_lm.server with the OpenAI client, as Punie's agent does) or 'inprocess' (generated in this process: the reference path)", ini="answer_via", env="PUNIE_GATES_ANSWER_VIA", default="server", choices=ANSWER_VIA),
+    Option("--serve-python", "serve_python", "the Python interpreter that runs mlx_lm.server, e.g. production's .venv/bin/python (default: this one, with mistral-common hidden from the server, as an environment with mlx-lm alone has it)", ini="serve_python", env="PUNIE_GATES_SERVE_PYTHON"),
     Option("--seed", "seed", "seed for sampling examples and training", type=int, default=0),
     Option("--fusion", "fusion", "how Gates 4 and 5 fuse the adapter and quantize: 'streamed' (layer by layer, no float16 copy on disk) or 'recipe' (the seed's fuse --dequantize then convert, the reference); default from data/gates.toml (streamed)", ini="fusion", env="PUNIE_GATES_FUSION"),
 )
@@ -102,6 +103,7 @@ class GateConfig:
     offline: bool
     gates: GateRegistry
     fusion: str | None = None  # --fusion: overrides [gate4]/[gate5] fusion of the gates file
+    serve_python: Path | None = None  # --serve-python: production's interpreter for mlx_lm.server (None: ours)
 
     def __repr__(self) -> str:  # short: pytest shows fixture values in tracebacks
         return f"GateConfig(candidate={self.candidate!r}, report_dir='{self.report_dir}', work_dir='{self.work_dir}')"
@@ -201,6 +203,18 @@ def _choice(value: Any, dest: str) -> str:
     return str(value)
 
 
+def _serve_python(value: str | None, root: Path) -> Path | None:
+    """--serve-python as an absolute path to an existing interpreter (not resolved: a venv's
+    python is a link whose own path selects the venv)."""
+    path = _path(value, root)
+    if path is None:
+        return None
+    if not path.is_file() or not os.access(path, os.X_OK):
+        raise OptionError(f"--serve-python (ini serve_python, PUNIE_GATES_SERVE_PYTHON): {path} is not an executable "
+                          "file; give the interpreter production runs mlx_lm.server with, e.g. /path/to/punie/.venv/bin/python")
+    return path
+
+
 def resolve_report_dir(
     given: Mapping[str, Any], *, root: Path, environ: Mapping[str, str] = os.environ,
     ini: Callable[[str], Any] | None = None,
@@ -274,6 +288,7 @@ def resolve_options(
         offline=environ.get("HF_HUB_OFFLINE", "") not in ("", "0", "false", "False"),
         gates=gates,
         fusion=fusion,
+        serve_python=_serve_python(get["serve_python"], root),
     )
 
 

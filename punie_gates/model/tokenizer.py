@@ -23,6 +23,17 @@ if TYPE_CHECKING:
 FINETUNING_TOKENIZER_CONFIG: Mapping[str, Any] = {"mode": "finetuning", "trust_remote_code": False}
 
 
+def training_tokenizer_config(folder: Path) -> dict[str, Any]:
+    """How the suite's training loads a folder's tokenizer: as `mlx_lm.lora` does in production's
+    environment (mlx-lm without mistral-common), i.e. `TokenizersBackend` from tokenizer.json
+    rendering with the shipped chat template, even where tekken.json sits beside it
+    (`mistral_format=False`, which transformers' AutoTokenizer reads and pops). Without a
+    tokenizer.json only Mistral's backend can load the folder: finetuning mode then."""
+    if (Path(folder) / "tokenizer.json").is_file():
+        return {"mistral_format": False, "trust_remote_code": False}
+    return dict(FINETUNING_TOKENIZER_CONFIG)
+
+
 @dataclass(frozen=True)
 class Rendered:
     """Token ids of records rendered as mlx-lm's ChatDataset renders them."""

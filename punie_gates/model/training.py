@@ -14,9 +14,10 @@ need on a run that may take days:
 - a finished adapter folder keyed by model, data, settings and library
   versions (punie_gates.model.artifacts), reused by later runs unless `fresh`.
 
-The tokenizer is loaded in mistral-common's "finetuning" mode: the default
-("test") mode refuses conversations ending with an assistant turn, which is
-exactly what a training example is (FACTS.md).
+The tokenizer is loaded as `mlx_lm.lora` loads it in production's environment
+(mlx-lm without mistral-common): `TokenizersBackend` from tokenizer.json and the
+shipped chat template, even beside tekken.json (model.tokenizer.training_tokenizer_config;
+Gate 0 checks those ids against mistral-common's reference on the serving path).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from punie_gates.model import artifacts
+from punie_gates.model.tokenizer import training_tokenizer_config
 from punie_gates.progress import notice
 
 ADAPTERS = "adapters.safetensors"
@@ -195,15 +197,18 @@ def training_key(model_path: Path, train_records, valid_records, settings: Train
         "valid": artifacts.records_fingerprint(valid_records),
         "settings": asdict(settings),
         "compute_dtype": settings.resolved_compute_dtype(),
+        "tokenizer_config": training_tokenizer_config(Path(model_path)),  # which backend renders the records
         "versions": artifacts.library_versions(),
     }
 
 
 def training_token_ids(model_path: Path, records: Sequence[dict]) -> list[list[int]]:
-    """Records rendered exactly as training renders them (finetuning-mode tokenizer, tools natively)."""
-    from punie_gates.model.tokenizer import load_candidate_tokenizer, render_ids
+    """Records rendered exactly as training renders them (training_tokenizer_config, tools natively)."""
+    from mlx_lm.utils import load_tokenizer
 
-    tokenizer = load_candidate_tokenizer(Path(model_path))
+    from punie_gates.model.tokenizer import render_ids
+
+    tokenizer = load_tokenizer(Path(model_path), tokenizer_config_extra=training_tokenizer_config(Path(model_path)))
     return [render_ids(tokenizer, r["messages"], r.get("tools")) for r in records]
 
 
@@ -212,10 +217,10 @@ def load_for_training(model_path: Path, compute_dtype: str | None = None):
     import mlx.core as mx
     from mlx_lm import load
 
-    # "mode" is mistral-common's validation mode; a tokenizers-backed tokenizer
-    # ignores it (checked), so this is safe for a Qwen3 baseline too.
+    # As mlx_lm.lora loads it where production runs it (no mistral-common): TokenizersBackend
+    # with the shipped template (checks/serving_parity.py compares those ids with the reference).
     mx.clear_cache()  # freed models of earlier gates must not sit in MLX's cache beside this one
-    model, tokenizer = load(str(model_path), tokenizer_config={"mode": "finetuning"})
+    model, tokenizer = load(str(model_path), tokenizer_config=training_tokenizer_config(Path(model_path)))
     if compute_dtype is not None:
         # Floating parameters only: quantized weights stay packed integers,
         # their scales and biases (and norms, embeddings) take the dtype.

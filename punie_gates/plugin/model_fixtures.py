@@ -91,11 +91,20 @@ SERVES_FUSED = ("gate4", "gate5")
 
 
 @pytest.fixture(scope="session")
-def server_slot():
-    """The run's one mlx_lm.server slot: serving a model stops the one served before."""
+def serving_environment(gate_config):
+    """The interpreter that serves every model (--serve-python, else ours with mistral-common hidden)."""
+    from punie_gates.answering.environment import serving_environment
+
+    return serving_environment(gate_config.serve_python)
+
+
+@pytest.fixture(scope="session")
+def server_slot(gate_config, serving_environment):
+    """The run's one mlx_lm.server slot: serving a model stops the one served before; every
+    model is served in the serving environment through its serving plan."""
     from punie_gates.answering.serving import ServerSlot
 
-    slot = ServerSlot()
+    slot = ServerSlot(serving_environment, gate_config.work_dir)
     yield slot
     slot.stop()
 
@@ -115,53 +124,64 @@ def _gate(request) -> str:
     return gate
 
 
-@pytest.fixture(scope="module")
-def answer_server(request, gate_config, server_slot):
-    """The module's model behind mlx_lm.server (answering.serving.ServedModel), or None with
-    --answer-via inprocess. Gates 4-5 serve their fused model, the others the candidate at
-    the target bits. `.server` is the running ModelServer (started on first use, and again
-    if the baseline was served meanwhile), `.base_url` its OpenAI URL. Stopped after the
-    module, whatever happened in it; the server's log is gateN-server.log in the report folder."""
-    gate = _gate(request)
-    if gate_config.answer_via != "server":
-        _record_answering(request, gate, "via", gate_config.answer_via)
-        yield None
-        return
-    from punie_gates.answering.serving import ServedModel
+def _answerer(request, gate_config, *, role: str, path, label: str, load_fixture: str):
+    """The one place a gate's answering path is built from --answer-via (answering.answerer):
+    its tools, token budget, batch size and progress, the server slot and log, or the
+    module fixture that loads the model in-process when first asked."""
+    from punie_gates.answering.answerer import AnswerSettings, make_answerer
 
-    if gate in SERVES_FUSED:
-        path, label = request.getfixturevalue("fused"), "fused candidate"
+    gate = _gate(request)
+    settings = AnswerSettings(tools=tuple(request.getfixturevalue("catalog").native_schemas()),
+                              max_tokens=gate_config.max_tokens, batch_size=gate_config.gen_batch_size,
+                              progress=request.getfixturevalue("progress"))
+    suffix = "-baseline" if role == "baseline" else ""
+    slot = request.getfixturevalue("server_slot") if gate_config.answer_via == "server" else None
+    return make_answerer(gate_config.answer_via, label=label, path=path, settings=settings, slot=slot,
+                         log_path=gate_config.report_dir / f"{gate}{suffix}-server.log",
+                         load=lambda: request.getfixturevalue(load_fixture))
+
+
+def _answering(request, gate_config, answerer, key: str):
+    try:
+        yield answerer
+    finally:
+        answerer.release()
+        record = answerer.record()
+        gate = _gate(request)
+        if key == "server":
+            _record_answering(request, gate, "via", answerer.via)
+        if answerer.via == "server" and len(record) > 1:  # a server was started
+            _record_answering(request, gate, key, record)
+
+
+@pytest.fixture(scope="module")
+def answerer(request, gate_config):
+    """The module's model as the gates ask it (answering.answerer.Answerer), through
+    mlx_lm.server or in-process (--answer-via). Gates 4-5 ask their fused model, the others
+    the candidate at the target bits. A server starts on first use (and again if the
+    baseline was served meanwhile) and stops after the module, whatever happened in it;
+    its log is gateN-server.log in the report folder."""
+    if _gate(request) in SERVES_FUSED:
+        path, label, load = request.getfixturevalue("fused"), "fused candidate", "fused_model"
     else:
-        path, label = request.getfixturevalue("candidate_at_target_bits").path, "candidate"
-    served = ServedModel(server_slot, path, gate_config.report_dir / f"{gate}-server.log", label)
-    try:
-        yield served
-    finally:
-        served.stop()
-        if served.runs:
-            _record_answering(request, gate, "via", "server")
-            _record_answering(request, gate, "server", served.record())
+        path, label, load = request.getfixturevalue("candidate_at_target_bits").path, "candidate", "candidate_model"
+    yield from _answering(request, gate_config,
+                          _answerer(request, gate_config, role="candidate", path=path, label=label, load_fixture=load),
+                          "server")
 
 
 @pytest.fixture(scope="module")
-def baseline_server(request, gate_config, server_slot, baseline_at_target_bits):
-    """The baseline (--baseline) behind mlx_lm.server, served the same way as the candidate
-    (its own chat template, its own tool parser), or None (no baseline, or --answer-via
-    inprocess). Serving it stops the candidate's server first: one model at a time."""
-    if baseline_at_target_bits is None or gate_config.answer_via != "server":
+def baseline_answerer(request, gate_config, baseline_at_target_bits):
+    """The baseline (--baseline) asked the same way as the candidate (its own chat template,
+    its own tool parser when served), or None without --baseline. Serving it stops the
+    candidate's server first: one model at a time."""
+    if baseline_at_target_bits is None:
         yield None
         return
-    from punie_gates.answering.serving import ServedModel
-
-    gate = _gate(request)
-    served = ServedModel(server_slot, baseline_at_target_bits.path,
-                         gate_config.report_dir / f"{gate}-baseline-server.log", "baseline")
-    try:
-        yield served
-    finally:
-        served.stop()
-        if served.runs:
-            _record_answering(request, gate, "baseline_server", served.record())
+    yield from _answering(request, gate_config,
+                          _answerer(request, gate_config, role="baseline", path=baseline_at_target_bits.path,
+                                    label="baseline", load_fixture="baseline_model"),
+                          "baseline_server")
 
 
 def _resolve(gate_config, spec: str):

@@ -100,59 +100,35 @@ def fused_model(fused, gate_steps):
 
 
 @pytest.fixture(scope="module")
-def answers(request, answer_server, gate_queries, records, catalog, system_prompt, gate_config, training_gate,
-            gate_steps, progress):
-    """The fused model's greedy answers to the gate's queries (checks.steps.GateAnswers):
-    through its mlx_lm.server (`answer_server`), or in-process (--answer-via inprocess:
-    only then is the fused model loaded into this process)."""
+def answers(answerer, gate_queries, records, catalog, system_prompt, gate_config, training_gate, gate_steps):
+    """The fused model's greedy answers to the gate's queries (checks.steps.GateAnswers),
+    asked through the module's `answerer` (--answer-via)."""
     from punie_gates.checks.steps import answer_gate_queries
 
-    model = tokenizer = None
-    if answer_server is None:
-        model, tokenizer = request.getfixturevalue("fused_model")
     with gate_steps.measure("answer"):
-        return answer_gate_queries(model, tokenizer, gate_queries, records[0][0], catalog=catalog,
-                                   system_prompt=system_prompt, gate_config=gate_config, progress=progress,
-                                   save_as=f"{training_gate}-responses.jsonl", server=answer_server)
+        return answer_gate_queries(answerer, gate_queries, records[0][0], catalog=catalog, system_prompt=system_prompt,
+                                   save_to=gate_config.report_dir / f"{training_gate}-responses.jsonl")
 
 
 @pytest.fixture(scope="module")
-def baseline_answers(request, baseline_server, gate_queries, catalog, system_prompt, gate_config, training_gate,
-                     gate_steps, progress):
+def baseline_answers(baseline_answerer, gate_queries, system_prompt, gate_config, training_gate, gate_steps):
     """The baseline's answers to the same queries, asked and saved the way the candidate's
     were (gateN-baseline-responses.jsonl); None without --baseline."""
-    if not gate_config.baseline:
+    if baseline_answerer is None:
         return None
     from punie_gates.checks.steps import answer_queries
 
-    model = tokenizer = None
-    if baseline_server is None:
-        loaded = request.getfixturevalue("baseline_model")
-        model, tokenizer = loaded.model, loaded.tokenizer
     with gate_steps.measure("answer baseline"):
-        answers = answer_queries(model, tokenizer, gate_queries, catalog=catalog, system_prompt=system_prompt,
-                                 gate_config=gate_config, progress=progress,
-                                 save_as=f"{training_gate}-baseline-responses.jsonl", server=baseline_server)
+        answers = answer_queries(baseline_answerer, gate_queries, system_prompt=system_prompt,
+                                 save_to=gate_config.report_dir / f"{training_gate}-baseline-responses.jsonl")
     return {a.id: a for a in answers}
 
 
 @pytest.fixture(scope="module")
-def conversation_ask(request, answer_server, catalog, gate_config, progress):
-    """The answering path the multi-turn pass asks after each tool result (an AskMany):
-    the one place it is chosen, the same path as the first turn: the fused model's
-    mlx_lm.server (`answer_server`), or in-process generation (--answer-via inprocess);
-    tools passed natively either way."""
-    from punie_gates.answering.conversation import ask_each, in_process_ask, server_ask
-
-    tools = catalog.native_schemas()
-    if answer_server is not None:
-        import openai
-
-        client = openai.OpenAI(base_url=answer_server.base_url, api_key="not-needed")
-        return ask_each(server_ask(client, "default_model", tools, max_tokens=gate_config.max_tokens))
-    model, tokenizer = request.getfixturevalue("fused_model")
-    return in_process_ask(model, tokenizer, tools, max_tokens=gate_config.max_tokens,
-                          batch_size=gate_config.gen_batch_size, progress=progress)
+def conversation_ask(answerer):
+    """What the multi-turn pass asks after each tool result (an AskMany): the same path
+    as the first turn, tools passed natively either way."""
+    return answerer.ask_many()
 
 
 @pytest.fixture(scope="module")

@@ -12,9 +12,9 @@ built): a difference on the path mlx-lm trains and serves with fails the gate; a
 difference only in a template mlx-lm does not use (tekken.json present) is a flag
 naming the template. Ids must come back as their text through tokenizer.decode and
 mlx-lm's streaming detokenizer; damage limited to characters that span several
-tokens, and a folder for which mlx_lm.server picks no tool parser, are flags, not
-stops: Gate 0 judges whether the model can be trained and served in its format, and
-both have a serving-side fix the flag names.
+tokens is a flag. The path production uses (mlx_lm.server and mlx_lm.lora in the
+serving environment, through the serving plan) must render the reference's ids too;
+a change Punie must make to its serving is a flag naming it.
 """
 
 from __future__ import annotations
@@ -262,27 +262,34 @@ def test_ids_come_back_as_the_same_text(candidate, candidate_serving_tokenizer, 
     )
 
 
-def test_mlx_lm_server_has_a_tool_parser(candidate, candidate_serving_tokenizer, template_view, gate_record):
-    """Which tool parser mlx_lm.server picks for the folder (read from the tokenizer as the
-    server loads it). None is a flag, not a stop: the tokenizer is fine, the serving stack
-    would hand calls to Punie as plain text."""
-    parsing = tc.tool_parsing_of(candidate_serving_tokenizer)
-    view = template_view[1] if template_view and not isinstance(template_view[1], str) else None
-    alternative = tc.tool_parsing_of(view) if view is not None else None
-    gate_record("server_tool_parser", {
-        "tokenizer_class": parsing.tokenizer_class, "tool_parser": parsing.tool_parser,
-        "tool_call_start": parsing.tool_call_start, "detokenizer": parsing.detokenizer,
-        **({"without_tekken_json": alternative.tool_parser} if alternative is not None else {}),
-    })  # fmt: skip
-    if not parsing.returns_tool_calls:
-        why = " (MistralCommonBackend, from tekken.json, has no chat template to pick one from)" if (
-            parsing.tokenizer_class == "MistralCommonBackend") else ""
-        fix = (f"; without tekken.json mlx-lm would pick {alternative.tool_parser}"
-               if alternative is not None and alternative.tool_parser else "")
-        gate_record.flag(
-            f"mlx_lm.server would use no tool parser for {candidate.name}{why}: a Punie user talking to it "
-            f"through mlx_lm.server would get every tool call back as plain text, never as tool_calls{fix}"
-        )
+def test_served_and_trained_as_production_renders(candidate, serving_environment, catalog, gate_config, reference,
+                                                 expected_ids, gate_record):
+    """How production's environment serves the folder (the serving plan: backend, tool parser,
+    detokenizer, template; the change Punie must make, a flag), and the ids it renders there
+    for generation prompts and training records against the reference (checks/serving_parity.py)."""
+    from punie_gates.answering.plan import plan_serving
+    from punie_gates.checks.serving_parity import check_serving_parity
+
+    plan = plan_serving(candidate.path, serving_environment, gate_config.work_dir, catalog.native_schemas())
+    gate_record("serving_plan", plan.to_json())
+    if plan.change:
+        gate_record.flag(f"Punie must change how it serves {candidate.name}: {plan.change}")
+    if expected_ids is None or isinstance(reference, Exception):
+        gate_record("serving_parity", "not made: no mistral-common reference for this format")
+        return
+    prompts, records, found = check_serving_parity(plan, expected_ids, reference)
+    gate_record("serving_parity", {"prompts": prompts.figure(), "records": records.figure(),
+                                   "regex_warning": found.get("regex_warning"),
+                                   "fix_mistral_regex_matches": found.get("fix_mistral_regex_matches")})
+    differ = [p for p in (prompts, records) if p.mismatched]
+    fix = (" (with fix_mistral_regex=True the ids match; mlx_lm.server and mlx_lm.lora take no such setting "
+           "from their command line)" if found.get("fix_mistral_regex_matches") else "")
+    assert not differ, (
+        f"on the path production uses ({plan.environment.describe()}, {plan.served_folder}), "
+        + "; ".join(f"{p.mismatched} of {p.checked} {p.kind}" for p in differ)
+        + f" get other ids than mistral-common's reference: training and serving would feed the model another "
+        f"format than its own; first: {differ[0].first}{fix}"
+    )
 
 
 @pytest.mark.gate_decision

@@ -18,13 +18,11 @@ import pytest
 pytestmark = [pytest.mark.gate2]
 
 
-def _timed(request, server, model_fixture, queries, catalog, system_prompt, max_tokens, progress):
-    """Each query alone, timed: through `server`, else in-process on the module's loaded model."""
+def _timed(answerer, queries, system_prompt, max_tokens):
+    """Each query alone, timed, through the run's answering path."""
     from punie_gates.checks.steps import time_queries
 
-    loaded = request.getfixturevalue(model_fixture) if server is None else None
-    return time_queries(loaded and loaded.model, loaded and loaded.tokenizer, queries, catalog=catalog,
-                        system_prompt=system_prompt, max_tokens=max_tokens, progress=progress, server=server)
+    return time_queries(answerer, queries, system_prompt=system_prompt, max_tokens=max_tokens)
 
 
 def _mean(values):
@@ -59,8 +57,8 @@ def _summary(answers) -> dict:
     }
 
 
-def test_latency(benchmark, request, answer_server, baseline_server, query_set, catalog, system_prompt, gate_config,
-                 gate_record, gate_steps, progress):
+def test_latency(benchmark, answerer, baseline_answerer, query_set, system_prompt, gate_config, gate_record,
+                 gate_steps):
     spec = gate_config.gate("gate2")
     max_tokens = int(spec["max_tokens"])
     queries = query_set.for_gate("gate2")
@@ -70,7 +68,7 @@ def test_latency(benchmark, request, answer_server, baseline_server, query_set, 
     # across 10 queries is the statistic, not repeated rounds of the same ten.
     with gate_steps.measure("answer"):
         answers = benchmark.pedantic(
-            _timed, args=(request, answer_server, "candidate_model", queries, catalog, system_prompt, max_tokens, progress),
+            _timed, args=(answerer, queries, system_prompt, max_tokens),
             rounds=1, iterations=1,
         )
     summary = _summary(answers)
@@ -85,10 +83,10 @@ def test_latency(benchmark, request, answer_server, baseline_server, query_set, 
     for key in ("avg_ttft_s", "avg_prompt_tps", "avg_generation_tps", "per_query"):
         gate_record(key, summary[key])
 
-    if gate_config.baseline:
+    if baseline_answerer is not None:
         # Served (or loaded) the same way, after the candidate's server stopped: one model at a time.
         with gate_steps.measure("answer baseline"):
-            base = _timed(request, baseline_server, "baseline_model", queries, catalog, system_prompt, max_tokens, progress)
+            base = _timed(baseline_answerer, queries, system_prompt, max_tokens)
         base_summary = _summary(base)
         base_avg = base_summary["avg_latency_s"]
         for mine, theirs in zip(summary["per_query"], base_summary["per_query"], strict=True):
@@ -113,7 +111,7 @@ def test_latency(benchmark, request, answer_server, baseline_server, query_set, 
 
 
 @pytest.mark.gate_detail  # a measurement of the suite's method, not of the candidate: it never fails the gate
-def test_speed_to_verdict(request, answer_server, query_set, catalog, system_prompt, training_data, gate_config, gate_record,
+def test_speed_to_verdict(request, answerer, query_set, catalog, system_prompt, training_data, gate_config, gate_record,
                           gate_steps, progress):
     """--bench: every validation query answered the plan's way (one at a time, the full
     prompt each time) and the suite's way (shared prefix once, batches), timed side by
@@ -123,8 +121,7 @@ def test_speed_to_verdict(request, answer_server, query_set, catalog, system_pro
         pytest.skip("--bench not given: timing the plan's generation against the suite's doubles its cost")
     from dataclasses import asdict
 
-    if answer_server is not None:
-        answer_server.stop()  # the in-process bench loads the model here: not beside a served copy
+    answerer.release()  # the in-process bench loads the model here: not beside a served copy
     candidate_model = request.getfixturevalue("candidate_model")
 
     from punie_gates.checks.bench import run_bench, summary, write_result

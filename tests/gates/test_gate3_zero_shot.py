@@ -14,21 +14,18 @@ pytestmark = [pytest.mark.gate3]
 
 
 @pytest.fixture(scope="module")
-def zero_shot(request, answer_server, query_set, catalog, system_prompt, gate_config, gate_steps, progress):
-    """The candidate's answers, through its mlx_lm.server (or in-process with --answer-via inprocess)."""
+def zero_shot(answerer, query_set, system_prompt, gate_config, gate_steps):
+    """The candidate's answers, asked through the run's answering path (--answer-via)."""
     from punie_gates.checks.steps import answer_queries
 
     queries = query_set.for_gate("gate3")
-    loaded = request.getfixturevalue("candidate_model") if answer_server is None else None
     with gate_steps.measure("answer"):
-        answers = answer_queries(
-            loaded and loaded.model, loaded and loaded.tokenizer, queries, catalog=catalog, system_prompt=system_prompt,
-            gate_config=gate_config, progress=progress, save_as="gate3-responses.jsonl", server=answer_server,
-        )
+        answers = answer_queries(answerer, queries, system_prompt=system_prompt,
+                                 save_to=gate_config.report_dir / "gate3-responses.jsonl")
     return queries, {a.id: a for a in answers}
 
 
-def test_zero_shot_tool_calls(zero_shot, catalog, gate_config, gate_record):
+def test_zero_shot_tool_calls(zero_shot, answerer, catalog, gate_config, gate_record):
     from punie_gates.checks.scoring import tally_zero_shot
 
     queries, answers = zero_shot
@@ -38,16 +35,23 @@ def test_zero_shot_tool_calls(zero_shot, catalog, gate_config, gate_record):
         f"Gate 3 needs 4 tool queries and 1 direct one in {gate_config.queries_path} [gates] gate3, "
         f"found {tally.tool_queries} and {tally.direct_queries}"
     )
-    gate_record("queries", list(tally.rows))
+    from punie_gates.checks.attribution import attribute, miss_reason
+
+    rows = [attribute({**r, "passed": (r["valid_calls"] > 0) if r["expect"] == "tool" else not r["calls"]}, answers[r["id"]])
+            for r in tally.rows]
+    counts, lead, tail = miss_reason(rows, answerer.serving_change())
+    gate_record("queries", rows)
+    gate_record("misses_by_cause", counts)
     gate_record("well_formed_calls", tally.good_calls)
 
     need = int(gate_config.gate("gate3")["min_correct_calls"])
     wrong = tally.called_on_direct
-    assert not wrong, f"expected no tool call on the direct question {wrong[0]['id']}, found {wrong[0]['calls']}"
+    assert not wrong, f"{lead}expected no tool call on the direct question {wrong[0]['id']}, found {wrong[0]['calls']}{tail}"
     assert tally.good_calls >= need, (
-        f"expected >= {need} well-formed call(s) to a known tool with valid arguments over "
+        f"{lead}expected >= {need} well-formed call(s) to a known tool with valid arguments over "
         f"{tally.tool_queries} tool queries, found {tally.good_calls}; first problems: "
         + "; ".join(f"{r['id']}: {(r['problems'] or ['no call'])[0]}" for r in tally.rows if r["expect"] == "tool")[:400]
+        + tail
     )
 
 

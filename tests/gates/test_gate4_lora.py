@@ -89,14 +89,19 @@ def test_prompts_match_training(answers, gate_record):
     assert answers.prompt_mismatch is None, answers.prompt_mismatch
 
 
-def test_gate4_queries(answers, catalog, gate_config, gate_record):
+def test_gate4_queries(answers, answerer, catalog, gate_config, gate_record):
     from punie_gates.checks.comparison import interval_figures, query_rows
     from punie_gates.checks.scoring import score_answer
 
     generations = answers.generations
     scores = [score_answer(q, generations[q.id], catalog) for q in answers.queries]
     by_id = {s.id: s for s in scores}
-    gate_record("queries", query_rows(answers.queries, by_id, generations))
+    from punie_gates.checks.attribution import miss_reason
+
+    rows = query_rows(answers.queries, by_id, generations)
+    counts, lead, tail = miss_reason(rows, answerer.serving_change())
+    gate_record("queries", rows)
+    gate_record("misses_by_cause", counts)
     gate_record("interval", interval_figures(answers.queries, by_id)["interval"])
     correct = sum(s.passed for s in scores)
     gate_record("correct", correct)
@@ -104,7 +109,7 @@ def test_gate4_queries(answers, catalog, gate_config, gate_record):
     gate_record("responses", str(gate_config.report_dir / "gate4-responses.jsonl"))
     need = int(gate_config.gate("gate4")["min_correct"])
     failed = "; ".join(f"{s.id}: {s.reason}" for s in scores if not s.passed)
-    message = f"expected >= {need}/{len(scores)} correct answers from the fused model, found {correct}: {failed}"
+    message = f"{lead}expected >= {need}/{len(scores)} correct answers from the fused model, found {correct}{tail}: {failed}"
     assert correct >= need, message[:1500]
 
 
@@ -134,6 +139,13 @@ def test_against_baseline(answers, baseline_answers, conversations, catalog, gat
 
     rows = query_rows(queries, mine, answers.generations, theirs, baseline_answers)
     gate_record("queries", followup_rows(rows, conversations, catalog))  # the multi-turn verdicts stay
+    from punie_gates.checks.attribution import causes_line, count_causes
+
+    theirs_by_cause = count_causes(r["baseline"] for r in rows if isinstance(r.get("baseline"), dict))
+    mine_by_cause = count_causes(rows)
+    gate_record("baseline_misses_by_cause", theirs_by_cause)
+    gate_record("misses_by_cause_summary", "; ".join(
+        x for x in (causes_line("candidate", mine_by_cause), causes_line("baseline", theirs_by_cause)) if x))
     gate_record("categories", figures.pop("categories"))
     for key, value in figures.items():
         gate_record(key, value)

@@ -93,7 +93,7 @@ def test_query(query_id, answers, query_set, catalog):
     assert score.passed, f"{query_id}: {score.reason}"
 
 
-def test_overall_and_per_category(answers, query_set, catalog, gate_config, gate_record):
+def test_overall_and_per_category(answers, answerer, query_set, catalog, gate_config, gate_record):
     from punie_gates.checks.comparison import interval_figures, merge_categories, query_rows
     from punie_gates.checks.scoring import judge, score_answer
     from punie_gates.checks.steps import generation_figures
@@ -107,11 +107,16 @@ def test_overall_and_per_category(answers, query_set, catalog, gate_config, gate
     gate_record("total", judgment.total)
     gate_record("interval", intervals["interval"])
     gate_record("categories", merge_categories(judgment.categories_json(), intervals["categories"]))
-    gate_record("queries", query_rows(answers.queries, by_id, generations))
+    from punie_gates.checks.attribution import miss_reason
+
+    rows = query_rows(answers.queries, by_id, generations)
+    counts, lead, tail = miss_reason(rows, answerer.serving_change())
+    gate_record("queries", rows)
+    gate_record("misses_by_cause", counts)
     gate_record("responses", str(gate_config.report_dir / "gate5-responses.jsonl"))
     gate_record("avg_latency_s", round(statistics.fmean(g.latency_s for g in generations.values()), 3))
     gate_record("generation", generation_figures(generations.values(), gate_config))
-    assert judgment.met, "; ".join(judgment.problems) or "not every query was scored once"
+    assert judgment.met, lead + ("; ".join(judgment.problems) or "not every query was scored once") + tail
 
 
 def test_multi_turn(conversations, query_set, catalog, gate_record):
@@ -128,10 +133,8 @@ def test_multi_turn(conversations, query_set, catalog, gate_record):
     assert not verdict.fails, f"{verdict.problem}: {failed}"[:1500]
 
 
-def test_speed_against_baseline(
-    request, answer_server, baseline_server, query_set, catalog, system_prompt, gate_config, gate_record, progress
-):
-    if not gate_config.baseline:
+def test_speed_against_baseline(answerer, baseline_answerer, query_set, system_prompt, gate_config, gate_record):
+    if baseline_answerer is None:
         gate_record("speed", "not applicable: no --baseline given (Gate 2 compares with Punie's reported figure)")
         return
     from punie_gates.checks.steps import time_queries
@@ -139,23 +142,16 @@ def test_speed_against_baseline(
     max_tokens = int(gate_config.gate("gate2")["max_tokens"])
     queries = query_set.for_gate("gate2")
 
-    def average(server, loaded) -> float:
-        """Gate 2's queries one at a time: through the model's server, else in-process."""
-        model, tokenizer = loaded if loaded is not None else (None, None)
-        timed = time_queries(model, tokenizer, queries, catalog=catalog, system_prompt=system_prompt,
-                             max_tokens=max_tokens, progress=progress, server=server)
+    def average(asked) -> float:
+        """Gate 2's queries one at a time, through the run's answering path."""
+        timed = time_queries(asked, queries, system_prompt=system_prompt, max_tokens=max_tokens)
         return statistics.fmean(g.latency_s for g in timed)
 
-    if answer_server is not None:
-        # A fresh server, as the baseline's will be: the one that answered the queries holds
-        # their prompts in its cache, and would answer these faster than a user waits.
-        answer_server.stop()
-    mine = average(answer_server, request.getfixturevalue("fused_model") if answer_server is None else None)
-    if baseline_server is None:
-        loaded = request.getfixturevalue("baseline_model")
-        theirs = average(None, (loaded.model, loaded.tokenizer))
-    else:
-        theirs = average(baseline_server, None)  # the candidate's server stops first: one model served at a time
+    # A fresh server, as the baseline's will be: the one that answered the queries holds
+    # their prompts in its cache, and would answer these faster than a user waits.
+    answerer.release()
+    mine = average(answerer)
+    theirs = average(baseline_answerer)  # the candidate's server stops first: one model served at a time
     ratio = mine / theirs if theirs else float("inf")
     spec = gate_config.gate("gate5")
     flag, limit = float(spec["slowdown_flag"]), float(spec["slowdown_max"])
@@ -196,6 +192,12 @@ def test_against_baseline(answers, baseline_answers, conversations, query_set, c
 
     rows = query_rows(queries, mine, answers.generations, theirs, baseline_answers)
     gate_record("queries", followup_rows(rows, conversations, catalog))  # the multi-turn verdicts stay
+    from punie_gates.checks.attribution import causes_line, count_causes
+
+    theirs_by_cause = count_causes(r["baseline"] for r in rows if isinstance(r.get("baseline"), dict))
+    mine_by_cause = count_causes(rows)
+    gate_record("baseline_misses_by_cause", theirs_by_cause)
+    by_cause = "; ".join(x for x in (causes_line("candidate", mine_by_cause), causes_line("baseline", theirs_by_cause)) if x)
     judged = judge(list(mine.values()), query_set).categories_json()
     gate_record("categories", merge_categories(judged, figures.pop("categories")))
     for key, value in figures.items():
@@ -203,7 +205,7 @@ def test_against_baseline(answers, baseline_answers, conversations, query_set, c
     gate_record("baseline_responses", str(gate_config.report_dir / "gate5-baseline-responses.jsonl"))
     if comparison.flag:
         gate_record.flag(comparison.flag)
-    assert comparison.problem is None, comparison.problem
+    assert comparison.problem is None, comparison.problem + (f" [{by_cause}]" if by_cause else "")
 
 
 @pytest.mark.gate_decision

@@ -21,7 +21,7 @@ import yaml
 from punie_gates.inputs.options import OPTIONS
 
 REPO = Path(__file__).resolve().parents[2]
-DOCS = (REPO / "README.md", REPO / "docs" / "ci.md")
+DOCS = (REPO / "README.md", REPO / "docs" / "ci.md", REPO / "docs" / "serving.md")
 WORKFLOWS = sorted((REPO / ".github" / "workflows").glob("*.yml"))
 COMMANDS = ("convert", "score", "demo-model", "bench", "compare", "work")
 # Words that select another parser with its own --help: a subcommand, or bench's --fusion mode.

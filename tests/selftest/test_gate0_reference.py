@@ -265,8 +265,10 @@ def test_gate0_passes_wrapped_tool_messages_and_flags_the_demo_server_path(gate0
     figures = gate["figures"]
     assert figures["train_conversion"]["rejected"] == 0 and figures["valid_conversion"]["rejected"] == 0
     assert figures["parity"]["mismatches"] == 0 and figures["template_parity"]["mismatches"] == 0
-    assert figures["server_tool_parser"] == {
-        "tokenizer_class": "MistralCommonBackend", "tool_parser": None, "tool_call_start": None,
-        "detokenizer": "BPEStreamingDetokenizer", "without_tekken_json": "mlx_lm.tool_parsers.mistral"}
-    assert any(f.startswith("mlx_lm.server would use no tool parser for demo") for f in gate["flags"])
+    plan = figures["serving_plan"]  # production's environment: mlx-lm without mistral-common
+    assert (plan["tokenizer_class"], plan["tool_parser"], plan["change"]) == (
+        "TokenizersBackend", "mlx_lm.tool_parsers.mistral", None)
+    assert figures["serving_parity"]["records"]["mismatches"] == 0
+    assert figures["serving_parity"]["prompts"]["mismatches"] == 0
+    assert not any("tool parser" in f for f in gate["flags"])
     assert any("U+FFFD" in f for f in gate["flags"])

@@ -13,16 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from punie_gates.answering.server import (
-    Answer,
-    ModelServer,
-    ServerError,
-    ToolCall,
-    _Partial,
-    ask,
-    server_tool_parsing,
-    server_versions,
-)
+from punie_gates.answering.client import Answer, ToolCall, _Partial, ask
+from punie_gates.answering.server import ModelServer, ServerError, server_versions
+from punie_gates.answering.tool_parsing import server_tool_parsing
 
 HERE = Path(__file__).resolve().parent
 FAKE = [sys.executable, str(HERE / "fake_mlx_server.py")]
@@ -293,7 +286,7 @@ def test_versions_name_the_libraries_that_shape_answers():
 
 
 def test_real_server_on_the_demo_candidate(demo_model, tmp_path):
-    from punie_gates.answering.server import answer_via_server
+    from punie_gates.answering.concurrency import answer_via_server
     from punie_gates.inputs.catalog import load_catalog
 
     tools = load_catalog().native_schemas()
