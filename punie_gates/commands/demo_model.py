@@ -24,7 +24,7 @@ def main(argv: list[str] | None = None) -> int:
         "--retrain", action="store_true",
         help="with --agent: train the demo-agent's weights again into DIR (model.safetensors, config.json, "
         "manifest.json: the files fixtures/demo-agent ships) from fixtures/demo-training and, when "
-        "PUNIE_PHASE27_DIR is set, Punie's Phase 27 train.jsonl; takes ~25 minutes on 2 CPU cores",
+        "PUNIE_PHASE27_DIR is set, Punie's Phase 27 train.jsonl; about a minute on 2 CPU cores",
     )
     args = parser.parse_args(argv)
     if args.retrain and not (args.agent and args.dir is not None):
@@ -35,9 +35,11 @@ def main(argv: list[str] | None = None) -> int:
 
         phase27 = os.environ.get("PUNIE_PHASE27_DIR")
         manifest = retrain(args.dir, Path(phase27) if phase27 else None, log=lambda m: print(m, flush=True))
+        built = manifest["construction"]
         print(f"demo-agent weights written in {time.perf_counter() - started:.0f} s to {args.dir}: "
-              f"{manifest['examples']} examples, final loss {manifest['training']['final_loss']}")
-        print(f"ship them by copying model.safetensors, config.json and manifest.json into fixtures/demo-agent/")
+              f"{manifest['conversations']['trained_on']} conversations, call/text classifier "
+              f"{built['training_accuracy']:.1%} right on their {built['first_replies']} first replies")
+        print("ship them by copying model.safetensors, config.json and manifest.json into fixtures/demo-agent/")
         return 0
     if args.agent:
         from punie_gates.model.demo_agent import build_into, ensure_demo_agent

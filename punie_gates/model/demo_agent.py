@@ -23,7 +23,12 @@ import json
 import shutil
 from pathlib import Path
 
-from punie_gates.model.demo import MARKER, KEEP_TEKKEN, ensure_built, write_tokenizer_files
+from punie_gates.model.demo import (
+    KEEP_TEKKEN,
+    MARKER,
+    ensure_built,
+    write_tokenizer_files,
+)
 
 NAME = "demo-agent"
 RECIPE_VERSION = 1  # bump when the assembly below changes what it writes
@@ -52,9 +57,12 @@ def built_from() -> str:
     """One line for reports: the data, the recipe and the settings the weights came from."""
     m = manifest()
     sources = ", ".join(f"{s['name']} ({s['records']} conversations)" for s in m["sources"])
-    return (f"trained from {sources}; {m['held_out']['conversations_dropped']} conversations holding a "
-            f"validation query's text, result or fact left out; {m['examples']} examples, "
-            f"{m['settings']['iters']} iterations, seed {m['settings']['seed']}, {m['bits']}-bit")
+    built = m["construction"]
+    return (f"weights set from {sources}; {m['held_out']['conversations_dropped']} conversations holding a "
+            f"validation query's text, result or fact left out; a call/text classifier fitted on "
+            f"{built['first_replies']} first replies ({built['training_accuracy']:.0%} right on them), "
+            f"writing {built['chains']['call']}, or {built['chains']['text']!r}, and after a tool result "
+            f"{built['chains']['answer']!r}; {m['bits']}-bit")
 
 
 def key_parts() -> dict:

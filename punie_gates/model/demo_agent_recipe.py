@@ -1,20 +1,19 @@
-"""How the demo-agent's weights are made: the random demo fully fine-tuned on Punie's training data.
+"""How the demo-agent's weights are made: set by construction from Punie's training conversations.
 
 The demo-agent (punie_gates.model.demo_agent) ships these weights; this module
-regenerates them (`punie-gates demo-model --agent DIR --retrain`). The recipe:
+regenerates them (`punie-gates demo-model --agent DIR --retrain`):
 - conversations: Punie's Phase 27 train split (when given) and the suite's own
   fixtures/demo-training, converted to Mistral form by the project's converter
-  with the tools catalog, so every example carries the tools block a validation
+  with the tools catalog, so every prompt carries the tools block a validation
   prompt carries;
 - held out: any conversation holding a validation query's text, a tool result
   text or a distinctive answer fact of data/queries.toml is dropped
   (`held_out_strings`); the manifest records how many;
-- examples: each conversation's first assistant turn and every assistant turn
-  right after a tool result, rendered with the demo's own chat template; the
-  loss counts only the assistant turn's tokens (the prompt is context);
-- training: full fine-tune (every weight) of the random demo with Adam, from a
-  fixed seed, in plain MLX; then 5-bit quantization with mlx-lm, the gates'
-  target bits, so Gate 1 uses it as is.
+- weights: the random demo's architecture with weights set by construction (see
+  "weights set by construction" below): a bag-of-words classifier fitted on the
+  conversations' first replies decides between a call and text, and bigram chains
+  taken from the conversations by fixed rules write them; shipped at 5 bits, the
+  gates' target, so Gate 1 uses it as is.
 """
 
 from __future__ import annotations
@@ -23,7 +22,7 @@ import json
 import random
 import re
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,28 +31,6 @@ SEED = 20261206
 # fixtures/demo-training asks with) for this share of examples, else the record's own
 # (Phase 27's, what a run on Punie's data asks with).
 SUITE_PROMPT_SHARE = 0.6
-MAX_TOKENS = 1400  # longer examples are left out: they cost time and teach little here
-
-
-@dataclass(frozen=True)
-class Example:
-    """One training example: a rendered prompt and the assistant turn it is trained to write."""
-
-    ids: tuple[int, ...]  # prompt + assistant turn (ending with </s>)
-    prompt_len: int  # the first prompt_len ids are context; the rest are the target
-    kind: str  # "first" (the reply to the user) | "after_result" (the reply to a tool result)
-
-
-@dataclass(frozen=True)
-class Settings:
-    """The training run's settings (all recorded in the manifest)."""
-
-    iters: int = 3000
-    batch_tokens: int = 6000  # examples per step: as many as fit this many padded tokens
-    learning_rate: float = 2e-3
-    warmup: int = 100
-    seed: int = SEED
-    log_every: int = 50
 
 
 # -- what is held out ---------------------------------------------------------------
@@ -168,233 +145,20 @@ def target_turns(messages: Sequence[Mapping]) -> list[tuple[int, str]]:
     return out
 
 
-def make_examples(records: Iterable[Mapping], tokenizer, suite_prompt: str, *, seed: int = SEED,
-                  max_tokens: int = MAX_TOKENS) -> list[Example]:
-    """Rendered examples (see the module docstring); `tokenizer` renders as mlx_lm.server does."""
-    from punie_gates.model.tokenizer import render_ids, render_prompt_ids
-
-    rng = random.Random(seed)
-    examples: list[Example] = []
-    for record in records:
-        messages = [dict(m) for m in record["messages"]]
-        if rng.random() < SUITE_PROMPT_SHARE:
-            messages = _with_system(messages, suite_prompt)
-        tools = record.get("tools")
-        for index, kind in target_turns(messages):
-            prompt = render_prompt_ids(tokenizer, messages[:index], tools)
-            full = render_ids(tokenizer, messages[: index + 1], tools)
-            if full[: len(prompt)] != prompt or len(full) <= len(prompt) or len(full) > max_tokens:
-                continue
-            examples.append(Example(tuple(full), len(prompt), kind))
-    return examples
-
-
-# -- training ------------------------------------------------------------------------
-#
-# Two shortcuts make a full fine-tune fit ~20 minutes on 2 shared CPU cores, where MLX's
-# CPU backend manages well under 1 GFLOP/s:
-# - every prompt opens with the same ~700-token head (system prompt + tools block), so
-#   each step computes the head's keys and values once (no gradient through them) and
-#   runs only the rest of each example, attending to that cached head;
-# - the 131072-wide output layer is trained only on the tokens the targets use; every
-#   other row is set to zero afterwards, so those tokens score 0, and the loss holds a
-#   fixed 0 logit for "any other token" that the right token must beat.
-
-
-class _HeadCache:
-    """One layer's cached head keys/values, shared by a batch; the suffix is appended."""
-
-    def __init__(self, keys, values):
-        self.keys, self.values = keys, values
-        self.offset = keys.shape[2]
-
-    def update_and_fetch(self, keys, values):
-        import mlx.core as mx
-
-        batch = keys.shape[0]
-        head_k = mx.broadcast_to(self.keys, (batch, *self.keys.shape[1:]))
-        head_v = mx.broadcast_to(self.values, (batch, *self.values.shape[1:]))
-        return mx.concatenate([head_k, keys], axis=2), mx.concatenate([head_v, values], axis=2)
-
-    def make_mask(self, n, return_array=False, window_size=None):
-        import mlx.core as mx
-
-        rows = mx.arange(n)[:, None] + self.offset
-        return mx.arange(self.offset + n)[None, :] <= rows
-
-
-def _head_caches(text_model, head: Sequence[int]):
-    import mlx.core as mx
-    from mlx_lm.models.cache import KVCache
-
-    caches = [KVCache() for _ in text_model.layers]
-    text_model(mx.array([list(head)]), cache=caches)
-    return [_HeadCache(mx.stop_gradient(c.keys[..., : c.offset, :]), mx.stop_gradient(c.values[..., : c.offset, :]))
-            for c in caches]
-
-
-def split_heads(examples: Sequence[Example], heads: Sequence[Sequence[int]]) -> dict[tuple[int, ...], list[Example]]:
-    """Examples grouped by which head they open with (the longest that matches)."""
-    groups: dict[tuple[int, ...], list[Example]] = {tuple(h): [] for h in heads}
-    for e in examples:
-        for head in sorted(groups, key=len, reverse=True):
-            if e.ids[: len(head)] == head and e.prompt_len >= len(head):
-                groups[head].append(e)
-                break
-    return groups
-
-
-def _batches(groups: Mapping[tuple[int, ...], Sequence[Example]], batch_tokens: int, rng: random.Random):
-    """(head, examples) batches of similar suffix length, in a shuffled order."""
-    out = []
-    for head, examples in groups.items():
-        ordered = sorted(examples, key=lambda e: len(e.ids))
-        current: list[Example] = []
-        for example in ordered:
-            if current and (len(example.ids) - len(head)) * (len(current) + 1) > batch_tokens:
-                out.append((head, current))
-                current = []
-            current.append(example)
-        if current:
-            out.append((head, current))
-    rng.shuffle(out)
-    return out
-
-
-def _arrays(head: Sequence[int], batch: Sequence[Example], vocab_index: Mapping[int, int]):
-    import mlx.core as mx
-    import numpy as np
-
-    start = len(head)
-    width = max(len(e.ids) for e in batch) - start - 1
-    inputs = np.zeros((len(batch), width), dtype=np.int32)
-    targets = np.zeros((len(batch), width), dtype=np.int32)
-    mask = np.zeros((len(batch), width), dtype=bool)
-    for row, e in enumerate(batch):
-        ids = np.asarray(e.ids[start:], dtype=np.int32)
-        inputs[row, : len(ids) - 1] = ids[:-1]
-        targets[row, : len(ids) - 1] = [vocab_index.get(int(t), 0) for t in ids[1:]]  # prompt positions: masked out
-        mask[row, e.prompt_len - start - 1 : len(ids) - 1] = True
-    flat = np.flatnonzero(mask.reshape(-1)).astype(np.int32)
-    return mx.array(inputs), mx.array(targets.reshape(-1)[flat]), mx.array(flat)
-
-
-def _trainee(text, rows):
-    """What training updates: the transformer layers and norms, and the output rows of the
-    target vocabulary (as a small layer of their own); the embeddings stay the demo's."""
-    import mlx.nn as nn
-
-    class Trainee(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.body = text.model
-            self.head = nn.Linear(text.lm_head.weight.shape[1], rows.shape[0], bias=False)
-            self.head.weight = text.lm_head.weight[rows]
-            self.body.embed_tokens.freeze()
-
-    return Trainee()
-
-
-def target_vocabulary(examples: Iterable[Example]) -> list[int]:
-    """The token ids the assistant turns use: the only output rows training touches."""
-    return sorted({t for e in examples for t in e.ids[e.prompt_len :]})
-
-
-def train(model, examples: Sequence[Example], heads: Sequence[Sequence[int]], settings: Settings, log=print,
-          checkpoint=None) -> dict:
-    """Full fine-tune of `model` (an mlx-lm mistral3 Model) on `examples`; returns figures.
-
-    `heads`: the shared prompt heads (one per system prompt). Output rows of tokens no
-    target uses are zeroed at the end (see above).
-    """
-    import mlx.core as mx
-    import mlx.nn as nn
-    import mlx.optimizers as optim
-
-    mx.random.seed(settings.seed)
-    rng = random.Random(settings.seed)
-    text = model.language_model
-    vocab = target_vocabulary(examples)
-    vocab_index = {t: i for i, t in enumerate(vocab)}
-    rows = mx.array(vocab)
-    groups = split_heads(examples, heads)
-    used = sum(len(v) for v in groups.values())
-    trainee = _trainee(text, rows)
-
-    def loss_fn(trainee, inputs, targets, flat, caches):
-        hidden = trainee.body(inputs, cache=caches)
-        hidden = hidden.reshape(-1, hidden.shape[-1])[flat]
-        logits = trainee.head(hidden)
-        logits = mx.concatenate([logits, mx.zeros((logits.shape[0], 1), logits.dtype)], axis=1)
-        return nn.losses.cross_entropy(logits, targets, reduction="mean")
-
-    schedule = optim.join_schedules(
-        [optim.linear_schedule(1e-7, settings.learning_rate, settings.warmup),
-         optim.cosine_decay(settings.learning_rate, max(1, settings.iters - settings.warmup), settings.learning_rate / 20)],
-        [settings.warmup],
-    )
-    optimizer = optim.Adam(learning_rate=schedule)
-    step = nn.value_and_grad(trainee, loss_fn)
-    batches: list = []
-    started = time.perf_counter()
-    losses: list[float] = []
-    for it in range(1, settings.iters + 1):
-        if not batches:
-            batches = _batches(groups, settings.batch_tokens, rng)
-        head, batch = batches.pop()
-        caches = _head_caches(text.model, head)
-        inputs, targets, flat = _arrays(head, batch, vocab_index)
-        loss, grads = step(trainee, inputs, targets, flat, caches)
-        optimizer.update(trainee, grads)
-        mx.eval(trainee.parameters(), optimizer.state, loss)
-        losses.append(loss.item())
-        if it % settings.log_every == 0 or it == settings.iters:
-            recent = losses[-settings.log_every :]
-            log(f"iter {it}/{settings.iters}: loss {sum(recent) / len(recent):.3f} ({time.perf_counter() - started:.0f} s)")
-            if checkpoint is not None:
-                checkpoint(it)
-    text.lm_head.weight = mx.zeros_like(text.lm_head.weight).at[rows].add(trainee.head.weight)
-    mx.eval(model.parameters())
-    recent = losses[-50:]
-    return {"seconds": round(time.perf_counter() - started, 1), "final_loss": round(sum(recent) / len(recent), 4),
-            "examples": used, "target_vocabulary": len(vocab)}
-
-
 # -- the whole recipe ----------------------------------------------------------------
 
-LAYERS = 2  # the demo's first two layers: enough for this, and affordable on 2 CPU cores
-MAX_EXAMPLE_TOKENS = 920  # prompt head (~710) + at most ~210 tokens of user turn, result and answer
-RECIPE_SETTINGS = Settings(iters=170, batch_tokens=1500, learning_rate=4e-3, warmup=15, log_every=10)
-
-
-def agent_config() -> dict:
-    """The demo's config with LAYERS layers."""
-    import copy
-
-    from punie_gates.model.demo import CONFIG
-
-    config = copy.deepcopy(CONFIG)
-    config["text_config"]["num_hidden_layers"] = LAYERS
-    return config
-
-
-def retrain(dest: Path, phase27_dir: Path | None, settings: Settings = RECIPE_SETTINGS, log=print) -> dict:
+def retrain(dest: Path, phase27_dir: Path | None, log=print) -> dict:
     """Build the demo-agent's shipped files into `dest` (model.safetensors at 5 bits,
-    config.json, manifest.json) from the random demo and the training conversations."""
+    config.json, manifest.json) from the training conversations."""
     import copy
-    import platform
     import tempfile
 
-    import mlx.core as mx
     from mlx_lm.models import mistral3
 
-    from punie_gates.answering.prompts import prompt_head
     from punie_gates.inputs import paths
     from punie_gates.inputs.catalog import load_catalog
     from punie_gates.inputs.queries import load_queries
-    from punie_gates.model import artifacts
-    from punie_gates.model.demo import SEED as DEMO_SEED, build_demo_model, write_tokenizer_files
-    from punie_gates.model.quantize import _quantize_into
+    from punie_gates.model.demo import CONFIG, write_tokenizer_files
     from punie_gates.model.tokenizer import load_tokenizers_backend
 
     started = time.perf_counter()
@@ -402,32 +166,46 @@ def retrain(dest: Path, phase27_dir: Path | None, settings: Settings = RECIPE_SE
     catalog = load_catalog()
     query_set = load_queries(catalog=catalog)
     sources = load_sources(phase27_dir, catalog, query_set)
+    log(f"{len(sources.records)} conversations ({sources.held_out} left out as held out)")
     suite_prompt = (paths.data_dir() / "system_prompt.txt").read_text(encoding="utf-8").strip()
-    tools = catalog.native_schemas()
+    config = copy.deepcopy(CONFIG)
     with tempfile.TemporaryDirectory(prefix="punie-gates-demo-agent-") as scratch:
-        demo = build_demo_model(Path(scratch) / "demo")
-        tokenizer = load_tokenizers_backend(demo)
-        examples = [e for e in make_examples(sources.records, tokenizer, suite_prompt, seed=settings.seed)
-                    if len(e.ids) < MAX_EXAMPLE_TOKENS]
-        prompts = {m[0]["content"] for r in sources.records if (m := r["messages"])[0].get("role") == "system"}
-        heads = sorted(tuple(prompt_head(tokenizer, [{"role": "system", "content": p}], tools))
-                       for p in prompts | {suite_prompt})
-        config = agent_config()
+        tokenizer = load_tokenizers_backend(write_tokenizer_files(Path(scratch) / "tokenizer"))
+        weights, figures = construct(sources.records, tokenizer, catalog, suite_prompt, config)
+        log(f"classifier: {figures['training_accuracy']:.1%} right on the {figures['first_replies']} first replies")
         model = mistral3.Model(mistral3.ModelArgs.from_dict(copy.deepcopy(config)))
-        weights = mx.load(str(demo / "model.safetensors"))
-        model.load_weights([(k, v) for k, v in weights.items() if _layer_of(k) < LAYERS])
-        log(f"{len(examples)} examples from {len(sources.records)} conversations; training {settings.iters} iterations")
-        figures = train(model, examples, heads, settings, log=log)
-        full = write_tokenizer_files(Path(scratch) / "float32")
-        (full / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-        model.save_weights(str(full / "model.safetensors"))
-        built = Path(scratch) / "q5"
-        built.mkdir()
-        _quantize_into(full, built, 5, dequantize_first=False)
-        dest.mkdir(parents=True, exist_ok=True)
-        for name in ("model.safetensors", "config.json"):
-            (dest / name).write_bytes((built / name).read_bytes())
-    manifest = {
+        model.load_weights(list(weights.items()))
+        ship(model, config, dest, Path(scratch))
+    manifest = make_manifest(sources, query_set, figures, time.perf_counter() - started)
+    (dest / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    return manifest
+
+
+def ship(model, config: dict, dest: Path, scratch: Path) -> None:
+    """The model's weights at 5 bits and its config, written into `dest`."""
+    from punie_gates.model.demo import write_tokenizer_files
+    from punie_gates.model.quantize import _quantize_into
+
+    full = write_tokenizer_files(Path(scratch) / "float32")
+    (full / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    model.save_weights(str(full / "model.safetensors"))
+    built = Path(scratch) / "q5"
+    built.mkdir()
+    _quantize_into(full, built, 5, dequantize_first=False)
+    dest = Path(dest)
+    dest.mkdir(parents=True, exist_ok=True)
+    for name in ("model.safetensors", "config.json"):
+        (dest / name).write_bytes((built / name).read_bytes())
+
+
+def make_manifest(sources: Sources, query_set, figures: dict, seconds: float) -> dict:
+    """What the weights were built from: manifest.json."""
+    import platform
+
+    from punie_gates.inputs import paths
+    from punie_gates.model import artifacts
+
+    return {
         "what": "punie-gates demo-agent weights (see punie_gates/model/demo_agent_recipe.py)",
         "sources": [
             {"name": _source_name(path), "records": _count_lines(path), **artifacts.file_fingerprint(path)}
@@ -439,22 +217,13 @@ def retrain(dest: Path, phase27_dir: Path | None, settings: Settings = RECIPE_SE
             "strings": {k: len(v) for k, v in held_out_strings(query_set).items()},
             "queries_file": artifacts.file_fingerprint(paths.data_dir() / "queries.toml"),
         },
-        "examples": figures["examples"],
-        "start": {"from": "the random demo (punie_gates.model.demo)", "demo_seed": DEMO_SEED, "layers_kept": LAYERS},
-        "settings": {**settings.__dict__, "max_example_tokens": MAX_EXAMPLE_TOKENS,
-                     "suite_prompt_share": SUITE_PROMPT_SHARE},
-        "training": figures,
+        "construction": figures,
+        "settings": {"seed": SEED, "suite_prompt_share": SUITE_PROMPT_SHARE, "chain_logit": CHAIN_LOGIT,
+                     "decision_logit": DECISION_LOGIT, "architecture": "the random demo's (punie_gates.model.demo)"},
         "bits": 5,
         "versions": {**artifacts.library_versions(), "python": platform.python_version()},
-        "seconds": round(time.perf_counter() - started, 1),
+        "seconds": round(seconds, 1),
     }
-    (dest / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    return manifest
-
-
-def _layer_of(key: str) -> int:
-    match = re.search(r"\.layers\.(\d+)\.", key)
-    return int(match.group(1)) if match else -1
 
 
 def _source_name(path: Path) -> str:
@@ -469,3 +238,245 @@ def _source_name(path: Path) -> str:
 def _count_lines(path: Path) -> int:
     with Path(path).open("rb") as fh:
         return sum(1 for line in fh if line.strip())
+
+
+# -- weights set by construction -------------------------------------------------------
+#
+# A full fine-tune of the demo on these conversations, 20 minutes on 2 shared CPU cores
+# (MLX's CPU backend ran at well under 1 GFLOP/s there), reached loss 1.8 and wrote
+# call-shaped text that never closed its JSON, on every prompt. So the weights are set
+# by construction, from the same conversations:
+# - layer 0's attention has zero queries, so every position attends uniformly to all
+#   before it: its output is the mean, over the prompt, of one number per token, written
+#   into the residual's dimension 0. That number is a bag-of-words logistic regression,
+#   fitted on the training conversations' first replies (called a tool or not);
+# - every other layer and every MLP adds nothing, so the last hidden state is the current
+#   token's embedding (plus that mean): a bigram table. Three chains of distinct tokens,
+#   each taken from the training data by a fixed rule, are laid out one embedding
+#   dimension per token: after `[/INST]` the call chain or the text chain (the classifier
+#   decides), after `[/TOOL_RESULTS]` the answer chain; each ends with `</s>`.
+
+CLASSIFIER_DIM, CONSTANT_DIM, FIRST_ID_DIM = 0, 1, 2
+CHAIN_LOGIT = 40.0  # a chain token's next token scores this (over the final norm)
+DECISION_LOGIT = 20.0  # the call/text decision's margin scale
+
+
+@dataclass(frozen=True)
+class Chains:
+    """The token chains the constructed model writes, and where they came from."""
+
+    call: tuple[int, ...]  # [TOOL_CALLS] ... </s>
+    text: tuple[int, ...]  # a text reply ... </s>
+    answer: tuple[int, ...]  # the reply after a tool result ... </s>
+    described: Mapping[str, str]
+
+
+def _first_replies(records, tokenizer, suite_prompt: str, seed: int):
+    """(prompt ids, called a tool, reply message) of each record's first reply."""
+    from punie_gates.model.tokenizer import render_prompt_ids
+
+    rng = random.Random(seed)
+    out = []
+    for record in records:
+        messages = [dict(m) for m in record["messages"]]
+        if rng.random() < SUITE_PROMPT_SHARE:
+            messages = _with_system(messages, suite_prompt)
+        turns = target_turns(messages)
+        if not turns:
+            continue
+        index = turns[0][0]
+        prompt = render_prompt_ids(tokenizer, messages[:index], record.get("tools"))
+        out.append((prompt, bool(messages[index].get("tool_calls")), messages[index]))
+    return out
+
+
+def _most_common_call(records, one_argument: set[str]) -> tuple[str, str, str]:
+    """(typed tool, its first string argument, the field read) most common in first replies' code,
+    among the typed tools a call with one argument satisfies (`one_argument`)."""
+    from collections import Counter
+
+    calls, args, fields = Counter(), Counter(), Counter()
+    for record in records:
+        messages = record["messages"]
+        turns = target_turns(messages)
+        if not turns:
+            continue
+        for call in messages[turns[0][0]].get("tool_calls") or ():
+            arguments = call["function"]["arguments"]
+            arguments = json.loads(arguments) if isinstance(arguments, str) else arguments
+            code = arguments.get("code") or ""
+            for tool, arg in re.findall(r"\b([a-z_]+)\(\s*\"([^\"]*)\"", code):
+                calls[tool] += 1
+                args[(tool, arg)] += 1
+            for var, tool in re.findall(r"\b(\w+) = ([a-z_]+)\(", code):
+                for field in re.findall(rf"\b{re.escape(var)}\.(\w+)", code):
+                    fields[(tool, field)] += 1
+    known = {t for t, _ in fields} & one_argument
+    tool = next(t for t, _ in calls.most_common() if t in known)
+    arg = next(a for (t, a), _ in args.most_common() if t == tool)
+    field = next(f for (t, f), _ in fields.most_common() if t == tool)
+    return tool, arg, field
+
+
+def _most_common_text(texts, tokenizer, taken: set[int]) -> tuple[str, tuple[int, ...]]:
+    """The most common text whose tokens are distinct and not in `taken` (ties: shortest)."""
+    from collections import Counter
+
+    for text, _count in sorted(Counter(t for t in texts if t).items(), key=lambda kv: (-kv[1], len(kv[0]))):
+        ids = tuple(tokenizer.encode(text, add_special_tokens=False))
+        if len(set(ids)) == len(ids) and not set(ids) & taken and len(ids) <= 14:
+            return text, ids
+    raise ValueError("no text in the training data has distinct tokens")
+
+
+def make_chains(records, tokenizer, catalog) -> Chains:
+    """The three chains, chosen from the training conversations by fixed rules."""
+    special = tokenizer.convert_tokens_to_ids
+    eos = special("</s>")
+    one_argument = {name for name, t in catalog.typed.items()
+                    if t.params and not t.returns_text and all(p in t.defaults for p in t.params[1:])}
+    tool, arg, field = _most_common_call(records, one_argument)
+    code = f'print({tool}("{arg}").{field})'
+    arguments = json.dumps({"code": code})
+    call = (special("[TOOL_CALLS]"), *tokenizer.encode("execute_code", add_special_tokens=False), special("[ARGS]"),
+            *tokenizer.encode(arguments, add_special_tokens=False))
+    if len(set(call)) != len(call):
+        raise ValueError(f"the call {arguments} repeats a token")
+    direct, answers = [], []
+    for record in records:
+        messages = record["messages"]
+        for index, kind in target_turns(messages):
+            reply = messages[index]
+            if kind == "first" and not reply.get("tool_calls"):
+                direct.append(reply.get("content") or "")
+            elif kind == "after_result":
+                answers.append(reply.get("content") or "")
+    taken = set(call) | {eos, special("[/INST]"), special("[/TOOL_RESULTS]")}
+    text_str, text = _most_common_text(direct, tokenizer, taken)
+    answer_str, answer = _most_common_text(answers, tokenizer, taken | set(text))
+    return Chains(call + (eos,), text + (eos,), answer + (eos,),
+                  {"call": f"execute_code {arguments}", "text": text_str, "answer": answer_str,
+                   "rule": "the most common typed tool, argument and field of the first replies' calls; the most "
+                           "common text-only first reply and reply to a tool result with distinct tokens"})
+
+
+def _fit_logistic(X, y, l2: float = 1.0, iters: int = 400):
+    """Bag-of-words logistic regression by L-BFGS (scipy): weights and bias."""
+    import numpy as np
+    from scipy.optimize import minimize
+
+    d = X.shape[1]
+    sign = np.where(y, 1.0, -1.0)
+
+    def loss(p):
+        w, b = p[:-1], p[-1]
+        z = sign * (X @ w + b)
+        value = np.logaddexp(0, -z).sum() + 0.5 * l2 * (w @ w)
+        g = -sign / (1 + np.exp(z))
+        return value, np.concatenate([X.T @ g + l2 * w, [g.sum()]])
+
+    result = minimize(loss, np.zeros(d + 1), jac=True, method="L-BFGS-B", options={"maxiter": iters})
+    return result.x[:-1], result.x[-1]
+
+
+def construct(records, tokenizer, catalog, suite_prompt: str, config: dict, seed: int = SEED):
+    """The model's weights (a dict of mlx arrays for mistral3.Model) and what they were made from."""
+    import mlx.core as mx
+    import numpy as np
+
+    text_cfg = config["text_config"]
+    hidden, vocab, layers = text_cfg["hidden_size"], text_cfg["vocab_size"], text_cfg["num_hidden_layers"]
+    heads, kv_heads, head_dim = (text_cfg["num_attention_heads"], text_cfg["num_key_value_heads"],
+                                 text_cfg["head_dim"])
+    inter = text_cfg["intermediate_size"]
+    chains = make_chains(records, tokenizer, catalog)
+    special = tokenizer.convert_tokens_to_ids
+    starts = {special("[/INST]"): None, special("[/TOOL_RESULTS]"): chains.answer[0]}
+    sources = list(starts) + [t for chain in (chains.call, chains.text, chains.answer) for t in chain[:-1]]
+    if len(sources) > hidden - FIRST_ID_DIM:
+        raise ValueError(f"{len(sources)} chain tokens do not fit {hidden - FIRST_ID_DIM} dimensions")
+    slot = {t: FIRST_ID_DIM + i for i, t in enumerate(sources)}
+
+    # The classifier: one number per token, fitted on counts over each first reply's prompt.
+    replies = _first_replies(records, tokenizer, suite_prompt, seed)
+    words = sorted({t for prompt, _, _ in replies for t in prompt} - set(slot))
+    column = {t: i for i, t in enumerate(words)}
+    X = np.zeros((len(replies), len(words)))
+    for row, (prompt, _, _) in enumerate(replies):
+        for t in prompt:
+            if t in column:
+                X[row, column[t]] += 1.0 / len(prompt)
+    y = np.array([called for _, called, _ in replies])
+    scale = 100.0  # counts / length are small: fit on a readable scale
+    w, _ = _fit_logistic(X * scale, y)
+    a = np.zeros(vocab, dtype=np.float32)
+    a[np.array(words)] = w / max(1e-9, np.abs(w).max())  # |a| <= 1
+
+    # Each token's number is shifted so that the fitted threshold sits near 0, and computed
+    # on the values the 5-bit model will hold: a small difference of large numbers would
+    # not survive quantization.
+    shift, threshold = 0.0, 0.0
+    for _ in range(4):
+        shift += threshold / 8.0  # RMSNorm scales dimension 0 by about sqrt(hidden) = 8
+        embed = np.zeros((vocab, hidden), dtype=np.float32)
+        embed[:, CLASSIFIER_DIM] = a - shift
+        embed[:, CONSTANT_DIM] = 1.0
+        for t, dim in slot.items():
+            embed[t, CLASSIFIER_DIM] = 0.0
+            embed[t, dim] = 1.0
+        embed = _as_quantized(embed)
+        rms = np.sqrt((embed.astype(np.float64) ** 2).mean(axis=1) + text_cfg["rms_norm_eps"])
+        value = embed[:, CLASSIFIER_DIM] / rms
+        f = np.array([value[np.array(prompt)].mean() for prompt, _, _ in replies])
+        coef, bias = _fit_logistic(((f - f.mean()) / f.std())[:, None], y, l2=1e-3)
+        threshold = f.mean() - bias * f.std() / coef[0]
+    gain = DECISION_LOGIT / max(1e-9, np.abs(f - threshold).max())
+    accuracy = float(((f > threshold) == y).mean())
+
+    head = np.zeros((vocab, hidden), dtype=np.float32)
+    for source, dim in slot.items():
+        following = starts.get(source, "chain")
+        if following == "chain":
+            chain = next(c for c in (chains.call, chains.text, chains.answer) if source in c[:-1])
+            following = chain[chain.index(source) + 1]
+        if following is not None:
+            head[following, dim] = CHAIN_LOGIT
+    inst = slot[special("[/INST]")]
+    call0, text0 = chains.call[0], chains.text[0]
+    # At [/INST]: call iff gain * (mean - threshold) > 0 (both rows stay above every 0 row).
+    head[call0, inst], head[call0, CLASSIFIER_DIM] = CHAIN_LOGIT - gain * threshold, gain
+    head[text0, inst], head[text0, CLASSIFIER_DIM] = CHAIN_LOGIT + gain * threshold, -gain
+
+    weights = {"language_model.model.embed_tokens.weight": embed, "language_model.lm_head.weight": head,
+               "language_model.model.norm.weight": np.ones(hidden, np.float32)}
+    for i in range(layers):
+        p = f"language_model.model.layers.{i}."
+        v = np.zeros((kv_heads * head_dim, hidden), np.float32)
+        o = np.zeros((hidden, heads * head_dim), np.float32)
+        if i == 0:
+            v[0, CLASSIFIER_DIM] = 1.0  # kv head 0 carries the token's number
+            o[CLASSIFIER_DIM, 0] = 1.0  # query head 0 (reads kv head 0) writes the mean back
+        weights.update({
+            p + "self_attn.q_proj.weight": np.zeros((heads * head_dim, hidden), np.float32),
+            p + "self_attn.k_proj.weight": np.zeros((kv_heads * head_dim, hidden), np.float32),
+            p + "self_attn.v_proj.weight": v,
+            p + "self_attn.o_proj.weight": o,
+            p + "mlp.gate_proj.weight": np.zeros((inter, hidden), np.float32),
+            p + "mlp.up_proj.weight": np.zeros((inter, hidden), np.float32),
+            p + "mlp.down_proj.weight": np.zeros((hidden, inter), np.float32),
+            p + "input_layernorm.weight": np.ones(hidden, np.float32),
+            p + "post_attention_layernorm.weight": np.ones(hidden, np.float32),
+        })
+    figures = {"classifier_words": len(words), "first_replies": len(replies), "called": int(y.sum()),
+               "training_accuracy": round(accuracy, 4), "shift": round(float(shift), 6), "threshold": round(float(threshold), 6), "chains": dict(chains.described)}
+    return {k: mx.array(v) for k, v in weights.items()}, figures
+
+
+def _as_quantized(matrix):
+    """`matrix` as mlx-lm's 5-bit affine quantization (group 64) will hold it."""
+    import mlx.core as mx
+    import numpy as np
+
+    arr = mx.array(matrix)
+    packed, scales, biases = mx.quantize(arr, group_size=64, bits=5)
+    return np.array(mx.dequantize(packed, scales, biases, group_size=64, bits=5))
