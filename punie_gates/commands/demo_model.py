@@ -14,7 +14,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="punie-gates demo-model",
         description="Build an offline demo candidate into a folder: the random demo (default) or, with --agent, "
-        "the demo-agent (trained weights that call tools and answer).",
+        "the demo-agent (weights set from Punie's training data: it calls tools and answers).",
     )
     parser.add_argument(
         "dir", nargs="?", type=Path, help="folder to build into (default: the suite's cache, as `--candidate demo` uses)"
@@ -45,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
         from punie_gates.model.demo_agent import build_into, ensure_demo_agent
 
         path = ensure_demo_agent() if args.dir is None else build_into(args.dir)
-        what, spec = "trained weights", "demo-agent"
+        what, spec = "weights set from Punie's training data", "demo-agent"
     else:
         path = ensure_demo_model() if args.dir is None else _build_into(args.dir)
         what, spec = "random weights", "demo"

@@ -19,8 +19,8 @@ DEMO_NOTE = (
     "tokenizer layout; its verdict exercises the suite and says nothing about any real model"
 )
 DEMO_AGENT_NOTE = (
-    "built-in offline demo-agent candidate: the demo's tiny architecture and tokenizer with weights TRAINED "
-    "on Punie's training data, never on the validation queries; it calls tools and answers, often wrongly; its "
+    "built-in offline demo-agent candidate: the demo's tiny architecture and tokenizer with weights SET FROM "
+    "Punie's training data (never from the validation queries); it calls tools and answers, mostly wrongly; its "
     "verdict exercises the suite and says nothing about any real model"
 )
 

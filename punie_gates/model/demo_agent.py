@@ -1,10 +1,10 @@
-"""The built-in candidate that answers: the demo's architecture and tokenizer with trained weights.
+"""The built-in candidate that answers: the demo's architecture and tokenizer with weights set from Punie's data.
 
 `--candidate demo-agent` is the positive control beside the random demo (the
 negative one): the same mistral3/ministral3 family, the same tekken v13
-tokenizer and chat template, but weights trained on Punie's training data
-(punie_gates.model.demo_agent_recipe) so that it acts like a very small Punie
-agent: a request that needs a tool gets `[TOOL_CALLS]execute_code[ARGS]{"code": ...}`
+tokenizer and chat template, but weights set from Punie's training data
+(punie_gates.model.demo_agent_recipe: a fitted call/text classifier and token chains
+taken from the conversations) so that it acts like a very small Punie agent: a request that needs a tool gets `[TOOL_CALLS]execute_code[ARGS]{"code": ...}`
 with code calling the typed tools, a tool result gets a text answer, a concept
 question gets text. It is tiny and often wrong; what matters is that every path
 of the suite runs on tokens a model generated, and that its reports say it is a
@@ -36,8 +36,8 @@ SHIPPED_FILES = ("model.safetensors", "config.json", "manifest.json")
 
 NOTE = (
     "punie-gates demo-agent candidate: a tiny model with Devstral Small 2's architecture "
-    "(mistral3/ministral3) and a Devstral-compatible tekken tokenizer, with weights TRAINED on "
-    "Punie's training data (never on the validation queries). It calls tools and answers, often "
+    "(mistral3/ministral3) and a Devstral-compatible tekken tokenizer, with weights SET FROM "
+    "Punie's training data (never from the validation queries). It calls tools and answers, mostly "
     "wrongly; it exercises every path of the suite offline and says nothing about any real model."
 )
 

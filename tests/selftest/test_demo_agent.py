@@ -102,6 +102,6 @@ def test_demo_model_agent_builds_a_marked_demo_into_a_folder(tmp_path, monkeypat
     assert "demo-agent model ready" in capsys.readouterr().out
     marker = json.loads((target / "punie_gates_demo.json").read_text(encoding="utf-8"))
     assert marker["demo"] and marker["agent"] and not marker["random_weights"]
-    assert "trained from" in marker["built_from"] and "left out" in marker["built_from"]
+    assert "weights set from" in marker["built_from"] and "left out" in marker["built_from"]
     assert (target / "model.safetensors").read_bytes() == (SHIPPED / "model.safetensors").read_bytes()
     assert resolve_candidate(str(target), cache_dir=tmp_path / "cache", offline=True).is_demo
