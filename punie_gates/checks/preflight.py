@@ -24,7 +24,7 @@ from punie_gates.errors import CandidateError, DataFileError, UserError
 from punie_gates.inputs import readers
 from punie_gates.inputs.catalog import load_catalog
 from punie_gates.inputs.queries import load_queries
-from punie_gates.model.candidate import is_endpoint, is_hub_id, resolve_candidate
+from punie_gates.model.candidate import BUILT_IN, is_endpoint, is_hub_id, resolve_candidate
 
 TRAINING_FILES = ("train.jsonl", "valid.jsonl")
 
@@ -126,7 +126,7 @@ def _query_problems(cfg, gates: Collection[str]) -> list[str]:
 def _candidate_problems(cfg, *, need_weights: bool) -> list[str]:
 
     spec = cfg.candidate
-    if spec == "demo" or is_endpoint(spec) or (is_hub_id(spec) and not Path(spec).expanduser().exists()):
+    if spec in BUILT_IN or is_endpoint(spec) or (is_hub_id(spec) and not Path(spec).expanduser().exists()):
         return []  # built by its fixture / asked over HTTP / may need the network: resolved by the gates
     try:
         resolve_candidate(spec, cache_dir=cfg.cache_dir, offline=True, need_weights=need_weights)

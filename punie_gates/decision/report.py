@@ -17,11 +17,30 @@ from punie_gates.decision import criteria
 from punie_gates.decision.html import write_html
 from punie_gates.decision.page_from_report import serving_line
 from punie_gates.decision.verdict import GateResult, Verdict
+from punie_gates.model.demo_agent import built_from
 
 DEMO_NOTE = (
     "built-in offline demo candidate: a tiny model with RANDOM weights and Devstral's "
     "tokenizer layout; its verdict exercises the suite and says nothing about any real model"
 )
+DEMO_AGENT_NOTE = (
+    "built-in offline demo-agent candidate: the demo's tiny architecture and tokenizer with weights SET FROM "
+    "Punie's training data (never from the validation queries); it calls tools and answers, mostly wrongly; its "
+    "verdict exercises the suite and says nothing about any real model"
+)
+
+
+def demo_note(candidate: str) -> str | None:
+    """What a report says about a built-in demo candidate (None for any other)."""
+    if candidate == "demo":
+        return DEMO_NOTE
+    if candidate == "demo-agent":
+
+        try:
+            return f"{DEMO_AGENT_NOTE} ({built_from()})"
+        except (OSError, ValueError, KeyError):
+            return DEMO_AGENT_NOTE
+    return None
 
 
 ANSWERING_NOTES = {
@@ -83,7 +102,7 @@ class Report:
 
     @property
     def is_demo(self) -> bool:
-        return self.candidate == "demo"
+        return self.candidate in ("demo", "demo-agent")
 
     def to_json(self) -> dict[str, Any]:
         """The gate-report.json document."""
@@ -98,7 +117,7 @@ class Report:
             "candidate": {
                 "spec": self.candidate,
                 "is_demo": self.is_demo,
-                "note": DEMO_NOTE if self.is_demo else None,
+                "note": demo_note(self.candidate),
             },
             "baseline": self.baseline,
             "answering": {"via": self.answer_via, "note": ANSWERING_NOTES.get(self.answer_via or ""),
@@ -447,7 +466,7 @@ def terminal_lines(report: Report, report_paths: Sequence[Path] = (), report_mis
         out.append(f"criteria: {judged['inside_interval']} of {judged['count']} decided inside their interval "
                    "(a note, not a flag; gate-report.md lists them)")
     if report.is_demo:
-        out.append(f"candidate: demo ({DEMO_NOTE})")
+        out.append(f"candidate: {report.candidate} ({demo_note(report.candidate)})")
     where = f" (stopped at {verdict.stopped_at})" if verdict.stopped_at else ""
     if verdict.verdict == "ERROR":
         where = ": not judged (the run stopped before it could judge the candidate; fix the cause below and run again)"

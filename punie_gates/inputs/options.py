@@ -61,7 +61,7 @@ class Option:
 
 
 OPTIONS = (
-    Option("--candidate", "candidate", "the model to judge: 'demo', a local MLX model folder, a Hugging Face repo id, or an OpenAI-compatible server http://HOST:PORT/v1 (screened only: the gates that need its files do not run)", ini="candidate", env="PUNIE_GATES_CANDIDATE", default=DEFAULT_CANDIDATE),
+    Option("--candidate", "candidate", "the model to judge: 'demo', 'demo-agent', a local MLX model folder, a Hugging Face repo id, or an OpenAI-compatible server http://HOST:PORT/v1 (screened only: the gates that need its files do not run)", ini="candidate", env="PUNIE_GATES_CANDIDATE", default=DEFAULT_CANDIDATE),
     Option("--baseline", "baseline", "the model in production (Qwen3 Phase 27), measured beside the candidate where a gate compares: a folder, a repo id, or its running server http://HOST:PORT/v1", ini="baseline", env="PUNIE_GATES_BASELINE"),
     Option("--candidate-model", "candidate_model", "with --candidate URL: the `model` field of its requests (default: default_model, the model mlx_lm.server was started with)", ini="candidate_model", env="PUNIE_GATES_CANDIDATE_MODEL"),
     Option("--baseline-model", "baseline_model", "with --baseline URL: the `model` field of its requests (default: default_model)", ini="baseline_model", env="PUNIE_GATES_BASELINE_MODEL"),
@@ -74,7 +74,7 @@ OPTIONS = (
     Option("--queries", "queries", "validation queries TOML (default data/queries.toml)", ini="queries", env="PUNIE_GATES_QUERIES"),
     Option("--tools", "tools", "tool catalog TOML (default data/tools.toml)", ini="tools"),
     Option("--gates", "gates", "gate thresholds TOML (default data/gates.toml)", ini="gates"),
-    Option("--training-data", "training_data", "folder with train.jsonl and valid.jsonl in Qwen3 form (default: data/phase27_merged, Punie's layout; the demo uses fixtures/demo-training)", ini="training_data", env="PUNIE_GATES_TRAINING_DATA"),
+    Option("--training-data", "training_data", "folder with train.jsonl and valid.jsonl in Qwen3 form (default: data/phase27_merged, Punie's layout; the demos use fixtures/demo-training)", ini="training_data", env="PUNIE_GATES_TRAINING_DATA"),
     Option("--system-prompt", "system_prompt", "file with the system prompt for validation queries (default: the training data's most common one)", ini="system_prompt"),
     Option("--gate4-iters", "gate4_iters", "Gate 4 LoRA iterations (default: data/gates.toml [gate4] iters)", type=int, sets=("gate4.iters",)),
     Option("--gate5-iters", "gate5_iters", "Gate 5 LoRA iterations (default: data/gates.toml [gate5] iters)", type=int, sets=("gate5.iters",)),
@@ -135,7 +135,7 @@ class GateConfig:
 
     @property
     def is_demo(self) -> bool:
-        return self.candidate == "demo"
+        return self.candidate in ("demo", "demo-agent")
 
     @property
     def settings(self) -> GateSettings:
@@ -355,7 +355,7 @@ def resolve_options(
 
     training = _path(get["training_data"], root)
     if training is None:
-        training = paths.fixtures_dir() / "demo-training" if candidate == "demo" else root / "data" / "phase27_merged"
+        training = paths.fixtures_dir() / "demo-training" if candidate in ("demo", "demo-agent") else root / "data" / "phase27_merged"
 
     endpoint_url(candidate, "--candidate")  # a URL the suite will not ask stops the run here
     endpoint_url(get["baseline"], "--baseline")

@@ -1,7 +1,7 @@
 """Naming a candidate model and finding it on disk.
 
-A candidate is named three ways: "demo" (a tiny random-weight model the suite
-builds itself, for offline runs), a local MLX model folder, or a Hugging Face
+A candidate is named three ways: "demo" or "demo-agent" (tiny models the suite
+builds itself, for offline runs: random weights, or trained ones that answer), a local MLX model folder, or a Hugging Face
 repo id. Resolving one yields a local folder; nothing here loads weights.
 A fourth name, an OpenAI-compatible server's URL (`is_endpoint`), has no folder:
 it is asked through answering.endpoint, and the gates that read files do not run.
@@ -21,9 +21,12 @@ from pathlib import Path
 from punie_gates.errors import CandidateError
 from punie_gates.inputs.options import DEFAULT_CANDIDATE, endpoint_url
 from punie_gates.model.demo import ensure_demo_model, is_demo_model
+from punie_gates.model.demo_agent import ensure_demo_agent
 from punie_gates.model.folder import TOKENIZER_MARKERS, config_family, read_config, weight_files
 
 DEMO = "demo"
+DEMO_AGENT = "demo-agent"
+BUILT_IN = (DEMO, DEMO_AGENT)  # candidates the suite builds itself, offline
 
 # What a tokenizer-level look-up fetches: config and tokenizer files, no weights.
 TOKENIZER_FILES = (
@@ -101,6 +104,10 @@ def resolve_candidate(
     if spec == DEMO:
         path = ensure_demo_model(Path(cache_dir))
         return Candidate(spec, DEMO, path, True, config_family(path), "demo")
+    if spec == DEMO_AGENT:
+
+        path = ensure_demo_agent(Path(cache_dir))
+        return Candidate(spec, DEMO_AGENT, path, True, config_family(path), "demo")
 
     local = Path(spec).expanduser()
     # An existing folder wins over a repo id of the same spelling, as in mlx-lm.

@@ -97,6 +97,7 @@ NOTE = (
 
 def key_parts() -> dict:
     """Everything the demo's bytes depend on (its cache folder is named after their hash)."""
+
     return {
         "recipe": RECIPE_VERSION,
         "config": CONFIG,
@@ -109,18 +110,25 @@ def key_parts() -> dict:
 
 def demo_model_dir(cache_dir: Path) -> Path:
     """Where the demo for this recipe and these library versions lives (maybe not built yet)."""
+
     return artifacts.artifact_dir(Path(cache_dir), "demo", key_parts())
 
 
 def ensure_demo_model(cache_dir: Path | None = None) -> Path:
     """The demo model folder under `cache_dir` (default paths.cache_dir()), built if missing."""
+    return ensure_built(cache_dir, "demo", key_parts(), build_demo_model)
+
+
+def ensure_built(cache_dir: Path | None, kind: str, parts: dict, build) -> Path:
+    """`<cache>/<kind>/<key of parts>`, made by `build(folder)` in a private folder renamed
+    into place when missing (shared by the built-in candidates)."""
+
     cache_dir = Path(cache_dir) if cache_dir is not None else paths.cache_dir()
-    parts = key_parts()
-    final = artifacts.artifact_dir(cache_dir, "demo", parts)
+    final = artifacts.artifact_dir(cache_dir, kind, parts)
     if (done := artifacts.cached(final)) is not None:
         return done
     with artifacts.building(final, parts) as partial:
-        build_demo_model(partial)
+        build(partial)
     return final
 
 
@@ -134,16 +142,23 @@ def is_demo_model(path: Path) -> bool:
 
 def build_demo_model(dest: Path) -> Path:
     """Write the demo's files into the empty folder `dest` (deterministic bytes)."""
+    dest = write_tokenizer_files(dest)
+    (dest / "config.json").write_text(json.dumps(CONFIG, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    _write_random_weights(dest)
+    marker = {"demo": True, "random_weights": True, "note": NOTE, "seed": SEED, "recipe": RECIPE_VERSION}
+    (dest / MARKER).write_text(json.dumps(marker, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    return dest
+
+
+def write_tokenizer_files(dest: Path) -> Path:
+    """The demo's tokenizer (tekken v13 layout, transformers files) written into `dest`."""
+
     dest = Path(dest)
     dest.mkdir(parents=True, exist_ok=True)
     tekken = write_tekken(dest / "tekken.json", layout="v13")
     save_hf_tokenizer(tekken, dest, version="v13")
     if not KEEP_TEKKEN:
         tekken.unlink()
-    (dest / "config.json").write_text(json.dumps(CONFIG, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    _write_random_weights(dest)
-    marker = {"demo": True, "random_weights": True, "note": NOTE, "seed": SEED, "recipe": RECIPE_VERSION}
-    (dest / MARKER).write_text(json.dumps(marker, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     return dest
 
 
@@ -164,24 +179,28 @@ def _write_random_weights(dest: Path) -> None:
 
 
 
-def _build_into(target: Path) -> Path | None:
+def _build_into(target: Path, parts: dict | None = None, build=None) -> Path | None:
+    """Build a built-in candidate (default: the random demo) into the folder `target`."""
+
+    parts = key_parts() if parts is None else parts
+    build = build_demo_model if build is None else build
     target = target.expanduser().resolve()
     if target.exists():
         if not target.is_dir() or (any(target.iterdir()) and not is_demo_model(target)):
             print(f"punie-gates demo-model: {target} exists and is not an empty folder or a demo model; "
                   "pick another folder", file=sys.stderr)  # fmt: skip
             return None
-        if _same_recipe(target):
+        if _same_recipe(target, parts):
             return target
-    with artifacts.building(target, key_parts()) as partial:
-        build_demo_model(partial)
+    with artifacts.building(target, parts) as partial:
+        build(partial)
     return target
 
 
-def _same_recipe(folder: Path) -> bool:
+def _same_recipe(folder: Path, parts: dict) -> bool:
+
     try:
         recorded = json.loads((folder / artifacts.INPUTS).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return False
-    return artifacts.is_complete(folder) and recorded == json.loads(json.dumps(key_parts()))
-
+    return artifacts.is_complete(folder) and recorded == json.loads(json.dumps(parts))

@@ -51,7 +51,8 @@ def test_smoke_writes_a_python_function(candidate_model, settings, gate_record, 
     if result.peak_memory_gb > budget:
         problems.append(f"expected peak memory while generating <= {budget:g} GB, found {result.peak_memory_gb:.2f} GB")
     if problems and candidate_model.is_demo:
-        problems.append("this is the demo candidate (random weights): it is expected to fail here")
+        what = "the demo candidate (random weights)" if candidate_model.name == "demo" else "a built-in demo candidate"
+        problems.append(f"this is {what}: it is expected to fail here")
     assert not problems, "; ".join(problems)
 
 

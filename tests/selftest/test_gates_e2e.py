@@ -155,56 +155,56 @@ def servers_left(cache: Path) -> list[str]:
     return found
 
 
-def test_every_gate_runs_with_run_all_gates(suite, gate_cache):
-    """All six gates run past Gate 1's failure: passed or failed, none skipped; answers come
-    through mlx_lm.server, the baseline is asked the same way, and no server is left."""
+def test_every_gate_runs_on_the_demo_agent_with_run_all_gates(suite, gate_cache):
+    """All six gates run on a candidate that answers (`--candidate demo-agent`),
+    the random demo as the baseline: passed or failed, none skipped; answers come through
+    mlx_lm.server, its calls come back as tool_calls, tool results are sent back and the
+    follow-ups scored, the two models differ query by query (McNemar on discordant pairs),
+    misses are counted by cause, and no server is left. (It replaced the same run on the
+    random demo, whose answers never called a tool: those paths never ran.)"""
     gates = small_gates(suite, gate4__valid_examples=2)
     result, doc = run(
-        suite, "--candidate", "demo", "--baseline", "demo", "--run-all-gates", f"--gates={gates}", *small_data(suite),
-        "--gate4-iters", "2", "--gate5-iters", "2", "--gate4-examples", "4", "--max-tokens", "8",
+        suite, "--candidate", "demo-agent", "--baseline", "demo", "--run-all-gates", f"--gates={gates}",
+        "--gate4-iters", "2", "--gate5-iters", "2", "--gate4-examples", "4", "--max-tokens", "48",
         "--gen-batch-size", "8", "--bench",
     )
     assert result.ret == 1
-    assert (doc["verdict"], doc["stopped_at"]) == ("NO_GO", "gate1")
+    assert doc["verdict"] == "NO_GO"
+    assert doc["candidate"]["is_demo"] and "SET FROM Punie's training data" in doc["candidate"]["note"]
+    assert "left out" in doc["candidate"]["note"]
     for gate, status in statuses(doc).items():
         assert status in ("passed", "failed"), (gate, status, doc["gates"][gate]["reasons"])
     g2, g3 = doc["gates"]["gate2"]["figures"], doc["gates"]["gate3"]["figures"]
     assert g2["avg_latency_s"] > 0 and len(g2["per_query"]) == 10
     assert (suite.path / "reports" / "gate2-benchmark.json").is_file()
-    assert "well_formed_calls" in g3
+    assert g3["well_formed_calls"] >= 1, g3  # parsed from the server's tool_calls
     # --bench: the plan's way and the suite's, side by side, the figures `punie-gates bench` prints
     bench = g2["bench"]
-    assert (bench["queries"], bench["batch_size"], bench["max_tokens"]) == (40, 8, 8)
+    assert (bench["queries"], bench["batch_size"]) == (40, 8)
     assert bench["prefill_tokens_suite"] < bench["prefill_tokens_naive"] and bench["speedup"] > 0
     assert json.loads((suite.path / "reports" / "bench.json").read_text()) == bench
-    result.stdout.fnmatch_lines(["speed to verdict (--bench): plan's cap: naive * s, suite * s: speedup *x (prefill *"
-                                 "; at the training data's answer lengths (caps *): naive * s, suite * s: speedup *x*"])
-    assert bench["workload"] == "plan_cap" and bench["training_lengths"]["workload"] == "training_lengths"
-    assert len(bench["training_lengths"]["caps"]) == 40 and max(bench["training_lengths"]["caps"]) <= 8
     g4 = doc["gates"]["gate4"]["figures"]
     assert g4["loss_curve"]["valid"] and "lora_retention" in g4
     # what each step cost, per gate; Gate 4 fused through the streamed path
     steps = {gate: [s["step"] for s in doc["gates"][gate]["figures"]["steps"]] for gate in GATES[1:]}
-    # Through mlx_lm.server the model is loaded by the server (its start is in figures.answering),
-    # so only Gate 1 (and Gate 2's in-process --bench) load it in this process.
+    # The demo-agent ships at the target bits: Gate 1 loads it as is, nothing quantized.
     assert steps["gate1"] == ["quantize", "load", "smoke"] and steps["gate3"] == ["answer"]
+    assert doc["gates"]["gate1"]["figures"]["quantized_by_suite"] is False
     assert steps["gate2"] == ["answer", "answer baseline", "load", "bench"]
     assert steps["gate4"] == ["train", "evaluate", "fuse", "retention", "answer", "multi-turn", "answer baseline",
                               "held-out", "held-out baseline"]
     fuse = next(s for s in doc["gates"]["gate4"]["figures"]["steps"] if s["step"] == "fuse")
     assert fuse["method"] == "streamed" and fuse["bytes_written"] > 0 and fuse["peak_memory_gb"] > 0
-    assert g4["fusion"]["method"] == "streamed" and g4["fusion"]["fallback"] is None
     assert doc["work_folder"]["bytes"] > 0
-    result.stdout.fnmatch_lines(["gate4  steps: train *s*, fuse *s *, retention *"])
     g5 = doc["gates"]["gate5"]["figures"]
     assert "lora_retention" in g5 and g5["total"] == 40
-    # the shared prefix is prefilled once (the server's prompt cache), not once per query
     assert g5["generation"]["prefill_tokens_suite"] < g5["generation"]["prefill_tokens_naive"] / 4
     assert g5["generation"]["via"] == "server"
     assert_compared_through_the_server(suite.path / "reports", doc, result)
     assert not servers_left(gate_cache)
     _multi_turn_was_reported(suite.path / "reports", doc)
     _heldout_was_reported(suite.path / "reports", doc, result)
+    _ran_on_generated_tokens(doc)
 
 
 def _heldout_was_reported(reports: Path, doc, result) -> None:
@@ -221,10 +221,33 @@ def _heldout_was_reported(reports: Path, doc, result) -> None:
     result.stdout.fnmatch_lines(["gate4 held-out next steps: */* * vs baseline */* * s)"])  # [ is fnmatch's
 
 
+def _ran_on_generated_tokens(doc) -> None:
+    """The paths the random demo never reaches: calls in tool_calls, follow-ups asked with the
+    query's results and scored, passes and failures with reasons, discordant pairs, causes."""
+    from punie_gates.inputs.queries import load_queries
+
+    queries = {q.id: q for q in load_queries().queries}
+    g5 = doc["gates"]["gate5"]["figures"]
+    rows = {r["id"]: r for r in g5["queries"]}
+    called = [i for i, r in rows.items() if r["tool_calls"]]
+    assert len(called) >= 10, called
+    assert all(c["name"] == "execute_code" and "typecheck" in c["arguments"] for i in called for c in rows[i]["tool_calls"])
+    # a tool query whose reply called a typed tool with a result in the query data got a second reply
+    asked = [i for i in called if queries[i].expect == "tool" and set(rows[i]["tools"]) & set(queries[i].results)]
+    assert asked
+    for i in asked:
+        assert len(rows[i]["followup"]["turns"]) >= 2, (i, rows[i]["followup"])
+    passed = [r for r in rows.values() if r["passed"]]
+    failed = [r for r in rows.values() if not r["passed"]]
+    assert passed and failed and all(r["reason"] for r in passed + failed)
+    assert all(r.get("cause") in ("model", "server", "stream") for r in failed)
+    m = g5["mcnemar"]
+    assert m["only_candidate"] + m["only_baseline"] >= 1 and 0 <= m["p_two_sided"] <= 1
+
+
 def _multi_turn_was_reported(reports: Path, doc) -> None:
-    """The multi-turn pass on the demo: per-query follow-up verdicts and totals in the
-    report, conversations saved and re-scorable offline; the random demo passes no
-    direct query (the first turn checks the terms an answer cannot avoid)."""
+    """The multi-turn pass: per-query follow-up verdicts and totals in the report,
+    conversations saved and re-scorable offline; every direct query has its reason."""
     import subprocess
     import sys
 
@@ -241,7 +264,7 @@ def _multi_turn_was_reported(reports: Path, doc) -> None:
         assert len(tool) == total and all(isinstance(rows[q]["followup"]["passed"], bool) for q in tool)
         assert followup["correct"] == sum(rows[q]["followup"]["passed"] for q in tool)
         direct = [q.id for q in queries.queries if q.id in rows and q.expect == "direct"]
-        assert direct and not any(rows[q]["passed"] for q in direct), [rows[q]["reason"] for q in direct]
+        assert direct and all(rows[q]["reason"] for q in direct)
         saved = reports / f"{gate}-conversations.jsonl"
         proc = subprocess.run([sys.executable, "-m", "punie_gates", "score", "--conversations", str(saved)],
                               capture_output=True, text=True, timeout=300)
@@ -261,7 +284,9 @@ def assert_compared_through_the_server(reports: Path, doc: dict, result) -> None
     assert doc["answering"]["via"] == "server" and "mlx_lm.server" in doc["answering"]["note"]
     g2, g5 = doc["gates"]["gate2"]["figures"], doc["gates"]["gate5"]["figures"]
     assert g2["timed_via"] == "server" and all(q["baseline_latency_s"] > 0 for q in g2["per_query"])
-    assert all(q["ttft_s"] is not None for q in g2["per_query"])  # streamed: time to first token
+    # streamed: time to first token; None for a reply the token budget cut inside a call
+    # (the server holds a call's text until it ends, so no chunk ever came)
+    assert any(q["ttft_s"] is not None for q in g2["per_query"])
     for gate in ("gate2", "gate3", "gate4", "gate5"):
         server = doc["gates"][gate]["figures"]["answering"]["server"]
         assert "mlx_lm.server" in server["command"] and " --model " in server["command"] and server["versions"]["mlx-lm"]
