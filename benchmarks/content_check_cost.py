@@ -57,11 +57,20 @@ def main(argv: list[str] | None = None) -> int:
         if made and not args.keep:
             path.unlink(missing_ok=True)
     rate = size / seconds / 1e9
-    print(json.dumps({
-        "file": str(path), "sparse": made, "bytes": size, "workers": args.workers or os.cpu_count(),
-        "seconds": round(seconds, 2), "gb_per_s": round(rate, 3), "seconds_for_16_gb": round(16 / rate, 1),
-        "machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
-    }))
+    print(
+        json.dumps(
+            {
+                "file": str(path),
+                "sparse": made,
+                "bytes": size,
+                "workers": args.workers or os.cpu_count(),
+                "seconds": round(seconds, 2),
+                "gb_per_s": round(rate, 3),
+                "seconds_for_16_gb": round(16 / rate, 1),
+                "machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
+            }
+        )
+    )
     return 0
 
 

@@ -46,7 +46,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--data", type=Path, help="folder with Qwen3-form train.jsonl/valid.jsonl (default: fixtures/demo-training)"
     )
-    parser.add_argument("--work-dir", type=Path, help="keep adapters and fused models here (default: a temporary folder)")
+    parser.add_argument(
+        "--work-dir", type=Path, help="keep adapters and fused models here (default: a temporary folder)"
+    )
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
 
@@ -73,7 +75,11 @@ def main(argv: list[str] | None = None) -> int:
         valid_records = stratified_sample(valid.records, args.valid, args.seed)
         # Validation only at the start and the end: the curve is not what this measures.
         settings = TrainSettings(
-            iters=args.iters, learning_rate=args.learning_rate, seed=args.seed, val_batches=-1, steps_per_eval=args.iters
+            iters=args.iters,
+            learning_rate=args.learning_rate,
+            seed=args.seed,
+            val_batches=-1,
+            steps_per_eval=args.iters,
         )
         trained = train_lora(base, train_records, valid_records, settings, work)
         prompts = training_token_ids(base, valid_records)
@@ -83,25 +89,29 @@ def main(argv: list[str] | None = None) -> int:
             figures[bits] = lora_retention(base, trained.adapter_dir, fused, prompts)
 
     five, four = figures[5], figures[4]
-    print(json.dumps({
-        "benchmark": "retention_4bit_vs_5bit",
-        "model": str(args.model) if args.model else "demo (random weights, 5-bit base)",
-        "machine": f"{platform.system()} {platform.machine()}",
-        "iters": args.iters,
-        "learning_rate": args.learning_rate,
-        "train_examples": len(train_records),
-        "valid_prompts": len(prompts),
-        "retention_5bit": five.value,
-        "retention_4bit": four.value,
-        "five_keeps_more": five.value > four.value,
-        "delta_projection_5bit": five.delta_projection,
-        "delta_projection_4bit": four.delta_projection,
-        "kl_adapter_vs_base": five.kl_adapter_vs_base,
-        "kl_adapter_vs_fused_5bit": five.kl_adapter_vs_fused,
-        "kl_adapter_vs_fused_4bit": four.kl_adapter_vs_fused,
-        "val_loss": [trained.curve.start, trained.curve.end],
-        "seconds": round(time.perf_counter() - started, 1),
-    }))
+    print(
+        json.dumps(
+            {
+                "benchmark": "retention_4bit_vs_5bit",
+                "model": str(args.model) if args.model else "demo (random weights, 5-bit base)",
+                "machine": f"{platform.system()} {platform.machine()}",
+                "iters": args.iters,
+                "learning_rate": args.learning_rate,
+                "train_examples": len(train_records),
+                "valid_prompts": len(prompts),
+                "retention_5bit": five.value,
+                "retention_4bit": four.value,
+                "five_keeps_more": five.value > four.value,
+                "delta_projection_5bit": five.delta_projection,
+                "delta_projection_4bit": four.delta_projection,
+                "kl_adapter_vs_base": five.kl_adapter_vs_base,
+                "kl_adapter_vs_fused_5bit": five.kl_adapter_vs_fused,
+                "kl_adapter_vs_fused_4bit": four.kl_adapter_vs_fused,
+                "val_loss": [trained.curve.start, trained.curve.end],
+                "seconds": round(time.perf_counter() - started, 1),
+            }
+        )
+    )
     return 0
 
 

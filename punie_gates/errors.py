@@ -63,7 +63,11 @@ class UnsavedResultsError(UserError, RuntimeError):
 
 
 # OSErrors that say the machine, not the model or the suite, is in the way.
-_ENVIRONMENT_ERRNOS = {errno.ENOSPC: "disk full", errno.EDQUOT: "disk quota exceeded", errno.EROFS: "read-only file system"}
+_ENVIRONMENT_ERRNOS = {
+    errno.ENOSPC: "disk full",
+    errno.EDQUOT: "disk quota exceeded",
+    errno.EROFS: "read-only file system",
+}
 
 
 def user_error_message(exc: BaseException) -> str | None:
@@ -73,10 +77,14 @@ def user_error_message(exc: BaseException) -> str | None:
         lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
         return "; ".join(lines) or type(exc).__name__
     if isinstance(exc, OSError) and exc.errno in (errno.EACCES, errno.EPERM) and exc.filename:
-        return (f"permission denied on {exc.filename} ({exc.strerror}): make it writable by this user, or point "
-                "--report-dir / --work-dir (PUNIE_GATES_REPORT_DIR / PUNIE_GATES_WORK_DIR) at a folder that is")
+        return (
+            f"permission denied on {exc.filename} ({exc.strerror}): make it writable by this user, or point "
+            "--report-dir / --work-dir (PUNIE_GATES_REPORT_DIR / PUNIE_GATES_WORK_DIR) at a folder that is"
+        )
     if isinstance(exc, OSError) and exc.errno in _ENVIRONMENT_ERRNOS:
         where = f" writing {exc.filename}" if exc.filename else ""
-        return (f"{_ENVIRONMENT_ERRNOS[exc.errno]}{where} ({exc.strerror}): free space there, or point "
-                "--report-dir / --work-dir (PUNIE_GATES_REPORT_DIR / PUNIE_GATES_WORK_DIR) at another disk")
+        return (
+            f"{_ENVIRONMENT_ERRNOS[exc.errno]}{where} ({exc.strerror}): free space there, or point "
+            "--report-dir / --work-dir (PUNIE_GATES_REPORT_DIR / PUNIE_GATES_WORK_DIR) at another disk"
+        )
     return None

@@ -70,8 +70,6 @@ def progress_printer(
     return progress
 
 
-
-
 def format_line(step: str, done: int, total: int, figures: dict, *, eta_s: float | None) -> str:
     parts = [f"[punie-gates] {step} {done}/{total}" if total else f"[punie-gates] {step} {done}"]
     if total:

@@ -35,8 +35,14 @@ class Interval:
         return self.passed / self.total if self.total else 0.0
 
     def to_json(self) -> dict:
-        return {"passed": self.passed, "total": self.total, "rate": round(self.rate, 4),
-                "low": round(self.low, 4), "high": round(self.high, 4), "confidence": self.confidence}
+        return {
+            "passed": self.passed,
+            "total": self.total,
+            "rate": round(self.rate, 4),
+            "low": round(self.low, 4),
+            "high": round(self.high, 4),
+            "confidence": self.confidence,
+        }
 
 
 def wilson_interval(passed: int, total: int, confidence: float = 0.95) -> Interval:
@@ -75,10 +81,16 @@ class McNemar:
         return self.only_candidate + self.only_baseline
 
     def to_json(self) -> dict:
-        return {"both_passed": self.both_passed, "both_failed": self.both_failed,
-                "only_candidate": self.only_candidate, "only_baseline": self.only_baseline,
-                "discordant": self.discordant, "p_two_sided": self.p_two_sided,
-                "p_candidate_worse": self.p_candidate_worse, "p_baseline_worse": self.p_baseline_worse}
+        return {
+            "both_passed": self.both_passed,
+            "both_failed": self.both_failed,
+            "only_candidate": self.only_candidate,
+            "only_baseline": self.only_baseline,
+            "discordant": self.discordant,
+            "p_two_sided": self.p_two_sided,
+            "p_candidate_worse": self.p_candidate_worse,
+            "p_baseline_worse": self.p_baseline_worse,
+        }
 
 
 def mcnemar_exact(candidate: Sequence[bool], baseline: Sequence[bool]) -> McNemar:
@@ -121,15 +133,21 @@ class Paired:
 
     def to_json(self) -> dict:
         """In the report's keys: `interval`, `baseline_interval`, `mcnemar`."""
-        return {"interval": self.candidate.to_json(), "baseline_interval": self.baseline.to_json(),
-                "mcnemar": self.mcnemar.to_json()}
+        return {
+            "interval": self.candidate.to_json(),
+            "baseline_interval": self.baseline.to_json(),
+            "mcnemar": self.mcnemar.to_json(),
+        }
 
 
 def paired(candidate: Sequence[bool], baseline: Sequence[bool], confidence: float = 0.95) -> Paired:
     """Paired pass/fail outcomes in (same items, same order), both intervals and the test out."""
     mcnemar = mcnemar_exact(candidate, baseline)
-    return Paired(wilson_interval(sum(map(bool, candidate)), len(candidate), confidence),
-                  wilson_interval(sum(map(bool, baseline)), len(baseline), confidence), mcnemar)
+    return Paired(
+        wilson_interval(sum(map(bool, candidate)), len(candidate), confidence),
+        wilson_interval(sum(map(bool, baseline)), len(baseline), confidence),
+        mcnemar,
+    )
 
 
 # --- a count criterion against its interval ---------------------------------------------------
@@ -177,9 +195,16 @@ class AgainstThreshold:
         return f"{iv.total} {unit} cannot tell whether the rate {rate}; interval {100 * iv.low:.0f}-{_pct(iv.high)}"
 
     def to_json(self, unit: str = "queries") -> dict:
-        return {"passed": self.interval.passed, "total": self.interval.total, "min": self.minimum,
-                "threshold": round(self.threshold, 4), "interval": self.interval.to_json(), "met": self.met,
-                "decided": UNDECIDED if self.inside else DECIDED, "note": self.note(unit)}
+        return {
+            "passed": self.interval.passed,
+            "total": self.interval.total,
+            "min": self.minimum,
+            "threshold": round(self.threshold, 4),
+            "interval": self.interval.to_json(),
+            "met": self.met,
+            "decided": UNDECIDED if self.inside else DECIDED,
+            "note": self.note(unit),
+        }
 
 
 def _pct(rate: float) -> str:
@@ -247,17 +272,26 @@ class Detectable:
 
     def sentence(self, unit: str = "queries") -> str:
         if self.difference is None:
-            return (f"no difference in pass rate could be seen with {self.pairs} {unit} at alpha {self.alpha:g} "
-                    f"and {self.power:.0%} power ({self.assumed})")
-        return (f"a difference smaller than {100 * self.difference:.0f} points could not be seen with "
-                f"{self.pairs} {unit} ({self.power:.0%} power, exact McNemar one-sided at alpha {self.alpha:g}; "
-                f"{self.assumed})")
+            return (
+                f"no difference in pass rate could be seen with {self.pairs} {unit} at alpha {self.alpha:g} "
+                f"and {self.power:.0%} power ({self.assumed})"
+            )
+        return (
+            f"a difference smaller than {100 * self.difference:.0f} points could not be seen with "
+            f"{self.pairs} {unit} ({self.power:.0%} power, exact McNemar one-sided at alpha {self.alpha:g}; "
+            f"{self.assumed})"
+        )
 
     def to_json(self, unit: str = "queries") -> dict:
-        return {"pairs": self.pairs, "alpha": self.alpha, "power": self.power,
-                "observed_discordance": round(self.observed_discordance, 4),
-                "difference": None if self.difference is None else round(self.difference, 4),
-                "assumed": self.assumed, "sentence": self.sentence(unit)}
+        return {
+            "pairs": self.pairs,
+            "alpha": self.alpha,
+            "power": self.power,
+            "observed_discordance": round(self.observed_discordance, 4),
+            "difference": None if self.difference is None else round(self.difference, 4),
+            "assumed": self.assumed,
+            "sentence": self.sentence(unit),
+        }
 
 
 def detectable_difference(mcnemar: McNemar, alpha: float, power: float = POWER) -> Detectable:
@@ -271,9 +305,11 @@ def detectable_difference(mcnemar: McNemar, alpha: float, power: float = POWER) 
     """
     pairs = mcnemar.both_passed + mcnemar.both_failed + mcnemar.discordant
     observed = mcnemar.discordant / pairs if pairs else 0.0
-    assumed = (f"discordance as observed, {mcnemar.discordant}/{pairs}, or the difference itself where larger"
-               if mcnemar.discordant else
-               "no discordant pair observed: assumed every discordant item goes one way (a lower bound)")
+    assumed = (
+        f"discordance as observed, {mcnemar.discordant}/{pairs}, or the difference itself where larger"
+        if mcnemar.discordant
+        else "no discordant pair observed: assumed every discordant item goes one way (a lower bound)"
+    )
 
     def power_at(diff: float) -> float:
         return mcnemar_power(pairs, diff, max(observed, diff), alpha)

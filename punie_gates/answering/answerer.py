@@ -97,25 +97,40 @@ class ServerAnswerer:
         s = self.settings
         # Unstreamed with the generated ids: each answer keeps what the model wrote beside what
         # the API returned, so a miss can be told the model's, the server's or the stream's.
-        return ask_queries(self.served, conversations, tools=s.tools, max_tokens=s.max_tokens,
-                           concurrency=s.batch_size, progress=s.progress, raw=True)
+        return ask_queries(
+            self.served,
+            conversations,
+            tools=s.tools,
+            max_tokens=s.max_tokens,
+            concurrency=s.batch_size,
+            progress=s.progress,
+            raw=True,
+        )
 
     def time_each(self, conversations: Sequence[Conversation], *, max_tokens: int) -> list[QueryAnswer]:
 
-        return ask_queries(self.served, conversations, tools=self.settings.tools, max_tokens=max_tokens,
-                           concurrency=1, stream=True, warm_up=False, progress=self.settings.progress)
+        return ask_queries(
+            self.served,
+            conversations,
+            tools=self.settings.tools,
+            max_tokens=max_tokens,
+            concurrency=1,
+            stream=True,
+            warm_up=False,
+            progress=self.settings.progress,
+        )
 
     def ask_many(self) -> AskMany:
         import openai
-
 
         served, tools, budget = self.served, self.settings.tools, self.settings.max_tokens
 
         def ask(messages):
             # The base URL is read per question: the slot may have restarted the server meanwhile.
             # No retries (a retried request hides a failure); a dead or stalled server is one ServerError.
-            client = openai.OpenAI(base_url=served.base_url, api_key="not-needed", max_retries=0,
-                                   timeout=DEFAULT_REQUEST_TIMEOUT_S)
+            client = openai.OpenAI(
+                base_url=served.base_url, api_key="not-needed", max_retries=0, timeout=DEFAULT_REQUEST_TIMEOUT_S
+            )
             try:
                 return server_ask(client, "default_model", tools, max_tokens=budget)(messages)
             finally:
@@ -135,7 +150,6 @@ class ServerAnswerer:
         """As production's server loads it (no mistral-common: TokenizersBackend beside tekken.json),
         which is also how training loads it (model.tokenizer.training_tokenizer_config)."""
         from mlx_lm.utils import load_tokenizer
-
 
         return load_tokenizer(self.path, tokenizer_config_extra=training_tokenizer_config(self.path))
 
@@ -178,22 +192,37 @@ class InProcessAnswerer:
 
         model, tokenizer = self.loaded()
         s = self.settings
-        generations = generate_answers(model, tokenizer, self._prompts(tokenizer, conversations),
-                                       max_tokens=s.max_tokens, batch_size=s.batch_size, progress=s.progress)
+        generations = generate_answers(
+            model,
+            tokenizer,
+            self._prompts(tokenizer, conversations),
+            max_tokens=s.max_tokens,
+            batch_size=s.batch_size,
+            progress=s.progress,
+        )
         return [from_generation(g) for g in generations]
 
     def time_each(self, conversations: Sequence[Conversation], *, max_tokens: int) -> list[QueryAnswer]:
 
         model, tokenizer = self.loaded()
-        return [from_generation(g) for g in generate_naive(model, tokenizer, self._prompts(tokenizer, conversations),
-                                                            max_tokens=max_tokens, progress=self.settings.progress)]
+        return [
+            from_generation(g)
+            for g in generate_naive(
+                model,
+                tokenizer,
+                self._prompts(tokenizer, conversations),
+                max_tokens=max_tokens,
+                progress=self.settings.progress,
+            )
+        ]
 
     def ask_many(self) -> AskMany:
 
         model, tokenizer = self.loaded()
         s = self.settings
-        return in_process_ask(model, tokenizer, s.tools, max_tokens=s.max_tokens, batch_size=s.batch_size,
-                              progress=s.progress)
+        return in_process_ask(
+            model, tokenizer, s.tools, max_tokens=s.max_tokens, batch_size=s.batch_size, progress=s.progress
+        )
 
     def prompt_tokenizer(self):
         return self.loaded()[1]
@@ -208,19 +237,25 @@ class InProcessAnswerer:
         return {"via": self.via, "model": self.label, "path": str(self.path)}
 
 
-def make_answerer(via: str, *, label: str, path: Path | None, settings: AnswerSettings, slot=None,
-                  log_path: Path | None = None, load: Callable[[], Any] | None = None,
-                  endpoint=None) -> Answerer:
+def make_answerer(
+    via: str,
+    *,
+    label: str,
+    path: Path | None,
+    settings: AnswerSettings,
+    slot=None,
+    log_path: Path | None = None,
+    load: Callable[[], Any] | None = None,
+    endpoint=None,
+) -> Answerer:
     """The one place the answering path is chosen: `via` "server" serves `path` through `slot`
     (its log at `log_path`); "inprocess" generates on what `load()` returns; "endpoint" asks
     `endpoint` (answering.endpoint.Endpoint: a model someone else serves, named by its URL)."""
     if via == VIA_ENDPOINT:
-
         if endpoint is None:
             raise ValueError("answering via an endpoint needs the Endpoint")
         return EndpointAnswerer(endpoint, settings)
     if via == VIA_SERVER:
-
         if slot is None or log_path is None:
             raise ValueError("answering via the server needs the run's ServerSlot and a log path")
         return ServerAnswerer(ServedModel(slot, path, log_path, label, settings.tools), settings)

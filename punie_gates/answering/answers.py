@@ -72,7 +72,12 @@ class QueryAnswer:
 
     def record(self) -> dict[str, Any]:
         """The saved JSONL record (the input of `punie-gates score --responses`)."""
-        out: dict[str, Any] = {"id": self.id, "response": self.text, "via": self.via, "finish_reason": self.finish_reason}
+        out: dict[str, Any] = {
+            "id": self.id,
+            "response": self.text,
+            "via": self.via,
+            "finish_reason": self.finish_reason,
+        }
         if self.tool_calls is not None:
             out["tool_calls"] = [dict(c) for c in self.tool_calls]
         if self.raw_text is not None and self.raw_text != self.text:
@@ -129,5 +134,7 @@ def save_jsonl(path: Path, records: Sequence[Mapping[str, Any]], what: str) -> P
     except OSError as exc:
         raise UnsavedResultsError(
             f"{failure}: {advice}; the {len(lines)} {what} could not be kept elsewhere either "
-            f"({exc.strerror or exc}): they follow the verdict", tuple(lines)) from None
+            f"({exc.strerror or exc}): they follow the verdict",
+            tuple(lines),
+        ) from None
     raise UnsavedResultsError(f"{failure}: {advice}; the {len(lines)} {what} were kept in {kept}")

@@ -75,7 +75,6 @@ class Answer:
         return out
 
 
-
 def ask(
     base_url: str,
     conversations: Sequence[Conversation],
@@ -249,9 +248,7 @@ def _read_stream(client, messages: list[dict], request: dict, partial: _Partial,
                 partial.reasoning += reasoning
                 for call in delta.tool_calls or ():
                     function = call.function
-                    partial.add_call(
-                        call.index, call.id, function and function.name, function and function.arguments
-                    )
+                    partial.add_call(call.index, call.id, function and function.name, function and function.arguments)
                 if choice.finish_reason:
                     partial.finish_reason = choice.finish_reason
     if not partial.finish_reason:

@@ -38,7 +38,6 @@ class ConcurrencyTiming:
     errors: int  # failed requests over both passes
 
 
-
 def answer_via_server(
     model_path: Path | str,
     conversations: Sequence[Conversation],

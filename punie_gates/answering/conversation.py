@@ -143,7 +143,13 @@ def for_openai(messages: Sequence[Mapping[str, Any]]) -> list[dict]:
         message = dict(message)
         if message.get("tool_calls"):
             message["tool_calls"] = [
-                {**c, "function": {**c["function"], "arguments": json.dumps(c["function"]["arguments"], ensure_ascii=False)}}
+                {
+                    **c,
+                    "function": {
+                        **c["function"],
+                        "arguments": json.dumps(c["function"]["arguments"], ensure_ascii=False),
+                    },
+                }
                 for c in message["tool_calls"]
             ]
         out.append(message)
@@ -348,8 +354,9 @@ def in_process_ask(
             except Exception as exc:  # e.g. a template with no tool role, a tokenizer refusing
                 out[index] = exc
         if prompts:
-            answers = generate_answers(model, tokenizer, prompts, max_tokens=max_tokens, batch_size=batch_size,
-                                       progress=progress)
+            answers = generate_answers(
+                model, tokenizer, prompts, max_tokens=max_tokens, batch_size=batch_size, progress=progress
+            )
             for generation in answers:
                 out[int(generation.id)] = reply_from_text(generation.text, fmt, schemas)
         return out  # type: ignore[return-value]
@@ -391,7 +398,11 @@ def conversation_record(conversation: Conversation) -> dict:
                 "text": t.reply.text,
                 "content": t.reply.content,
                 "calls": [
-                    {"name": c.name, "arguments": dict(c.arguments) if c.arguments is not None else None, "error": c.error}
+                    {
+                        "name": c.name,
+                        "arguments": dict(c.arguments) if c.arguments is not None else None,
+                        "error": c.error,
+                    }
                     for c in t.reply.calls
                 ],
                 "tools": [list(tools) for tools in t.tools],
@@ -411,18 +422,26 @@ def conversation_from_record(record: Mapping[str, Any]) -> Conversation:
         turns = []
         for t in record["turns"]:
             calls = tuple(
-                ParsedCall(c["name"], MappingProxyType(c["arguments"]) if c["arguments"] is not None else None, c["error"])
+                ParsedCall(
+                    c["name"], MappingProxyType(c["arguments"]) if c["arguments"] is not None else None, c["error"]
+                )
                 for c in t["calls"]
             )
             reply = Reply(t["text"], t["content"], calls)
             turns.append(
-                Turn(reply, tuple(tuple(x) for x in t["tools"]), tuple(t["results"]), t.get("stop"), t.get("detail", ""))
+                Turn(
+                    reply, tuple(tuple(x) for x in t["tools"]), tuple(t["results"]), t.get("stop"), t.get("detail", "")
+                )
             )
         stop = record["stop"]
         if stop not in STOPS:
             raise ValueError(f"unknown stop {stop!r} (one of {', '.join(STOPS)})")
         return Conversation(
-            record["id"], tuple(record["messages"]), tuple(turns), stop, record.get("detail", ""),
+            record["id"],
+            tuple(record["messages"]),
+            tuple(turns),
+            stop,
+            record.get("detail", ""),
             record.get("prompt_messages", 0),
         )
     except (KeyError, TypeError) as exc:

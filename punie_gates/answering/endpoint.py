@@ -48,8 +48,10 @@ _SHOWN = 300  # characters of an unexpected answer quoted in an error
 
 class _NoRedirect(urllib.request.HTTPRedirectHandler):
     def redirect_request(self, req, fp, code, msg, headers, newurl):
-        raise EndpointError(f"{req.full_url} answered {code} redirecting to {newurl}: the suite sends requests only "
-                            "to the URL given; pass the URL the server really answers at")
+        raise EndpointError(
+            f"{req.full_url} answered {code} redirecting to {newurl}: the suite sends requests only "
+            "to the URL given; pass the URL the server really answers at"
+        )
 
 
 _OPENER = urllib.request.build_opener(_NoRedirect)
@@ -58,8 +60,15 @@ _OPENER = urllib.request.build_opener(_NoRedirect)
 class Endpoint:
     """A model behind an OpenAI-compatible URL, asked like a ServedModel; nothing is started."""
 
-    def __init__(self, url: str, *, label: str, model: str | None = None, api_key_env: str = DEFAULT_API_KEY_ENV,
-                 timeout_s: float = DEFAULT_ENDPOINT_TIMEOUT_S):
+    def __init__(
+        self,
+        url: str,
+        *,
+        label: str,
+        model: str | None = None,
+        api_key_env: str = DEFAULT_API_KEY_ENV,
+        timeout_s: float = DEFAULT_ENDPOINT_TIMEOUT_S,
+    ):
         base = endpoint_url(url, f"--{label.split()[-1]}")
         if base is None:
             raise EndpointError(f"{url}: not an http(s) URL; give the server's base URL, e.g. http://127.0.0.1:8080/v1")
@@ -126,19 +135,28 @@ class Endpoint:
         """The error for requests that failed: the URL, how many, and what came back."""
         first = failed[0]
         timeout = "timed out" in first.error.lower() or "timeout" in first.error.lower()
-        what = (f"did not answer within --endpoint-timeout {self.request_timeout_s:g} s" if timeout
-                else "did not give a chat completion")
+        what = (
+            f"did not answer within --endpoint-timeout {self.request_timeout_s:g} s"
+            if timeout
+            else "did not give a chat completion"
+        )
         returned = "" if timeout else f"; a plain request to {self.url}/chat/completions returned {self._returns()}"
-        return EndpointError(self.redact(
-            f"{self.url} ({self.label}, model {self.model!r}) {what}: {len(failed)} of {len(answers)} requests failed; "
-            f"first: {first.id}: {first.error[:_SHOWN]}{returned}"
-        ))
+        return EndpointError(
+            self.redact(
+                f"{self.url} ({self.label}, model {self.model!r}) {what}: {len(failed)} of {len(answers)} requests failed; "
+                f"first: {first.id}: {first.error[:_SHOWN]}{returned}"
+            )
+        )
 
     def _returns(self) -> str:
         """What one small chat request gets back, raw (status, type, the start of the body): for the error."""
         body = json.dumps({"model": self.model, "messages": [{"role": "user", "content": "ping"}], "max_tokens": 1})
-        request = urllib.request.Request(f"{self.url}/chat/completions", data=body.encode(), method="POST",
-                                         headers={"Content-Type": "application/json", **self._auth()})
+        request = urllib.request.Request(
+            f"{self.url}/chat/completions",
+            data=body.encode(),
+            method="POST",
+            headers={"Content-Type": "application/json", **self._auth()},
+        )
         timeout = min(PROBE_TIMEOUT_S, self.request_timeout_s)
         try:
             response = _OPENER.open(request, timeout=timeout)
@@ -154,15 +172,23 @@ class Endpoint:
     def record(self) -> dict[str, Any]:
         """What the report holds about the endpoint: the URL, what it says about itself, latency; no key."""
         out: dict[str, Any] = {
-            "model": self.label, "endpoint": self.url, "request_model": self.model,
-            "api_key_env": self.api_key_env, "api_key_sent": self.api_key != NO_KEY,
-            "timeout_s": self.request_timeout_s, "models": self._probe,
-            "response_model": dict(self._seen_models), "system_fingerprint": dict(self._fingerprints),
+            "model": self.label,
+            "endpoint": self.url,
+            "request_model": self.model,
+            "api_key_env": self.api_key_env,
+            "api_key_sent": self.api_key != NO_KEY,
+            "timeout_s": self.request_timeout_s,
+            "models": self._probe,
+            "response_model": dict(self._seen_models),
+            "system_fingerprint": dict(self._fingerprints),
             "versions": "not known: an endpoint does not say which mlx-lm or server version answers",
         }
         if self._latencies:
-            out["latency"] = {"requests": len(self._latencies), "avg_s": round(statistics.fmean(self._latencies), 3),
-                              "max_s": round(max(self._latencies), 3)}
+            out["latency"] = {
+                "requests": len(self._latencies),
+                "avg_s": round(statistics.fmean(self._latencies), 3),
+                "max_s": round(max(self._latencies), 3),
+            }
         return out
 
     # -- the endpoint's own ------------------------------------------------------------------
@@ -193,15 +219,20 @@ class Endpoint:
         latency = time.perf_counter() - began
         text = body.decode("utf-8", "replace")
         if status in (401, 403):
-            raise self._error(url, f"answered HTTP {status} (the key in ${self.api_key_env} was "
-                              f"{'refused' if self.api_key != NO_KEY else 'not set'}): {text[:_SHOWN]!r}")
+            raise self._error(
+                url,
+                f"answered HTTP {status} (the key in ${self.api_key_env} was "
+                f"{'refused' if self.api_key != NO_KEY else 'not set'}): {text[:_SHOWN]!r}",
+            )
         self._probe = {"status": status, "ids": None, "latency_s": round(latency, 3)}
         try:
             doc = json.loads(text) if status == 200 else None
         except json.JSONDecodeError:
             doc = None
         if isinstance(doc, Mapping) and isinstance(doc.get("data"), list):
-            self._probe["ids"] = [m.get("id") for m in doc["data"] if isinstance(m, Mapping) and isinstance(m.get("id"), str)]
+            self._probe["ids"] = [
+                m.get("id") for m in doc["data"] if isinstance(m, Mapping) and isinstance(m.get("id"), str)
+            ]
         else:
             # Informational only: mlx_lm.server 0.32.2 lists the Hugging Face cache here and sends an
             # empty body when there is none. Whether it answers chat completions is what counts.
@@ -213,9 +244,9 @@ class Endpoint:
         (down, timed out) raises EndpointError instead of counting as the model's failed turn."""
         import openai
 
-
-        client = openai.OpenAI(base_url=self.base_url, api_key=self.api_key, max_retries=0,
-                               timeout=self.request_timeout_s)
+        client = openai.OpenAI(
+            base_url=self.base_url, api_key=self.api_key, max_retries=0, timeout=self.request_timeout_s
+        )
         ask_many = ask_each(server_ask(client, self.model, tools, max_tokens=max_tokens))
 
         def asked(batch: list[list[dict]]):
@@ -269,13 +300,27 @@ class EndpointAnswerer:
 
         s = self.settings
         # Streamed, without logprobs: an endpoint need not give token ids, and its answer is what the API returned.
-        return ask_queries(self.endpoint, conversations, tools=s.tools, max_tokens=s.max_tokens,
-                           concurrency=s.batch_size, progress=s.progress)
+        return ask_queries(
+            self.endpoint,
+            conversations,
+            tools=s.tools,
+            max_tokens=s.max_tokens,
+            concurrency=s.batch_size,
+            progress=s.progress,
+        )
 
     def time_each(self, conversations, *, max_tokens: int):
 
-        return ask_queries(self.endpoint, conversations, tools=self.settings.tools, max_tokens=max_tokens,
-                           concurrency=1, stream=True, warm_up=False, progress=self.settings.progress)
+        return ask_queries(
+            self.endpoint,
+            conversations,
+            tools=self.settings.tools,
+            max_tokens=max_tokens,
+            concurrency=1,
+            stream=True,
+            warm_up=False,
+            progress=self.settings.progress,
+        )
 
     def ask_many(self):
         return self.endpoint.conversation_ask(self.settings.tools, max_tokens=self.settings.max_tokens)

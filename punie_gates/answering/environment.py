@@ -73,8 +73,9 @@ class ServingEnvironment:
         payload = json.dumps({**request, "hide_mistral_common": self.hide_mistral_common})
         command = [self.python, str(PROBE_SCRIPT)]
         try:
-            done = subprocess.run(command, input=payload, capture_output=True, text=True, timeout=_PROBE_TIMEOUT_S,
-                                  env=_probe_env())
+            done = subprocess.run(
+                command, input=payload, capture_output=True, text=True, timeout=_PROBE_TIMEOUT_S, env=_probe_env()
+            )
         except (OSError, subprocess.TimeoutExpired) as exc:
             raise ServerError(f"the serving probe could not run under {self.python}: {exc}") from exc
         lines = done.stdout.strip().splitlines()

@@ -88,14 +88,16 @@ def generate_answers(
     import mlx.core as mx
 
     prefix_len = shared_prefix_len([ids for _, ids in prompts]) if prefix_cache else 0
-    cache, prefix_s = (_prefill(model, prompts[0][1][:prefix_len]) if prefix_len else (None, 0.0))
+    cache, prefix_s = _prefill(model, prompts[0][1][:prefix_len]) if prefix_len else (None, 0.0)
     run = _generate_one_by_one if batch_size == 1 else _generate_batched
     out = run(model, tokenizer, prompts, prefix_len, cache, prefix_s, caps, batch_size, progress)
     mx.clear_cache()
     return out
 
 
-def generate_naive(model, tokenizer, prompts: Prompts, *, max_tokens: int | Sequence[int], progress=None) -> list[Generation]:
+def generate_naive(
+    model, tokenizer, prompts: Prompts, *, max_tokens: int | Sequence[int], progress=None
+) -> list[Generation]:
     """The plan's way: one query at a time, the full prompt prefilled every time."""
     return generate_answers(
         model, tokenizer, prompts, max_tokens=max_tokens, batch_size=1, prefix_cache=False, progress=progress
@@ -214,7 +216,15 @@ def _generate_batched(model, tokenizer, prompts, prefix_len, cache, prefix_s, ca
                 if r.finish_reason is not None:
                     n = index[r.uid]
                     results[r.uid] = _result(
-                        tokenizer, prompts[n], n, prefix_len, prefix_s, tokens[r.uid], first[r.uid], now, r.finish_reason
+                        tokenizer,
+                        prompts[n],
+                        n,
+                        prefix_len,
+                        prefix_s,
+                        tokens[r.uid],
+                        first[r.uid],
+                        now,
+                        r.finish_reason,
                     )
                     _report(progress, "generate", len(results), len(prompts), results.values(), now + prefix_s)
     finally:

@@ -84,15 +84,18 @@ class ServingPlan:
     def line(self) -> str:
         """One line for the terminal: how the model was served."""
         s = self.served
-        how = (f"{s.get('tokenizer_class')}, parser {s.get('tool_parser') or 'none'}, "
-               f"detokenizer {s.get('detokenizer')}, template {s.get('chat_template_source')}")
+        how = (
+            f"{s.get('tokenizer_class')}, parser {s.get('tool_parser') or 'none'}, "
+            f"detokenizer {s.get('detokenizer')}, template {s.get('chat_template_source')}"
+        )
         change = f"; CHANGE for Punie: {self.change}" if self.change else ""
         return f"{self.model_folder.name}: {how}; `{self.command()}`{change}"
 
 
 def _summary(found: Mapping[str, Any]) -> dict[str, Any]:
     return {k: found.get(k) for k in ("tokenizer_class", "tool_parser", "detokenizer", "chat_template_source")} | {
-        "parses_template_calls": bool((found.get("call_check") or {}).get("parses"))}
+        "parses_template_calls": bool((found.get("call_check") or {}).get("parses"))
+    }
 
 
 def call_check(tools: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
@@ -102,16 +105,23 @@ def call_check(tools: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     function = tools[0]["function"]
     params = function.get("parameters") or {}
     samples = {"string": "print(1)", "integer": 1, "number": 1, "boolean": True}
-    arguments = {name: samples.get((params.get("properties") or {}).get(name, {}).get("type"), "x")
-                 for name in params.get("required") or []}
+    arguments = {
+        name: samples.get((params.get("properties") or {}).get(name, {}).get("type"), "x")
+        for name in params.get("required") or []
+    }
     call = {"id": "abcdefghi", "type": "function", "function": {"name": function["name"], "arguments": arguments}}
     messages = [{"role": "user", "content": "Check types in src/"}, {"role": "assistant", "tool_calls": [call]}]
     return {"messages": messages, "tools": tools, "name": function["name"], "arguments": arguments}
 
 
-_EXECUTE_CODE = {"type": "function", "function": {
-    "name": "execute_code", "description": "Run Python code.",
-    "parameters": {"type": "object", "properties": {"code": {"type": "string"}}, "required": ["code"]}}}
+_EXECUTE_CODE = {
+    "type": "function",
+    "function": {
+        "name": "execute_code",
+        "description": "Run Python code.",
+        "parameters": {"type": "object", "properties": {"code": {"type": "string"}}, "required": ["code"]},
+    },
+}
 
 
 def returns_calls(found: Mapping[str, Any]) -> bool:
@@ -135,8 +145,9 @@ def serving_folder(folder: Path, work_dir: Path) -> Path:
     return view
 
 
-def plan_serving(folder: Path, environment: ServingEnvironment, work_dir: Path,
-                 tools: Sequence[Mapping[str, Any]] = ()) -> ServingPlan:
+def plan_serving(
+    folder: Path, environment: ServingEnvironment, work_dir: Path, tools: Sequence[Mapping[str, Any]] = ()
+) -> ServingPlan:
     """The plan for `folder` in `environment`: as is, through a serving folder without tekken.json,
     or ServingPlanError naming the serving cause."""
     folder = Path(folder).resolve()
@@ -151,14 +162,23 @@ def plan_serving(folder: Path, environment: ServingEnvironment, work_dir: Path,
         view = serving_folder(folder, work_dir)
         served = environment.probe({"folder": str(view), "call_check": check})
         if returns_calls(served):
-            fix = (f"serve a folder without tekken.json: {why}; without it the same environment loads "
-                   f"{served.get('tokenizer_class')} and mlx-lm's {served.get('tool_parser')} parser reads the calls")
+            fix = (
+                f"serve a folder without tekken.json: {why}; without it the same environment loads "
+                f"{served.get('tokenizer_class')} and mlx-lm's {served.get('tool_parser')} parser reads the calls"
+            )
             if environment.production:
                 # Production's own interpreter: judged exactly as Punie's server would answer (misses
                 # it causes are attributed to the server), with the change that would fix it.
                 return ServingPlan(folder, folder, environment, as_is, as_is, fix, versions, calls_returned=False)
-            return ServingPlan(folder, view, environment, as_is, served,
-                               f"{fix} (the suite served {view}: links to {folder} without tekken.json)", versions)
+            return ServingPlan(
+                folder,
+                view,
+                environment,
+                as_is,
+                served,
+                f"{fix} (the suite served {view}: links to {folder} without tekken.json)",
+                versions,
+            )
         why += f"; without tekken.json: {_why_not(served, environment)}"
     raise ServingPlanError(
         f"mlx_lm.server under {environment.describe()} cannot return the calls of {folder} as tool_calls: {why}. "
@@ -172,10 +192,17 @@ def _why_not(found: Mapping[str, Any], environment: ServingEnvironment) -> str:
     versions = found.get("versions") or {}
     if not found.get("tool_parser"):
         shipped = ", ".join(found.get("available_parsers") or ()) or "none"
-        why = ("it has no chat template to pick one from" if backend == "MistralCommonBackend"
-               else f"none of its parsers ({shipped}) matches the chat template ({found.get('chat_template_source')})")
-        return (f"transformers {versions.get('transformers')} loads {backend} there, for which mlx-lm "
-                f"{versions.get('mlx-lm')} picks no tool parser: {why}; calls would come back as plain message.content")
+        why = (
+            "it has no chat template to pick one from"
+            if backend == "MistralCommonBackend"
+            else f"none of its parsers ({shipped}) matches the chat template ({found.get('chat_template_source')})"
+        )
+        return (
+            f"transformers {versions.get('transformers')} loads {backend} there, for which mlx-lm "
+            f"{versions.get('mlx-lm')} picks no tool parser: {why}; calls would come back as plain message.content"
+        )
     error = (found.get("call_check") or {}).get("error")
-    return (f"mlx-lm's {found.get('tool_parser')} parser does not read back the call the chat template "
-            f"({found.get('chat_template_source')}) writes" + (f" ({error})" if error else ""))
+    return (
+        f"mlx-lm's {found.get('tool_parser')} parser does not read back the call the chat template "
+        f"({found.get('chat_template_source')}) writes" + (f" ({error})" if error else "")
+    )

@@ -64,7 +64,6 @@ class ServerRecord:
     stop_s: float | None  # stop requested -> process gone (None while running)
 
 
-
 def server_versions() -> dict[str, str | None]:
     """Versions of what shapes the server's answers (python, mlx, mlx-lm, transformers, ...)."""
     found: dict[str, str | None] = {"python": sys.version.split()[0]}
@@ -419,8 +418,11 @@ class ModelServer:
             self.longest_silence_s = max(self.longest_silence_s, silent)
             # Two misses at least: one late probe after this process itself was paused is no stall.
             if misses >= 2 and silent >= self.stall_timeout_s:
-                self._kill(proc, f"stopped responding: /health did not answer for {silent:.0f} s (the stall "
-                                 f"timeout is {self.stall_timeout_s:g} s: --server-stall-timeout); it was killed")
+                self._kill(
+                    proc,
+                    f"stopped responding: /health did not answer for {silent:.0f} s (the stall "
+                    f"timeout is {self.stall_timeout_s:g} s: --server-stall-timeout); it was killed",
+                )
                 return
 
     def _kill(self, proc: subprocess.Popen, why: str) -> None:

@@ -100,8 +100,10 @@ def stop_leftovers(folder: Path, *, wait_s: float = 5.0) -> list[str]:
             continue  # its run is alive and still holds it
         _stop_group(pid, command, wait_s)
         _remove(path)
-        said.append(f"stopped mlx_lm.server pid {pid}, left running by an earlier run (pid {owner}) "
-                    f"that did not stop it; its log: {record.get('log')}")
+        said.append(
+            f"stopped mlx_lm.server pid {pid}, left running by an earlier run (pid {owner}) "
+            f"that did not stop it; its log: {record.get('log')}"
+        )
     return said
 
 
@@ -180,7 +182,6 @@ def _launch(argv: list[str]) -> None:
     watch_fd = int(options[options.index("--watch-fd") + 1])
     parent = int(options[options.index("--parent") + 1])
     if "--pdeathsig" in options:
-
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)  # on failure the watchdog still guards
     if os.getppid() != parent:
@@ -208,8 +209,9 @@ def _start_watchdog(watch_fd: int) -> None:
                 continue
             except OSError:
                 break
-        print("[punie-gates] the run that started this server is gone: stopping the server",
-              file=sys.stderr, flush=True)
+        print(
+            "[punie-gates] the run that started this server is gone: stopping the server", file=sys.stderr, flush=True
+        )
         os.killpg(group, signal.SIGKILL)  # the watchdog too
     finally:
         os._exit(0)

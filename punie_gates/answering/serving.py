@@ -51,7 +51,6 @@ class ServerSlot:
             return None
         folder = owner.path.resolve()
         if folder not in self._plans:
-
             self._plans[folder] = plan_serving(folder, self.environment, self.work_dir or folder.parent, owner.tools)
         return self._plans[folder]
 
@@ -85,8 +84,9 @@ class ServerSlot:
 class ServedModel:
     """A model folder answered through mlx_lm.server, started on demand through a slot."""
 
-    def __init__(self, slot: ServerSlot, path: Path, log_path: Path, label: str,
-                 tools: Sequence[Mapping[str, Any]] = ()):
+    def __init__(
+        self, slot: ServerSlot, path: Path, log_path: Path, label: str, tools: Sequence[Mapping[str, Any]] = ()
+    ):
         self.slot = slot
         self.path = Path(path)
         self.log_path = Path(log_path)
@@ -222,8 +222,13 @@ def ask_queries(
         return []
     server = served.server
     first, rest = (conversations[:1], conversations[1:]) if warm_up and concurrency > 1 else ([], conversations)
-    common = {"tools": tools, "max_tokens": max_tokens, "stream": stream and not raw, "token_ids": raw,
-              **served.request_options()}
+    common = {
+        "tools": tools,
+        "max_tokens": max_tokens,
+        "stream": stream and not raw,
+        "token_ids": raw,
+        **served.request_options(),
+    }
     with server.answering():
         answers = ask(server.base_url, first, concurrency=1, **common) if first else []
         served.check(sum(bool(a.error) for a in answers), len(answers))

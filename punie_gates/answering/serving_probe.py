@@ -73,7 +73,7 @@ def check_call(wrapper, check: dict) -> dict:
         at = text.rfind(start) if start else -1
         if at < 0:
             raise ValueError(f"the template writes no {start!r} for a tool call")
-        body = text[at + len(start):]
+        body = text[at + len(start) :]
         ends = [e for e in (wrapper.tool_call_end, getattr(wrapper._tokenizer, "eos_token", None)) if e]
         cut = min((body.find(e) for e in ends if body.find(e) >= 0), default=len(body))
         body = body[:cut]
@@ -131,8 +131,7 @@ def probe(request: dict) -> dict:
 
     def prompt(item):
         tools = item.get("tools") or None
-        return backend.apply_chat_template(item["messages"], tools=tools, add_generation_prompt=True,
-                                           return_dict=False)
+        return backend.apply_chat_template(item["messages"], tools=tools, add_generation_prompt=True, return_dict=False)
 
     def record(item):
         return backend.apply_chat_template(item["messages"], tools=item.get("tools"), return_dict=False)

@@ -42,7 +42,9 @@ class AnswerLengths:
         return data
 
     def describe(self) -> str:
-        return f"p50 {self.p50}, p90 {self.p90}, p99 {self.p99}, max {self.max} tokens over {self.turns} assistant turns"
+        return (
+            f"p50 {self.p50}, p90 {self.p90}, p99 {self.p99}, max {self.max} tokens over {self.turns} assistant turns"
+        )
 
 
 def _encode(tokenizer, text: str) -> list[int]:

@@ -82,8 +82,10 @@ def miss_cause(answer, tools: Sequence[Mapping[str, Any]] | None = None) -> tupl
                 how = "dropped it: the token budget ended inside the call"
             else:
                 how = "dropped it (its tool parser could not read it)"
-            return SERVER, (f"the model wrote {written} call(s) but the API returned {api_calls} as tool_calls: the "
-                            f"server {how}; raw text {_quote(raw)}")
+            return SERVER, (
+                f"the model wrote {written} call(s) but the API returned {api_calls} as tool_calls: the "
+                f"server {how}; raw text {_quote(raw)}"
+            )
         damage = _damaged(content, raw)
         if damage:
             return STREAM, f"{damage}: content {_quote(content)}, raw text {_quote(raw)}"
@@ -122,14 +124,18 @@ def only_server(counts: Mapping[str, int]) -> bool:
     return bool(counts) and set(counts) == {SERVER}
 
 
-def miss_reason(rows: Iterable[Mapping[str, Any]], change: str | None = None,
-                label: str = "candidate") -> tuple[dict[str, int], str, str]:
+def miss_reason(
+    rows: Iterable[Mapping[str, Any]], change: str | None = None, label: str = "candidate"
+) -> tuple[dict[str, int], str, str]:
     """(counts, lead, tail) for a gate's failure message: `lead` opens it when every miss is the
     server's (naming the serving change Punie must make), `tail` counts the misses by cause."""
     counts = count_causes(rows)
     lead = ""
     if only_server(counts):
-        lead = ("every miss is the server's, not the model's"
-                + (f" (serving change Punie must make: {change})" if change else "") + ": ")
+        lead = (
+            "every miss is the server's, not the model's"
+            + (f" (serving change Punie must make: {change})" if change else "")
+            + ": "
+        )
     tail = f" [{causes_line(label, counts)}]" if counts else ""
     return counts, lead, tail

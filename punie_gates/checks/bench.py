@@ -80,9 +80,21 @@ class BenchResult:
     server: dict | None = None  # the same queries through mlx_lm.server: sequential vs concurrent (run_server_bench)
 
 
-def run_bench(model, tokenizer, queries, catalog, system_prompt: str, *, max_tokens: int, batch_size: int,
-              candidate: str = "", training_records=None, training_source: str = "", seed: int = 0,
-              progress=None) -> BenchResult:
+def run_bench(
+    model,
+    tokenizer,
+    queries,
+    catalog,
+    system_prompt: str,
+    *,
+    max_tokens: int,
+    batch_size: int,
+    candidate: str = "",
+    training_records=None,
+    training_source: str = "",
+    seed: int = 0,
+    progress=None,
+) -> BenchResult:
     """Time both ways of answering `queries` and compare their outputs and verdicts: on the
     plan's workload (every answer up to `max_tokens`) and, given `training_records`
     (converted form), at answer lengths drawn from their assistant turns."""
@@ -93,17 +105,41 @@ def run_bench(model, tokenizer, queries, catalog, system_prompt: str, *, max_tok
 
     load_before = _load_avg()
     plan_words = f"the plan's: every answer capped at {max_tokens} tokens"
-    plan = _time_workload(model, tokenizer, queries, prompts, catalog, [max_tokens] * len(prompts), batch_size,
-                          PLAN_WORKLOAD, plan_words, "bench", progress)
+    plan = _time_workload(
+        model,
+        tokenizer,
+        queries,
+        prompts,
+        catalog,
+        [max_tokens] * len(prompts),
+        batch_size,
+        PLAN_WORKLOAD,
+        plan_words,
+        "bench",
+        progress,
+    )
     at_training = lengths = None
     if training_records is not None:
         turns = answer_token_lengths(tokenizer, training_records)
         lengths = summarize(turns, training_source or "training data")
         caps = draw_caps(turns, len(prompts), seed=seed, limit=max_tokens)
-        words = (f"the training data's: each answer capped at a length drawn from its assistant turns "
-                 f"({lengths.describe()}; at most {max_tokens})")
-        at_training = _time_workload(model, tokenizer, queries, prompts, catalog, caps, batch_size,
-                                     TRAINING_WORKLOAD, words, "bench at training lengths", progress)
+        words = (
+            f"the training data's: each answer capped at a length drawn from its assistant turns "
+            f"({lengths.describe()}; at most {max_tokens})"
+        )
+        at_training = _time_workload(
+            model,
+            tokenizer,
+            queries,
+            prompts,
+            catalog,
+            caps,
+            batch_size,
+            TRAINING_WORKLOAD,
+            words,
+            "bench at training lengths",
+            progress,
+        )
 
     return BenchResult(
         naive_s=plan.naive_s,
@@ -130,8 +166,9 @@ def run_bench(model, tokenizer, queries, catalog, system_prompt: str, *, max_tok
     )
 
 
-def _time_workload(model, tokenizer, queries, prompts, catalog, caps, batch_size, workload, words, label,
-                   progress) -> WorkloadTiming:
+def _time_workload(
+    model, tokenizer, queries, prompts, catalog, caps, batch_size, workload, words, label, progress
+) -> WorkloadTiming:
     tic = time.perf_counter()
     naive = generate_naive(model, tokenizer, prompts, max_tokens=caps, progress=_step(progress, f"{label} naive"))
     naive_s = time.perf_counter() - tic
@@ -156,20 +193,25 @@ def _time_workload(model, tokenizer, queries, prompts, catalog, caps, batch_size
     )
 
 
-def run_server_bench(model_path: Path, queries, catalog, system_prompt: str, *, max_tokens: int, concurrency: int,
-                     log_path: Path) -> dict:
+def run_server_bench(
+    model_path: Path, queries, catalog, system_prompt: str, *, max_tokens: int, concurrency: int, log_path: Path
+) -> dict:
     """The same queries through mlx_lm.server on `model_path` (the folder the in-process runs
     loaded): one at a time, then `concurrency` at a time, to one server, both after one
     untimed warm-up request (answering.concurrency.time_concurrency), with the server's record."""
-
 
     conversations = query_conversations(queries, system_prompt)
     load_before = _load_avg()
     # Served as the gates serve by default: this interpreter, mistral-common hidden from the server.
     launcher = serving_environment(None).server_launcher()
     with ModelServer(model_path, log_path, launcher=launcher) as server, server.answering():  # watched
-        timing = time_concurrency(server.base_url, conversations, tools=catalog.native_schemas(),
-                                  max_tokens=max_tokens, concurrency=concurrency)
+        timing = time_concurrency(
+            server.base_url,
+            conversations,
+            tools=catalog.native_schemas(),
+            max_tokens=max_tokens,
+            concurrency=concurrency,
+        )
         if timing.errors and server.failure_within(2.0):
             raise ServerError(server.failure)
     record = server.record()

@@ -21,23 +21,35 @@ from punie_gates.checks.scoring import Score, score_answer
 from punie_gates.inputs.queries import Query
 from punie_gates.stats import McNemar, Paired, detectable_difference, paired, wilson_interval
 
-NO_BASELINE = "no --baseline given: no comparison with the production model was made; the verdict rests on the thresholds alone"
+NO_BASELINE = (
+    "no --baseline given: no comparison with the production model was made; the verdict rests on the thresholds alone"
+)
 
 
 def side(score: Score, answer) -> dict[str, Any]:
     """One model's answer to one query, as a report row shows it."""
-    out = {"passed": score.passed, "tools": list(score.tools), "fields": list(score.fields), "reason": score.reason,
-           "response": answer.text[:300]}
+    out = {
+        "passed": score.passed,
+        "tools": list(score.tools),
+        "fields": list(score.fields),
+        "reason": score.reason,
+        "response": answer.text[:300],
+    }
     if answer.tool_calls is not None:  # through a server: the calls as it returned them
-        out["tool_calls"] = [{"name": c.get("name"), "arguments": str(c.get("arguments", ""))[:300]}
-                             for c in answer.tool_calls]
+        out["tool_calls"] = [
+            {"name": c.get("name"), "arguments": str(c.get("arguments", ""))[:300]} for c in answer.tool_calls
+        ]
 
     return attribute(out, answer)  # a miss says whose it is: the model's, the server's or the stream's
 
 
-def query_rows(queries: Sequence[Query], scores: Mapping[str, Score], answers: Mapping[str, Any],
-               baseline_scores: Mapping[str, Score] | None = None,
-               baseline_answers: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
+def query_rows(
+    queries: Sequence[Query],
+    scores: Mapping[str, Score],
+    answers: Mapping[str, Any],
+    baseline_scores: Mapping[str, Score] | None = None,
+    baseline_answers: Mapping[str, Any] | None = None,
+) -> list[dict[str, Any]]:
     """A report row per query: id, category, the candidate's answer, and the baseline's beside it."""
     rows = []
     for q in queries:
@@ -96,15 +108,19 @@ class BaselineComparison:
 
     def _counts(self) -> str:
         m = self.mcnemar
-        return (f"candidate {self.candidate_passed}/{self.total} vs baseline {self.baseline_passed}/{self.total}; "
-                f"only the candidate passed {m.only_candidate}, only the baseline {m.only_baseline} "
-                f"(exact McNemar one-sided p = {m.p_candidate_worse:.3g})")
+        return (
+            f"candidate {self.candidate_passed}/{self.total} vs baseline {self.baseline_passed}/{self.total}; "
+            f"only the candidate passed {m.only_candidate}, only the baseline {m.only_baseline} "
+            f"(exact McNemar one-sided p = {m.p_candidate_worse:.3g})"
+        )
 
     @property
     def problem(self) -> str | None:
         """Why the candidate fails against the baseline, or None."""
         if self.significantly_worse:
-            return f"the candidate is significantly worse than the baseline: {self._counts()}, p <= alpha {self.alpha:g}"
+            return (
+                f"the candidate is significantly worse than the baseline: {self._counts()}, p <= alpha {self.alpha:g}"
+            )
         return None
 
     @property
@@ -124,15 +140,20 @@ class BaselineComparison:
         return "not worse than the baseline"
 
 
-def compare_with_baseline(queries: Sequence[Query], scores: Mapping[str, Score], baseline_scores: Mapping[str, Score],
-                          alpha: float | None) -> BaselineComparison:
+def compare_with_baseline(
+    queries: Sequence[Query], scores: Mapping[str, Score], baseline_scores: Mapping[str, Score], alpha: float | None
+) -> BaselineComparison:
     mine = [scores[q.id].passed for q in queries]
     theirs = [baseline_scores[q.id].passed for q in queries]
     return BaselineComparison(paired(mine, theirs), alpha)
 
 
-def comparison_figures(queries: Sequence[Query], scores: Mapping[str, Score], baseline_scores: Mapping[str, Score],
-                       comparison: BaselineComparison) -> dict[str, Any]:
+def comparison_figures(
+    queries: Sequence[Query],
+    scores: Mapping[str, Score],
+    baseline_scores: Mapping[str, Score],
+    comparison: BaselineComparison,
+) -> dict[str, Any]:
     """Both models' intervals, the paired test overall and per category, in the report's keys
     (`interval`, `baseline_interval`, `mcnemar`, the same inside `categories[NAME]`)."""
     out: dict[str, Any] = {**comparison.paired.to_json(), "categories": {}}

@@ -96,7 +96,9 @@ def score_followup(query: Query, conversation: Conversation) -> FollowupScore:
             continue
         # The final answer, in text.
         if expected and number == 2 and not _calls_tool(turns[0], expected):
-            verdicts.append(TurnVerdict(2, False, f"answers in text; expected a call of {expected} after the first result"))
+            verdicts.append(
+                TurnVerdict(2, False, f"answers in text; expected a call of {expected} after the first result")
+            )
             break
         missing = missing_facts(turn.reply.content, query.answer_facts)
         unsupported = unsupported_numbers(turn.reply.content, query, conversation.tool_results)
@@ -150,7 +152,9 @@ def _answer_verdict(number: int, query: Query, missing, unsupported) -> TurnVerd
         problems.append("states " + _quote(unsupported) + ", which no tool result or the query contains")
     if problems:
         return TurnVerdict(number, False, "answers in text but " + "; ".join(problems))
-    return TurnVerdict(number, True, "answers in text, stating " + _quote(query.answer_facts) + ", no unsupported number")
+    return TurnVerdict(
+        number, True, "answers in text, stating " + _quote(query.answer_facts) + ", no unsupported number"
+    )
 
 
 def _quote(items: Sequence[str]) -> str:
@@ -160,7 +164,9 @@ def _quote(items: Sequence[str]) -> str:
 def _expected(query: Query) -> str:
     if query.expect == "direct":
         return f"a text answer with no call stating {_quote(query.answer_facts)}"
-    then = f"a call of {query.followup_tool} (unless the first reply made it), then " if query.followup == "call" else ""
+    then = (
+        f"a call of {query.followup_tool} (unless the first reply made it), then " if query.followup == "call" else ""
+    )
     return f"after the tool result, {then}a text answer stating {_quote(query.answer_facts)} and only supported numbers"
 
 
@@ -197,4 +203,3 @@ def rescore_conversations(path: Path, queries: QuerySet) -> Rescored:
             continue
         scores.append(score_followup(queries.by_id(conversation.query_id), conversation))
     return Rescored(tuple(scores), tuple(errors))
-

@@ -94,9 +94,16 @@ class HeldoutSet:
     """Reference tool turns left out: their code calls no typed tool (or does not parse)."""
 
     def to_json(self) -> dict[str, Any]:
-        return {"source": str(self.path), "available": self.available, "conversations": self.conversations,
-                "left_out": {"in_train": self.overlap, "rejected_lines": self.rejected,
-                             "reference_calls_no_typed_tool": self.not_comparable}}
+        return {
+            "source": str(self.path),
+            "available": self.available,
+            "conversations": self.conversations,
+            "left_out": {
+                "in_train": self.overlap,
+                "rejected_lines": self.rejected,
+                "reference_calls_no_typed_tool": self.not_comparable,
+            },
+        }
 
 
 def _same(record: Mapping[str, Any]) -> str:
@@ -162,11 +169,19 @@ def heldout_set(folder: Path, valid: ConversionResult, catalog: Catalog, limit: 
                 not_comparable += 1
                 continue
             after_result = i > 0 and messages[i - 1].get("role") == "tool"
-            turns.append(HeldoutTurn(f"L{line}.{nth}", category_of(tools, after_result), tuple(messages[:i]),
-                                     "tool" if tools else "direct", tools))
+            turns.append(
+                HeldoutTurn(
+                    f"L{line}.{nth}",
+                    category_of(tools, after_result),
+                    tuple(messages[:i]),
+                    "tool" if tools else "direct",
+                    tools,
+                )
+            )
     cut = turns if limit is None else turns[:limit]
-    return HeldoutSet(folder / "valid.jsonl", tuple(cut), len(turns), used, len(overlap), len(valid.rejects),
-                      not_comparable)
+    return HeldoutSet(
+        folder / "valid.jsonl", tuple(cut), len(turns), used, len(overlap), len(valid.rejects), not_comparable
+    )
 
 
 def score_turn(turn: HeldoutTurn, reply: Reply | Exception, catalog: Catalog) -> Score:
@@ -193,15 +208,16 @@ class HeldoutRun:
     """Wall time of asking and scoring."""
 
 
-def run_heldout(hset: HeldoutSet, ask_many: AskMany, catalog: Catalog, *, batch: int = 8,
-                progress=None, step: str = "held-out") -> HeldoutRun:
+def run_heldout(
+    hset: HeldoutSet, ask_many: AskMany, catalog: Catalog, *, batch: int = 8, progress=None, step: str = "held-out"
+) -> HeldoutRun:
     """Ask for every turn's next reply through `ask_many`, `batch` prompts at a time, and score each."""
     start = time.perf_counter()
     scores: list[Score] = []
     texts: list[str] = []
     turns = list(hset.turns)
     for at in range(0, len(turns), max(1, batch)):
-        chunk = turns[at:at + max(1, batch)]
+        chunk = turns[at : at + max(1, batch)]
         replies = list(ask_many([[dict(m) for m in t.prompt] for t in chunk]))
         if len(replies) != len(chunk):
             raise RuntimeError(f"the answering path gave {len(replies)} replies to {len(chunk)} prompts")
@@ -221,12 +237,16 @@ def heldout_figures(hset: HeldoutSet, run: HeldoutRun, minimum: int = 0) -> dict
     for turn, score in zip(hset.turns, run.scores):
         categories.setdefault(turn.category, []).append(score.passed)
     out: dict[str, Any] = {
-        "total": total, "passed": passed, "interval": wilson_interval(passed, total).to_json(),
+        "total": total,
+        "passed": passed,
+        "interval": wilson_interval(passed, total).to_json(),
         "tool_turns": sum(t.expect == "tool" for t in hset.turns),
         # a model that never calls passes every text turn: the tool turns carry the signal
         "tool_turns_passed": sum(s.passed for t, s in zip(hset.turns, run.scores) if t.expect == "tool"),
-        "categories": {name: {"passed": sum(v), "total": len(v), "interval": wilson_interval(sum(v), len(v)).to_json()}
-                       for name, v in sorted(categories.items())},
+        "categories": {
+            name: {"passed": sum(v), "total": len(v), "interval": wilson_interval(sum(v), len(v)).to_json()}
+            for name, v in sorted(categories.items())
+        },
         "seconds": round(run.seconds, 2),
         "seconds_per_turn": round(run.seconds / total, 3) if total else None,
         "limited": total < hset.available,
@@ -246,22 +266,29 @@ def heldout_problem(figures: Mapping[str, Any]) -> str | None:
     if not minimum:
         return None
     if not figures.get("judged"):
-        return (f"held-out next steps: --heldout-limit scored {figures['total']} of {figures['available']} turns, "
-                f"so [gate5] heldout_min = {minimum} cannot be judged")
+        return (
+            f"held-out next steps: --heldout-limit scored {figures['total']} of {figures['available']} turns, "
+            f"so [gate5] heldout_min = {minimum} cannot be judged"
+        )
     if figures["passed"] < minimum:
         return f"held-out next steps: {figures['passed']}/{figures['total']} turns passed, expected >= {minimum}"
     return None
 
 
-def paired_heldout(hset: HeldoutSet, candidate: HeldoutRun, baseline: HeldoutRun,
-                   alpha: float | None = None) -> dict[str, Any]:
+def paired_heldout(
+    hset: HeldoutSet, candidate: HeldoutRun, baseline: HeldoutRun, alpha: float | None = None
+) -> dict[str, Any]:
     """Candidate and baseline on the same turns: the baseline's interval, exact McNemar overall and
     per category, and with `alpha` the smallest difference the test could see on this many turns."""
     mine, theirs = [s.passed for s in candidate.scores], [s.passed for s in baseline.scores]
     pair = paired(mine, theirs)
-    out: dict[str, Any] = {"baseline_passed": pair.baseline.passed, "baseline_interval": pair.baseline.to_json(),
-                           "mcnemar": pair.mcnemar.to_json(), "baseline_seconds": round(baseline.seconds, 2),
-                           "categories": {}}
+    out: dict[str, Any] = {
+        "baseline_passed": pair.baseline.passed,
+        "baseline_interval": pair.baseline.to_json(),
+        "mcnemar": pair.mcnemar.to_json(),
+        "baseline_seconds": round(baseline.seconds, 2),
+        "categories": {},
+    }
     by: dict[str, tuple[list[bool], list[bool]]] = {}
     for turn, a, b in zip(hset.turns, mine, theirs):
         side = by.setdefault(turn.category, ([], []))
@@ -269,8 +296,11 @@ def paired_heldout(hset: HeldoutSet, candidate: HeldoutRun, baseline: HeldoutRun
         side[1].append(b)
     for name, (a, b) in sorted(by.items()):
         p = paired(a, b)
-        out["categories"][name] = {"baseline_passed": p.baseline.passed, "baseline_interval": p.baseline.to_json(),
-                                   "mcnemar": p.mcnemar.to_json()}
+        out["categories"][name] = {
+            "baseline_passed": p.baseline.passed,
+            "baseline_interval": p.baseline.to_json(),
+            "mcnemar": p.mcnemar.to_json(),
+        }
     if alpha is not None:
         out["detectable"] = detectable_difference(pair.mcnemar, alpha).to_json("turns")
     return out
@@ -286,7 +316,9 @@ def with_baseline(figures: Mapping[str, Any], pairing: Mapping[str, Any]) -> dic
 
 def write_turns(path: Path, hset: HeldoutSet, run: HeldoutRun) -> Path:
     """gateN-heldout.jsonl: per turn its id, category, the reference's tools, the verdict and the reply."""
-    rows = [{**s.to_json(), "category": t.category, "expect": t.expect, "reference_tools": list(t.tools),
-             "response": text} for t, s, text in zip(hset.turns, run.scores, run.texts)]
+    rows = [
+        {**s.to_json(), "category": t.category, "expect": t.expect, "reference_tools": list(t.tools), "response": text}
+        for t, s, text in zip(hset.turns, run.scores, run.texts)
+    ]
     path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
     return path

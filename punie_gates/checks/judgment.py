@@ -81,15 +81,19 @@ class Judgment:
         (punie_gates.stats.AgainstThreshold); empty when not judged (an incomplete set)."""
         if not self.complete:
             return []
-        return criteria_json([(f"{prefix}overall", self.passed, self.total, self.overall_min)]
-                             + [(f"{prefix}{c.name}", c.passed, c.total, c.minimum)
-                                for c in self.categories if c.minimum is not None], unit)
+        return criteria_json(
+            [(f"{prefix}overall", self.passed, self.total, self.overall_min)]
+            + [(f"{prefix}{c.name}", c.passed, c.total, c.minimum) for c in self.categories if c.minimum is not None],
+            unit,
+        )
 
 
 def criteria_json(counts: Sequence[tuple[str, int, int, int]], unit: str = "queries") -> list[dict[str, Any]]:
     """(name, passed, total, minimum) per count criterion -> the report's `criteria` entries."""
-    return [{"criterion": name, **against_threshold(passed, total, minimum).to_json(unit)}
-            for name, passed, total, minimum in counts]
+    return [
+        {"criterion": name, **against_threshold(passed, total, minimum).to_json(unit)}
+        for name, passed, total, minimum in counts
+    ]
 
 
 def judge(scores: Sequence[Score], queries: QuerySet) -> Judgment:
@@ -98,8 +102,9 @@ def judge(scores: Sequence[Score], queries: QuerySet) -> Judgment:
     return tally(scores, {q.id: q.category for q in queries.queries}, th.overall_min, th.category_min)
 
 
-def tally(scores: Sequence[Any], category: Mapping[str, str], overall_min: int,
-          category_min: Mapping[str, int]) -> Judgment:
+def tally(
+    scores: Sequence[Any], category: Mapping[str, str], overall_min: int, category_min: Mapping[str, int]
+) -> Judgment:
     """Verdicts (anything with `id` and `passed`) counted over the queries `category`
     maps to their category: complete only when each of them is scored exactly once."""
     ids = Counter(s.id for s in scores)
@@ -176,13 +181,16 @@ def tally_zero_shot(
         valid = sum(p is None for p in problems)
         if q.expect == "tool":
             good += valid
-        rows.append({
-            "id": q.id,
-            "expect": q.expect,
-            "calls": [c.name for c in calls],
-            "valid_calls": valid,
-            "problems": [p for p in problems if p],
-            "response": responses[q.id][:200],
-        })
-    return ZeroShotTally(tuple(rows), good, sum(q.expect == "tool" for q in queries),
-                         sum(q.expect == "direct" for q in queries))
+        rows.append(
+            {
+                "id": q.id,
+                "expect": q.expect,
+                "calls": [c.name for c in calls],
+                "valid_calls": valid,
+                "problems": [p for p in problems if p],
+                "response": responses[q.id][:200],
+            }
+        )
+    return ZeroShotTally(
+        tuple(rows), good, sum(q.expect == "tool" for q in queries), sum(q.expect == "direct" for q in queries)
+    )

@@ -105,8 +105,12 @@ def run_multi_turn(
 # --- the tally and the judgment --------------------------------------------------------------
 
 
-def tally_followups(scores: Sequence[FollowupScore], queries: QuerySet, asked: Sequence[Query] | None = None,
-                    thresholds: FollowupThresholds | None = None) -> Judgment:
+def tally_followups(
+    scores: Sequence[FollowupScore],
+    queries: QuerySet,
+    asked: Sequence[Query] | None = None,
+    thresholds: FollowupThresholds | None = None,
+) -> Judgment:
     """Passed/total per category over the tool queries `asked` (default: all of the file's),
     against `thresholds` (none: every minimum 0, so nothing is missed)."""
     asked = tool_queries(asked if asked is not None else queries.queries)
@@ -153,8 +157,12 @@ class MultiTurnJudgment:
             "total": j.total,
             "interval": wilson_interval(j.passed, j.total).to_json(),
             "categories": {
-                c.name: {"correct": c.passed, "total": c.total, "min": c.minimum,
-                         "interval": wilson_interval(c.passed, c.total).to_json()}
+                c.name: {
+                    "correct": c.passed,
+                    "total": c.total,
+                    "min": c.minimum,
+                    "interval": wilson_interval(c.passed, c.total).to_json(),
+                }
                 for c in j.categories
             },
             "judged": self.judged,
@@ -217,8 +225,11 @@ def followup_summary(scores: Sequence[FollowupScore], queries: QuerySet) -> str:
     elif thresholds is None:
         lines[0] += f" ({queries.path} has no [followup] minimums: not judged)"
     else:
-        lines[0] += f" (they cover {len({s.id for s in tool})} of {len(tool_queries(queries.queries))} tool queries" + (
-            ", some more than once" if len({s.id for s in tool}) < len(tool) else "") + ": thresholds not judged)"
+        lines[0] += (
+            f" (they cover {len({s.id for s in tool})} of {len(tool_queries(queries.queries))} tool queries"
+            + (", some more than once" if len({s.id for s in tool}) < len(tool) else "")
+            + ": thresholds not judged)"
+        )
     for c in j.categories:
         if not c.total:
             continue
@@ -228,7 +239,9 @@ def followup_summary(scores: Sequence[FollowupScore], queries: QuerySet) -> str:
         lines.append(line)
     direct = [s for s in scores if known[s.id].expect == "direct"]
     if direct:
-        lines.append(f"direct queries (one reply, not in the multi-turn total): {sum(s.passed for s in direct)}/{len(direct)}")
+        lines.append(
+            f"direct queries (one reply, not in the multi-turn total): {sum(s.passed for s in direct)}/{len(direct)}"
+        )
     if judged:
         kind = "hard" if thresholds.hard else "flag"
         problems = MultiTurnJudgment(j, kind).problems
@@ -263,8 +276,9 @@ def followup_answer(score: FollowupScore, conversation: Conversation, catalog: C
     return {"response": response, **detail, "tools": list(tools), "fields": sorted(fields)}
 
 
-def followup_rows(rows: Sequence[Mapping[str, Any]] | None, multi: MultiTurn, catalog: Catalog,
-                  side: str | None = None) -> list[dict[str, Any]]:
+def followup_rows(
+    rows: Sequence[Mapping[str, Any]] | None, multi: MultiTurn, catalog: Catalog, side: str | None = None
+) -> list[dict[str, Any]]:
     """The gate's per-query rows (figures.queries) with each tool query's `followup`
     added (on `side`, e.g. "baseline", when given); a query without a row gets one."""
     out = [dict(r) for r in rows or () if isinstance(r, Mapping)]
@@ -297,13 +311,17 @@ class PairedFollowup:
 
     def to_json(self) -> dict[str, Any]:
         """In the keys of a gate's `followup` figures (merge with `with_baseline`)."""
-        return {**self.overall.to_json(), "paired": len(self.ids),
-                "unpaired": {"candidate": list(self.only_candidate), "baseline": list(self.only_baseline)},
-                "categories": {name: side.to_json() for name, side in self.categories.items()}}
+        return {
+            **self.overall.to_json(),
+            "paired": len(self.ids),
+            "unpaired": {"candidate": list(self.only_candidate), "baseline": list(self.only_baseline)},
+            "categories": {name: side.to_json() for name, side in self.categories.items()},
+        }
 
 
-def paired_followup(candidate: Sequence[FollowupScore], baseline: Sequence[FollowupScore],
-                    queries: QuerySet) -> PairedFollowup:
+def paired_followup(
+    candidate: Sequence[FollowupScore], baseline: Sequence[FollowupScore], queries: QuerySet
+) -> PairedFollowup:
     """Candidate and baseline conversations paired by query id: Wilson intervals per model
     and the exact McNemar test, overall and per category (the first turn's comparison)."""
     for name, scores in (("candidate", candidate), ("baseline", baseline)):

@@ -34,24 +34,16 @@ class Score:
     calls: tuple[ParsedCall, ...]
 
     def to_json(self) -> dict:
-        return {"id": self.id, "passed": self.passed, "tools": list(self.tools), "fields": list(self.fields), "reason": self.reason}
+        return {
+            "id": self.id,
+            "passed": self.passed,
+            "tools": list(self.tools),
+            "fields": list(self.fields),
+            "reason": self.reason,
+        }
 
 
 # --- parsing -------------------------------------------------------------------------
-
-
-
-
-
-
-
-
-
-
-
-
-
-
 
 
 # --- checking calls ------------------------------------------------------------------
@@ -179,7 +171,9 @@ def api_calls(tool_calls: Sequence[Mapping[str, Any]]) -> tuple[ParsedCall, ...]
     """The calls of an API answer's `message.tool_calls` ({name, arguments} or OpenAI's
     {function: {name, arguments}}; arguments as JSON text or an object), taken as they are."""
     calls = [c.get("function", c) if isinstance(c, Mapping) else {} for c in tool_calls]
-    message = {"tool_calls": [{"function": {"name": c.get("name"), "arguments": c.get("arguments", {})}} for c in calls]}
+    message = {
+        "tool_calls": [{"function": {"name": c.get("name"), "arguments": c.get("arguments", {})}} for c in calls]
+    }
     return reply_from_message(message).calls
 
 
@@ -189,7 +183,7 @@ def unparsed_markup(text: str, limit: int = 120) -> str | None:
     starts = [i for i in (text.find(MISTRAL_START), text.find(QWEN3_START)) if i >= 0]
     if not starts:
         return None
-    quote = text[min(starts):]
+    quote = text[min(starts) :]
     return quote if len(quote) <= limit else quote[:limit] + "..."
 
 
@@ -221,17 +215,33 @@ def score_response(
 def score_reply(query: Query, reply, catalog: Catalog) -> Score:
     """score_response on an answering path's Reply (answering.conversation.Reply): its calls as
     the path parsed or returned them, its text for the rest."""
-    return _score_calls(query, reply.text, tuple(reply.calls), catalog, structured=False,
-                        resolved=detect_format(reply.text), leftover=None)
+    return _score_calls(
+        query,
+        reply.text,
+        tuple(reply.calls),
+        catalog,
+        structured=False,
+        resolved=detect_format(reply.text),
+        leftover=None,
+    )
 
 
-def _score_calls(query: Query, response: str, calls: tuple[ParsedCall, ...], catalog: Catalog, *,
-                 structured: bool, resolved: str, leftover: str | None) -> Score:
+def _score_calls(
+    query: Query,
+    response: str,
+    calls: tuple[ParsedCall, ...],
+    catalog: Catalog,
+    *,
+    structured: bool,
+    resolved: str,
+    leftover: str | None,
+) -> Score:
     found = _examine(calls, catalog)
     problems: list[str] = []
     unreturned = (
         f"the content holds tool-call text the server did not return as tool_calls, so no call was made: {leftover!r}"
-        if leftover else None
+        if leftover
+        else None
     )
 
     if query.expect == "direct":
@@ -284,9 +294,6 @@ def _score_calls(query: Query, response: str, calls: tuple[ParsedCall, ...], cat
 
 
 # --- command line --------------------------------------------------------------------
-
-
-
 
 
 @dataclass(frozen=True)
@@ -351,8 +358,10 @@ def read_answers(path: Path, queries: QuerySet) -> tuple[list[SavedAnswer], list
             errors.append(f"{where}: needs string fields id and response")
         elif id not in known:
             errors.append(f"{where}: unknown query id {id!r} (not in {queries.path})")
-        elif "tool_calls" in record and record["tool_calls"] is not None and (
-            problem := _tool_calls_problem(record["tool_calls"])
+        elif (
+            "tool_calls" in record
+            and record["tool_calls"] is not None
+            and (problem := _tool_calls_problem(record["tool_calls"]))
         ):
             errors.append(f"{where}: {problem}")
         else:

@@ -21,8 +21,10 @@ from punie_gates.checks.steps import answer_queries
 
 SCREENING_RESPONSES = "screening-responses.jsonl"
 SCREENING_CONVERSATIONS = "screening-conversations.jsonl"
-NOT_JUDGED = ("screening of a candidate without files (an endpoint): reported beside the verdict, not judged; "
-              "Gate 5's minimums are shown for reference")
+NOT_JUDGED = (
+    "screening of a candidate without files (an endpoint): reported beside the verdict, not judged; "
+    "Gate 5's minimums are shown for reference"
+)
 
 
 def screen(answerer: Any, query_set, catalog, system_prompt: str, gate_config) -> dict[str, Any]:
@@ -30,8 +32,9 @@ def screen(answerer: Any, query_set, catalog, system_prompt: str, gate_config) -
     continue each tool query's conversation; the figures in the keys of Gate 5's (queries, correct,
     total, interval, categories, followup), saved as screening-responses/-conversations.jsonl."""
     queries = tuple(query_set.queries)
-    answers = answer_queries(answerer, queries, system_prompt=system_prompt,
-                             save_to=gate_config.report_dir / SCREENING_RESPONSES)
+    answers = answer_queries(
+        answerer, queries, system_prompt=system_prompt, save_to=gate_config.report_dir / SCREENING_RESPONSES
+    )
     by_id = {a.id: a for a in answers}
     scores = {q.id: score_answer(q, by_id[q.id], catalog) for q in queries}
     judgment = judge(list(scores.values()), query_set)

@@ -62,8 +62,9 @@ def _pieces(reference, ids: Sequence[int]) -> str:
     return "".join(piece(i) for i in ids)
 
 
-def compare(kind: str, names: Sequence[str], got: Sequence[Any], expected: Sequence[Any], reference,
-            path: str) -> PathParity:
+def compare(
+    kind: str, names: Sequence[str], got: Sequence[Any], expected: Sequence[Any], reference, path: str
+) -> PathParity:
     """The probe's ids (`got`: a list of ids, or {"error"}) against the reference's (`expected`: ids or
     why mistral-common rejects it), item by item."""
     piece = reference.finetuning.instruct_tokenizer.tokenizer.id_to_piece
@@ -86,10 +87,16 @@ def compare(kind: str, names: Sequence[str], got: Sequence[Any], expected: Seque
         there = repr(piece(theirs[at])) if at < len(theirs) else "the end"
         same_text = _pieces(reference, ours) == _pieces(reference, theirs)
         cause = "pre-tokenizer" if same_text else "template"
-        why = ("the same text split into other tokens: the pre-tokenizer regex of tokenizer.json "
-               "(transformers' fix_mistral_regex)" if same_text else "other text: the chat template renders differently")
-        first = (f"{name}: ids differ at position {at}: {path} has {here} where mistral-common has {there} "
-                 f"({len(ours)} vs {len(theirs)} ids): {why}")
+        why = (
+            "the same text split into other tokens: the pre-tokenizer regex of tokenizer.json "
+            "(transformers' fix_mistral_regex)"
+            if same_text
+            else "other text: the chat template renders differently"
+        )
+        first = (
+            f"{name}: ids differ at position {at}: {path} has {here} where mistral-common has {there} "
+            f"({len(ours)} vs {len(theirs)} ids): {why}"
+        )
     return PathParity(kind, len(names), mismatched, first, cause)
 
 
@@ -97,24 +104,35 @@ def check_serving_parity(plan, expectations, reference) -> tuple[PathParity, Pat
     """(prompts, records, what the probe found): the serving environment's ids for the sampled
     generation prompts and every training record of `expectations` (checks.tokenizer.Expectations)
     on the folder `plan` serves (answering.plan.ServingPlan), against the reference's."""
-    found = plan.environment.probe({
-        "folder": str(plan.served_folder),
-        "prompts": [{"messages": list(p["messages"]), "tools": p.get("tools")} for p in expectations.prompts],
-        "records": [{"messages": list(r["messages"]), "tools": r.get("tools")} for r in expectations.records],
-    })
-    path = f"{found.get('tokenizer_class')} in {plan.environment.describe()}"
-    prompts = compare("generation prompts", expectations.prompt_names, found["prompt_ids"], expectations.prompt_ids,
-                      reference, path)
-    records = compare("training records", expectations.names, found["record_ids"], expectations.record_ids,
-                      reference, path)
-    if "pre-tokenizer" in (prompts.cause, records.cause):
-        fixed = plan.environment.probe({
-            "folder": str(plan.served_folder), "tokenizer_config": {"fix_mistral_regex": True},
+    found = plan.environment.probe(
+        {
+            "folder": str(plan.served_folder),
             "prompts": [{"messages": list(p["messages"]), "tools": p.get("tools")} for p in expectations.prompts],
             "records": [{"messages": list(r["messages"]), "tools": r.get("tools")} for r in expectations.records],
-        })
-        again = [compare(k, n, g, e, reference, path).mismatched for k, n, g, e in (
-            ("generation prompts", expectations.prompt_names, fixed["prompt_ids"], expectations.prompt_ids),
-            ("training records", expectations.names, fixed["record_ids"], expectations.record_ids))]
+        }
+    )
+    path = f"{found.get('tokenizer_class')} in {plan.environment.describe()}"
+    prompts = compare(
+        "generation prompts", expectations.prompt_names, found["prompt_ids"], expectations.prompt_ids, reference, path
+    )
+    records = compare(
+        "training records", expectations.names, found["record_ids"], expectations.record_ids, reference, path
+    )
+    if "pre-tokenizer" in (prompts.cause, records.cause):
+        fixed = plan.environment.probe(
+            {
+                "folder": str(plan.served_folder),
+                "tokenizer_config": {"fix_mistral_regex": True},
+                "prompts": [{"messages": list(p["messages"]), "tools": p.get("tools")} for p in expectations.prompts],
+                "records": [{"messages": list(r["messages"]), "tools": r.get("tools")} for r in expectations.records],
+            }
+        )
+        again = [
+            compare(k, n, g, e, reference, path).mismatched
+            for k, n, g, e in (
+                ("generation prompts", expectations.prompt_names, fixed["prompt_ids"], expectations.prompt_ids),
+                ("training records", expectations.names, fixed["record_ids"], expectations.record_ids),
+            )
+        ]
         found = {**found, "fix_mistral_regex_matches": not any(again)}
     return prompts, records, found

@@ -71,8 +71,11 @@ def _is_stub(body: list[ast.stmt]) -> bool:
     for stmt in body:
         if isinstance(stmt, ast.Pass):
             continue
-        if (isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Constant)
-                and (isinstance(stmt.value.value, str) or stmt.value.value is Ellipsis)):
+        if (
+            isinstance(stmt, ast.Expr)
+            and isinstance(stmt.value, ast.Constant)
+            and (isinstance(stmt.value.value, str) or stmt.value.value is Ellipsis)
+        ):
             continue
         return False
     return True

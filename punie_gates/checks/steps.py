@@ -61,20 +61,24 @@ class GateAnswers:
     """How the validation prompt differs from a training prompt's head (None: it does not)."""
 
 
-def answer_gate_queries(answerer, queries, first_training_record, *, catalog, system_prompt,
-                        save_to: Path) -> GateAnswers:
+def answer_gate_queries(
+    answerer, queries, first_training_record, *, catalog, system_prompt, save_to: Path
+) -> GateAnswers:
     """A trained gate's answers (see answer_queries), and whether its prompts start as
     training's did, rendered with the tokenizer the answering path renders with."""
 
-    mismatch = prefix_mismatch(answerer.prompt_tokenizer(), first_training_record,
-                               query_messages(system_prompt, queries[0].text), catalog.native_schemas())
+    mismatch = prefix_mismatch(
+        answerer.prompt_tokenizer(),
+        first_training_record,
+        query_messages(system_prompt, queries[0].text),
+        catalog.native_schemas(),
+    )
     generations = answer_queries(answerer, queries, system_prompt=system_prompt, save_to=save_to)
     return GateAnswers(tuple(queries), {g.id: g for g in generations}, mismatch)
 
 
 def train_for_gate(weights: Path, train, valid, gate_config, *, iters: int, progress):
     """LoRA with the suite's training settings (data/gates.toml [training])."""
-
 
     settings = TrainSettings.from_table(asdict(gate_config.settings.training), iters=iters, seed=gate_config.seed)
     return train_lora(weights, train, valid, settings, gate_config.work_dir, fresh=gate_config.fresh, progress=progress)
@@ -96,8 +100,13 @@ class FusedModel:
     """Why the streamed path could not promise the recipe's output and the recipe ran instead, or None."""
 
     def to_json(self) -> dict[str, Any]:
-        return {"path": str(self.path), "method": self.method, "requested": self.requested, "cached": self.cached,
-                "fallback": self.fallback}
+        return {
+            "path": str(self.path),
+            "method": self.method,
+            "requested": self.requested,
+            "cached": self.cached,
+            "fallback": self.fallback,
+        }
 
 
 def fuse_for_gate(weights: Path, adapter_dir: Path, gate_config, *, gate: str, progress) -> FusedModel:
@@ -116,8 +125,9 @@ def fuse_for_gate(weights: Path, adapter_dir: Path, gate_config, *, gate: str, p
     fallback = None
     if requested == "streamed":
         try:
-            return FusedModel(fuse_and_quantize_streamed(weights, adapter_dir, work, **how), "streamed", requested,
-                              cached, None)
+            return FusedModel(
+                fuse_and_quantize_streamed(weights, adapter_dir, work, **how), "streamed", requested, cached, None
+            )
         except StreamedFusionError as exc:
             fallback = str(exc)
     return FusedModel(fuse_and_quantize(weights, adapter_dir, work, **how), "recipe", requested, cached, fallback)

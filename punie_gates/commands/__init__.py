@@ -20,8 +20,10 @@ COMMANDS = {
     "demo-model": ("punie_gates.commands.demo_model:main", "build the offline demo candidate into a folder"),
     "bench": ("punie_gates.commands.bench:main", "time naive vs. the suite's validation generation side by side"),
     "work": ("punie_gates.commands.work:main", "list the work folder's cached artifacts, remove named or stale ones"),
-    "compare": ("punie_gates.commands.compare:main",
-                "runs' saved answers re-scored side by side: two paired, three or more ranked against a baseline"),
+    "compare": (
+        "punie_gates.commands.compare:main",
+        "runs' saved answers re-scored side by side: two paired, three or more ranked against a baseline",
+    ),
 }
 
 

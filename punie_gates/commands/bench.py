@@ -50,41 +50,67 @@ def _parser() -> argparse.ArgumentParser:
         "suite's (shared-prefix cache + batching) on the same model in one process, then the same queries "
         "through mlx_lm.server one at a time against several at a time; print one JSON line.",
     )
-    p.add_argument("--candidate", default=os.environ.get("PUNIE_GATES_CANDIDATE", "demo"),
-                   help="'demo' (built-in, offline), an MLX model folder or a Hugging Face repo id (fetched unless "
-                        "HF_HUB_OFFLINE=1); loaded at the gates' target bits (default: demo)")
+    p.add_argument(
+        "--candidate",
+        default=os.environ.get("PUNIE_GATES_CANDIDATE", "demo"),
+        help="'demo' (built-in, offline), an MLX model folder or a Hugging Face repo id (fetched unless "
+        "HF_HUB_OFFLINE=1); loaded at the gates' target bits (default: demo)",
+    )
     p.add_argument("--queries", type=Path, default=None, help="query file (default: data/queries.toml)")
-    p.add_argument("--limit", type=int, default=None, metavar="N",
-                   help="use only the first N queries (default: all of them)")
+    p.add_argument(
+        "--limit", type=int, default=None, metavar="N", help="use only the first N queries (default: all of them)"
+    )
     p.add_argument("--tools", type=Path, default=None, help="tool catalog (default: data/tools.toml)")
-    p.add_argument("--system-prompt", type=Path, default=None,
-                   help="system prompt text (default: data/system_prompt.txt)")
-    p.add_argument("--max-tokens", type=int, default=PLAN_MAX_TOKENS,
-                   help=f"token cap per answer, both runs (default: the plan's {PLAN_MAX_TOKENS})")
-    p.add_argument("--gen-batch-size", type=int, default=DEFAULT_BATCH_SIZE,
-                   help=f"queries decoded together in the suite's run (default: {DEFAULT_BATCH_SIZE})")
-    p.add_argument("--training-data", type=Path, default=None,
-                   help="folder with train.jsonl and valid.jsonl in Qwen3 form: the second workload caps each answer "
-                        "at a length drawn from its assistant turns, counted with the candidate's tokenizer (default: "
-                        "as the gates: fixtures/demo-training for the demo, else data/phase27_merged)")
+    p.add_argument(
+        "--system-prompt", type=Path, default=None, help="system prompt text (default: data/system_prompt.txt)"
+    )
+    p.add_argument(
+        "--max-tokens",
+        type=int,
+        default=PLAN_MAX_TOKENS,
+        help=f"token cap per answer, both runs (default: the plan's {PLAN_MAX_TOKENS})",
+    )
+    p.add_argument(
+        "--gen-batch-size",
+        type=int,
+        default=DEFAULT_BATCH_SIZE,
+        help=f"queries decoded together in the suite's run (default: {DEFAULT_BATCH_SIZE})",
+    )
+    p.add_argument(
+        "--training-data",
+        type=Path,
+        default=None,
+        help="folder with train.jsonl and valid.jsonl in Qwen3 form: the second workload caps each answer "
+        "at a length drawn from its assistant turns, counted with the candidate's tokenizer (default: "
+        "as the gates: fixtures/demo-training for the demo, else data/phase27_merged)",
+    )
     p.add_argument("--seed", type=int, default=0, help="seed of the per-query answer-length draw (default 0)")
     p.add_argument("--json-out", type=Path, default=None, help="also write the JSON result to this file")
-    p.add_argument("--no-server", action="store_true",
-                   help="skip the mlx_lm.server timing (the same queries to one server, one at a time and then "
-                        "--gen-batch-size at a time; its figures are the JSON's 'server')")
-    p.add_argument("--server-log", type=Path, default=None,
-                   help="the server's log (default: bench-server.log beside --json-out, else in the temp folder)")
+    p.add_argument(
+        "--no-server",
+        action="store_true",
+        help="skip the mlx_lm.server timing (the same queries to one server, one at a time and then "
+        "--gen-batch-size at a time; its figures are the JSON's 'server')",
+    )
+    p.add_argument(
+        "--server-log",
+        type=Path,
+        default=None,
+        help="the server's log (default: bench-server.log beside --json-out, else in the temp folder)",
+    )
     p.add_argument("-q", "--quiet", action="store_true", help="no progress lines on stderr")
-    p.add_argument("--fusion", action="store_true",
-                   help="instead: time the seed's fusion recipe against the streamed fuse on the demo "
-                        "(see `punie-gates bench --fusion --help`)")
+    p.add_argument(
+        "--fusion",
+        action="store_true",
+        help="instead: time the seed's fusion recipe against the streamed fuse on the demo "
+        "(see `punie-gates bench --fusion --help`)",
+    )
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if "--fusion" in argv:  # the fusion comparison: the recipe vs the streamed fuse, side by side
-
         return bench_fusion.main([a for a in argv if a != "--fusion"])
     args = _parser().parse_args(argv)
     if args.max_tokens < 1 or args.gen_batch_size < 1 or (args.limit is not None and args.limit < 1):
@@ -101,7 +127,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"punie-gates bench: {exc}", file=sys.stderr)
         return 2
     if args.system_prompt is not None:
-
         try:
             system_prompt = read_text(args.system_prompt, "system prompt file (--system-prompt)").strip()
         except UserError as exc:
@@ -116,20 +141,39 @@ def main(argv: list[str] | None = None) -> int:
     except CandidateError as exc:
         print(f"punie-gates bench: {exc}", file=sys.stderr)
         return 2
-    result = run_bench(loaded.model, loaded.tokenizer, queries, catalog, system_prompt, max_tokens=args.max_tokens,
-                       batch_size=args.gen_batch_size, candidate=args.candidate, training_records=training_records,
-                       training_source=str(options.training_data), seed=args.seed, progress=progress)
+    result = run_bench(
+        loaded.model,
+        loaded.tokenizer,
+        queries,
+        catalog,
+        system_prompt,
+        max_tokens=args.max_tokens,
+        batch_size=args.gen_batch_size,
+        candidate=args.candidate,
+        training_records=training_records,
+        training_source=str(options.training_data),
+        seed=args.seed,
+        progress=progress,
+    )
     if not args.no_server:
         folder = loaded.path
         del loaded  # the server loads its own copy: not beside this one
         release()
-        log = args.server_log or ((args.json_out.parent if args.json_out else Path(tempfile.gettempdir()))
-                                  / "bench-server.log")
+        log = args.server_log or (
+            (args.json_out.parent if args.json_out else Path(tempfile.gettempdir())) / "bench-server.log"
+        )
         if not args.quiet:
             print(f"bench server: {folder} through mlx_lm.server (log {log})", file=sys.stderr, flush=True)
         try:
-            server = run_server_bench(folder, queries, catalog, system_prompt, max_tokens=args.max_tokens,
-                                      concurrency=args.gen_batch_size, log_path=log)
+            server = run_server_bench(
+                folder,
+                queries,
+                catalog,
+                system_prompt,
+                max_tokens=args.max_tokens,
+                concurrency=args.gen_batch_size,
+                log_path=log,
+            )
         except ServerError as exc:
             print(f"punie-gates bench: {exc}", file=sys.stderr)
             return 2

@@ -29,9 +29,14 @@ from punie_gates.model.random_adapter import write_random_adapter
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="punie-gates bench --fusion", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--candidate", default="demo",
-                        help="the model whose --bits copy is the base, named as for the gates (default: demo)")
-    parser.add_argument("--base", type=Path, help="quantized model folder to fuse into (default: the candidate at --bits)")
+    parser.add_argument(
+        "--candidate",
+        default="demo",
+        help="the model whose --bits copy is the base, named as for the gates (default: demo)",
+    )
+    parser.add_argument(
+        "--base", type=Path, help="quantized model folder to fuse into (default: the candidate at --bits)"
+    )
     parser.add_argument("--adapter", type=Path, help="LoRA adapter folder (default: a random one for the base)")
     parser.add_argument("--bits", type=int, default=5, help="target bits (default 5)")
     parser.add_argument("--group-size", type=int, default=64, help="quantization group size (default 64)")

@@ -44,28 +44,40 @@ def main(argv: list[str]) -> int:
         epilog=_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("runs", type=Path, nargs="+", metavar="RUN", help="report folders (two or more, "
-                        "or one beside --baseline)")
-    parser.add_argument("--baseline", type=Path, metavar="RUN", help="the report folder the others are ranked "
-                        "against (default: the first RUN)")
+    parser.add_argument(
+        "runs", type=Path, nargs="+", metavar="RUN", help="report folders (two or more, or one beside --baseline)"
+    )
+    parser.add_argument(
+        "--baseline",
+        type=Path,
+        metavar="RUN",
+        help="the report folder the others are ranked against (default: the first RUN)",
+    )
     parser.add_argument("--queries", type=Path, help="query file (default: data/queries.toml)")
     parser.add_argument("--tools", type=Path, help="tool catalog (default: data/tools.toml)")
-    parser.add_argument("--out", type=Path, default=Path("compare.html"), help="page to write (default: ./compare.html)")
+    parser.add_argument(
+        "--out", type=Path, default=Path("compare.html"), help="page to write (default: ./compare.html)"
+    )
     args = parser.parse_args(argv)
     folders = ([args.baseline] if args.baseline else []) + list(args.runs)
     if len(folders) < 2:
         parser.error("give at least two report folders (RUN RUN..., or --baseline RUN and one RUN)")
 
-
     if args.out.is_dir():
-        print(f"punie-gates compare: --out {args.out} is a folder; give the page's file name, such as "
-              f"{args.out / 'compare.html'}", file=sys.stderr)
+        print(
+            f"punie-gates compare: --out {args.out} is a folder; give the page's file name, such as "
+            f"{args.out / 'compare.html'}",
+            file=sys.stderr,
+        )
         return 2
     for i, a in enumerate(folders):
-        for b in folders[i + 1:]:
+        for b in folders[i + 1 :]:
             if _same_folder(a, b):
-                print(f"punie-gates compare: warning: {a} is given twice: the run is compared with itself, "
-                      "so the two sides agree by construction", file=sys.stderr)
+                print(
+                    f"punie-gates compare: warning: {a} is given twice: the run is compared with itself, "
+                    "so the two sides agree by construction",
+                    file=sys.stderr,
+                )
     try:
         catalog = load_catalog(args.tools)
         queries = load_queries(args.queries, catalog)

@@ -19,11 +19,15 @@ def main(argv: list[str] | None = None) -> int:
         "the demo-agent (weights set from Punie's training data: it calls tools and answers).",
     )
     parser.add_argument(
-        "dir", nargs="?", type=Path, help="folder to build into (default: the suite's cache, as `--candidate demo` uses)"
+        "dir",
+        nargs="?",
+        type=Path,
+        help="folder to build into (default: the suite's cache, as `--candidate demo` uses)",
     )
     parser.add_argument("--agent", action="store_true", help="build the demo-agent (`--candidate demo-agent`)")
     parser.add_argument(
-        "--retrain", action="store_true",
+        "--retrain",
+        action="store_true",
         help="with --agent: train the demo-agent's weights again into DIR (model.safetensors, config.json, "
         "manifest.json: the files fixtures/demo-agent ships) from fixtures/demo-training and, when "
         "PUNIE_PHASE27_DIR is set, Punie's Phase 27 train.jsonl; about a minute on 2 CPU cores",
@@ -33,17 +37,17 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--retrain needs --agent and a DIR to write the weights into")
     started = time.perf_counter()
     if args.retrain:
-
         phase27 = os.environ.get("PUNIE_PHASE27_DIR")
         manifest = retrain(args.dir, Path(phase27) if phase27 else None, log=lambda m: print(m, flush=True))
         built = manifest["construction"]
-        print(f"demo-agent weights written in {time.perf_counter() - started:.0f} s to {args.dir}: "
-              f"{manifest['conversations']['trained_on']} conversations, call/text classifier "
-              f"{built['training_accuracy']:.1%} right on their {built['first_replies']} first replies")
+        print(
+            f"demo-agent weights written in {time.perf_counter() - started:.0f} s to {args.dir}: "
+            f"{manifest['conversations']['trained_on']} conversations, call/text classifier "
+            f"{built['training_accuracy']:.1%} right on their {built['first_replies']} first replies"
+        )
         print("ship them by copying model.safetensors, config.json and manifest.json into fixtures/demo-agent/")
         return 0
     if args.agent:
-
         path = ensure_demo_agent() if args.dir is None else build_into(args.dir)
         what, spec = "weights set from Punie's training data", "demo-agent"
     else:

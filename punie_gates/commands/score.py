@@ -54,8 +54,9 @@ def main(argv: list[str]) -> int:
     given = parser.add_mutually_exclusive_group(required=True)
     given.add_argument("--responses", type=Path, help="responses JSONL (first replies)")
     given.add_argument("--conversations", type=Path, help="saved conversations JSONL (gateN-conversations.jsonl)")
-    parser.add_argument("--format", choices=FORMATS, default=None,
-                        help="tool-call format of --responses (default: detect by markers)")
+    parser.add_argument(
+        "--format", choices=FORMATS, default=None, help="tool-call format of --responses (default: detect by markers)"
+    )
     parser.add_argument("--tools", type=Path, help="tool catalog (default: data/tools.toml)")
     args = parser.parse_args(argv)
     if args.conversations is not None and args.format is not None:

@@ -27,7 +27,9 @@ from punie_gates.model import workdir
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="punie-gates work", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--work-dir", type=Path, help="the work folder (default: $PUNIE_GATES_WORK_DIR or <cache>/work)")
+    parser.add_argument(
+        "--work-dir", type=Path, help="the work folder (default: $PUNIE_GATES_WORK_DIR or <cache>/work)"
+    )
     sub = parser.add_subparsers(dest="action")
     listing = sub.add_parser("list", help="list the cached artifacts (the default)")
     listing.add_argument("--json", action="store_true", help="one JSON object per line instead of a table")

@@ -56,8 +56,11 @@ def run_of(rescored: Any) -> Run:
     """A Run from a re-scored folder (checks.rescoring.Rescored) and its gate-report.json."""
     folder = Path(rescored.folder)
     # A server answer is shown with the calls the API returned under its text.
-    texts = {qid: html.saved_text({"response": a.response, "tool_calls": [dict(c) for c in a.tool_calls or ()]})
-             or a.response for qid, a in rescored.saved.items()}
+    texts = {
+        qid: html.saved_text({"response": a.response, "tool_calls": [dict(c) for c in a.tool_calls or ()]})
+        or a.response
+        for qid, a in rescored.saved.items()
+    }
     verdict = candidate = seconds = peak = None
     report = folder / "gate-report.json"
     if report.is_file():
@@ -79,9 +82,14 @@ def paired_json(p: Paired) -> dict[str, Any]:
         "a": p.candidate.to_json(),
         "b": p.baseline.to_json(),
         "mcnemar": {
-            "both_passed": m.both_passed, "both_failed": m.both_failed,
-            "only_a": m.only_candidate, "only_b": m.only_baseline, "discordant": m.discordant,
-            "p_two_sided": _p(m.p_two_sided), "p_a_worse": _p(m.p_candidate_worse), "p_b_worse": _p(m.p_baseline_worse),
+            "both_passed": m.both_passed,
+            "both_failed": m.both_failed,
+            "only_a": m.only_candidate,
+            "only_b": m.only_baseline,
+            "discordant": m.discordant,
+            "p_two_sided": _p(m.p_two_sided),
+            "p_a_worse": _p(m.p_candidate_worse),
+            "p_b_worse": _p(m.p_baseline_worse),
         },
     }
 
@@ -132,9 +140,16 @@ def comparison_json(c: Comparison, html_path: Path | None = None) -> dict[str, A
     """The paired figures as one JSON object (the command prints it on one line)."""
 
     def run(r: Run, p: Interval) -> dict[str, Any]:
-        return {"folder": str(r.folder), "responses": str(r.responses_path), "verdict": r.verdict,
-                "candidate": r.candidate, "answered": len(r.scores), "passed": p.passed, "total": p.total,
-                "interval": p.to_json()}
+        return {
+            "folder": str(r.folder),
+            "responses": str(r.responses_path),
+            "verdict": r.verdict,
+            "candidate": r.candidate,
+            "answered": len(r.scores),
+            "passed": p.passed,
+            "total": p.total,
+            "interval": p.to_json(),
+        }
 
     out = {
         "a": run(c.a, c.overall.candidate),
@@ -164,8 +179,10 @@ def comparison_page(c: Comparison, queries: QuerySet) -> html.Page:
     """The side-by-side page of a comparison (the same template as gate-report.html)."""
     la, lb = _labels(c)
     m = c.overall.mcnemar
-    notes = [f"{la} passed {m.only_candidate} queries that {lb} failed, {lb} passed {m.only_baseline} that {la} failed "
-             f"(exact McNemar p = {m.p_two_sided:.3g}); both passed {m.both_passed}, both failed {m.both_failed}"]
+    notes = [
+        f"{la} passed {m.only_candidate} queries that {lb} failed, {lb} passed {m.only_baseline} that {la} failed "
+        f"(exact McNemar p = {m.p_two_sided:.3g}); both passed {m.both_passed}, both failed {m.both_failed}"
+    ]
     if c.only_a or c.only_b:
         notes.append(f"compared on the {len(c.ids)} queries both runs answered")
     if c.only_a:
@@ -177,18 +194,32 @@ def comparison_page(c: Comparison, queries: QuerySet) -> html.Page:
         extra = ", ".join(f"{k} {v}" for k, v in (("verdict", r.verdict), ("candidate", r.candidate)) if v)
         return label, f"{r.responses_path}" + (f" ({extra})" if extra else "")
 
-    rows = [(
-        "overall", html.interval_text(c.overall.candidate.to_json()), html.interval_text(c.overall.baseline.to_json()),
-        html.mcnemar_text(paired_json(c.overall)["mcnemar"], la, lb),
-    )]
+    rows = [
+        (
+            "overall",
+            html.interval_text(c.overall.candidate.to_json()),
+            html.interval_text(c.overall.baseline.to_json()),
+            html.mcnemar_text(paired_json(c.overall)["mcnemar"], la, lb),
+        )
+    ]
     for name, p in c.categories.items():
-        rows.append((name, html.interval_text(p.candidate.to_json()), html.interval_text(p.baseline.to_json()),
-                     html.mcnemar_text(paired_json(p)["mcnemar"], la, lb)))
-    table = html.Table("pass rates on the compared queries (re-scored with the current scorer)",
-                       ("", la, lb, "paired (exact McNemar)"), tuple(rows))
+        rows.append(
+            (
+                name,
+                html.interval_text(p.candidate.to_json()),
+                html.interval_text(p.baseline.to_json()),
+                html.mcnemar_text(paired_json(p)["mcnemar"], la, lb),
+            )
+        )
+    table = html.Table(
+        "pass rates on the compared queries (re-scored with the current scorer)",
+        ("", la, lb, "paired (exact McNemar)"),
+        tuple(rows),
+    )
     query_rows = tuple(
-        html.QueryRow("compare", qid, queries.by_id(qid).category, queries.by_id(qid).text,
-                      (_answer(c.a, qid), _answer(c.b, qid)))
+        html.QueryRow(
+            "compare", qid, queries.by_id(qid).category, queries.by_id(qid).text, (_answer(c.a, qid), _answer(c.b, qid))
+        )
         for qid in c.ids
     )
     section = html.QuerySection(f"{len(query_rows)} queries compared", "compare", (la, lb), query_rows)
@@ -296,16 +327,31 @@ def rank_runs(runs: Sequence[Run], queries: QuerySet, baseline: int = 0) -> Rank
 
 
 def _run_json(r: Ranked) -> dict[str, Any]:
-    out = {"label": r.label, "folder": str(r.run.folder), "responses": str(r.run.responses_path),
-           "verdict": r.run.verdict, "candidate": r.run.candidate, "answered": len(r.run.scores),
-           "passed": r.overall.passed, "total": r.overall.total, "interval": r.overall.to_json(),
-           "seconds": r.run.seconds, "peak_memory_gb": r.run.peak_memory_gb, "left_out": list(r.left_out)}
+    out = {
+        "label": r.label,
+        "folder": str(r.run.folder),
+        "responses": str(r.run.responses_path),
+        "verdict": r.run.verdict,
+        "candidate": r.run.candidate,
+        "answered": len(r.run.scores),
+        "passed": r.overall.passed,
+        "total": r.overall.total,
+        "interval": r.overall.to_json(),
+        "seconds": r.run.seconds,
+        "peak_memory_gb": r.run.peak_memory_gb,
+        "left_out": list(r.left_out),
+    }
     if r.against_baseline is not None:
         m = r.against_baseline
-        out["mcnemar"] = {"both_passed": m.both_passed, "both_failed": m.both_failed,
-                          "only_candidate": m.only_candidate, "only_baseline": m.only_baseline,
-                          "discordant": m.discordant, "p_two_sided": _p(m.p_two_sided),
-                          "p_candidate_worse": _p(m.p_candidate_worse)}
+        out["mcnemar"] = {
+            "both_passed": m.both_passed,
+            "both_failed": m.both_failed,
+            "only_candidate": m.only_candidate,
+            "only_baseline": m.only_baseline,
+            "discordant": m.discordant,
+            "p_two_sided": _p(m.p_two_sided),
+            "p_candidate_worse": _p(m.p_candidate_worse),
+        }
     return out
 
 
@@ -317,8 +363,7 @@ def ranking_json(r: Ranking, html_path: Path | None = None) -> dict[str, Any]:
         "compared": len(r.ids),
         "answered": len(r.answered),
         "on_intersection": r.on_intersection,
-        "categories": {name: {x.label: x.categories[name].to_json() for x in r.runs}
-                       for name in r.baseline.categories},
+        "categories": {name: {x.label: x.categories[name].to_json() for x in r.runs} for name in r.baseline.categories},
         "queries": {qid: {x.label: x.run.scores[qid].passed for x in r.runs} for qid in r.ids},
     }
     if html_path is not None:
@@ -335,25 +380,50 @@ def _cost(run: Run) -> tuple[str, str]:
 def ranking_page(r: Ranking, queries: QuerySet) -> html.Page:
     """The ranking page: a table of the runs best first, per-category totals, every query side by side."""
     base = r.baseline.label
-    notes = [f"{len(r.candidates)} candidates ranked against the baseline {base} on {len(r.ids)} queries: "
-             "most passes first, then fewest queries only the baseline passed"]
+    notes = [
+        f"{len(r.candidates)} candidates ranked against the baseline {base} on {len(r.ids)} queries: "
+        "most passes first, then fewest queries only the baseline passed"
+    ]
     if r.on_intersection:
-        notes.append(f"the runs answered different queries: compared on the {len(r.ids)} all of them answered "
-                     f"(of {len(r.answered)} answered by any)")
+        notes.append(
+            f"the runs answered different queries: compared on the {len(r.ids)} all of them answered "
+            f"(of {len(r.answered)} answered by any)"
+        )
         notes += [f"left out of {x.label}: {', '.join(x.left_out)}" for x in r.runs if x.left_out]
 
-    rows = [("baseline", base, r.baseline.run.verdict or "-", html.interval_text(r.baseline.overall.to_json()),
-             "", *_cost(r.baseline.run))]
+    rows = [
+        (
+            "baseline",
+            base,
+            r.baseline.run.verdict or "-",
+            html.interval_text(r.baseline.overall.to_json()),
+            "",
+            *_cost(r.baseline.run),
+        )
+    ]
     for n, c in enumerate(r.candidates, 1):
-        rows.append((str(n), c.label, c.run.verdict or "-", html.interval_text(c.overall.to_json()),
-                     html.mcnemar_text(c.against.to_json(), c.label, base), *_cost(c.run)))
-    ranking = html.Table("ranking on the compared queries (re-scored with the current scorer)",
-                         ("rank", "run", "verdict", "passed", "against the baseline (exact McNemar)", "run time",
-                          "peak memory"), tuple(rows))
+        rows.append(
+            (
+                str(n),
+                c.label,
+                c.run.verdict or "-",
+                html.interval_text(c.overall.to_json()),
+                html.mcnemar_text(c.against.to_json(), c.label, base),
+                *_cost(c.run),
+            )
+        )
+    ranking = html.Table(
+        "ranking on the compared queries (re-scored with the current scorer)",
+        ("rank", "run", "verdict", "passed", "against the baseline (exact McNemar)", "run time", "peak memory"),
+        tuple(rows),
+    )
     per_category = html.Table(
-        "per category (95% Wilson intervals)", ("category", *(x.label for x in r.runs)),
-        tuple((name, *(html.interval_text(x.categories[name].to_json()) for x in r.runs))
-              for name in r.baseline.categories),
+        "per category (95% Wilson intervals)",
+        ("category", *(x.label for x in r.runs)),
+        tuple(
+            (name, *(html.interval_text(x.categories[name].to_json()) for x in r.runs))
+            for name in r.baseline.categories
+        ),
     )
 
     def answer(run: Run, qid: str) -> html.Answer:
@@ -361,12 +431,18 @@ def ranking_page(r: Ranking, queries: QuerySet) -> html.Page:
         return html.Answer(run.texts[qid], s.passed, s.reason, tuple(s.tools), tuple(s.fields))
 
     query_rows = tuple(
-        html.QueryRow("compare", qid, queries.by_id(qid).category, queries.by_id(qid).text,
-                      tuple(answer(x.run, qid) for x in r.runs))
+        html.QueryRow(
+            "compare",
+            qid,
+            queries.by_id(qid).category,
+            queries.by_id(qid).text,
+            tuple(answer(x.run, qid) for x in r.runs),
+        )
         for qid in r.ids
     )
-    section = html.QuerySection(f"{len(query_rows)} queries compared", "compare", tuple(x.label for x in r.runs),
-                                query_rows)
+    section = html.QuerySection(
+        f"{len(query_rows)} queries compared", "compare", tuple(x.label for x in r.runs), query_rows
+    )
 
     def fact(x: Ranked) -> tuple[str, str]:
         extra = ", ".join(f"{k} {v}" for k, v in (("verdict", x.run.verdict), ("candidate", x.run.candidate)) if v)

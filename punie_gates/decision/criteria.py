@@ -34,7 +34,11 @@ def summary(gates: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
     and a sentence for the verdict's summary."""
     rows = gathered(gates)
     inside = [r for r in rows if r.get("decided") == UNDECIDED]
-    sentence = (f"{len(inside)} of {len(rows)} count criteria were decided inside their interval "
-                "(met or missed, but the sample cannot tell on which side of the threshold the rate is; "
-                "a note, not a flag: the verdict stands)" if rows else None)
+    sentence = (
+        f"{len(inside)} of {len(rows)} count criteria were decided inside their interval "
+        "(met or missed, but the sample cannot tell on which side of the threshold the rate is; "
+        "a note, not a flag: the verdict stands)"
+        if rows
+        else None
+    )
     return {"count": len(rows), "inside_interval": len(inside), "sentence": sentence, "rows": rows}

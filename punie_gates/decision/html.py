@@ -94,8 +94,15 @@ def render_page(page: Page) -> str:
     script = _asset("report.js")
     digest = base64.b64encode(hashlib.sha256(script.encode("utf-8")).digest()).decode("ascii")
     csp = f"default-src 'none'; img-src data:; style-src 'unsafe-inline'; script-src 'sha256-{digest}'"
-    return _environment().get_template("report.html.j2").render(
-        page=page, css=_asset("report.css"), script=script, csp=csp,
+    return (
+        _environment()
+        .get_template("report.html.j2")
+        .render(
+            page=page,
+            css=_asset("report.css"),
+            script=script,
+            csp=csp,
+        )
     )
 
 
@@ -122,7 +129,16 @@ def write_page(path: Path, page: Page) -> Path:
 def verdict_fragment(doc: Mapping[str, Any], html_path: Path | None = None) -> str:
     """The verdict and gate table as an HTML fragment (escaped), for pytest-html's summary."""
     note = (doc.get("candidate") or {}).get("note") or ""
-    return _environment().get_template("summary.html.j2").render(
-        doc={"verdict": doc.get("verdict", ""), "stopped_at": doc.get("stopped_at"), "gates": doc.get("gates") or {}},
-        note=note, html_path=str(html_path) if html_path else "",
+    return (
+        _environment()
+        .get_template("summary.html.j2")
+        .render(
+            doc={
+                "verdict": doc.get("verdict", ""),
+                "stopped_at": doc.get("stopped_at"),
+                "gates": doc.get("gates") or {},
+            },
+            note=note,
+            html_path=str(html_path) if html_path else "",
+        )
     )

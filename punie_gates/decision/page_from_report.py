@@ -85,8 +85,10 @@ def answer_from(record: Any, full_text: str | None = None) -> Answer | None:
 
 def serving_line(plan: Mapping[str, Any]) -> str:
     """One line saying how a model was served, and the change Punie must make, if any."""
-    how = (f"{plan.get('tokenizer_class')}, tool parser {plan.get('tool_parser') or 'none'}, detokenizer "
-           f"{plan.get('detokenizer')}, template {plan.get('chat_template_source')}")
+    how = (
+        f"{plan.get('tokenizer_class')}, tool parser {plan.get('tool_parser') or 'none'}, detokenizer "
+        f"{plan.get('detokenizer')}, template {plan.get('chat_template_source')}"
+    )
     line = f"{plan.get('model')} served as `{plan.get('command')}` ({how}; {plan.get('environment')})"
     return line + (f"; CHANGE Punie must make: {plan['change']}" if plan.get("change") else "")
 
@@ -111,8 +113,12 @@ def _gate3_answer(row: Mapping[str, Any], full_text: str | None) -> Answer:
     return Answer(response if isinstance(response, str) else None, passed, reason, calls)
 
 
-def query_section(gate: str, figures: Mapping[str, Any], responses: Mapping[str, Mapping[str, Any]],
-                  baseline_responses: Mapping[str, Mapping[str, Any]] | None = None) -> QuerySection | None:
+def query_section(
+    gate: str,
+    figures: Mapping[str, Any],
+    responses: Mapping[str, Mapping[str, Any]],
+    baseline_responses: Mapping[str, Mapping[str, Any]] | None = None,
+) -> QuerySection | None:
     """A gate's query rows (figures.queries) with the full saved texts; None when it has none."""
     rows_in = figures.get("queries")
     if not isinstance(rows_in, list) or not rows_in:
@@ -170,8 +176,11 @@ def _peak_memory(figures: Mapping[str, Any]) -> float | None:
 def run_peak_memory(doc: Mapping[str, Any]) -> float | None:
     """The largest peak memory any gate of a gate-report.json recorded; None when none did."""
     gates = found if isinstance(found := doc.get("gates"), Mapping) else {}
-    peaks = [_peak_memory(g["figures"]) for g in gates.values()
-             if isinstance(g, Mapping) and isinstance(g.get("figures"), Mapping)]
+    peaks = [
+        _peak_memory(g["figures"])
+        for g in gates.values()
+        if isinstance(g, Mapping) and isinstance(g.get("figures"), Mapping)
+    ]
     known = [p for p in peaks if p is not None]
     return max(known) if known else None
 
@@ -191,12 +200,36 @@ def _marker_table(title: str, markers: Any, note: str = "") -> Table | None:
     for n, (marker, fig) in enumerate(markers.items()):
         fig = fig if isinstance(fig, Mapping) else {}
         ids = fig.get("ids") or []
-        rows.append((marker, fig.get("id"), " ".join(map(str, ids)), fig.get("single"), fig.get("control"),
-                     fig.get("emitted"), fig.get("text_can_produce"), fig.get("note", "")))
+        rows.append(
+            (
+                marker,
+                fig.get("id"),
+                " ".join(map(str, ids)),
+                fig.get("single"),
+                fig.get("control"),
+                fig.get("emitted"),
+                fig.get("text_can_produce"),
+                fig.get("note", ""),
+            )
+        )
         if fig.get("single") is False and fig.get("emitted"):
             bad.add(n)
-    return Table(title, ("marker", "vocabulary id", "ids", "single token", "control", "emitted by template",
-                         "plain text produces it", "note"), tuple(rows), frozenset(bad), note)
+    return Table(
+        title,
+        (
+            "marker",
+            "vocabulary id",
+            "ids",
+            "single token",
+            "control",
+            "emitted by template",
+            "plain text produces it",
+            "note",
+        ),
+        tuple(rows),
+        frozenset(bad),
+        note,
+    )
 
 
 def interval_text(iv: Any) -> str:
@@ -230,14 +263,26 @@ def mcnemar_text(m: Any, first: str = "candidate", second: str = "baseline") -> 
 def _pass_rate_table(gate: str, figures: Mapping[str, Any]) -> Table | None:
     rows = []
     if figures.get("interval") or figures.get("baseline_interval"):
-        rows.append(("overall", interval_text(figures.get("interval")), interval_text(figures.get("baseline_interval")),
-                     mcnemar_text(figures.get("mcnemar"))))
+        rows.append(
+            (
+                "overall",
+                interval_text(figures.get("interval")),
+                interval_text(figures.get("baseline_interval")),
+                mcnemar_text(figures.get("mcnemar")),
+            )
+        )
     categories = figures.get("categories")
     if isinstance(categories, Mapping):
         for name, cat in categories.items():
             if isinstance(cat, Mapping) and (cat.get("interval") or cat.get("baseline_interval")):
-                rows.append((name, interval_text(cat.get("interval")), interval_text(cat.get("baseline_interval")),
-                             mcnemar_text(cat.get("mcnemar"))))
+                rows.append(
+                    (
+                        name,
+                        interval_text(cat.get("interval")),
+                        interval_text(cat.get("baseline_interval")),
+                        mcnemar_text(cat.get("mcnemar")),
+                    )
+                )
     if not rows:
         return None
     return Table(f"{gate}: pass rates", ("", "candidate", "baseline", "paired (McNemar)"), tuple(rows))
@@ -251,7 +296,9 @@ def _steps_table(gate: str, figures: Mapping[str, Any]) -> Table | None:
     if "step" in columns:
         columns.remove("step")
         columns.insert(0, "step")
-    return Table(f"{gate}: resources per step", tuple(columns), tuple(tuple(s.get(c, "") for c in columns) for s in steps))
+    return Table(
+        f"{gate}: resources per step", tuple(columns), tuple(tuple(s.get(c, "") for c in columns) for s in steps)
+    )
 
 
 def _png_uri(path: Path) -> str | None:
@@ -311,7 +358,11 @@ def key_figures(figures: Mapping[str, Any]) -> tuple[str, ...]:
     if _number(figures.get("correct")) is not None and _number(figures.get("total")):
         out.append(f"{figures['correct']}/{figures['total']} correct")
     followup = figures.get("followup")
-    if isinstance(followup, Mapping) and _number(followup.get("correct")) is not None and _number(followup.get("total")):
+    if (
+        isinstance(followup, Mapping)
+        and _number(followup.get("correct")) is not None
+        and _number(followup.get("total"))
+    ):
         out.append(f"{followup['correct']}/{followup['total']} multi-turn")
     heldout = figures.get("heldout")
     if isinstance(heldout, Mapping) and _number(heldout.get("passed")) is not None and _number(heldout.get("total")):
@@ -357,14 +408,22 @@ def _category_table(gate: str, figures: Mapping[str, Any], title: str = "per cat
         return tuple(cells)
 
     rows = [row(n, c) for n, c in cats.items()]
-    overall = {"correct": figures.get("correct"), "total": figures.get("total"), "interval": figures.get("interval"),
-               "baseline_interval": figures.get("baseline_interval"), "mcnemar": figures.get("mcnemar"),
-               "min": figures.get("overall_min")}
+    overall = {
+        "correct": figures.get("correct"),
+        "total": figures.get("total"),
+        "interval": figures.get("interval"),
+        "baseline_interval": figures.get("baseline_interval"),
+        "mcnemar": figures.get("mcnemar"),
+        "min": figures.get("overall_min"),
+    }
     if overall["correct"] is not None and overall["total"] is not None:
         rows.insert(0, row("overall", {k: v for k, v in overall.items() if v is not None}))
     bad = frozenset(i for i, r in enumerate(rows) if r[3] is False)
-    columns = ["category", "candidate", "minimum", "met"] + (["baseline"] if with_base else []) + (
-        ["paired (exact McNemar)"] if with_mcnemar else [])
+    columns = (
+        ["category", "candidate", "minimum", "met"]
+        + (["baseline"] if with_base else [])
+        + (["paired (exact McNemar)"] if with_mcnemar else [])
+    )
     return Table(f"{gate}: {title}", tuple(columns), tuple(rows), bad)
 
 
@@ -375,15 +434,25 @@ def _criteria_table(gate: str, rows: Any) -> Table | None:
     if not mine:
         return None
     cells = tuple(
-        (r.get("criterion"), f"{r.get('passed')}/{r.get('total')}", r.get("min"),
-         f"{100 * r.get('threshold', 0):.0f}%", interval_text(r.get("interval")), r.get("met"), r.get("decided"))
+        (
+            r.get("criterion"),
+            f"{r.get('passed')}/{r.get('total')}",
+            r.get("min"),
+            f"{100 * r.get('threshold', 0):.0f}%",
+            interval_text(r.get("interval")),
+            r.get("met"),
+            r.get("decided"),
+        )
         for r in mine
     )
-    return Table(f"{gate}: criteria against their intervals", ("criterion", "count", "minimum", "threshold",
-                                                               "95% interval", "met", "decided"),
-                 cells, frozenset(i for i, r in enumerate(mine) if r.get("met") is False),
-                 "Inside the interval: the sample cannot tell on which side of the threshold the rate is "
-                 "(a note, not a flag: the verdict stands).")
+    return Table(
+        f"{gate}: criteria against their intervals",
+        ("criterion", "count", "minimum", "threshold", "95% interval", "met", "decided"),
+        cells,
+        frozenset(i for i, r in enumerate(mine) if r.get("met") is False),
+        "Inside the interval: the sample cannot tell on which side of the threshold the rate is "
+        "(a note, not a flag: the verdict stands).",
+    )
 
 
 def _heldout_table(gate: str, heldout: Any) -> Table | None:
@@ -399,10 +468,12 @@ def _heldout_table(gate: str, heldout: Any) -> Table | None:
     rows = [row("overall", heldout)]
     rows += [row(name, c) for name, c in (heldout.get("categories") or {}).items() if isinstance(c, Mapping)]
     left = heldout.get("left_out") or {}
-    note = (f"{heldout['total']} turns of {heldout.get('source')} ({heldout.get('conversations')} conversations; "
-            f"left out: {left.get('in_train', 0)} also in train.jsonl"
-            + (f", the first {heldout['total']} of {heldout.get('available')}" if heldout.get("limited") else "")
-            + f"); {heldout.get('seconds')} s")
+    note = (
+        f"{heldout['total']} turns of {heldout.get('source')} ({heldout.get('conversations')} conversations; "
+        f"left out: {left.get('in_train', 0)} also in train.jsonl"
+        + (f", the first {heldout['total']} of {heldout.get('available')}" if heldout.get("limited") else "")
+        + f"); {heldout.get('seconds')} s"
+    )
     if isinstance(heldout.get("detectable"), Mapping):
         note += f". {heldout['detectable'].get('sentence')}"
     columns = ("", "candidate") + (("baseline", "paired (exact McNemar)") if with_base else ())
@@ -413,8 +484,11 @@ def _first(reasons: Any) -> str:
     return str(reasons[0]) if isinstance(reasons, list) and reasons else ""
 
 
-def report_page(doc: Mapping[str, Any], report_dir: Path | None = None,
-                responses: Mapping[str, Mapping[str, Mapping[str, Any]]] | None = None) -> Page:
+def report_page(
+    doc: Mapping[str, Any],
+    report_dir: Path | None = None,
+    responses: Mapping[str, Mapping[str, Mapping[str, Any]]] | None = None,
+) -> Page:
     """The page for a run: `doc` as gate-report.json holds it, responses per gate (default: read from report_dir)."""
     report_dir = Path(report_dir) if report_dir is not None else None
     if responses is None:
@@ -450,28 +524,52 @@ def report_page(doc: Mapping[str, Any], report_dir: Path | None = None,
     gates, tables, sections, figures_json = [], [], [], []
     for gate, g in gates_doc.items():
         figures = g.get("figures") or {}
-        gates.append(GateRow(gate, str(g.get("name", "")), str(g.get("kind", "")), str(g.get("status", "")),
-                             g.get("seconds"), _peak_memory(figures), _first(g.get("reasons")), dict(g.get("tests") or {}),
-                             key_figures(figures)))
+        gates.append(
+            GateRow(
+                gate,
+                str(g.get("name", "")),
+                str(g.get("kind", "")),
+                str(g.get("status", "")),
+                g.get("seconds"),
+                _peak_memory(figures),
+                _first(g.get("reasons")),
+                dict(g.get("tests") or {}),
+                key_figures(figures),
+            )
+        )
         if gate == "gate0":
-            for t in (_marker_table("gate0: tool markers the template emits", figures.get("markers"),
-                                    "Each must be one control token: text cannot forge it, and the model sees it whole."),
-                      _marker_table("gate0: the seed plan's delimiters (for reference)", figures.get("seed_delimiters"),
-                                    "[/TOOL_CALLS] is not part of Devstral's format: several tokens is no failure.")):
+            for t in (
+                _marker_table(
+                    "gate0: tool markers the template emits",
+                    figures.get("markers"),
+                    "Each must be one control token: text cannot forge it, and the model sees it whole.",
+                ),
+                _marker_table(
+                    "gate0: the seed plan's delimiters (for reference)",
+                    figures.get("seed_delimiters"),
+                    "[/TOOL_CALLS] is not part of Devstral's format: several tokens is no failure.",
+                ),
+            ):
                 if t:
                     tables.append(t)
         comparison = figures.get("comparison")
         if isinstance(comparison, Mapping) and isinstance(comparison.get("detectable"), Mapping):
             notes.append(f"{gate} vs baseline: {comparison['detectable'].get('sentence')}")
         followup = found if isinstance(found := figures.get("followup"), Mapping) else {}
-        for t in (_category_table(gate, figures) or _pass_rate_table(gate, figures),
-                  _criteria_table(gate, (doc.get("criteria") or {}).get("rows")),
-                  _heldout_table(gate, figures.get("heldout")),
-                  _category_table(gate, followup, "multi-turn pass per category"), _steps_table(gate, figures)):
+        for t in (
+            _category_table(gate, figures) or _pass_rate_table(gate, figures),
+            _criteria_table(gate, (doc.get("criteria") or {}).get("rows")),
+            _heldout_table(gate, figures.get("heldout")),
+            _category_table(gate, followup, "multi-turn pass per category"),
+            _steps_table(gate, figures),
+        ):
             if t:
                 tables.append(t)
-        section = query_section(gate, figures, responses.get(gate, {}), responses.get(f"{gate}-baseline", {})) \
-            if gate in QUERY_GATES else None  # Gate 2 lists query ids only
+        section = (
+            query_section(gate, figures, responses.get(gate, {}), responses.get(f"{gate}-baseline", {}))
+            if gate in QUERY_GATES
+            else None
+        )  # Gate 2 lists query ids only
         if section:
             sections.append(section)
         if figures:
@@ -479,9 +577,14 @@ def report_page(doc: Mapping[str, Any], report_dir: Path | None = None,
     screening = (gates_doc.get("gate3") or {}).get("figures", {}).get("screening")
     if isinstance(screening, Mapping):  # an endpoint candidate: all queries, beside the verdict
         title = f"not judged: {interval_text(screening.get('interval'))} of every query"
-        tables[:0] = [t for t in (_category_table("screening", screening, title),
-                                  _category_table("screening", screening.get("followup") or {},
-                                                  "multi-turn pass per category")) if t]
+        tables[:0] = [
+            t
+            for t in (
+                _category_table("screening", screening, title),
+                _category_table("screening", screening.get("followup") or {}, "multi-turn pass per category"),
+            )
+            if t
+        ]
         answered = read_responses(report_dir / "screening-responses.jsonl") if report_dir else {}
         if section := query_section("screening", screening, answered):
             sections.insert(0, section)

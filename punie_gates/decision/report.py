@@ -30,12 +30,11 @@ DEMO_AGENT_NOTE = (
 )
 
 
-def demo_note(candidate: str) -> str | None:
+def demo_note(candidate: str | None) -> str | None:
     """What a report says about a built-in demo candidate (None for any other)."""
     if candidate == "demo":
         return DEMO_NOTE
     if candidate == "demo-agent":
-
         try:
             return f"{DEMO_AGENT_NOTE} ({built_from()})"
         except (OSError, ValueError, KeyError):
@@ -45,12 +44,12 @@ def demo_note(candidate: str) -> str | None:
 
 ANSWERING_NOTES = {
     "server": "answers came through mlx_lm.server: OpenAI chat completions with the catalog's tools, temperature 0, "
-              "as Punie's agent asks; scored on what the API returned (message.content and message.tool_calls)",
+    "as Punie's agent asks; scored on what the API returned (message.content and message.tool_calls)",
     "inprocess": "answers were generated in this process (--answer-via inprocess, the reference path): the reply "
-                 "text decoded with its control tokens, calls parsed from it with mlx-lm's parsers",
+    "text decoded with its control tokens, calls parsed from it with mlx-lm's parsers",
     "endpoint": "the candidate's answers came from the OpenAI-compatible server it was named by (--candidate URL): "
-                "chat completions with the catalog's tools, temperature 0, scored on what the API returned; what it "
-                "says about itself is in gates.gateN.figures.answering.endpoint",
+    "chat completions with the catalog's tools, temperature 0, scored on what the API returned; what it "
+    "says about itself is in gates.gateN.figures.answering.endpoint",
 }
 
 
@@ -120,8 +119,11 @@ class Report:
                 "note": demo_note(self.candidate),
             },
             "baseline": self.baseline,
-            "answering": {"via": self.answer_via, "note": ANSWERING_NOTES.get(self.answer_via or ""),
-                          "serving": serving_plans(self.results)},
+            "answering": {
+                "via": self.answer_via,
+                "note": ANSWERING_NOTES.get(self.answer_via or ""),
+                "serving": serving_plans(self.results),
+            },
             "run_all_gates": self.run_all_gates,
             "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(self.started)),
             "seconds": round(self.finished - self.started, 3),
@@ -212,8 +214,10 @@ def _interval(iv: Any) -> str:
 def _mcnemar(m: Any) -> str:
     if not isinstance(m, dict):
         return "-"
-    return (f"only candidate {m['only_candidate']}, only baseline {m['only_baseline']}; "
-            f"p = {m['p_two_sided']:.3g} (one-sided, candidate worse: {m['p_candidate_worse']:.3g})")
+    return (
+        f"only candidate {m['only_candidate']}, only baseline {m['only_baseline']}; "
+        f"p = {m['p_two_sided']:.3g} (one-sided, candidate worse: {m['p_candidate_worse']:.3g})"
+    )
 
 
 def _server_lines(figures: dict[str, Any]) -> list[str]:
@@ -227,15 +231,24 @@ def _server_lines(figures: dict[str, Any]) -> list[str]:
             continue
         versions = ", ".join(f"{k} {v}" for k, v in (server.get("versions") or {}).items())
         parsing = server.get("tool_parsing") or {}
-        starts = ", ".join(f"started in {s['startup_s']:.1f} s, stopped in {s['stop_s'] or 0:.1f} s"
-                           # a pause shorter than the stall timeout: the answers' times include it
-                           + (f", /health unanswered for up to {s['longest_silence_s']:.0f} s while answering"
-                              if s.get("longest_silence_s") else "")
-                           for s in server.get("starts") or ())
-        lines.append(f"- {server.get('model')} server: `{server.get('command', '')}` ({starts}); log `{server.get('log')}`")
+        starts = ", ".join(
+            f"started in {s['startup_s']:.1f} s, stopped in {s['stop_s'] or 0:.1f} s"
+            # a pause shorter than the stall timeout: the answers' times include it
+            + (
+                f", /health unanswered for up to {s['longest_silence_s']:.0f} s while answering"
+                if s.get("longest_silence_s")
+                else ""
+            )
+            for s in server.get("starts") or ()
+        )
+        lines.append(
+            f"- {server.get('model')} server: `{server.get('command', '')}` ({starts}); log `{server.get('log')}`"
+        )
         lines.append(f"  - versions: {versions}")
-        lines.append(f"  - tool parser: {parsing.get('tool_parser')} (tokenizer {parsing.get('tokenizer_class')})"
-                     + (f": {parsing['note']}" if parsing.get("note") else ""))
+        lines.append(
+            f"  - tool parser: {parsing.get('tool_parser')} (tokenizer {parsing.get('tokenizer_class')})"
+            + (f": {parsing['note']}" if parsing.get("note") else "")
+        )
     return lines
 
 
@@ -270,8 +283,16 @@ def _category_table(figures: Mapping[str, Any]) -> list[str]:
         head += " baseline | paired (exact McNemar) |"
         rule += "---|---|"
     out = ["", head, rule]
-    entries = [("overall", {"interval": figures.get("interval"), "baseline_interval": figures.get("baseline_interval"),
-                            "mcnemar": figures.get("mcnemar")})]
+    entries = [
+        (
+            "overall",
+            {
+                "interval": figures.get("interval"),
+                "baseline_interval": figures.get("baseline_interval"),
+                "mcnemar": figures.get("mcnemar"),
+            },
+        )
+    ]
     entries += [(n, c) for n, c in categories.items() if isinstance(c, dict)]
     for name, c in entries:
         cells = [name, _interval(c.get("interval")), c.get("min", "")]
@@ -291,8 +312,10 @@ def markdown(doc: dict[str, Any]) -> str:
     if doc["baseline"]:
         lines.append(f"- baseline: `{doc['baseline']}`")
     else:
-        lines.append("- baseline: none given: no comparison with the production model was made; "
-                     "the verdict rests on the thresholds alone")
+        lines.append(
+            "- baseline: none given: no comparison with the production model was made; "
+            "the verdict rests on the thresholds alone"
+        )
     answering = doc.get("answering") or {}
     if answering.get("note"):
         lines.append(f"- {answering['note']}")
@@ -311,8 +334,13 @@ def markdown(doc: dict[str, Any]) -> str:
     lines += _steps_markdown(doc)
     screening = (doc["gates"].get("gate3") or {}).get("figures", {}).get("screening")
     if isinstance(screening, Mapping):  # an endpoint candidate: every query, beside the verdict
-        lines += ["", "## screening (not judged)", "", f"- {screening.get('note')}",
-                  f"- {screening.get('correct')}/{screening.get('total')} queries passed"]
+        lines += [
+            "",
+            "## screening (not judged)",
+            "",
+            f"- {screening.get('note')}",
+            f"- {screening.get('correct')}/{screening.get('total')} queries passed",
+        ]
         lines += _category_table(screening) + _query_table(screening.get("queries") or [])
     for gate, g in doc["gates"].items():
         if not g["figures"]:
@@ -322,8 +350,11 @@ def markdown(doc: dict[str, Any]) -> str:
         tables = _category_table(figures) + _query_table(figures.get("queries") or [])
         heldout = _heldout_markdown(figures.get("heldout"))
         for key, value in figures.items():
-            if key in ("steps", "criteria") or (key == "heldout" and heldout) or (
-                    key in _TABLED and (tables or key == "answering")):
+            if (
+                key in ("steps", "criteria")
+                or (key == "heldout" and heldout)
+                or (key in _TABLED and (tables or key == "answering"))
+            ):
                 continue  # steps: in the resources table above; criteria: in their own
             lines.append(f"- {key}: `{_short(value, 300)}`")
         comparison = figures.get("comparison")
@@ -338,21 +369,31 @@ def _heldout_markdown(h: Any) -> list[str]:
     if not isinstance(h, dict) or "total" not in h:
         return []
     left = h.get("left_out") or {}
-    out = [f"- held-out next steps (a measure beside the queries): candidate {_interval(h.get('interval'))}"
-           + (f", baseline {_interval(h.get('baseline_interval'))}; {_mcnemar(h.get('mcnemar'))}"
-              if h.get("baseline_interval") else ""),
-           f"  - {h['total']} turns ({h.get('tool_turns')} with a call, {h.get('tool_turns_passed')} of them passed) "
-           f"of `{h.get('source')}`, "
-           f"{h.get('conversations')} conversations; left out {left.get('in_train', 0)} also in train.jsonl"
-           + (f"; the first {h['total']} of {h.get('available')} (--heldout-limit)" if h.get("limited") else "")
-           + f"; {h.get('seconds')} s ({h.get('seconds_per_turn')} s a turn)"
-           + (f", the baseline's {h['baseline_seconds']} s" if h.get("baseline_seconds") is not None else "")]
+    out = [
+        f"- held-out next steps (a measure beside the queries): candidate {_interval(h.get('interval'))}"
+        + (
+            f", baseline {_interval(h.get('baseline_interval'))}; {_mcnemar(h.get('mcnemar'))}"
+            if h.get("baseline_interval")
+            else ""
+        ),
+        f"  - {h['total']} turns ({h.get('tool_turns')} with a call, {h.get('tool_turns_passed')} of them passed) "
+        f"of `{h.get('source')}`, "
+        f"{h.get('conversations')} conversations; left out {left.get('in_train', 0)} also in train.jsonl"
+        + (f"; the first {h['total']} of {h.get('available')} (--heldout-limit)" if h.get("limited") else "")
+        + f"; {h.get('seconds')} s ({h.get('seconds_per_turn')} s a turn)"
+        + (f", the baseline's {h['baseline_seconds']} s" if h.get("baseline_seconds") is not None else ""),
+    ]
     cats = h.get("categories") or {}
     if cats:
-        out.append("  - per category: " + "; ".join(
-            f"{name} {_interval(c.get('interval'))}" + (f" vs {_interval(c.get('baseline_interval'))}"
-                                                         if c.get("baseline_interval") else "")
-            for name, c in cats.items() if isinstance(c, dict)))
+        out.append(
+            "  - per category: "
+            + "; ".join(
+                f"{name} {_interval(c.get('interval'))}"
+                + (f" vs {_interval(c.get('baseline_interval'))}" if c.get("baseline_interval") else "")
+                for name, c in cats.items()
+                if isinstance(c, dict)
+            )
+        )
     if isinstance(h.get("detectable"), dict):
         out.append(f"  - {h['detectable'].get('sentence')}")
     return out
@@ -362,16 +403,28 @@ def _criteria_markdown(rows: Sequence[Mapping[str, Any]]) -> list[str]:
     """Per count criterion: its count, threshold, interval and whether the data decided it."""
     if not rows:
         return []
-    out = ["", "## Criteria against their intervals", "",
-           "A criterion is decided by the data when its threshold lies outside the pass rate's 95% Wilson "
-           "interval; inside it, the sample cannot tell on which side the true rate is (docs/statistics.md).", "",
-           "| gate | criterion | count | minimum | threshold | interval | met | decided |",
-           "|---|---|---|---|---|---|---|---|"]
+    out = [
+        "",
+        "## Criteria against their intervals",
+        "",
+        "A criterion is decided by the data when its threshold lies outside the pass rate's 95% Wilson "
+        "interval; inside it, the sample cannot tell on which side the true rate is (docs/statistics.md).",
+        "",
+        "| gate | criterion | count | minimum | threshold | interval | met | decided |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for r in rows:
         iv = r.get("interval") or {}
-        cells = [r.get("gate"), r.get("criterion"), f"{r.get('passed')}/{r.get('total')}", r.get("min"),
-                 f"{100 * r.get('threshold', 0):.0f}%", f"{100 * iv.get('low', 0):.0f}-{100 * iv.get('high', 0):.0f}%",
-                 r.get("met"), r.get("decided")]
+        cells = [
+            r.get("gate"),
+            r.get("criterion"),
+            f"{r.get('passed')}/{r.get('total')}",
+            r.get("min"),
+            f"{100 * r.get('threshold', 0):.0f}%",
+            f"{100 * iv.get('low', 0):.0f}-{100 * iv.get('high', 0):.0f}%",
+            r.get("met"),
+            r.get("decided"),
+        ]
         out.append("| " + " | ".join(_cell(c) for c in cells) + " |")
     return out
 
@@ -401,17 +454,23 @@ def _steps_markdown(doc: Mapping[str, Any]) -> list[str]:
     rows = []
     for gate, g in doc["gates"].items():
         for step in g["figures"].get("steps") or ():
-            rows.append(f"| {gate} | {step.get('step', '')} | {step.get('seconds', 0):.1f} | "
-                        f"{_gb(step.get('peak_memory_gb'))} | {_gb(step.get('peak_rss_gb'))} | "
-                        f"{_size(step.get('bytes_written'))} | {_step_note(step)} |")
+            rows.append(
+                f"| {gate} | {step.get('step', '')} | {step.get('seconds', 0):.1f} | "
+                f"{_gb(step.get('peak_memory_gb'))} | {_gb(step.get('peak_rss_gb'))} | "
+                f"{_size(step.get('bytes_written'))} | {_step_note(step)} |"
+            )
     work = doc.get("work_folder")
     if not rows and not work:
         return []
     out = ["", "## Resources per step", ""]
     if rows:
-        out += ["Peak memory: MLX's own allocations, and the process's resident set. Written: how much the work "
-                "folder grew during the step.", "",
-                "| gate | step | seconds | MLX peak GB | process peak GB | written | |", "|---|---|---|---|---|---|---|"]
+        out += [
+            "Peak memory: MLX's own allocations, and the process's resident set. Written: how much the work "
+            "folder grew during the step.",
+            "",
+            "| gate | step | seconds | MLX peak GB | process peak GB | written | |",
+            "|---|---|---|---|---|---|---|",
+        ]
         out += rows
     if work:
         out += ["", f"Work folder at the end: `{work['path']}`, {_size(work['bytes'])}."]
@@ -449,8 +508,10 @@ def terminal_lines(report: Report, report_paths: Sequence[Path] = (), report_mis
         if r.figures.get("steps"):
             out.append(steps_line(gate, r.figures["steps"]))
     if report.work_folder:
-        out.append(f"work folder: {report.work_folder['path']} ({_size(report.work_folder['bytes'])}; "
-                   "`punie-gates work list` shows what it holds)")
+        out.append(
+            f"work folder: {report.work_folder['path']} ({_size(report.work_folder['bytes'])}; "
+            "`punie-gates work list` shows what it holds)"
+        )
     gate2 = report.results.get("gate2")
     if gate2 is not None and gate2.figures.get("bench_summary"):
         out.append(f"speed to verdict (--bench): {gate2.figures['bench_summary']}")
@@ -458,13 +519,19 @@ def terminal_lines(report: Report, report_paths: Sequence[Path] = (), report_mis
     for gate, r in report.results.items():
         h = r.figures.get("heldout")
         if isinstance(h, dict) and "total" in h:
-            out.append(f"{gate} held-out next steps: {_interval(h.get('interval'))}"
-                       + (f" vs baseline {_interval(h.get('baseline_interval'))}" if h.get("baseline_interval") else "")
-                       + f" ({h.get('seconds')} s" + (", limited" if h.get("limited") else "") + ")")
+            out.append(
+                f"{gate} held-out next steps: {_interval(h.get('interval'))}"
+                + (f" vs baseline {_interval(h.get('baseline_interval'))}" if h.get("baseline_interval") else "")
+                + f" ({h.get('seconds')} s"
+                + (", limited" if h.get("limited") else "")
+                + ")"
+            )
     judged = criteria.summary({gate: r.figures for gate, r in report.results.items()})
     if judged["inside_interval"]:
-        out.append(f"criteria: {judged['inside_interval']} of {judged['count']} decided inside their interval "
-                   "(a note, not a flag; gate-report.md lists them)")
+        out.append(
+            f"criteria: {judged['inside_interval']} of {judged['count']} decided inside their interval "
+            "(a note, not a flag; gate-report.md lists them)"
+        )
     if report.is_demo:
         out.append(f"candidate: {report.candidate} ({demo_note(report.candidate)})")
     where = f" (stopped at {verdict.stopped_at})" if verdict.stopped_at else ""
@@ -497,24 +564,36 @@ def _comparison_lines(report: Report) -> list[str]:
     if not asked:
         pass  # no gate asked a query (e.g. the run stopped at Gate 1): nothing to say how
     elif report.answer_via == "server":
-        versions = next((f["answering"]["server"].get("versions") for f in (r.figures for r in report.results.values())
-                         if isinstance(f.get("answering"), dict) and isinstance(f["answering"].get("server"), dict)), None)
+        versions = next(
+            (
+                f["answering"]["server"].get("versions")
+                for f in (r.figures for r in report.results.values())
+                if isinstance(f.get("answering"), dict) and isinstance(f["answering"].get("server"), dict)
+            ),
+            None,
+        )
         out.append("answers: through mlx_lm.server" + (f" (mlx-lm {versions.get('mlx-lm')})" if versions else ""))
         out += [f"  {serving_line(plan)}" for plan in serving_plans(report.results)]
     elif report.answer_via == "endpoint":
-        out.append(f"answers: from the endpoint {report.candidate} (screened: the gates that need its files did not run)")
+        out.append(
+            f"answers: from the endpoint {report.candidate} (screened: the gates that need its files did not run)"
+        )
     elif report.answer_via:
         out.append("answers: in-process (--answer-via inprocess)")
     for r in report.results.values():
         baseline = (r.figures.get("answering") or {}).get("baseline_endpoint") if asked else None
         if isinstance(baseline, dict):
-            out.append(f"baseline answers: from the endpoint {baseline.get('endpoint')} (model {baseline.get('request_model')})")
+            out.append(
+                f"baseline answers: from the endpoint {baseline.get('endpoint')} (model {baseline.get('request_model')})"
+            )
             break
     screening = (report.results["gate3"].figures if "gate3" in report.results else {}).get("screening")
     if isinstance(screening, dict):
         follow = screening.get("followup") or {}
-        out.append(f"screening (not judged): {_interval(screening.get('interval'))} of every query; multi-turn pass "
-                   f"{_interval(follow.get('interval'))}")
+        out.append(
+            f"screening (not judged): {_interval(screening.get('interval'))} of every query; multi-turn pass "
+            f"{_interval(follow.get('interval'))}"
+        )
     not_made: dict[str, list[str]] = {}  # reason -> gates
     for gate, r in report.results.items():
         comparison = r.figures.get("comparison")
@@ -523,7 +602,11 @@ def _comparison_lines(report: Report) -> list[str]:
         if not comparison.get("made"):
             not_made.setdefault(str(comparison.get("reason", "no comparison made")), []).append(gate)
             continue
-        iv, base, m = r.figures.get("interval") or {}, r.figures.get("baseline_interval") or {}, r.figures.get("mcnemar") or {}
+        iv, base, m = (
+            r.figures.get("interval") or {},
+            r.figures.get("baseline_interval") or {},
+            r.figures.get("mcnemar") or {},
+        )
         out.append(
             f"{gate} vs baseline: candidate {_interval(iv)} vs baseline {_interval(base)}, McNemar "
             f"{m.get('only_candidate')} vs {m.get('only_baseline')} discordant, p = {m.get('p_two_sided', 1):.3g} "

@@ -82,8 +82,10 @@ def decide(results: Mapping[str, GateResult], *, complete: bool = True, order: S
     for gate in order:
         result = results.get(gate)
         if result is None or result.status in ("skipped", "not_run"):
-            missing.append(f"{gate} {'not run' if result is None else result.status}"
-                           + (f": {result.reasons[0]}" if result is not None and result.reasons else ""))
+            missing.append(
+                f"{gate} {'not run' if result is None else result.status}"
+                + (f": {result.reasons[0]}" if result is not None and result.reasons else "")
+            )
             continue
         if result.status == "passed":
             flags.extend(f"{gate}: {flag}" for flag in result.flags)
@@ -98,17 +100,20 @@ def decide(results: Mapping[str, GateResult], *, complete: bool = True, order: S
             missing.append(_why(result))
     if missing:
         if not complete:
-            return Verdict("INCOMPLETE", None, tuple(flags),
-                           ("partial run: " + "; ".join(missing),), complete)
-        return Verdict("NO_GO", None, tuple(flags),
-                       tuple(f"{m} (a run missing a gate is never GO)" for m in missing), complete)
+            return Verdict("INCOMPLETE", None, tuple(flags), ("partial run: " + "; ".join(missing),), complete)
+        return Verdict(
+            "NO_GO", None, tuple(flags), tuple(f"{m} (a run missing a gate is never GO)" for m in missing), complete
+        )
     if flags:
         return Verdict("GO_WITH_FLAGS", None, tuple(flags), tuple(flags), complete)
     return Verdict("GO", None, (), ("every gate passed",), complete)
 
 
 def decide_not_judged(
-    results: Mapping[str, GateResult], causes: Sequence[str], *, stopped_gates: Sequence[str] = (),
+    results: Mapping[str, GateResult],
+    causes: Sequence[str],
+    *,
+    stopped_gates: Sequence[str] = (),
     order: Sequence[str] | None = None,
 ) -> Verdict:
     """The verdict of a run stopped by problems the user must fix (`causes`, one line each).

@@ -27,8 +27,17 @@ from punie_gates.inputs.catalog import Catalog
 # are not data fields, so reading one is neither a field read nor a hallucination.
 _MODEL_ATTRIBUTES = frozenset(
     {
-        "model_dump", "model_dump_json", "model_copy", "model_fields", "model_fields_set",
-        "model_json_schema", "model_computed_fields", "model_config", "dict", "json", "copy",
+        "model_dump",
+        "model_dump_json",
+        "model_copy",
+        "model_fields",
+        "model_fields_set",
+        "model_json_schema",
+        "model_computed_fields",
+        "model_config",
+        "dict",
+        "json",
+        "copy",
     }
 )
 # Builtins that hand back the list they were given (reordered or copied).
@@ -109,7 +118,9 @@ class _Analyser:
 
     def facts(self) -> CodeFacts:
         freeze = lambda d: MappingProxyType({k: frozenset(v) for k, v in d.items()})  # noqa: E731
-        return CodeFacts(True, None, tuple(self.calls), freeze(self.fields), freeze(self.unknown), tuple(self.bad_calls))
+        return CodeFacts(
+            True, None, tuple(self.calls), freeze(self.fields), freeze(self.unknown), tuple(self.bad_calls)
+        )
 
     # --- statements ------------------------------------------------------------------
 
@@ -303,8 +314,12 @@ class _Analyser:
         if name is not None and name in self.typed and name not in self.rebound and name not in self.env:
             self.eval_arguments(node)
             self.calls[name] = None
-            if problem := arity_problem(self.typed[name], len(node.args), [k.arg for k in node.keywords],
-                                        unpacked=any(isinstance(a, ast.Starred) for a in node.args)):
+            if problem := arity_problem(
+                self.typed[name],
+                len(node.args),
+                [k.arg for k in node.keywords],
+                unpacked=any(isinstance(a, ast.Starred) for a in node.args),
+            ):
                 self.bad_calls[problem] = None
             return _Value(name, "text" if self.typed[name].returns_text else "result")
         if name in _SAME_LIST | _ONE_ITEM | {"enumerate", "getattr"} and name not in self.env and node.args:

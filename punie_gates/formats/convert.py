@@ -208,8 +208,7 @@ def _check_turns(turns: list[_Turn], tools: list[dict] | None = None, catalog: s
                 )
             if answered == len(waiting.calls):
                 raise _Rejected(
-                    f"{turn.origin} is one tool result more than the {len(waiting.calls)} call(s) "
-                    f"of {waiting.origin}"
+                    f"{turn.origin} is one tool result more than the {len(waiting.calls)} call(s) of {waiting.origin}"
                 )
             answered += 1
         else:
@@ -256,7 +255,7 @@ def _decode(raw: bytes | str, number: int) -> str:
         try:
             text = raw.decode("utf-8")
         except UnicodeDecodeError as exc:
-            raise _Rejected(f"not valid UTF-8 (byte {exc.start} is {raw[exc.start:exc.start + 1]!r})") from None
+            raise _Rejected(f"not valid UTF-8 (byte {exc.start} is {raw[exc.start : exc.start + 1]!r})") from None
     else:
         text = raw.removesuffix("\n")
     return text.removesuffix("\r")
@@ -573,15 +572,3 @@ def to_qwen3(lines: Iterable[bytes | str], source: str = "<input>") -> Conversio
 
 
 # ---------------------------------------------------------------- command line
-
-
-
-
-
-
-
-
-
-
-
-

@@ -123,9 +123,7 @@ def _function_span(block: str, index: int) -> tuple[int, int, str, list[str]]:
         raise FormatError(f"{where} has an unclosed <function= tag")
     name = block[start + len(_FUNCTION_OPEN) : close]
     if not FUNCTION_NAME.fullmatch(name):
-        raise FormatError(
-            f"{where} names function {name!r}; Mistral allows letters, digits, '_' and '-', at most 64"
-        )
+        raise FormatError(f"{where} names function {name!r}; Mistral allows letters, digits, '_' and '-', at most 64")
     params: list[str] = []
     pos = close + 1
     while True:

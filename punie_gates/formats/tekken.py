@@ -164,7 +164,9 @@ def tekken_from_tokenizer_json(doc: dict, version: str | None = None) -> tuple[d
     split = next((s for s in steps if s.get("type") == "Split"), None)
     pattern = ((split or {}).get("pattern") or {}).get("Regex")
     if not pattern or not any(s.get("type") == "ByteLevel" for s in steps):
-        raise ReferenceUnavailable("tokenizer.json's pre-tokenizer is not a regex split followed by ByteLevel, as tekken's is")
+        raise ReferenceUnavailable(
+            "tokenizer.json's pre-tokenizer is not a regex split followed by ByteLevel, as tekken's is"
+        )
     specials = sorted((t["id"], t["content"]) for t in doc.get("added_tokens", ()) if t.get("special"))
     n_special = next((k for k, (i, _) in enumerate(specials) if i != k), len(specials))
     if n_special == 0:
@@ -181,11 +183,15 @@ def tekken_from_tokenizer_json(doc: dict, version: str | None = None) -> tuple[d
     for rank, token_id in enumerate(range(n_special, size)):
         piece = by_id.get(token_id)
         if piece is None:
-            raise ReferenceUnavailable(f"tokenizer.json has no entry for id {token_id}: its ids are not tekken's dense ranks")
+            raise ReferenceUnavailable(
+                f"tokenizer.json has no entry for id {token_id}: its ids are not tekken's dense ranks"
+            )
         try:
             raw = bytes(decoder[c] for c in piece)
         except KeyError:
-            raise ReferenceUnavailable(f"tokenizer.json piece {piece!r} (id {token_id}) is not byte-level text") from None
+            raise ReferenceUnavailable(
+                f"tokenizer.json piece {piece!r} (id {token_id}) is not byte-level text"
+            ) from None
         vocab.append({"rank": rank, "token_bytes": base64.b64encode(raw).decode("ascii"), "token_str": None})
     tekken_pattern = json.loads(shipped_tekken_path().read_text(encoding="utf-8"))["config"]["pattern"]
     if pattern != tekken_pattern:
@@ -199,6 +205,8 @@ def tekken_from_tokenizer_json(doc: dict, version: str | None = None) -> tuple[d
             "version": version,
         },
         "vocab": vocab,
-        "special_tokens": [{"rank": i, "token_str": content, "is_control": True} for i, content in specials[:n_special]],
+        "special_tokens": [
+            {"rank": i, "token_str": content, "is_control": True} for i, content in specials[:n_special]
+        ],
     }
     return document, f"{version} ({why})"

@@ -120,11 +120,16 @@ def _build(raw: dict, path: Path) -> Catalog:
             continue
         if any(t["name"] == native_tool["name"] for t in native):
             fail(label, "duplicate native tool name")
-        elif native_tool["name"] in typed and set(native_tool["parameters"].get("properties", {})) != set(typed[native_tool["name"]].params):
+        elif native_tool["name"] in typed and set(native_tool["parameters"].get("properties", {})) != set(
+            typed[native_tool["name"]].params
+        ):
             # Offering a typed tool directly too is fine (Punie does, for read_file and
             # run_command) as long as both take the same arguments: then a call means one thing.
-            fail(label, f"a typed tool shares this name but takes {list(typed[native_tool['name']].params)}; "
-                 "a call would be ambiguous")
+            fail(
+                label,
+                f"a typed tool shares this name but takes {list(typed[native_tool['name']].params)}; "
+                "a call would be ambiguous",
+            )
         else:
             native.append(native_tool)
 

@@ -73,7 +73,10 @@ class GateRegistry:
 
 
 def load_gates(
-    path: Path, *, like: GateRegistry | None = None, overrides: Mapping[tuple[str, str], tuple[Any, Origin]] = {},
+    path: Path,
+    *,
+    like: GateRegistry | None = None,
+    overrides: Mapping[tuple[str, str], tuple[Any, Origin]] = {},
 ) -> GateRegistry:
     """The registry in `path`; with `like`, checked to hold the same gates. `overrides`
     maps (table, key) to (value, origin) for the options that replace a file's value
@@ -87,7 +90,9 @@ def load_gates(
             raise DataFileError(f"{path}: no table for {', '.join(missing)}; every gate needs one")
         extra = [g for g in gate_tables if g not in like.ids]
         if extra:
-            raise DataFileError(f"{path}: unknown gate table(s) {', '.join(extra)}; the gates are {', '.join(like.ids)}")
+            raise DataFileError(
+                f"{path}: unknown gate table(s) {', '.join(extra)}; the gates are {', '.join(like.ids)}"
+            )
         gate_tables = list(like.ids)
     values = {}
     for table, cls in TABLES.items():
@@ -123,8 +128,9 @@ def _check_keys(path: Path, table: str, given: Mapping[str, Any], cls: type, lik
             raise DataFileError(f"{path}: [{table}] has no {key!r}{default}")
     unknown = [k for k in given if k not in names]
     if unknown:
-        raise DataFileError(f"{path}: [{table}] unknown setting(s) {', '.join(unknown)}; "
-                            f"known: {', '.join(names) or 'none'}")
+        raise DataFileError(
+            f"{path}: [{table}] unknown setting(s) {', '.join(unknown)}; known: {', '.join(names) or 'none'}"
+        )
 
 
 @cache

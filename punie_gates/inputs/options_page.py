@@ -60,10 +60,7 @@ def _meaning(option: Option) -> str:
 
 def render() -> str:
     """The whole page, one table row per option in OPTIONS' order."""
-    rows = [
-        f"| `{o.flag}` | {_cell(o.ini)} | {_cell(o.env)} | {_default(o)} | {_meaning(o)} |"
-        for o in OPTIONS
-    ]
+    rows = [f"| `{o.flag}` | {_cell(o.ini)} | {_cell(o.env)} | {_default(o)} | {_meaning(o)} |" for o in OPTIONS]
     return HEAD + "\n".join(rows) + "\n" + TAIL
 
 

@@ -37,8 +37,17 @@ DEFAULT_MAX_TURNS = 4
 MAX_TURNS_RANGE = (2, 10)
 _ID = re.compile(r"^(?P<category>[a-z][a-z0-9_]*)-(?P<number>\d{2})$")
 _QUERY_KEYS = {
-    "id", "category", "text", "expect", "tools_any", "tools_all", "fields_any",
-    "answer_facts", "results", "followup", "followup_tool",
+    "id",
+    "category",
+    "text",
+    "expect",
+    "tools_any",
+    "tools_all",
+    "fields_any",
+    "answer_facts",
+    "results",
+    "followup",
+    "followup_tool",
 }
 _EMPTY: Mapping[str, str] = MappingProxyType({})
 
@@ -215,12 +224,22 @@ def _query(entry: Any, index: int, catalog: Catalog, fail) -> Query | None:
                 bad(f"results has no entry for {tool!r}: its call would stop the conversation")
         if all(t in results for t in required):
             _check_facts_reachable(facts, lists["tools_any"], [*lists["tools_all"], *then], results, bad)
-    if not (ok and isinstance(id, str) and isinstance(category, str) and isinstance(text, str)
-            and isinstance(expect, str)):  # checked above; said again for the type checker
+    if not (
+        ok and isinstance(id, str) and isinstance(category, str) and isinstance(text, str) and isinstance(expect, str)
+    ):  # checked above; said again for the type checker
         return None
     return Query(
-        id, category, text, expect, lists["tools_any"], lists["tools_all"], lists["fields_any"],
-        facts, MappingProxyType(dict(results or {})), followup, followup_tool,
+        id,
+        category,
+        text,
+        expect,
+        lists["tools_any"],
+        lists["tools_all"],
+        lists["fields_any"],
+        facts,
+        MappingProxyType(dict(results or {})),
+        followup,
+        followup_tool,
     )
 
 
@@ -338,8 +357,9 @@ def _thresholds(raw: Any, queries: list[Query], fail) -> Thresholds | None:
         fail("thresholds.overall_min", f"{overall} is more than the {len(queries)} queries in the file")
     for key in set(raw) - {"overall_min", "category_min"}:
         fail(f"thresholds.{key}", "unknown key (expected overall_min, category_min)")
-    minimums = _category_minimums(raw, "thresholds", per_category, "queries", fail,
-                                  unknown="unknown category (no query has category {!r})")
+    minimums = _category_minimums(
+        raw, "thresholds", per_category, "queries", fail, unknown="unknown category (no query has category {!r})"
+    )
     for category in per_category:
         if category not in minimums:
             fail(f"thresholds.category_min.{category}", "missing: every category needs a minimum")
@@ -385,8 +405,14 @@ def _followup_thresholds(raw: Any, queries: list[Query], fail) -> FollowupThresh
     if not isinstance(hard, bool):
         fail("followup.hard", "must be true (a miss fails Gate 5) or false (a miss flags it)")
         hard = False
-    minimums = _category_minimums(raw, "followup", per_category, "tool queries", fail,
-                                  unknown="no tool query has category {!r}, so it has no conversations to count")
+    minimums = _category_minimums(
+        raw,
+        "followup",
+        per_category,
+        "tool queries",
+        fail,
+        unknown="no tool query has category {!r}, so it has no conversations to count",
+    )
     return FollowupThresholds(overall, MappingProxyType(dict(minimums)), hard)
 
 

@@ -104,7 +104,7 @@ def _utf8_problem(data: bytes, exc: UnicodeDecodeError) -> tuple[int, str]:
     head = data[:200]
     utf16 = head[:2] in (b"\xff\xfe", b"\xfe\xff") or head.count(b"\x00") * 3 > len(head)
     hint = "; it looks like UTF-16" if utf16 else ""
-    return line, f"not UTF-8 text (byte {data[exc.start:exc.start + 1]!r} at column {column}{hint}); save it as UTF-8"
+    return line, f"not UTF-8 text (byte {data[exc.start : exc.start + 1]!r} at column {column}{hint}); save it as UTF-8"
 
 
 def read_text(path: Path, what: str, error: type[Exception] = DataFileError, *, limit: int = MAX_DOCUMENT_BYTES) -> str:

@@ -113,9 +113,7 @@ def result_numbers(text: str) -> frozenset[float]:
         if not isinstance(call, ast.Call):
             continue
         counts = [
-            k.value.value
-            for k in call.keywords
-            if isinstance(k.value, ast.Constant) and type(k.value.value) is int
+            k.value.value for k in call.keywords if isinstance(k.value, ast.Constant) and type(k.value.value) is int
         ]
         values.add(float(sum(counts)))
         for i, a in enumerate(counts):

@@ -64,8 +64,11 @@ class Rule:
             number = math.inf
         if math.isnan(number) or math.isinf(number):
             return f"must be {self.says()}, not {shown(value)}"
-        if (self.above_zero and number <= 0) or (self.low is not None and number < self.low) \
-                or (self.high is not None and number > self.high):
+        if (
+            (self.above_zero and number <= 0)
+            or (self.low is not None and number < self.low)
+            or (self.high is not None and number > self.high)
+        ):
             return f"must be {self.says()}"
         return None
 
@@ -116,13 +119,17 @@ class TrainingGateSettings:
 
     iters: int = setting(AT_LEAST_ONE, "LoRA iterations")
     min_lora_retention: float = setting(SHARE, "share of the adapter's effect the quantized fuse must keep")
-    retention_examples: int = setting(AT_LEAST_ONE, "validation conversations the retention is measured on (all when fewer)")
+    retention_examples: int = setting(
+        AT_LEAST_ONE, "validation conversations the retention is measured on (all when fewer)"
+    )
     fusion: str = setting(Rule(str, choices=FUSION_METHODS), "how the adapter is fused and quantized")
 
 
 @dataclass(frozen=True)
 class Gate4Settings(TrainingGateSettings):
-    examples: int = setting(AT_LEAST_ONE, "training conversations sampled (all when fewer), at least [training] batch_size")
+    examples: int = setting(
+        AT_LEAST_ONE, "training conversations sampled (all when fewer), at least [training] batch_size"
+    )
     valid_examples: int = setting(AT_LEAST_ONE, "validation conversations sampled (all when fewer)")
     min_correct: int = setting(COUNT, "correct answers needed, at most the gate4 queries")
 
@@ -198,7 +205,9 @@ def build_settings(values: Mapping[str, Mapping[str, tuple[Any, Origin]]]) -> Ga
                 ok[f.name] = float(value) if f.metadata["rule"].type is float else value
             else:
                 by_option = ": [" not in origin  # a file's origin names its [table]
-                problems.append((f"{origin.replace('{value}', shown(value))}: {why} ({f.metadata['means']})", by_option))
+                problems.append(
+                    (f"{origin.replace('{value}', shown(value))}: {why} ({f.metadata['means']})", by_option)
+                )
         if len(ok) == len(fields(cls)):
             built[table] = cls(**ok)
     if not problems:
@@ -214,18 +223,24 @@ def _relation_problems(s: GateSettings) -> list[str]:
     """Settings that are each in range but cannot hold together."""
     problems = []
     if s.gate5.slowdown_flag > s.gate5.slowdown_max:
-        problems.append(f"{s.said('gate5', 'slowdown_flag')} is above {s.said('gate5', 'slowdown_max')}: "
-                        "nothing could be flagged before it fails")
+        problems.append(
+            f"{s.said('gate5', 'slowdown_flag')} is above {s.said('gate5', 'slowdown_max')}: "
+            "nothing could be flagged before it fails"
+        )
     if s.gate4.examples < s.training.batch_size:
-        problems.append(f"{s.said('gate4', 'examples')} is below the training batch size "
-                        f"({s.said('training', 'batch_size')})")
+        problems.append(
+            f"{s.said('gate4', 'examples')} is below the training batch size ({s.said('training', 'batch_size')})"
+        )
     return problems
 
 
 def setting_rows() -> list[tuple[str, str, str, str]]:
     """(table, key, allowed values, meaning) for every setting, in file order (docs/settings.md)."""
-    return [(table, f.name, f.metadata["rule"].says(), f.metadata["means"])
-            for table, cls in TABLES.items() for f in fields(cls)]
+    return [
+        (table, f.name, f.metadata["rule"].says(), f.metadata["means"])
+        for table, cls in TABLES.items()
+        for f in fields(cls)
+    ]
 
 
 def markdown_rows() -> list[str]:
@@ -238,7 +253,11 @@ def shown(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, float):
-        return "nan" if math.isnan(value) else ("inf" if value == math.inf else "-inf" if value == -math.inf else repr(value))
+        return (
+            "nan"
+            if math.isnan(value)
+            else ("inf" if value == math.inf else "-inf" if value == -math.inf else repr(value))
+        )
     if isinstance(value, str):
         return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
     return repr(value) if not isinstance(value, int) else str(value)

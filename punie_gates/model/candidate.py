@@ -97,15 +97,18 @@ def resolve_candidate(
     """
     spec = (spec or "").strip()
     if not spec:
-        raise CandidateError("no candidate given: pass --candidate demo, a local MLX model folder or a Hugging Face repo id")
+        raise CandidateError(
+            "no candidate given: pass --candidate demo, a local MLX model folder or a Hugging Face repo id"
+        )
     if is_endpoint(spec):
-        raise CandidateError(f"{spec}: {ENDPOINT_HAS_NO_FILES}; the gates that read a model's files (0, 1, 4, 5) "
-                             "need a folder or a Hugging Face repo id")
+        raise CandidateError(
+            f"{spec}: {ENDPOINT_HAS_NO_FILES}; the gates that read a model's files (0, 1, 4, 5) "
+            "need a folder or a Hugging Face repo id"
+        )
     if spec == DEMO:
         path = ensure_demo_model(Path(cache_dir))
         return Candidate(spec, DEMO, path, True, config_family(path), "demo")
     if spec == DEMO_AGENT:
-
         path = ensure_demo_agent(Path(cache_dir))
         return Candidate(spec, DEMO_AGENT, path, True, config_family(path), "demo")
 
@@ -118,10 +121,6 @@ def resolve_candidate(
 
     path = _from_hub(spec, offline=offline, need_weights=need_weights, hf_cache_dir=hf_cache_dir)
     return Candidate(spec, spec, path, False, config_family(path), "hub")
-
-
-
-
 
 
 def validate_model_folder(label: str, path: Path, *, need_weights: bool, fix: str) -> None:
@@ -161,8 +160,6 @@ def _check_local(spec: str, path: Path, need_weights: bool) -> Path:
     return path
 
 
-
-
 # -- the hub -----------------------------------------------------------------
 
 
@@ -191,9 +188,7 @@ def _from_hub(repo: str, *, offline: bool, need_weights: bool, hf_cache_dir: Pat
     what = "the model (weights included)" if need_weights else "its tokenizer and config files"
     download = f"run once online: `hf download {repo}` (or `huggingface-cli download {repo}`), or pass a local folder"
     try:
-        path = Path(
-            snapshot_download(repo, allow_patterns=patterns, cache_dir=str(cache), local_files_only=offline)
-        )
+        path = Path(snapshot_download(repo, allow_patterns=patterns, cache_dir=str(cache), local_files_only=offline))
     except GatedRepoError:
         raise CandidateError(
             f"candidate {repo!r}: the repo is gated; accept its terms on huggingface.co and log in (`hf auth login`)"
@@ -214,7 +209,9 @@ def _from_hub(repo: str, *, offline: bool, need_weights: bool, hf_cache_dir: Pat
             f"({_first_line(exc)}); {download}"
         ) from None
     except HfHubHTTPError as exc:
-        raise CandidateError(f"candidate {repo!r}: the hub refused the download ({_first_line(exc)}); {download}") from None
+        raise CandidateError(
+            f"candidate {repo!r}: the hub refused the download ({_first_line(exc)}); {download}"
+        ) from None
     except OSError as exc:  # a full disk or an unwritable cache
         raise CandidateError(f"candidate {repo!r}: cannot write to the Hugging Face cache {cache}: {exc}") from None
 

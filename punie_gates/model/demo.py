@@ -177,8 +177,6 @@ def _write_random_weights(dest: Path) -> None:
     save_model(dest, model)
 
 
-
-
 def _build_into(target: Path, parts: dict | None = None, build=None) -> Path | None:
     """Build a built-in candidate (default: the random demo) into the folder `target`."""
 

@@ -4,8 +4,9 @@
 negative one): the same mistral3/ministral3 family, the same tekken v13
 tokenizer and chat template, but weights set from Punie's training data
 (punie_gates.model.demo_agent_recipe: a fitted call/text classifier and token chains
-taken from the conversations) so that it acts like a very small Punie agent: a request that needs a tool gets `[TOOL_CALLS]execute_code[ARGS]{"code": ...}`
-with code calling the typed tools, a tool result gets a text answer, a concept
+taken from the conversations) so that it acts like a very small Punie agent: a
+request that needs a tool gets `[TOOL_CALLS]execute_code[ARGS]{"code": ...}` with
+code calling the typed tools, a tool result gets a text answer, a concept
 question gets text. It is tiny and often wrong; what matters is that every path
 of the suite runs on tokens a model generated, and that its reports say it is a
 demo and what it was built from.
@@ -60,11 +61,13 @@ def built_from() -> str:
     m = manifest()
     sources = ", ".join(f"{s['name']} ({s['records']} conversations)" for s in m["sources"])
     built = m["construction"]
-    return (f"weights set from {sources}; {m['held_out']['conversations_dropped']} conversations holding a "
-            f"validation query's text, result or fact left out; a call/text classifier fitted on "
-            f"{built['first_replies']} first replies ({built['training_accuracy']:.0%} right on them), "
-            f"writing {built['chains']['call']}, or {built['chains']['text']!r}, and after a tool result "
-            f"{built['chains']['answer']!r}; {m['bits']}-bit")
+    return (
+        f"weights set from {sources}; {m['held_out']['conversations_dropped']} conversations holding a "
+        f"validation query's text, result or fact left out; a call/text classifier fitted on "
+        f"{built['first_replies']} first replies ({built['training_accuracy']:.0%} right on them), "
+        f"writing {built['chains']['call']}, or {built['chains']['text']!r}, and after a tool result "
+        f"{built['chains']['answer']!r}; {m['bits']}-bit"
+    )
 
 
 def key_parts() -> dict:
@@ -90,8 +93,14 @@ def build_demo_agent(dest: Path) -> Path:
     dest = write_tokenizer_files(dest)
     for name in ("model.safetensors", "config.json"):
         shutil.copyfile(shipped_dir() / name, dest / name)
-    marker = {"demo": True, "agent": True, "random_weights": False, "note": NOTE, "built_from": built_from(),
-              "recipe": RECIPE_VERSION}
+    marker = {
+        "demo": True,
+        "agent": True,
+        "random_weights": False,
+        "note": NOTE,
+        "built_from": built_from(),
+        "recipe": RECIPE_VERSION,
+    }
     (dest / MARKER).write_text(json.dumps(marker, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     return dest
 

@@ -158,12 +158,12 @@ def target_turns(messages: Sequence[Mapping]) -> list[tuple[int, str]]:
 
 # -- the whole recipe ----------------------------------------------------------------
 
+
 def retrain(dest: Path, phase27_dir: Path | None, log=print) -> dict:
     """Build the demo-agent's shipped files into `dest` (model.safetensors at 5 bits,
     config.json, manifest.json) from the training conversations."""
 
     from mlx_lm.models import mistral3
-
 
     started = time.perf_counter()
     dest = Path(dest)
@@ -203,7 +203,6 @@ def ship(model, config: dict, dest: Path, scratch: Path) -> None:
 def make_manifest(sources: Sources, query_set, figures: dict, seconds: float) -> dict:
     """What the weights were built from: manifest.json."""
 
-
     return {
         "what": "punie-gates demo-agent weights (see punie_gates/model/demo_agent_recipe.py)",
         "sources": [
@@ -217,8 +216,13 @@ def make_manifest(sources: Sources, query_set, figures: dict, seconds: float) ->
             "queries_file": artifacts.file_fingerprint(paths.data_dir() / "queries.toml"),
         },
         "construction": figures,
-        "settings": {"seed": SEED, "suite_prompt_share": SUITE_PROMPT_SHARE, "chain_logit": CHAIN_LOGIT,
-                     "decision_logit": DECISION_LOGIT, "architecture": "the random demo's (punie_gates.model.demo)"},
+        "settings": {
+            "seed": SEED,
+            "suite_prompt_share": SUITE_PROMPT_SHARE,
+            "chain_logit": CHAIN_LOGIT,
+            "decision_logit": DECISION_LOGIT,
+            "architecture": "the random demo's (punie_gates.model.demo)",
+        },
         "bits": 5,
         "versions": {**artifacts.library_versions(), "python": platform.python_version()},
         "seconds": round(seconds, 1),
@@ -328,13 +332,20 @@ def make_chains(records, tokenizer, catalog) -> Chains:
     """The three chains, chosen from the training conversations by fixed rules."""
     special = tokenizer.convert_tokens_to_ids
     eos = special("</s>")
-    one_argument = {name for name, t in catalog.typed.items()
-                    if t.params and not t.returns_text and all(p in t.defaults for p in t.params[1:])}
+    one_argument = {
+        name
+        for name, t in catalog.typed.items()
+        if t.params and not t.returns_text and all(p in t.defaults for p in t.params[1:])
+    }
     tool, arg, field = _most_common_call(records, one_argument)
     code = f'print({tool}("{arg}").{field})'
     arguments = json.dumps({"code": code})
-    call = (special("[TOOL_CALLS]"), *tokenizer.encode("execute_code", add_special_tokens=False), special("[ARGS]"),
-            *tokenizer.encode(arguments, add_special_tokens=False))
+    call = (
+        special("[TOOL_CALLS]"),
+        *tokenizer.encode("execute_code", add_special_tokens=False),
+        special("[ARGS]"),
+        *tokenizer.encode(arguments, add_special_tokens=False),
+    )
     if len(set(call)) != len(call):
         raise ValueError(f"the call {arguments} repeats a token")
     direct, answers = [], []
@@ -349,10 +360,18 @@ def make_chains(records, tokenizer, catalog) -> Chains:
     taken = set(call) | {eos, special("[/INST]"), special("[/TOOL_RESULTS]")}
     text_str, text = _most_common_text(direct, tokenizer, taken)
     answer_str, answer = _most_common_text(answers, tokenizer, taken | set(text))
-    return Chains(call + (eos,), text + (eos,), answer + (eos,),
-                  {"call": f"execute_code {arguments}", "text": text_str, "answer": answer_str,
-                   "rule": "the most common typed tool, argument and field of the first replies' calls; the most "
-                           "common text-only first reply and reply to a tool result with distinct tokens"})
+    return Chains(
+        call + (eos,),
+        text + (eos,),
+        answer + (eos,),
+        {
+            "call": f"execute_code {arguments}",
+            "text": text_str,
+            "answer": answer_str,
+            "rule": "the most common typed tool, argument and field of the first replies' calls; the most "
+            "common text-only first reply and reply to a tool result with distinct tokens",
+        },
+    )
 
 
 def _fit_logistic(X, y, l2: float = 1.0, iters: int = 400):
@@ -381,8 +400,7 @@ def construct(records, tokenizer, catalog, suite_prompt: str, config: dict, seed
 
     text_cfg = config["text_config"]
     hidden, vocab, layers = text_cfg["hidden_size"], text_cfg["vocab_size"], text_cfg["num_hidden_layers"]
-    heads, kv_heads, head_dim = (text_cfg["num_attention_heads"], text_cfg["num_key_value_heads"],
-                                 text_cfg["head_dim"])
+    heads, kv_heads, head_dim = (text_cfg["num_attention_heads"], text_cfg["num_key_value_heads"], text_cfg["head_dim"])
     inter = text_cfg["intermediate_size"]
     chains = make_chains(records, tokenizer, catalog)
     special = tokenizer.convert_tokens_to_ids
@@ -442,8 +460,11 @@ def construct(records, tokenizer, catalog, suite_prompt: str, config: dict, seed
     head[call0, inst], head[call0, CLASSIFIER_DIM] = CHAIN_LOGIT - gain * threshold, gain
     head[text0, inst], head[text0, CLASSIFIER_DIM] = CHAIN_LOGIT + gain * threshold, -gain
 
-    weights = {"language_model.model.embed_tokens.weight": embed, "language_model.lm_head.weight": head,
-               "language_model.model.norm.weight": np.ones(hidden, np.float32)}
+    weights = {
+        "language_model.model.embed_tokens.weight": embed,
+        "language_model.lm_head.weight": head,
+        "language_model.model.norm.weight": np.ones(hidden, np.float32),
+    }
     for i in range(layers):
         p = f"language_model.model.layers.{i}."
         v = np.zeros((kv_heads * head_dim, hidden), np.float32)
@@ -451,19 +472,28 @@ def construct(records, tokenizer, catalog, suite_prompt: str, config: dict, seed
         if i == 0:
             v[0, CLASSIFIER_DIM] = 1.0  # kv head 0 carries the token's number
             o[CLASSIFIER_DIM, 0] = 1.0  # query head 0 (reads kv head 0) writes the mean back
-        weights.update({
-            p + "self_attn.q_proj.weight": np.zeros((heads * head_dim, hidden), np.float32),
-            p + "self_attn.k_proj.weight": np.zeros((kv_heads * head_dim, hidden), np.float32),
-            p + "self_attn.v_proj.weight": v,
-            p + "self_attn.o_proj.weight": o,
-            p + "mlp.gate_proj.weight": np.zeros((inter, hidden), np.float32),
-            p + "mlp.up_proj.weight": np.zeros((inter, hidden), np.float32),
-            p + "mlp.down_proj.weight": np.zeros((hidden, inter), np.float32),
-            p + "input_layernorm.weight": np.ones(hidden, np.float32),
-            p + "post_attention_layernorm.weight": np.ones(hidden, np.float32),
-        })
-    figures = {"classifier_words": len(words), "first_replies": len(replies), "called": int(y.sum()),
-               "training_accuracy": round(accuracy, 4), "shift": round(float(shift), 6), "threshold": round(float(threshold), 6), "chains": dict(chains.described)}
+        weights.update(
+            {
+                p + "self_attn.q_proj.weight": np.zeros((heads * head_dim, hidden), np.float32),
+                p + "self_attn.k_proj.weight": np.zeros((kv_heads * head_dim, hidden), np.float32),
+                p + "self_attn.v_proj.weight": v,
+                p + "self_attn.o_proj.weight": o,
+                p + "mlp.gate_proj.weight": np.zeros((inter, hidden), np.float32),
+                p + "mlp.up_proj.weight": np.zeros((inter, hidden), np.float32),
+                p + "mlp.down_proj.weight": np.zeros((hidden, inter), np.float32),
+                p + "input_layernorm.weight": np.ones(hidden, np.float32),
+                p + "post_attention_layernorm.weight": np.ones(hidden, np.float32),
+            }
+        )
+    figures = {
+        "classifier_words": len(words),
+        "first_replies": len(replies),
+        "called": int(y.sum()),
+        "training_accuracy": round(accuracy, 4),
+        "shift": round(float(shift), 6),
+        "threshold": round(float(threshold), 6),
+        "chains": dict(chains.described),
+    }
     return {k: mx.array(v) for k, v in weights.items()}, figures
 
 

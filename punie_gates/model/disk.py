@@ -32,8 +32,6 @@ HEADROOM_BYTES = 64 * 1024 * 1024
 FreeSpace = Callable[[Path], int]
 
 
-
-
 @dataclass(frozen=True)
 class SpaceCheck:
     """The figures of one passed check."""

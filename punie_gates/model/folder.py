@@ -139,7 +139,10 @@ def _sanitized(config: Mapping[str, Any], tensors: Mapping[str, tuple[str, tuple
         model = model_class(args_class.from_dict(dict(config)))
     except Exception:  # an unknown model type, or a config mlx-lm rejects: its load says why
         return None
-    placeholders = {name: mx.zeros(shape, dtype=getattr(mx, _MX_DTYPES.get(dtype, "float32"))) for name, (dtype, shape) in tensors.items()}
+    placeholders = {
+        name: mx.zeros(shape, dtype=getattr(mx, _MX_DTYPES.get(dtype, "float32")))
+        for name, (dtype, shape) in tensors.items()
+    }
     try:
         return model.sanitize(placeholders) if hasattr(model, "sanitize") else placeholders
     except Exception:  # a checkpoint the model's sanitize cannot read: loading will say so
@@ -160,8 +163,10 @@ def kept_tensors(model_dir: Path) -> dict[str, tuple[str, tuple[int, ...]]]:
     sanitized = _sanitized(read_config(model_dir), raw)
     if sanitized is None:
         return raw
-    return {name: (_SAFETENSORS_DTYPES.get(str(a.dtype).removeprefix("mlx.core."), "F32"), tuple(a.shape))
-            for name, a in sanitized.items()}
+    return {
+        name: (_SAFETENSORS_DTYPES.get(str(a.dtype).removeprefix("mlx.core."), "F32"), tuple(a.shape))
+        for name, a in sanitized.items()
+    }
 
 
 def check_loadable(model_dir: Path, label: str = "") -> None:
@@ -178,8 +183,11 @@ def check_loadable(model_dir: Path, label: str = "") -> None:
     quant = config.get("quantization_config") or (config.get("text_config") or {}).get("quantization_config") or {}
     if isinstance(quant, Mapping) and (
         quant.get("quant_method") == "mxfp8"
-        or (quant.get("quant_method") == "fp8" and quant.get("scale_fmt") == "ue8m0"
-            and list(quant.get("weight_block_size") or ()) == [32, 32])
+        or (
+            quant.get("quant_method") == "fp8"
+            and quant.get("scale_fmt") == "ue8m0"
+            and list(quant.get("weight_block_size") or ()) == [32, 32]
+        )
     ):
         return
     raw = _raw_tensors(model_dir)
@@ -191,7 +199,11 @@ def check_loadable(model_dir: Path, label: str = "") -> None:
     if not kept:
         return  # only dropped tensors (a vision tower) are FP8
     dtype = UNFAITHFUL_DTYPES[next(iter(unfaithful.values()))[0]]
-    method = f" (config.json quantization_config: quant_method {quant.get('quant_method')!r})" if quant.get("quant_method") else ""
+    method = (
+        f" (config.json quantization_config: quant_method {quant.get('quant_method')!r})"
+        if quant.get("quant_method")
+        else ""
+    )
 
     raise CandidateError(
         f"{label or model_dir}: {len(kept)} weight tensors mlx-lm would load are {dtype}{method}, e.g. {kept[0]}; "
@@ -216,19 +228,7 @@ def disk_gb(folder: Path) -> float:
 # -- quantizing ----------------------------------------------------------------
 
 
-
-
-
-
-
-
 # -- loading -------------------------------------------------------------------
-
-
-
-
-
-
 
 
 TOKENIZER_MARKERS = ("tekken.json", "tokenizer.json", "tokenizer.model")
@@ -238,7 +238,7 @@ _MISTRAL_TYPES = {"mistral", "mistral3", "ministral", "ministral3", "mistral4", 
 
 
 def config_family(path: Path) -> str:
-    """"mistral", "qwen3" or "unknown", from config.json's model types, else the tokenizer files."""
+    """ "mistral", "qwen3" or "unknown", from config.json's model types, else the tokenizer files."""
     types = set()
     config = read_config(Path(path), required=False)
     if config:

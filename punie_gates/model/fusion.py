@@ -112,13 +112,13 @@ def fuse_dequantized(base_path: Path, adapter_dir: Path, work_dir: Path, *, fres
     if (done := artifacts.cached(final, fresh)) is not None:
         return done
     sources = {"base": base_path, "adapter": adapter_dir}
-    with artifacts.building(final, parts, sources=sources, needed_bytes=needed, what="the float fuse", work_dir=work_dir) as partial:
+    with artifacts.building(
+        final, parts, sources=sources, needed_bytes=needed, what="the float fuse", work_dir=work_dir
+    ) as partial:
         model, tokenizer, config, _ = fused_float_model(base_path, adapter_dir)
         save(partial, str(base_path), model, tokenizer, config)
         _carry_files(base_path, partial)
     return final
-
-
 
 
 def _convert_into(source: Path, partial: Path, bits: int, group_size: int) -> None:
@@ -176,7 +176,9 @@ def fuse_and_quantize(
         raise
     sources = {"base": base_path, "adapter": adapter_dir}
     what = f"the fused model at {bits} bits"
-    with artifacts.building(final, parts, sources=sources, needed_bytes=quantized_bytes, what=what, work_dir=work_dir) as partial:
+    with artifacts.building(
+        final, parts, sources=sources, needed_bytes=quantized_bytes, what=what, work_dir=work_dir
+    ) as partial:
         _convert_into(fused, partial, bits, group_size)
     report("fuse", 2, 2, bits=bits)
     if not keep_fused:
@@ -207,7 +209,11 @@ def _tail_logits(model, tokens: list[int], positions: int):
     inner = getattr(model, "language_model", model)
     body = getattr(inner, "model", None)
     args = getattr(inner, "args", None)
-    if body is not None and hasattr(body, "embed_tokens") and type(inner).__call__.__module__.startswith("mlx_lm.models"):
+    if (
+        body is not None
+        and hasattr(body, "embed_tokens")
+        and type(inner).__call__.__module__.startswith("mlx_lm.models")
+    ):
         if hasattr(inner, "lm_head") and not getattr(args, "tie_word_embeddings", False):
             return inner.lm_head(body(x)[:, -positions:])[0]
         if getattr(args, "tie_word_embeddings", False) and not hasattr(inner, "lm_head"):
@@ -298,8 +304,6 @@ def lora_retention(
         delta_norm=norm,
         seconds=time.perf_counter() - started,
     )
-
-
 
 
 def _weights(path: Path) -> dict:

@@ -25,7 +25,12 @@ class Quantized:
 
 
 def ensure_bits(
-    source: Path, work_dir: Path, bits: int, *, fresh: bool = False, progress=None,
+    source: Path,
+    work_dir: Path,
+    bits: int,
+    *,
+    fresh: bool = False,
+    progress=None,
     memory_budget_gb: float | None = None,
 ) -> Quantized:
     """`source` itself when it is already at `bits`, else a cached copy quantized to `bits`.
@@ -63,7 +68,9 @@ def ensure_bits(
         progress("quantize", 0, 1, bits=bits)
     started = time.perf_counter()
     what = f"{source} quantized to {bits} bits"
-    with artifacts.building(final, parts, sources={"source": source}, needed_bytes=needed, what=what, work_dir=work_dir) as partial:
+    with artifacts.building(
+        final, parts, sources={"source": source}, needed_bytes=needed, what=what, work_dir=work_dir
+    ) as partial:
         _quantize_into(source, partial, bits, dequantize_first=bool(quantization_bits(config)))
     seconds = time.perf_counter() - started
     if progress is not None:

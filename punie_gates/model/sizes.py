@@ -98,15 +98,26 @@ def quantized_weight_bytes(model_dir: Path, bits: int, group_size: int = 64) -> 
     total = 0
     for name, tensor in tensors.items():
         prefix, _, leaf = name.rpartition(".")
-        if leaf in ("scales", "biases") and f"{prefix}.weight" in tensors and tensors[f"{prefix}.weight"].dtype == "U32":
+        if (
+            leaf in ("scales", "biases")
+            and f"{prefix}.weight" in tensors
+            and tensors[f"{prefix}.weight"].dtype == "U32"
+        ):
             continue  # counted with its weight
         float_bytes = _CONVERSION_DTYPES.get(str(target)) or DTYPE_BYTES.get(tensor.dtype, 2)
         dense = _dense_shape(name, tensor, tensors, quant)
         if dense is not None:
             scale_bytes = _CONVERSION_DTYPES.get(str(target)) or DTYPE_BYTES.get(tensors[f"{prefix}.scales"].dtype, 2)
             total += _quantized_layer_bytes(*dense, bits, group_size, scale_bytes)
-        elif leaf == "weight" and tensor.dtype in _FLOATS and len(tensor.shape) >= 2 and tensor.shape[-1] % group_size == 0:
-            total += _quantized_layer_bytes(math.prod(tensor.shape[:-1]), tensor.shape[-1], bits, group_size, float_bytes)
+        elif (
+            leaf == "weight"
+            and tensor.dtype in _FLOATS
+            and len(tensor.shape) >= 2
+            and tensor.shape[-1] % group_size == 0
+        ):
+            total += _quantized_layer_bytes(
+                math.prod(tensor.shape[:-1]), tensor.shape[-1], bits, group_size, float_bytes
+            )
         elif tensor.dtype in _FLOATS:
             total += tensor.elements * float_bytes
         else:
@@ -126,7 +137,11 @@ def estimate_fused_bytes(model_dir: Path) -> int:
     total = 0
     for name, tensor in tensors.items():
         prefix, _, leaf = name.rpartition(".")
-        if leaf in ("scales", "biases") and f"{prefix}.weight" in tensors and tensors[f"{prefix}.weight"].dtype == "U32":
+        if (
+            leaf in ("scales", "biases")
+            and f"{prefix}.weight" in tensors
+            and tensors[f"{prefix}.weight"].dtype == "U32"
+        ):
             continue
         dense = _dense_shape(name, tensor, tensors, quant)
         if dense is not None:

@@ -92,7 +92,9 @@ def fuse_and_quantize_streamed(
         return done
     sources = {"base": base_path, "adapter": adapter_dir}
     what = f"the fused model at {bits} bits"
-    with artifacts.building(final, parts, sources=sources, needed_bytes=needed, what=what, work_dir=work_dir) as partial:
+    with artifacts.building(
+        final, parts, sources=sources, needed_bytes=needed, what=what, work_dir=work_dir
+    ) as partial:
         stream_fuse_quantize_into(base_path, adapter_dir, partial, bits, group_size, progress=progress)
     return final
 

@@ -163,7 +163,6 @@ def training_token_ids(model_path: Path, records: Sequence[dict]) -> list[list[i
     """Records rendered exactly as training renders them (training_tokenizer_config, tools natively)."""
     from mlx_lm.utils import load_tokenizer
 
-
     tokenizer = load_tokenizer(Path(model_path), tokenizer_config_extra=training_tokenizer_config(Path(model_path)))
     return [render_ids(tokenizer, r["messages"], r.get("tools")) for r in records]
 
@@ -388,8 +387,12 @@ def _train(run: _Run, key: Mapping[str, Any]) -> None:
     remaining = s.iters - run.resumed_from
     run.resume_root.mkdir(parents=True, exist_ok=True)
     # What the checkpoints belong to, for `punie-gates work` (punie_gates.model.workdir).
-    (run.resume_root / artifacts.INPUTS).write_text(json.dumps(key, indent=1, sort_keys=True, default=str), encoding="utf-8")
-    (run.resume_root / RESUME_SOURCES).write_text(json.dumps({"model": str(run.model_path.absolute())}), encoding="utf-8")
+    (run.resume_root / artifacts.INPUTS).write_text(
+        json.dumps(key, indent=1, sort_keys=True, default=str), encoding="utf-8"
+    )
+    (run.resume_root / RESUME_SOURCES).write_text(
+        json.dumps({"model": str(run.model_path.absolute())}), encoding="utf-8"
+    )
     np.random.seed(s.seed)
     run.started = time.perf_counter()
     if run.resumed_from == 0:
@@ -407,9 +410,15 @@ def _train(run: _Run, key: Mapping[str, Any]) -> None:
         adapter_file=str(run.resume_root / "mlx_lm_last.safetensors"),  # never trusted
     )
     run.model.train()
-    train(run.model, run.optimizer, run.train_set, None, args=args,
-          iterate_batches=functools.partial(_resumable_batches, run.resumed_from),
-          training_callback=GateTrainingCallback(run))
+    train(
+        run.model,
+        run.optimizer,
+        run.train_set,
+        None,
+        args=args,
+        iterate_batches=functools.partial(_resumable_batches, run.resumed_from),
+        training_callback=GateTrainingCallback(run),
+    )
 
 
 def _publish(run: _Run, final: Path, key: Mapping[str, Any]) -> None:

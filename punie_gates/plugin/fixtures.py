@@ -124,7 +124,9 @@ def training_data(gate_config, catalog):
 def system_prompt(gate_config, training_data) -> str:
     """The validation prompts' system prompt: the one training used, unless given."""
     if gate_config.system_prompt_path is not None:
-
         return read_text(gate_config.system_prompt_path, "system prompt file (--system-prompt)").strip()
     train, _ = training_data
-    return default_system_prompt(train.records) or (paths.data_dir() / "system_prompt.txt").read_text(encoding="utf-8").strip()
+    return (
+        default_system_prompt(train.records)
+        or (paths.data_dir() / "system_prompt.txt").read_text(encoding="utf-8").strip()
+    )

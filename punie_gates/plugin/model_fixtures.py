@@ -47,8 +47,14 @@ def candidate_at_target_bits(gate_config, gate_steps, progress):
     """
     resolved = _resolve(gate_config, gate_config.candidate)
     with gate_steps.measure("quantize") as step:
-        quantized = ensure_bits(resolved.path, gate_config.work_dir, gate_config.target_bits, fresh=gate_config.fresh,
-                                progress=progress, memory_budget_gb=gate_config.settings.gate1.memory_budget_gb)
+        quantized = ensure_bits(
+            resolved.path,
+            gate_config.work_dir,
+            gate_config.target_bits,
+            fresh=gate_config.fresh,
+            progress=progress,
+            memory_budget_gb=gate_config.settings.gate1.memory_budget_gb,
+        )
         step["cached"] = quantized.cached
         if not quantized.quantized_by_suite:
             step["note"] = f"already at {gate_config.target_bits} bits: nothing to do"
@@ -69,7 +75,9 @@ def baseline_model(gate_config, gate_steps, progress):
         yield None
         return
 
-    with holding(lambda: _measured_load(gate_steps, "load baseline", gate_config, gate_config.baseline, progress)) as loaded:
+    with holding(
+        lambda: _measured_load(gate_steps, "load baseline", gate_config, gate_config.baseline, progress)
+    ) as loaded:
         yield loaded
 
 
@@ -80,7 +88,9 @@ def baseline_at_target_bits(gate_config, progress):
         return None  # an endpoint baseline has no folder: it is asked where it runs (baseline_answerer)
 
     resolved = _resolve(gate_config, gate_config.baseline)
-    return ensure_bits(resolved.path, gate_config.work_dir, gate_config.target_bits, fresh=gate_config.fresh, progress=progress)
+    return ensure_bits(
+        resolved.path, gate_config.work_dir, gate_config.target_bits, fresh=gate_config.fresh, progress=progress
+    )
 
 
 # Gates that train serve their fused model; the others the candidate at the target bits.
@@ -125,17 +135,27 @@ def _answerer(request, gate_config, *, role: str, path, label: str, load_fixture
     module fixture that loads the model in-process when first asked."""
 
     gate = _gate(request)
-    settings = AnswerSettings(tools=tuple(request.getfixturevalue("catalog").native_schemas()),
-                              max_tokens=gate_config.max_tokens, batch_size=gate_config.gen_batch_size,
-                              progress=request.getfixturevalue("progress"))
+    settings = AnswerSettings(
+        tools=tuple(request.getfixturevalue("catalog").native_schemas()),
+        max_tokens=gate_config.max_tokens,
+        batch_size=gate_config.gen_batch_size,
+        progress=request.getfixturevalue("progress"),
+    )
     if _endpoint_of(gate_config, role):  # asked where it runs, whatever --answer-via says: it has no files
-        return make_answerer("endpoint", label=label, path=None, settings=settings,
-                             endpoint=_endpoint(gate_config, role))
+        return make_answerer(
+            "endpoint", label=label, path=None, settings=settings, endpoint=_endpoint(gate_config, role)
+        )
     suffix = "-baseline" if role == "baseline" else ""
     slot = request.getfixturevalue("server_slot") if gate_config.answer_via == "server" else None
-    return make_answerer(gate_config.answer_via, label=label, path=path, settings=settings, slot=slot,
-                         log_path=gate_config.report_dir / f"{gate}{suffix}-server.log",
-                         load=lambda: request.getfixturevalue(load_fixture))
+    return make_answerer(
+        gate_config.answer_via,
+        label=label,
+        path=path,
+        settings=settings,
+        slot=slot,
+        log_path=gate_config.report_dir / f"{gate}{suffix}-server.log",
+        load=lambda: request.getfixturevalue(load_fixture),
+    )
 
 
 def _endpoint_of(gate_config, role: str) -> str | None:
@@ -146,10 +166,14 @@ def _endpoint_of(gate_config, role: str) -> str | None:
 def _endpoint(gate_config, role: str):
     """The --candidate or --baseline URL as an answering.endpoint.Endpoint (probed on first use)."""
 
-    url, model = ((gate_config.candidate, gate_config.candidate_model) if role == "candidate"
-                  else (gate_config.baseline, gate_config.baseline_model))
-    return Endpoint(url, label=role, model=model, api_key_env=gate_config.api_key_env,
-                    timeout_s=gate_config.endpoint_timeout_s)
+    url, model = (
+        (gate_config.candidate, gate_config.candidate_model)
+        if role == "candidate"
+        else (gate_config.baseline, gate_config.baseline_model)
+    )
+    return Endpoint(
+        url, label=role, model=model, api_key_env=gate_config.api_key_env, timeout_s=gate_config.endpoint_timeout_s
+    )
 
 
 def _answering(request, gate_config, answerer, key: str):
@@ -180,9 +204,12 @@ def answerer(request, gate_config):
         path, label, load = request.getfixturevalue("fused"), "fused candidate", "fused_model"
     else:
         path, label, load = request.getfixturevalue("candidate_at_target_bits").path, "candidate", "candidate_model"
-    yield from _answering(request, gate_config,
-                          _answerer(request, gate_config, role="candidate", path=path, label=label, load_fixture=load),
-                          "server")
+    yield from _answering(
+        request,
+        gate_config,
+        _answerer(request, gate_config, role="candidate", path=path, label=label, load_fixture=load),
+        "server",
+    )
 
 
 @pytest.fixture(scope="module")
@@ -195,10 +222,12 @@ def baseline_answerer(request, gate_config, baseline_at_target_bits):
         yield None
         return
     path = baseline_at_target_bits.path if baseline_at_target_bits is not None else None
-    yield from _answering(request, gate_config,
-                          _answerer(request, gate_config, role="baseline", path=path,
-                                    label="baseline", load_fixture="baseline_model"),
-                          "baseline_server")
+    yield from _answering(
+        request,
+        gate_config,
+        _answerer(request, gate_config, role="baseline", path=path, label="baseline", load_fixture="baseline_model"),
+        "baseline_server",
+    )
 
 
 def _resolve(gate_config, spec: str):

@@ -290,7 +290,6 @@ class GateSession:
         try:
             self._sessionfinish(session, exitstatus)
         except Exception as exc:  # noqa: BLE001 (a bug here must still end the run ERROR, with run.json closed)
-
             self.internal_error = self.internal_error or _internal_error(exc)
             self._internal_traceback = traceback.format_exc()
             session.exitstatus = pytest.ExitCode.INTERNAL_ERROR
@@ -318,21 +317,35 @@ class GateSession:
             cfg = None
             self._stop(exc)
         registry = cfg.gates if cfg else builtin_gates()
-        results = gate_results(registry, list(self.records.values()), self.logs,
-                               deselected=self.deselected, collection_errors=self.collection_errors)
+        results = gate_results(
+            registry,
+            list(self.records.values()),
+            self.logs,
+            deselected=self.deselected,
+            collection_errors=self.collection_errors,
+        )
         results = self._explain_not_run(results)
         if self.no_files:
-
-            results = {g: dataclasses.replace(r, status="not_run", reasons=(ENDPOINT_HAS_NO_FILES,))
-                       if g in self.no_files else r for g, r in results.items()}
+            results = {
+                g: dataclasses.replace(r, status="not_run", reasons=(ENDPOINT_HAS_NO_FILES,))
+                if g in self.no_files
+                else r
+                for g, r in results.items()
+            }
         if self.not_judged:
             stopped = {self.records[n].gate for n in self._not_judged_at}
-            verdict: Verdict = decide_not_judged(results, self.not_judged, stopped_gates=sorted(stopped), order=registry.ids)
+            verdict: Verdict = decide_not_judged(
+                results, self.not_judged, stopped_gates=sorted(stopped), order=registry.ids
+            )
         else:
             complete = not _partial(self.config) and not self.interrupted and not self.no_files
             verdict = decide(results, complete=complete, order=registry.ids)
         if self.interrupted and not self.not_judged:
-            where = f" while {self.interrupted['gate']} was running ({self.interrupted['test']})" if self.interrupted["gate"] else ""
+            where = (
+                f" while {self.interrupted['gate']} was running ({self.interrupted['test']})"
+                if self.interrupted["gate"]
+                else ""
+            )
             if verdict.verdict == "NO_GO" and verdict.stopped_at:  # the hard failure came first: it decides
                 why = f"then interrupted ({self.interrupted['by']}){where}: the NO_GO at {verdict.stopped_at} stands"
                 verdict = dataclasses.replace(verdict, reasons=(*verdict.reasons, why), complete=False)
@@ -405,7 +418,9 @@ class GateSession:
         if self.not_judged:
             why = "not run: the run stopped first (the verdict says why)"
         elif self.interrupted:
-            why = "not run: the run was interrupted" + (f" during {self.interrupted['gate']}" if self.interrupted["gate"] else "")
+            why = "not run: the run was interrupted" + (
+                f" during {self.interrupted['gate']}" if self.interrupted["gate"] else ""
+            )
         else:
             return results
         out = {}
@@ -413,7 +428,9 @@ class GateSession:
             if result.status == "not_run" and (not result.reasons or result.reasons[0].startswith("not collected")):
                 result = dataclasses.replace(result, reasons=(why,))
             if self.interrupted and gate == self.interrupted.get("gate") and result.status == "not_run":
-                result = dataclasses.replace(result, reasons=(f"interrupted while {self.interrupted['test']} was running",))
+                result = dataclasses.replace(
+                    result, reasons=(f"interrupted while {self.interrupted['test']} was running",)
+                )
             out[gate] = result
         return out
 
@@ -432,8 +449,10 @@ class GateSession:
         for line in terminal_lines(self.report, self.report_paths, self.report_missing):
             terminalreporter.write_line(line)
         if self.unsaved_lines:
-            terminalreporter.write_line(f"results that could not be saved ({len(self.unsaved_lines)} JSONL lines, "
-                                        "for `punie-gates score --responses`):")
+            terminalreporter.write_line(
+                f"results that could not be saved ({len(self.unsaved_lines)} JSONL lines, "
+                "for `punie-gates score --responses`):"
+            )
             for line in self.unsaved_lines:
                 terminalreporter.write_line(line)
 
@@ -462,8 +481,10 @@ def _message(report) -> str:
 
 
 def _internal_error(exc: BaseException) -> str:
-    return (f"{type(exc).__name__}: {exc} (a bug in punie-gates, not a verdict on the candidate: the traceback "
-            "is above; please report it)")
+    return (
+        f"{type(exc).__name__}: {exc} (a bug in punie-gates, not a verdict on the candidate: the traceback "
+        "is above; please report it)"
+    )
 
 
 def _terminated(signum, frame):

@@ -56,12 +56,15 @@ def trained(candidate_at_target_bits, records, gate_config, settings, training_g
         progress(step, done, total, **figures)
 
     with gate_steps.measure("train") as step:
-        result = train_for_gate(candidate_at_target_bits.path, train, valid, gate_config,
-                                iters=settings.iters, progress=watch)
+        result = train_for_gate(
+            candidate_at_target_bits.path, train, valid, gate_config, iters=settings.iters, progress=watch
+        )
         step.update(cached=result.cached, iters=result.iters_done, resumed_from=result.resumed_from)
     if validating:  # a part of the train step, not beside it: its own peaks are not separable
-        gate_steps.add(training_gate, {"step": "evaluate", "seconds": round(sum(validating), 3), "part_of": "train",
-                                       "passes": len(validating)})
+        gate_steps.add(
+            training_gate,
+            {"step": "evaluate", "seconds": round(sum(validating), 3), "part_of": "train", "passes": len(validating)},
+        )
     return result
 
 
@@ -69,8 +72,9 @@ def trained(candidate_at_target_bits, records, gate_config, settings, training_g
 def fused(candidate_at_target_bits, trained, gate_config, training_gate, gate_steps, pytestconfig, progress):
     """The fused model's folder at the target bits (streamed or the recipe: --fusion)."""
     with gate_steps.measure("fuse") as step:
-        result = fuse_for_gate(candidate_at_target_bits.path, trained.adapter_dir, gate_config, gate=training_gate,
-                               progress=progress)
+        result = fuse_for_gate(
+            candidate_at_target_bits.path, trained.adapter_dir, gate_config, gate=training_gate, progress=progress
+        )
         step.update(cached=result.cached, method=result.method)
         if result.fallback:
             step["fallback"] = result.fallback
@@ -79,7 +83,9 @@ def fused(candidate_at_target_bits, trained, gate_config, training_gate, gate_st
 
 
 @pytest.fixture(scope="module")
-def retention(candidate_tokenizer, candidate_at_target_bits, trained, fused, records, gate_config, settings, gate_steps):
+def retention(
+    candidate_tokenizer, candidate_at_target_bits, trained, fused, records, gate_config, settings, gate_steps
+):
     """How much of the adapter's effect the fused model keeps, on a sample of the validation
     records (the gate's `retention_examples`: every extra record costs three forward passes)."""
 
@@ -91,6 +97,7 @@ def retention(candidate_tokenizer, candidate_at_target_bits, trained, fused, rec
 @pytest.fixture(scope="module")
 def fused_model(fused, gate_steps):
     """(model, tokenizer) of the fused model, held for the module and released after it."""
+
     def load():
         with gate_steps.measure("load"):
             return load_folder(fused)
@@ -105,8 +112,14 @@ def answers(answerer, gate_queries, records, catalog, system_prompt, gate_config
     asked through the module's `answerer` (--answer-via)."""
 
     with gate_steps.measure("answer"):
-        return answer_gate_queries(answerer, gate_queries, records[0][0], catalog=catalog, system_prompt=system_prompt,
-                                   save_to=gate_config.report_dir / f"{training_gate}-responses.jsonl")
+        return answer_gate_queries(
+            answerer,
+            gate_queries,
+            records[0][0],
+            catalog=catalog,
+            system_prompt=system_prompt,
+            save_to=gate_config.report_dir / f"{training_gate}-responses.jsonl",
+        )
 
 
 @pytest.fixture(scope="module")
@@ -117,8 +130,12 @@ def baseline_answers(baseline_answerer, gate_queries, system_prompt, gate_config
         return None
 
     with gate_steps.measure("answer baseline"):
-        answers = answer_queries(baseline_answerer, gate_queries, system_prompt=system_prompt,
-                                 save_to=gate_config.report_dir / f"{training_gate}-baseline-responses.jsonl")
+        answers = answer_queries(
+            baseline_answerer,
+            gate_queries,
+            system_prompt=system_prompt,
+            save_to=gate_config.report_dir / f"{training_gate}-baseline-responses.jsonl",
+        )
     return {a.id: a for a in answers}
 
 
@@ -137,9 +154,15 @@ def conversations(answers, conversation_ask, query_set, catalog, system_prompt, 
 
     first = {qid: first_reply(a) for qid, a in answers.generations.items()}
     with gate_steps.measure("multi-turn"):
-        return run_multi_turn(answers.queries, first, conversation_ask, catalog=catalog, system_prompt=system_prompt,
-                              max_turns=query_set.max_turns,
-                              save_to=gate_config.report_dir / f"{training_gate}-conversations.jsonl")
+        return run_multi_turn(
+            answers.queries,
+            first,
+            conversation_ask,
+            catalog=catalog,
+            system_prompt=system_prompt,
+            max_turns=query_set.max_turns,
+            save_to=gate_config.report_dir / f"{training_gate}-conversations.jsonl",
+        )
 
 
 @pytest.fixture(scope="module")
@@ -160,8 +183,7 @@ def heldout(heldout_turns, conversation_ask, catalog, gate_config, training_gate
     if heldout_turns is None:
         return None
     with gate_steps.measure("held-out") as step:
-        run = run_heldout(heldout_turns, conversation_ask, catalog, batch=gate_config.gen_batch_size,
-                          progress=progress)
+        run = run_heldout(heldout_turns, conversation_ask, catalog, batch=gate_config.gen_batch_size, progress=progress)
         step["note"] = f"{len(run.scores)} turns"
     write_turns(gate_config.report_dir / f"{training_gate}-heldout.jsonl", heldout_turns, run)
     return run
@@ -174,8 +196,14 @@ def baseline_heldout(heldout_turns, baseline_answerer, catalog, gate_config, tra
         return None
 
     with gate_steps.measure("held-out baseline") as step:
-        run = run_heldout(heldout_turns, baseline_answerer.ask_many(), catalog, batch=gate_config.gen_batch_size,
-                          progress=progress, step="held-out baseline")
+        run = run_heldout(
+            heldout_turns,
+            baseline_answerer.ask_many(),
+            catalog,
+            batch=gate_config.gen_batch_size,
+            progress=progress,
+            step="held-out baseline",
+        )
         step["note"] = f"{len(run.scores)} turns"
     write_turns(gate_config.report_dir / f"{training_gate}-baseline-heldout.jsonl", heldout_turns, run)
     return run

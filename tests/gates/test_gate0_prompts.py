@@ -16,10 +16,16 @@ pytestmark = [pytest.mark.gate0]
 def test_training_data_converts_with_nothing_rejected(training_data, gate_config, gate_record):
     train, valid = training_data
     for name, result in (("train", train), ("valid", valid)):
-        gate_record(f"{name}_conversion", {"read": result.read, "converted": result.converted, "rejected": result.rejected})
+        gate_record(
+            f"{name}_conversion", {"read": result.read, "converted": result.converted, "rejected": result.rejected}
+        )
     gate_record("training_data", str(gate_config.training_data))
     gate_record("tools", [t["function"]["name"] for t in train.tools])
-    rejects = [f"{name}.jsonl line {r.line}: {r.reason}" for name, res in (("train", train), ("valid", valid)) for r in res.rejects]
+    rejects = [
+        f"{name}.jsonl line {r.line}: {r.reason}"
+        for name, res in (("train", train), ("valid", valid))
+        for r in res.rejects
+    ]
     assert not rejects, (
         f"{len(rejects)} training example(s) in {gate_config.training_data} could not be converted "
         f"(training on the rest would silently change the data): " + "; ".join(rejects[:5])
@@ -27,7 +33,9 @@ def test_training_data_converts_with_nothing_rejected(training_data, gate_config
     assert train.converted > 0, f"{gate_config.training_data}/train.jsonl holds no example"
 
 
-def test_validation_prompts_render_like_training(candidate_serving_tokenizer, training_data, catalog, query_set, system_prompt, gate_record):
+def test_validation_prompts_render_like_training(
+    candidate_serving_tokenizer, training_data, catalog, query_set, system_prompt, gate_record
+):
     from punie_gates.answering.prompts import prefix_mismatch, query_messages
 
     train, _ = training_data
@@ -41,7 +49,9 @@ def test_validation_prompts_render_like_training(candidate_serving_tokenizer, tr
     gate_record("system_prompt", system_prompt)
     gate_record("training_examples_with_that_prompt", len(same_prompt))
     query = query_set.queries[0]
-    mismatch = prefix_mismatch(candidate_serving_tokenizer, same_prompt[0], query_messages(system_prompt, query.text), tools)
+    mismatch = prefix_mismatch(
+        candidate_serving_tokenizer, same_prompt[0], query_messages(system_prompt, query.text), tools
+    )
     assert mismatch is None, mismatch
 
 
@@ -59,11 +69,14 @@ def test_validation_data_is_not_in_the_training_data(training_data, gate_config,
     seen = set(train_keys)
     leaked = [line for line, r in zip(valid.record_lines, valid.records) if key(r) in seen]
     duplicates = len(train_keys) - len(seen)
-    gate_record("data_overlap", {
-        "train_duplicates": duplicates,
-        "valid_in_train": len(leaked),
-        "valid_in_train_lines": leaked[:20],
-    })
+    gate_record(
+        "data_overlap",
+        {
+            "train_duplicates": duplicates,
+            "valid_in_train": len(leaked),
+            "valid_in_train_lines": leaked[:20],
+        },
+    )
     if leaked:
         gate_record.flag(
             f"{len(leaked)} of {valid.converted} validation conversations also appear in the training data "

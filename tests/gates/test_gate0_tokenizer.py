@@ -156,8 +156,15 @@ def test_training_data_holds_no_split_marker(converted_records, candidate_tokeni
 
 
 def test_tokenizer_parity_with_mistral_common(
-    candidate, candidate_tokenizer, candidate_serving_tokenizer, gate0_report, mistral_family, reference,
-    expected_ids, rendered_records, gate_record,
+    candidate,
+    candidate_tokenizer,
+    candidate_serving_tokenizer,
+    gate0_report,
+    mistral_family,
+    reference,
+    expected_ids,
+    rendered_records,
+    gate_record,
 ):
     if not mistral_family:
         gate_record("parity", f"not made: the {gate0_report.family} format has no mistral-common reference")
@@ -168,8 +175,14 @@ def test_tokenizer_parity_with_mistral_common(
     )
     path = tc.mlx_path_name(candidate.path, candidate_tokenizer)
     started = time.perf_counter()
-    train, serve = tc.compare_path(expected_ids, candidate_tokenizer, candidate_serving_tokenizer, reference, "mlx-lm",
-                                   rendered=[None, *rendered_records.ids])
+    train, serve = tc.compare_path(
+        expected_ids,
+        candidate_tokenizer,
+        candidate_serving_tokenizer,
+        reference,
+        "mlx-lm",
+        rendered=[None, *rendered_records.ids],
+    )
     gate_record("parity", {
         **reference.figure(), "path": path, **train.figure(),
         "serving": serve.figure(), "seconds": round(time.perf_counter() - started, 2),
@@ -193,8 +206,11 @@ def test_every_shipped_template_renders_like_the_reference(
         gate_record("template_parity", "not made: no mistral-common reference for this format")
         return
     if template_view is None:
-        why = ("no chat template ships beside tekken.json" if template is None
-               else f"{template} is mlx-lm's own path, compared with the reference above")
+        why = (
+            "no chat template ships beside tekken.json"
+            if template is None
+            else f"{template} is mlx-lm's own path, compared with the reference above"
+        )
         gate_record("template_parity", why)
         return
     name, view = template_view
@@ -203,7 +219,9 @@ def test_every_shipped_template_renders_like_the_reference(
         return
     if isinstance(view, str):
         gate_record("template_parity", f"not made: {name} cannot be loaded ({view})")
-        gate_record.flag(f"{name} cannot be loaded by transformers' tokenizers backend ({view}); mlx-lm uses tekken.json, so not a NO-GO")
+        gate_record.flag(
+            f"{name} cannot be loaded by transformers' tokenizers backend ({view}); mlx-lm uses tekken.json, so not a NO-GO"
+        )
         return
     started = time.perf_counter()
     train, serve = tc.compare_path(expected_ids, view, view, reference, name)
@@ -221,7 +239,9 @@ def test_every_shipped_template_renders_like_the_reference(
         )
 
 
-def test_ids_come_back_as_the_same_text(candidate, candidate_serving_tokenizer, converted_records, template_view, gate_record):
+def test_ids_come_back_as_the_same_text(
+    candidate, candidate_serving_tokenizer, converted_records, template_view, gate_record
+):
     """tokenizer.decode and mlx-lm's streaming detokenizer (what mlx_lm.server streams
     with) on probe texts and every assistant turn of the training data."""
     records, names = converted_records
@@ -229,8 +249,10 @@ def test_ids_come_back_as_the_same_text(candidate, candidate_serving_tokenizer, 
     turns = tc.assistant_texts(records, names)
     started = time.perf_counter()
     on_probes, on_data = (tc.check_round_trip(candidate_serving_tokenizer, t, candidate.path) for t in (probes, turns))
-    gate_record("detokenizer", {**on_probes.figure(), "training_data": on_data.figure(),
-                                "seconds": round(time.perf_counter() - started, 2)})
+    gate_record(
+        "detokenizer",
+        {**on_probes.figure(), "training_data": on_data.figure(), "seconds": round(time.perf_counter() - started, 2)},
+    )
     view = template_view[1] if template_view and not isinstance(template_view[1], str) else None
     others = [tc.check_round_trip(view, t, candidate.path) for t in (probes, turns)] if view is not None else []
     if others:
@@ -238,7 +260,8 @@ def test_ids_come_back_as_the_same_text(candidate, candidate_serving_tokenizer, 
         if wrong := [r for r in others if r.decode_wrong_count or r.stream_wrong_count]:
             gate_record.flag(
                 f"without tekken.json ({wrong[0].backend}, as LM Studio and other tokenizers-backend users load it) "
-                f"ids do not come back as their text" + (f" ({wrong[0].cause})" if wrong[0].cause else "")
+                f"ids do not come back as their text"
+                + (f" ({wrong[0].cause})" if wrong[0].cause else "")
                 + f": {(wrong[0].decode_wrong + wrong[0].stream_wrong)[0]}"
             )
     if on_probes.replaced or on_data.replaced:
@@ -263,8 +286,9 @@ def test_ids_come_back_as_the_same_text(candidate, candidate_serving_tokenizer, 
     )
 
 
-def test_served_and_trained_as_production_renders(candidate, candidate_tokenizer, serving_environment, catalog,
-                                                 gate_config, reference, expected_ids, gate_record):
+def test_served_and_trained_as_production_renders(
+    candidate, candidate_tokenizer, serving_environment, catalog, gate_config, reference, expected_ids, gate_record
+):
     """How production's environment serves the folder (the serving plan: backend, tool parser,
     detokenizer, template; the change Punie must make, a flag), and the ids it renders there
     for generation prompts and training records against the reference (checks/serving_parity.py)."""
@@ -279,16 +303,29 @@ def test_served_and_trained_as_production_renders(candidate, candidate_tokenizer
         gate_record("serving_parity", "not made: no mistral-common reference for this format")
         return
     prompts, records, found = check_serving_parity(plan, expected_ids, reference)
-    same_path = (serving_environment.hide_mistral_common and plan.served_folder == candidate.path.resolve()
-                 and found.get("tokenizer_class") == type(mt.backend_of(candidate_tokenizer)).__name__)
-    gate_record("serving_parity", {"prompts": prompts.figure(), "records": records.figure(),
-                                   "regex_warning": found.get("regex_warning"),
-                                   "fix_mistral_regex_matches": found.get("fix_mistral_regex_matches"),
-                                   **({"same_path_as": "parity"} if same_path else {})})
+    same_path = (
+        serving_environment.hide_mistral_common
+        and plan.served_folder == candidate.path.resolve()
+        and found.get("tokenizer_class") == type(mt.backend_of(candidate_tokenizer)).__name__
+    )
+    gate_record(
+        "serving_parity",
+        {
+            "prompts": prompts.figure(),
+            "records": records.figure(),
+            "regex_warning": found.get("regex_warning"),
+            "fix_mistral_regex_matches": found.get("fix_mistral_regex_matches"),
+            **({"same_path_as": "parity"} if same_path else {}),
+        },
+    )
     # The same backend on the same files in the same libraries as the parity check above: judged there once.
     differ = [p for p in (prompts, records) if p.mismatched and not same_path]
-    fix = (" (with fix_mistral_regex=True the ids match; mlx_lm.server and mlx_lm.lora take no such setting "
-           "from their command line)" if found.get("fix_mistral_regex_matches") else "")
+    fix = (
+        " (with fix_mistral_regex=True the ids match; mlx_lm.server and mlx_lm.lora take no such setting "
+        "from their command line)"
+        if found.get("fix_mistral_regex_matches")
+        else ""
+    )
     assert not differ, (
         f"on the path production uses ({plan.environment.describe()}, {plan.served_folder}), "
         + "; ".join(f"{p.mismatched} of {p.checked} {p.kind}" for p in differ)

@@ -57,8 +57,18 @@ def _summary(answers) -> dict:
     }
 
 
-def test_latency(benchmark, answerer, baseline_answerer, query_set, system_prompt, gate_config, settings, gate_id,
-                 gate_record, gate_steps):
+def test_latency(
+    benchmark,
+    answerer,
+    baseline_answerer,
+    query_set,
+    system_prompt,
+    gate_config,
+    settings,
+    gate_id,
+    gate_record,
+    gate_steps,
+):
     max_tokens = settings.max_tokens
     queries = query_set.for_gate(gate_id)
     assert queries, f"Gate 2 needs queries in {gate_config.queries_path} [gates] {gate_id}, found none"
@@ -67,8 +77,10 @@ def test_latency(benchmark, answerer, baseline_answerer, query_set, system_promp
     # across the queries is the statistic, not repeated rounds of the same ones.
     with gate_steps.measure("answer"):
         answers = benchmark.pedantic(
-            _timed, args=(answerer, queries, system_prompt, max_tokens),
-            rounds=1, iterations=1,
+            _timed,
+            args=(answerer, queries, system_prompt, max_tokens),
+            rounds=1,
+            iterations=1,
         )
     summary = _summary(answers)
     avg = summary["avg_latency_s"]
@@ -90,7 +102,9 @@ def test_latency(benchmark, answerer, baseline_answerer, query_set, system_promp
         base_avg = base_summary["avg_latency_s"]
         for mine, theirs in zip(summary["per_query"], base_summary["per_query"], strict=True):
             mine["baseline_latency_s"], mine["baseline_ttft_s"] = theirs["latency_s"], theirs["ttft_s"]
-            mine["ratio_to_baseline"] = round(mine["latency_s"] / theirs["latency_s"], 3) if theirs["latency_s"] else None
+            mine["ratio_to_baseline"] = (
+                round(mine["latency_s"] / theirs["latency_s"], 3) if theirs["latency_s"] else None
+            )
         gate_record("per_query", summary["per_query"])
         gate_record("baseline_avg_latency_s", round(base_avg, 3))
         gate_record("baseline_avg_ttft_s", _round(base_summary["avg_ttft_s"], 3))
@@ -110,8 +124,9 @@ def test_latency(benchmark, answerer, baseline_answerer, query_set, system_promp
 
 
 @pytest.mark.gate_detail  # a measurement of the suite's method, not of the candidate: it never fails the gate
-def test_speed_to_verdict(request, answerer, query_set, catalog, system_prompt, training_data, gate_config, gate_record,
-                          gate_steps, progress):
+def test_speed_to_verdict(
+    request, answerer, query_set, catalog, system_prompt, training_data, gate_config, gate_record, gate_steps, progress
+):
     """--bench: every validation query answered the plan's way (one at a time, the full
     prompt each time) and the suite's way (shared prefix once, batches), timed side by
     side on this model, at the plan's cap and at the training data's answer lengths;

@@ -20,8 +20,9 @@ def zero_shot(answerer, query_set, system_prompt, gate_config, gate_steps):
 
     queries = query_set.for_gate("gate3")
     with gate_steps.measure("answer"):
-        answers = answer_queries(answerer, queries, system_prompt=system_prompt,
-                                 save_to=gate_config.report_dir / "gate3-responses.jsonl")
+        answers = answer_queries(
+            answerer, queries, system_prompt=system_prompt, save_to=gate_config.report_dir / "gate3-responses.jsonl"
+        )
     return queries, {a.id: a for a in answers}
 
 
@@ -37,8 +38,12 @@ def test_zero_shot_tool_calls(zero_shot, answerer, catalog, gate_config, setting
     )
     from punie_gates.checks.attribution import attribute, miss_reason
 
-    rows = [attribute({**r, "passed": (r["valid_calls"] > 0) if r["expect"] == "tool" else not r["calls"]}, answers[r["id"]])
-            for r in tally.rows]
+    rows = [
+        attribute(
+            {**r, "passed": (r["valid_calls"] > 0) if r["expect"] == "tool" else not r["calls"]}, answers[r["id"]]
+        )
+        for r in tally.rows
+    ]
     counts, lead, tail = miss_reason(rows, answerer.serving_change())
     gate_record("queries", rows)
     gate_record("misses_by_cause", counts)
@@ -46,11 +51,15 @@ def test_zero_shot_tool_calls(zero_shot, answerer, catalog, gate_config, setting
 
     need = settings.min_correct_calls
     wrong = tally.called_on_direct
-    assert not wrong, f"{lead}expected no tool call on the direct question {wrong[0]['id']}, found {wrong[0]['calls']}{tail}"
+    assert not wrong, (
+        f"{lead}expected no tool call on the direct question {wrong[0]['id']}, found {wrong[0]['calls']}{tail}"
+    )
     assert tally.good_calls >= need, (
         f"{lead}expected >= {need} well-formed call(s) to a known tool with valid arguments over "
         f"{tally.tool_queries} tool queries, found {tally.good_calls}; first problems: "
-        + "; ".join(f"{r['id']}: {(r['problems'] or ['no call'])[0]}" for r in tally.rows if r["expect"] == "tool")[:400]
+        + "; ".join(f"{r['id']}: {(r['problems'] or ['no call'])[0]}" for r in tally.rows if r["expect"] == "tool")[
+            :400
+        ]
         + tail
     )
 

@@ -65,7 +65,9 @@ def test_training_sample(records, training_data, gate_config, settings, gate_rec
 def test_validation_loss_falls(trained, gate_config, gate_id, gate_record):
     from punie_gates.checks.steps import training_figures
 
-    for key, value in training_figures(trained, gate_config.report_dir, gate_id, f"Gate 4 LoRA: {trained.iters_done} iterations").items():
+    for key, value in training_figures(
+        trained, gate_config.report_dir, gate_id, f"Gate 4 LoRA: {trained.iters_done} iterations"
+    ).items():
         gate_record(key, value)
     curve = trained.curve
     assert curve.start is not None and len(curve.valid) >= 2, f"expected >= 2 validation points, found {curve.valid}"
@@ -112,7 +114,9 @@ def test_gate4_queries(answers, answerer, catalog, gate_config, settings, gate_r
     need = settings.min_correct
     gate_record("criteria", criteria_json([("overall", correct, len(scores), need)]))
     failed = "; ".join(f"{s.id}: {s.reason}" for s in scores if not s.passed)
-    message = f"{lead}expected >= {need}/{len(scores)} correct answers from the fused model, found {correct}{tail}: {failed}"
+    message = (
+        f"{lead}expected >= {need}/{len(scores)} correct answers from the fused model, found {correct}{tail}: {failed}"
+    )
     assert correct >= need, message[:1500]
 
 
@@ -153,8 +157,10 @@ def test_against_baseline(answers, baseline_answers, conversations, catalog, gat
     theirs_by_cause = count_causes(r["baseline"] for r in rows if isinstance(r.get("baseline"), dict))
     mine_by_cause = count_causes(rows)
     gate_record("baseline_misses_by_cause", theirs_by_cause)
-    gate_record("misses_by_cause_summary", "; ".join(
-        x for x in (causes_line("candidate", mine_by_cause), causes_line("baseline", theirs_by_cause)) if x))
+    gate_record(
+        "misses_by_cause_summary",
+        "; ".join(x for x in (causes_line("candidate", mine_by_cause), causes_line("baseline", theirs_by_cause)) if x),
+    )
     gate_record("categories", figures.pop("categories"))
     for key, value in figures.items():
         gate_record(key, value)

@@ -56,13 +56,17 @@ def gate_queries(query_set):
 def test_validation_loss_reduction(trained, records, gate_config, settings, gate_id, gate_record):
     from punie_gates.checks.steps import training_figures
 
-    for key, value in training_figures(trained, gate_config.report_dir, gate_id, f"Gate 5 LoRA: {trained.iters_done} iterations").items():
+    for key, value in training_figures(
+        trained, gate_config.report_dir, gate_id, f"Gate 5 LoRA: {trained.iters_done} iterations"
+    ).items():
         gate_record(key, value)
     gate_record("examples", {"train": len(records[0]), "valid": len(records[1])})
     curve = trained.curve
     need = settings.min_val_loss_reduction
     assert curve.reduction is not None, f"expected >= 2 validation points, found {curve.valid}"
-    assert curve.end < curve.start, f"validation loss ended at {curve.end:.4f}, above where it started ({curve.start:.4f})"
+    assert curve.end < curve.start, (
+        f"validation loss ended at {curve.end:.4f}, above where it started ({curve.start:.4f})"
+    )
     assert curve.reduction >= need, (
         f"validation loss fell {curve.reduction:.1%} ({curve.start:.4f} -> {curve.end:.4f}) over "
         f"{trained.iters_done} iterations; expected >= {need:.0%}"
@@ -136,8 +140,9 @@ def test_multi_turn(conversations, query_set, catalog, gate_record):
     assert not verdict.fails, f"{verdict.problem}: {failed}"[:1500]
 
 
-def test_speed_against_baseline(answerer, baseline_answerer, query_set, system_prompt, gate_config, settings,
-                                gate_record):
+def test_speed_against_baseline(
+    answerer, baseline_answerer, query_set, system_prompt, gate_config, settings, gate_record
+):
     if baseline_answerer is None:
         gate_record("speed", "not applicable: no --baseline given (Gate 2 compares with Punie's reported figure)")
         return
@@ -158,14 +163,17 @@ def test_speed_against_baseline(answerer, baseline_answerer, query_set, system_p
     theirs = average(baseline_answerer)  # the candidate's server stops first: one model served at a time
     ratio = mine / theirs if theirs else float("inf")
     flag, limit = settings.slowdown_flag, settings.slowdown_max
-    gate_record("speed", {
-        "queries": [q.id for q in queries],
-        "max_tokens": max_tokens,
-        "fused_avg_latency_s": round(mine, 3),
-        "baseline_avg_latency_s": round(theirs, 3),
-        "slowdown": round(ratio, 3),
-        "flagged": ratio >= flag,
-    })
+    gate_record(
+        "speed",
+        {
+            "queries": [q.id for q in queries],
+            "max_tokens": max_tokens,
+            "fused_avg_latency_s": round(mine, 3),
+            "baseline_avg_latency_s": round(theirs, 3),
+            "slowdown": round(ratio, 3),
+            "flagged": ratio >= flag,
+        },
+    )
     if flag <= ratio <= limit:
         gate_record.flag(f"{ratio:.1f}x slower than the baseline (acceptable up to {limit:g}x, flagged from {flag:g}x)")
     assert ratio <= limit, (
@@ -174,7 +182,9 @@ def test_speed_against_baseline(answerer, baseline_answerer, query_set, system_p
     )
 
 
-def test_against_baseline(answers, baseline_answers, conversations, query_set, catalog, gate_config, settings, gate_record):
+def test_against_baseline(
+    answers, baseline_answers, conversations, query_set, catalog, gate_config, settings, gate_record
+):
     """With --baseline: the production model asked the same queries the same way, scored
     alike; fails when the candidate is significantly worse (exact McNemar, one-sided,
     [gate5] baseline_alpha), flags fewer passes without significance. Without it the
@@ -205,7 +215,9 @@ def test_against_baseline(answers, baseline_answers, conversations, query_set, c
     theirs_by_cause = count_causes(r["baseline"] for r in rows if isinstance(r.get("baseline"), dict))
     mine_by_cause = count_causes(rows)
     gate_record("baseline_misses_by_cause", theirs_by_cause)
-    by_cause = "; ".join(x for x in (causes_line("candidate", mine_by_cause), causes_line("baseline", theirs_by_cause)) if x)
+    by_cause = "; ".join(
+        x for x in (causes_line("candidate", mine_by_cause), causes_line("baseline", theirs_by_cause)) if x
+    )
     judged = judge(list(mine.values()), query_set).categories_json()
     gate_record("categories", merge_categories(judged, figures.pop("categories")))
     for key, value in figures.items():
@@ -227,8 +239,9 @@ def test_heldout_next_steps(heldout_turns, heldout, baseline_heldout, settings, 
         return
     figures = heldout_figures(heldout_turns, heldout, settings.heldout_min)
     if baseline_heldout is not None:
-        figures = with_baseline(figures, paired_heldout(heldout_turns, heldout, baseline_heldout,
-                                                        settings.baseline_alpha))
+        figures = with_baseline(
+            figures, paired_heldout(heldout_turns, heldout, baseline_heldout, settings.baseline_alpha)
+        )
     gate_record("heldout", figures)
     problem = heldout_problem(figures)
     assert problem is None, problem

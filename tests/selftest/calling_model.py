@@ -17,9 +17,15 @@ import shutil
 from pathlib import Path
 
 CALL_NAME = "execute_code"
-CALL_ARGUMENTS = "{\"code\": \"print(git_status('.'))\"}"
-_SKIP = {"model.safetensors", "model.safetensors.index.json", "punie_gates_demo.json", "inputs.json", "COMPLETE",
-         "LAST_USED"}
+CALL_ARGUMENTS = '{"code": "print(git_status(\'.\'))"}'
+_SKIP = {
+    "model.safetensors",
+    "model.safetensors.index.json",
+    "punie_gates_demo.json",
+    "inputs.json",
+    "COMPLETE",
+    "LAST_USED",
+}
 
 
 def build_calling_model(demo: Path, dest: Path, *, keep_tekken: bool) -> Path:

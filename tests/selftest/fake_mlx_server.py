@@ -30,7 +30,9 @@ import time
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--fake-mode", default="ok", choices=["ok", "silent", "exit", "unhealthy", "ignore-term", "light"])
+    parser.add_argument(
+        "--fake-mode", default="ok", choices=["ok", "silent", "exit", "unhealthy", "ignore-term", "light"]
+    )
     parser.add_argument("--fake-die-after", type=int, default=0, help="exit when the N-th chat request arrives")
     parser.add_argument("--fake-child", action="store_true", help="start a child process that sleeps")
     parser.add_argument("--fake-reply", default='["fake answer"]')

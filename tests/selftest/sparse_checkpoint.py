@@ -48,8 +48,10 @@ def text_tensors(text: dict, *, fp8: bool, prefix: str = "language_model.") -> d
 def vision_tensors(vision: dict, text_hidden: int, merge: int) -> dict[str, tuple[str, list[int]]]:
     hidden, mlp, layers = vision["hidden_size"], vision["intermediate_size"], vision["num_hidden_layers"]
     patch, channels = vision["patch_size"], vision["num_channels"]
-    out = {"vision_tower.patch_conv.weight": ("BF16", [hidden, channels, patch, patch]),
-           "vision_tower.ln_pre.weight": ("BF16", [hidden])}
+    out = {
+        "vision_tower.patch_conv.weight": ("BF16", [hidden, channels, patch, patch]),
+        "vision_tower.ln_pre.weight": ("BF16", [hidden]),
+    }
     for i in range(layers):
         base = f"vision_tower.transformer.layers.{i}"
         for name in ("q_proj", "k_proj", "v_proj", "o_proj"):

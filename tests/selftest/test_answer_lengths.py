@@ -37,7 +37,9 @@ def test_a_turns_length_is_what_the_template_renders_for_it(repo_root):
 
     demo = ensure_demo_model()
     serving, training = load_candidate_tokenizer(demo, serving=True), load_candidate_tokenizer(demo)
-    train, _ = convert_training_folder(repo_root / "fixtures" / "demo-training", tools=load_catalog(None).native_schemas())
+    train, _ = convert_training_folder(
+        repo_root / "fixtures" / "demo-training", tools=load_catalog(None).native_schemas()
+    )
     opens = {training.convert_tokens_to_ids(t) for t in ("[/INST]", "[/TOOL_RESULTS]")}
     end = training.convert_tokens_to_ids("</s>")
     calls = 0

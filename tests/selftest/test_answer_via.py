@@ -46,16 +46,20 @@ def both_paths(tmp_path_factory):
     system_prompt = "You are Punie, a Python coding assistant."
 
     slot = ServerSlot(serving_environment(None), tmp / "work")
-    served = make_answerer("server", label="candidate", path=folder, settings=settings, slot=slot,
-                           log_path=tmp / "reports" / "server.log")
+    served = make_answerer(
+        "server", label="candidate", path=folder, settings=settings, slot=slot, log_path=tmp / "reports" / "server.log"
+    )
     try:
         via_server = answer_queries(served, queries, system_prompt=system_prompt, save_to=tmp / "server.jsonl")
     finally:
         slot.stop()
     with holding(lambda: load_folder(folder)) as loaded:
-        in_process = answer_queries(make_answerer("inprocess", label="candidate", path=folder, settings=settings,
-                                                  load=lambda: loaded),
-                                    queries, system_prompt=system_prompt, save_to=tmp / "inprocess.jsonl")
+        in_process = answer_queries(
+            make_answerer("inprocess", label="candidate", path=folder, settings=settings, load=lambda: loaded),
+            queries,
+            system_prompt=system_prompt,
+            save_to=tmp / "inprocess.jsonl",
+        )
     return queries, catalog, via_server, in_process, served
 
 

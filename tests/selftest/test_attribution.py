@@ -14,9 +14,19 @@ CALL = '[TOOL_CALLS]execute_code[ARGS]{"code": "print(git_status(\'.\'))"}'
 
 
 def _answer(text: str, tool_calls=(), raw: str | None = None, finish: str = "stop", via: str = "server") -> QueryAnswer:
-    return QueryAnswer(id="q", text=text, tool_calls=tuple(tool_calls) if via == "server" else None, via=via,
-                       finish_reason=finish, latency_s=1.0, ttft_s=None, prompt_tokens=10, generated_tokens=5,
-                       prefill_tokens=10, raw_text=raw)
+    return QueryAnswer(
+        id="q",
+        text=text,
+        tool_calls=tuple(tool_calls) if via == "server" else None,
+        via=via,
+        finish_reason=finish,
+        latency_s=1.0,
+        ttft_s=None,
+        prompt_tokens=10,
+        generated_tokens=5,
+        prefill_tokens=10,
+        raw_text=raw,
+    )
 
 
 def test_a_call_left_in_the_content_is_the_servers():
@@ -63,8 +73,10 @@ def test_the_default_server_cannot_import_mistral_common():
     env = serving_environment(None)
     assert env.hide_mistral_common and env.server_launcher()[:2] == (sys.executable, "-c")
     hide = env.server_launcher()[2].split("; from mlx_lm.server")[0]
-    check = (f"{hide}; import importlib.util; from transformers.utils.import_utils import is_mistral_common_available; "
-             "print(importlib.util.find_spec('mistral_common'), is_mistral_common_available())")
+    check = (
+        f"{hide}; import importlib.util; from transformers.utils.import_utils import is_mistral_common_available; "
+        "print(importlib.util.find_spec('mistral_common'), is_mistral_common_available())"
+    )
     out = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, timeout=120)
     assert out.stdout.split() == ["None", "False"], out.stderr[-500:]
     assert "absent" in env.versions()["mistral-common"]

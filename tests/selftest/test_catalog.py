@@ -61,9 +61,14 @@ def test_native_tools_are_what_punie_offers(catalog):
 
 
 def test_a_native_tool_sharing_a_typed_name_must_take_its_arguments(tmp_path):
-    text = (Path(load_catalog().path).read_text(encoding="utf-8")
-            .replace('[native.parameters.path]\ntype = "string"\ndescription = "Path of the file',
-                     '[native.parameters.file]\ntype = "string"\ndescription = "Path of the file'))
+    text = (
+        Path(load_catalog().path)
+        .read_text(encoding="utf-8")
+        .replace(
+            '[native.parameters.path]\ntype = "string"\ndescription = "Path of the file',
+            '[native.parameters.file]\ntype = "string"\ndescription = "Path of the file',
+        )
+    )
     bad = tmp_path / "tools.toml"
     bad.write_text(text, encoding="utf-8")
     with pytest.raises(CatalogError, match="native tool 'read_file': a typed tool shares this name but takes"):
@@ -128,7 +133,7 @@ def test_native_tool_schemas_reads_a_given_file(tmp_path, catalog):
     assert native_tool_schemas(catalog.path) == catalog.native_schemas()
 
 
-MINIMAL = '''
+MINIMAL = """
 [[native]]
 name = "run"
 description = "Run code."
@@ -145,7 +150,7 @@ fields = ["ok", "items"]
 
 [typed.probe.items]
 items = ["name"]
-'''
+"""
 
 
 # (replace this, with that) in MINIMAL -> words the error must contain
@@ -155,8 +160,11 @@ BAD = {
     "unknown typed key": (('returns = "fields"', 'returns = "fields"\nfeilds = []'), ["'probe'", "feilds"]),
     "bad returns": (('returns = "fields"', 'returns = "object"'), ["'probe'", "returns"]),
     "text with fields": (('returns = "fields"', 'returns = "text"'), ["'probe'", "no fields"]),
-    "items of nothing": (("items = [\"name\"]", "elements = [\"name\"]"), ["'probe'", "items.elements"]),
-    "default of unknown param": (('params = ["path"]', 'params = ["path"]\ndefaults = { depth = "1" }'), ["'probe'", "depth"]),
+    "items of nothing": (('items = ["name"]', 'elements = ["name"]'), ["'probe'", "items.elements"]),
+    "default of unknown param": (
+        ('params = ["path"]', 'params = ["path"]\ndefaults = { depth = "1" }'),
+        ["'probe'", "depth"],
+    ),
     "native without name": (('name = "run"', ""), ["native tool #1", "name"]),
     "native schema type typo": (('type = "string"', 'type = "strng"'), ["native tool 'run'", "JSON schema"]),
     "code_param not a string param": (('code_param = "code"', 'code_param = "source"'), ["'run'", "code_param"]),

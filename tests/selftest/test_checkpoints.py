@@ -49,8 +49,11 @@ def bf16_vision(tmp_path_factory) -> Path:
 
 def test_the_layout_is_the_real_24b_one_and_costs_no_disk(fp8_vision):
     tensors = checkpoint_tensors(CONFIG)
-    text = sum(math.prod(shape) for name, (_, shape) in tensors.items()
-               if name.startswith("language_model.") and "_scale" not in name)
+    text = sum(
+        math.prod(shape)
+        for name, (_, shape) in tensors.items()
+        if name.startswith("language_model.") and "_scale" not in name
+    )
     assert text == TEXT_PARAMETERS
     vision = [n for n in tensors if n.startswith(("vision_tower.", "multi_modal_projector."))]
     assert len([n for n in vision if ".layers." in n and n.endswith("attention.q_proj.weight")]) == 24
@@ -87,8 +90,10 @@ def test_an_fp8_checkpoint_is_refused_naming_why_and_what_to_use(fp8_vision):
 
 def test_bf16_and_fp8_only_in_a_dropped_vision_tower_load(bf16_vision, tmp_path):
     mf.check_loadable(bf16_vision)
-    tensors = {name: ("F8_E4M3" if name.startswith("vision_tower.") and len(shape) == 2 else dtype, shape)
-               for name, (dtype, shape) in checkpoint_tensors(_bf16(CONFIG)).items()}
+    tensors = {
+        name: ("F8_E4M3" if name.startswith("vision_tower.") and len(shape) == 2 else dtype, shape)
+        for name, (dtype, shape) in checkpoint_tensors(_bf16(CONFIG)).items()
+    }
     folder = write_sparse_checkpoint(tmp_path / "fp8-vision-only", _bf16(CONFIG), tensors=tensors)
     assert any(dtype == "F8_E4M3" for dtype, _ in mf._raw_tensors(folder).values())
     mf.check_loadable(folder)  # only tensors mlx-lm drops are FP8

@@ -17,13 +17,22 @@ WRONG = "I cannot help with that."
 
 def write_run(folder: Path, broken=(), dropped=(), *, verdict=None, seconds=None, peak=None) -> Path:
     folder.mkdir()
-    lines = [json.dumps({"id": c["id"], "response": WRONG if c["id"] in broken else c["response"]}) + "\n"
-             for c in IDEAL if c["id"] not in dropped]
+    lines = [
+        json.dumps({"id": c["id"], "response": WRONG if c["id"] in broken else c["response"]}) + "\n"
+        for c in IDEAL
+        if c["id"] not in dropped
+    ]
     (folder / "gate5-responses.jsonl").write_text("".join(lines))
     if verdict:
-        doc = {"verdict": verdict, "candidate": {"spec": folder.name}, "seconds": seconds,
-               "gates": {"gate1": {"figures": {"peak_memory_gb": peak / 2}},
-                         "gate5": {"figures": {"steps": [{"step": "train", "peak_memory_gb": peak}]}}}}
+        doc = {
+            "verdict": verdict,
+            "candidate": {"spec": folder.name},
+            "seconds": seconds,
+            "gates": {
+                "gate1": {"figures": {"peak_memory_gb": peak / 2}},
+                "gate5": {"figures": {"steps": [{"step": "train", "peak_memory_gb": peak}]}},
+            },
+        }
         (folder / "gate-report.json").write_text(json.dumps(doc))
     return folder
 
@@ -34,8 +43,9 @@ def three_runs(tmp_path):
     ids = [c["id"] for c in IDEAL]
     base = write_run(tmp_path / "production", verdict="GO", seconds=100.0, peak=19.5)
     worse = write_run(tmp_path / "worse", broken=ids[:4], verdict="NO_GO", seconds=250.5, peak=12.0)
-    close = write_run(tmp_path / "close", broken=ids[4:5], dropped=ids[-2:], verdict="GO_WITH_FLAGS", seconds=80.0,
-                      peak=16.25)
+    close = write_run(
+        tmp_path / "close", broken=ids[4:5], dropped=ids[-2:], verdict="GO_WITH_FLAGS", seconds=80.0, peak=16.25
+    )
     return base, worse, close, ids
 
 
@@ -53,7 +63,9 @@ def test_three_runs_ranked_against_the_first(three_runs, tmp_path, capsys, monke
     close_row, worse_row = out["ranking"]
     assert (close_row["passed"], close_row["total"], worse_row["passed"]) == (37, 38, 34)
     assert close_row["mcnemar"]["only_baseline"] == 1 and close_row["mcnemar"]["p_two_sided"] == 1.0
-    assert worse_row["mcnemar"]["only_baseline"] == 4 and worse_row["mcnemar"]["p_candidate_worse"] == pytest.approx(0.0625)
+    assert worse_row["mcnemar"]["only_baseline"] == 4 and worse_row["mcnemar"]["p_candidate_worse"] == pytest.approx(
+        0.0625
+    )
     assert (worse_row["seconds"], worse_row["peak_memory_gb"], close_row["peak_memory_gb"]) == (250.5, 12.0, 16.25)
     assert out["queries"][ids[0]] == {"A: production": True, "C: close": True, "B: worse": False}
     assert set(out["categories"]["direct_answers"]) == {"A: production", "B: worse", "C: close"}

@@ -53,8 +53,16 @@ def test_flag_beats_environment_beats_ini(pytester, monkeypatch):
     ("env", "value", "says"),
     [
         ("PUNIE_GATES_BENCH", "maybe", "environment variable PUNIE_GATES_BENCH: expected one of"),
-        ("PUNIE_GATES_GEN_BATCH_SIZE", "eight", "environment variable PUNIE_GATES_GEN_BATCH_SIZE: --gen-batch-size needs int, got 'eight'"),
-        ("PUNIE_GATES_GEN_BATCH_SIZE", "0", "environment variable PUNIE_GATES_GEN_BATCH_SIZE=0 (--gen-batch-size): must be a whole number from 1"),
+        (
+            "PUNIE_GATES_GEN_BATCH_SIZE",
+            "eight",
+            "environment variable PUNIE_GATES_GEN_BATCH_SIZE: --gen-batch-size needs int, got 'eight'",
+        ),
+        (
+            "PUNIE_GATES_GEN_BATCH_SIZE",
+            "0",
+            "environment variable PUNIE_GATES_GEN_BATCH_SIZE=0 (--gen-batch-size): must be a whole number from 1",
+        ),
     ],
 )
 def test_a_bad_value_is_named_with_its_source(pytester, monkeypatch, env, value, says):

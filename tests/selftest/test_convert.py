@@ -102,7 +102,7 @@ def test_several_calls_in_one_turn_pair_with_their_results(shapes, index):
 def test_values_with_quotes_tabs_unicode_and_tag_lookalikes_kept(shapes):
     write = shapes.records[6]["messages"][2]["tool_calls"][0]["function"]["arguments"]
     assert write["path"] == "greet.py"
-    assert write["content"].startswith("def greet(name: str) -> str:\n\treturn f\"Grüß dich, {name}! \\\\o/")
+    assert write["content"].startswith('def greet(name: str) -> str:\n\treturn f"Grüß dich, {name}! \\\\o/')
     assert shapes.records[6]["messages"][-1]["content"] == "Created greet.py. 🎉"
     git, code = shapes.records[9]["messages"][2]["tool_calls"]
     assert git["function"] == {"name": "git_status", "arguments": {}}

@@ -88,7 +88,9 @@ def conversations(draw):
         separator = draw(layout)
         qwen3.append({"role": "assistant", "content": preamble + separator + blocks})
         # a call-only turn has no content key (never content: "")
-        mistral.append({"role": "assistant", **({"content": preamble} if preamble else {}), "tool_calls": [c for _, c in made]})
+        mistral.append(
+            {"role": "assistant", **({"content": preamble} if preamble else {}), "tool_calls": [c for _, c in made]}
+        )
         return len(made)
 
     if draw(st.booleans()):

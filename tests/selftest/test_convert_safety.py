@@ -53,8 +53,16 @@ def test_a_folder_converted_onto_itself_is_refused(data):
     ("setup", "argv", "says"),
     [
         ("empty", ["e.jsonl", "-o", "o.jsonl"], "e.jsonl: the file is empty (no records); nothing to convert"),
-        ("no-valid", ["d", "-o", "out"], "the folder d has no valid.jsonl: a folder INPUT needs train.jsonl and valid.jsonl"),
-        ("", ["t.jsonl", "-o", "o.jsonl", "--limit", "5000"], "--limit 5000 is more than the 40 records converted from t.jsonl"),
+        (
+            "no-valid",
+            ["d", "-o", "out"],
+            "the folder d has no valid.jsonl: a folder INPUT needs train.jsonl and valid.jsonl",
+        ),
+        (
+            "",
+            ["t.jsonl", "-o", "o.jsonl", "--limit", "5000"],
+            "--limit 5000 is more than the 40 records converted from t.jsonl",
+        ),
     ],
 )
 def test_what_cannot_be_converted_is_said_with_exit_2(data, monkeypatch, capsys, setup, argv, says):

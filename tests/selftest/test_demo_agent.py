@@ -47,18 +47,32 @@ def test_held_out_facts_are_names_not_numbers_or_plain_words(query_set):
     assert not [f for f in facts if is_number(f)]
     assert "generator" not in facts and "function" not in facts
     # every name-like fact of the file is there
-    names = {a.lower() for q in query_set.queries for f in q.answer_facts for a in alternatives(f)
-             if len(a) >= 5 and any(c in a for c in "._/")}
+    names = {
+        a.lower()
+        for q in query_set.queries
+        for f in q.answer_facts
+        for a in alternatives(f)
+        if len(a) >= 5 and any(c in a for c in "._/")
+    }
     assert names <= set(facts)
 
 
 def test_a_training_conversation_holding_a_query_is_left_out(tmp_path, query_set):
     query = next(q for q in query_set.queries if q.expect == "tool")
-    clean = {"messages": [{"role": "system", "content": "You are Punie."}, {"role": "user", "content": "Hi there"},
-                          {"role": "assistant", "content": "Hello."}]}
-    planted = {"messages": [{"role": "system", "content": "You are Punie."},
-                            {"role": "user", "content": "  " + query.text.upper() + " "},
-                            {"role": "assistant", "content": "Sure."}]}
+    clean = {
+        "messages": [
+            {"role": "system", "content": "You are Punie."},
+            {"role": "user", "content": "Hi there"},
+            {"role": "assistant", "content": "Hello."},
+        ]
+    }
+    planted = {
+        "messages": [
+            {"role": "system", "content": "You are Punie."},
+            {"role": "user", "content": "  " + query.text.upper() + " "},
+            {"role": "assistant", "content": "Sure."},
+        ]
+    }
     (tmp_path / "train.jsonl").write_text(json.dumps(clean) + "\n" + json.dumps(planted) + "\n", encoding="utf-8")
     suite_only = load_sources(None, load_catalog(), query_set)  # fixtures/demo-training alone
     sources = load_sources(tmp_path, load_catalog(), query_set)
@@ -87,8 +101,15 @@ def test_what_it_was_built_from_holds_no_query_text_result_or_fact(query_set):
 
 
 def test_trained_turns_are_the_first_reply_and_replies_to_results():
-    messages = [{"role": "system"}, {"role": "user"}, {"role": "assistant"}, {"role": "tool"},
-                {"role": "assistant"}, {"role": "user"}, {"role": "assistant"}]
+    messages = [
+        {"role": "system"},
+        {"role": "user"},
+        {"role": "assistant"},
+        {"role": "tool"},
+        {"role": "assistant"},
+        {"role": "user"},
+        {"role": "assistant"},
+    ]
     assert target_turns(messages) == [(2, "first"), (4, "after_result")]
 
 

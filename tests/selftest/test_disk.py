@@ -110,9 +110,13 @@ def tiny_tmpfs(tmp_path):
     """A real 20 MB disk (tmpfs), when this process may mount one."""
     mount = tmp_path / "tmpfs"
     mount.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=20m", "tmpfs", str(mount)], capture_output=True, text=True)
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=20m", "tmpfs", str(mount)], capture_output=True, text=True
+    )
     if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here ({done.stderr.strip() or done.returncode}); the fake disk tests cover it")
+        pytest.skip(
+            f"cannot mount a tmpfs here ({done.stderr.strip() or done.returncode}); the fake disk tests cover it"
+        )
     try:
         yield mount
     finally:
@@ -129,21 +133,37 @@ def test_a_real_small_disk_is_refused_before_any_file_is_written(demo, tiny_tmpf
     assert list(tiny_tmpfs.iterdir()) == [], "something was written before the refusal"
 
 
-def test_a_new_user_on_a_nearly_full_disk_is_refused_at_once_in_one_line(pytester, repo_root, demo, tiny_tmpfs, monkeypatch):
+def test_a_new_user_on_a_nearly_full_disk_is_refused_at_once_in_one_line(
+    pytester, repo_root, demo, tiny_tmpfs, monkeypatch
+):
     """`pytest --candidate demo --work-dir=<a 20 MB disk>` as a user types it (Gate 1 alone)."""
     pytester.makeconftest('pytest_plugins = ["punie_gates.plugin"]')
     gates = pytester.mkdir("gates")
     shutil.copy(repo_root / "tests" / "gates" / "test_gate1_load.py", gates)
     monkeypatch.setenv("PUNIE_GATES_CACHE", str(paths.cache_dir()))  # the demo built above: a warm lookup
     work = tiny_tmpfs / "work"
-    result = pytester.runpytest("-p", "no:cacheprovider", "gates", "--candidate", "demo", "--run-all-gates",
-                                f"--work-dir={work}", "--report-dir", "reports")
+    result = pytester.runpytest(
+        "-p",
+        "no:cacheprovider",
+        "gates",
+        "--candidate",
+        "demo",
+        "--run-all-gates",
+        f"--work-dir={work}",
+        "--report-dir",
+        "reports",
+    )
     assert result.ret == 6  # ERROR: a user's problem stops the run before it judges anything (README: exit status)
     out = result.stdout.str()
     assert "VERDICT: ERROR: not judged" in out and "NO_GO" not in out
     refusal = [line for line in out.splitlines() if line.startswith("  - not enough disk space")]
     assert refusal, out[-3000:]
-    for figure in ("quantized to 5 bits", f"the work folder {work}", "MB is free on the disk of", "Nothing was written"):
+    for figure in (
+        "quantized to 5 bits",
+        f"the work folder {work}",
+        "MB is free on the disk of",
+        "Nothing was written",
+    ):
         assert figure in refusal[0]
     assert "raise DiskSpaceError" not in out, "a traceback instead of the one-line message"
     assert list(tiny_tmpfs.iterdir()) == [], "something was written before the refusal"

@@ -108,7 +108,12 @@ def test_the_options_page_is_generated_from_the_options():
     assert page == options_page.render(), (
         "docs/options.md is out of date: run `python -m punie_gates.inputs.options_page docs/options.md`"
     )
-    named = {flag for ln in page.splitlines() if ln.startswith("| `--") for flag in re.findall(r"`(--[\w-]+)`", ln.split("|")[1])}
+    named = {
+        flag
+        for ln in page.splitlines()
+        if ln.startswith("| `--")
+        for flag in re.findall(r"`(--[\w-]+)`", ln.split("|")[1])
+    }
     assert named == {o.flag for o in OPTIONS}
 
 

@@ -42,27 +42,33 @@ def free_port() -> int:
 # -- options ---------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("given", "url"), [
-    ("http://127.0.0.1:8080/v1", "http://127.0.0.1:8080/v1"),
-    ("http://127.0.0.1:8080/v1/", "http://127.0.0.1:8080/v1"),
-    ("HTTPS://Models.Example:443/v1", "https://models.example:443/v1"),
-    ("http://[::1]:9000/v1", "http://[::1]:9000/v1"),
-    ("demo", None),
-    ("mlx-community/Devstral-Small-2-24B-Instruct-2512-8bit", None),
-    ("./models/qwen3", None),
-])
+@pytest.mark.parametrize(
+    ("given", "url"),
+    [
+        ("http://127.0.0.1:8080/v1", "http://127.0.0.1:8080/v1"),
+        ("http://127.0.0.1:8080/v1/", "http://127.0.0.1:8080/v1"),
+        ("HTTPS://Models.Example:443/v1", "https://models.example:443/v1"),
+        ("http://[::1]:9000/v1", "http://[::1]:9000/v1"),
+        ("demo", None),
+        ("mlx-community/Devstral-Small-2-24B-Instruct-2512-8bit", None),
+        ("./models/qwen3", None),
+    ],
+)
 def test_an_endpoint_is_an_http_url(given, url):
     assert endpoint_url(given) == url
 
 
-@pytest.mark.parametrize(("given", "why"), [
-    ("ftp://127.0.0.1/v1", "only http and https"),
-    ("file:///etc/passwd", "only http and https"),
-    ("http://user:sk-secret@127.0.0.1:8080/v1", "may not carry a user or password"),
-    ("http://127.0.0.1:8080/v1?key=sk-secret", "without a query"),
-    ("http:///v1", "no host"),
-    ("http://127.0.0.1:99999/v1", "port"),
-])
+@pytest.mark.parametrize(
+    ("given", "why"),
+    [
+        ("ftp://127.0.0.1/v1", "only http and https"),
+        ("file:///etc/passwd", "only http and https"),
+        ("http://user:sk-secret@127.0.0.1:8080/v1", "may not carry a user or password"),
+        ("http://127.0.0.1:8080/v1?key=sk-secret", "without a query"),
+        ("http:///v1", "no host"),
+        ("http://127.0.0.1:99999/v1", "port"),
+    ],
+)
 def test_a_url_the_suite_will_not_ask_is_refused(given, why):
     with pytest.raises(OptionError, match=why) as raised:
         endpoint_url(given)
@@ -75,7 +81,10 @@ def test_endpoint_options_are_checked(tmp_path):
 
     cfg = resolve(candidate="http://127.0.0.1:8080/v1/", baseline="https://prod.example/v1", candidate_model="devstral")
     assert (cfg.candidate_endpoint, cfg.baseline_endpoint, cfg.candidate_model) == (
-        "http://127.0.0.1:8080/v1", "https://prod.example/v1", "devstral")
+        "http://127.0.0.1:8080/v1",
+        "https://prod.example/v1",
+        "devstral",
+    )
     assert (cfg.api_key_env, cfg.endpoint_timeout_s) == ("PUNIE_GATES_API_KEY", 600.0)
     assert resolve(candidate="demo").candidate_endpoint is None
     with pytest.raises(OptionError, match="--baseline"):
@@ -140,9 +149,12 @@ def hanging_server():
 
 def _start_fake(reply, log: Path) -> tuple[subprocess.Popen, str]:
     port = free_port()
-    proc = subprocess.Popen([sys.executable, str(FAKE), "--host", "127.0.0.1", "--port", str(port),
-                             "--fake-reply", json.dumps(reply)],
-                            stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True)
+    proc = subprocess.Popen(
+        [sys.executable, str(FAKE), "--host", "127.0.0.1", "--port", str(port), "--fake-reply", json.dumps(reply)],
+        stdout=log.open("w"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         try:
@@ -176,14 +188,31 @@ def fake_endpoints(tmp_path_factory):
 
 def run_suite(tmp_path: Path, *args: str, timeout: int = 600) -> tuple[subprocess.CompletedProcess, Path]:
     reports = tmp_path / "reports"
-    env = {**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1", "PUNIE_GATES_CACHE": str(tmp_path / "cache"),
-           "PUNIE_GATES_API_KEY": SECRET}
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(REPO),
+        "HF_HUB_OFFLINE": "1",
+        "PUNIE_GATES_CACHE": str(tmp_path / "cache"),
+        "PUNIE_GATES_API_KEY": SECRET,
+    }
     for name in ("PUNIE_GATES_CANDIDATE", "PUNIE_GATES_BASELINE", "PYTEST_ADDOPTS"):
         env.pop(name, None)
     proc = subprocess.run(
-        [sys.executable, "-m", "pytest", "--report-dir", str(reports), "--training-data",
-         str(REPO / "fixtures" / "demo-training"), *args],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout,
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "--report-dir",
+            str(reports),
+            "--training-data",
+            str(REPO / "fixtures" / "demo-training"),
+            *args,
+        ],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )
     return proc, reports
 
@@ -199,7 +228,9 @@ def test_an_endpoint_candidate_is_screened_and_the_key_stays_secret(fake_endpoin
     doc = json.loads((reports / "gate-report.json").read_text())
     assert doc["verdict"] == "INCOMPLETE" and doc["complete"] is False, shown
     for gate in ("gate0", "gate1", "gate4", "gate5"):
-        assert doc["gates"][gate]["status"] == "not_run" and doc["gates"][gate]["reasons"] == ["an endpoint has no files"]
+        assert doc["gates"][gate]["status"] == "not_run" and doc["gates"][gate]["reasons"] == [
+            "an endpoint has no files"
+        ]
     assert doc["gates"]["gate2"]["status"] == "passed" and doc["gates"]["gate3"]["status"] in ("passed", "failed")
     assert proc.returncode in (0, 1), shown  # INCOMPLETE keeps pytest's status: never ERROR (6)
 
@@ -259,8 +290,9 @@ def test_an_endpoint_that_is_not_an_openai_api_is_not_judged(html_server, tmp_pa
 
 def test_a_hanging_baseline_is_not_judged_and_never_no_go(hanging_server, fake_endpoints, tmp_path):
     candidate, _ = fake_endpoints
-    proc, reports = run_suite(tmp_path, "--candidate", candidate, "--baseline", hanging_server,
-                              "--endpoint-timeout", "2", "-m", "gate2")
+    proc, reports = run_suite(
+        tmp_path, "--candidate", candidate, "--baseline", hanging_server, "--endpoint-timeout", "2", "-m", "gate2"
+    )
     _assert_not_judged(proc, reports, hanging_server, "baseline")
 
 

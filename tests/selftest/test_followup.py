@@ -44,8 +44,6 @@ PROMPT = [{"role": "system", "content": "You are Punie."}]
 _ID = re.compile(r"^[A-Za-z0-9]{9}$")
 
 
-
-
 # --- replies in both formats -------------------------------------------------------------
 
 
@@ -55,7 +53,9 @@ def mistral(code: str, preamble: str = "") -> str:
 
 def qwen3(code: str, preamble: str = "") -> str:
     head = f"{preamble}\n\n" if preamble else ""
-    return f"{head}<tool_call>\n<function=execute_code>\n<parameter=code>\n{code}\n</parameter>\n</function>\n</tool_call>"
+    return (
+        f"{head}<tool_call>\n<function=execute_code>\n<parameter=code>\n{code}\n</parameter>\n</function>\n</tool_call>"
+    )
 
 
 FORMS = {"mistral": mistral, "qwen3": qwen3}
@@ -82,8 +82,13 @@ def run(queries, catalog, qid, replies, fmt, max_turns=None):
     query = queries.by_id(qid)
     script = Script(replies[1:], fmt)
     conversation = converse(
-        query, replies[0], script, catalog=catalog, prompt=[*PROMPT, {"role": "user", "content": query.text}],
-        max_turns=max_turns or queries.max_turns, fmt=fmt,
+        query,
+        replies[0],
+        script,
+        catalog=catalog,
+        prompt=[*PROMPT, {"role": "user", "content": query.text}],
+        max_turns=max_turns or queries.max_turns,
+        fmt=fmt,
     )
     return conversation, score_followup(query, conversation), script
 
@@ -95,8 +100,10 @@ CASES = [
     (
         "facts present",
         "existing_tools-03",
-        [("call", 'r = typecheck("src/")\nprint(r)'),
-         ("text", "Two type errors: src/app/models.py line 27 and src/app/views.py line 54, plus 1 warning.")],
+        [
+            ("call", 'r = typecheck("src/")\nprint(r)'),
+            ("text", "Two type errors: src/app/models.py line 27 and src/app/views.py line 54, plus 1 warning."),
+        ],
         None,
         dict(passed=True, stop=ANSWERED, missing=(), unsupported=(), words=["PASS", "reply 2: answers in text"]),
     ),
@@ -112,7 +119,9 @@ CASES = [
         "field_access-01",
         [("call", 'print(typecheck("src/models/").error_count)'), ("text", "src/models/ has 7 type errors.")],
         None,
-        dict(passed=False, stop=ANSWERED, missing=("4",), unsupported=("7",), words=["states '7'", "does not state '4'"]),
+        dict(
+            passed=False, stop=ANSWERED, missing=("4",), unsupported=("7",), words=["states '7'", "does not state '4'"]
+        ),
     ),
     (
         "a right count beside a hallucinated one",
@@ -126,8 +135,11 @@ CASES = [
         "existing_lsp-01",
         [
             ("call", 'r = goto_definition("src/app/main.py", 42, 12, "load_settings")\nprint(r.locations[0])'),
-            ("text", "Called at src/app/main.py:42:12, load_settings is defined in src/app/config.py on line 8 "
-                     "(see also tests/test_3.py, F401, commit 3f9c2a1, Python 3.11.2)."),
+            (
+                "text",
+                "Called at src/app/main.py:42:12, load_settings is defined in src/app/config.py on line 8 "
+                "(see also tests/test_3.py, F401, commit 3f9c2a1, Python 3.11.2).",
+            ),
         ],
         None,
         dict(passed=True, stop=ANSWERED, missing=(), unsupported=(), words=["PASS"]),
@@ -135,8 +147,10 @@ CASES = [
     (
         "number words and derived counts",
         "existing_tools-02",
-        [("call", 'print(pytest_run("tests/unit"))'),
-         ("text", "15 tests ran in about 2.3s: fourteen passed, one failed (test_discount_applies_once).")],
+        [
+            ("call", 'print(pytest_run("tests/unit"))'),
+            ("text", "15 tests ran in about 2.3s: fourteen passed, one failed (test_discount_applies_once)."),
+        ],
         None,
         dict(passed=True, stop=ANSWERED, missing=(), unsupported=(), words=["PASS"]),
     ),
@@ -145,13 +159,22 @@ CASES = [
         "existing_tools-03",
         [("call", 'print(typecheck("src/"))'), ("call", 'print(ruff_check("src/"))'), ("text", "never reached")],
         None,
-        dict(passed=False, stop=NO_RESULT, missing=(), unsupported=(), words=["reply 2", "ruff_check", "provides no result"]),
+        dict(
+            passed=False,
+            stop=NO_RESULT,
+            missing=(),
+            unsupported=(),
+            words=["reply 2", "ruff_check", "provides no result"],
+        ),
     ),
     (
         "a second call whose tool has results, then the answer",
         "git_tools-01",
-        [("call", "print(git_status())"), ("call", "print(git_diff())"),
-         ("text", "src/app/views.py and src/app/models.py have uncommitted changes.")],
+        [
+            ("call", "print(git_status())"),
+            ("call", "print(git_diff())"),
+            ("text", "src/app/views.py and src/app/models.py have uncommitted changes."),
+        ],
         None,
         dict(passed=True, stop=ANSWERED, missing=(), unsupported=(), words=["reply 2: calls execute_code (git_diff)"]),
     ),
@@ -161,7 +184,10 @@ CASES = [
         [
             ("call", 'print(git_status(".").files)'),
             ("call", 'print(typecheck("src/app/forms.py"))\nprint(typecheck("src/app/urls.py"))'),
-            ("text", "urls.py is clean; src/app/forms.py line 33: clean_email gets `str | None` where `str` is expected."),
+            (
+                "text",
+                "urls.py is clean; src/app/forms.py line 33: clean_email gets `str | None` where `str` is expected.",
+            ),
         ],
         None,
         dict(passed=True, stop=ANSWERED, missing=(), unsupported=(), words=["reply 2: calls execute_code (typecheck)"]),
@@ -169,23 +195,37 @@ CASES = [
     (
         "workflow: text where the second call was expected",
         "cross_tool-02",
-        [("call", 'print(git_status(".").files)'), ("text", "You changed src/app/forms.py and src/app/urls.py; clean_email looks fine.")],
+        [
+            ("call", 'print(git_status(".").files)'),
+            ("text", "You changed src/app/forms.py and src/app/urls.py; clean_email looks fine."),
+        ],
         None,
         dict(passed=False, stop=ANSWERED, missing=(), unsupported=(), words=["expected a call of typecheck"]),
     ),
     (
         "workflow: both calls in the first reply",
         "cross_tool-02",
-        [("call", "for f in git_status().files:\n    print(typecheck(f.file))"), ("text", "One error: src/app/forms.py:33, clean_email.")],
+        [
+            ("call", "for f in git_status().files:\n    print(typecheck(f.file))"),
+            ("text", "One error: src/app/forms.py:33, clean_email."),
+        ],
         None,
-        dict(passed=True, stop=ANSWERED, missing=(), unsupported=(), words=["reply 1: calls execute_code (git_status, typecheck)"]),
+        dict(
+            passed=True,
+            stop=ANSWERED,
+            missing=(),
+            unsupported=(),
+            words=["reply 1: calls execute_code (git_status, typecheck)"],
+        ),
     ),
     (
         "still calling tools at max_turns",
         "existing_tools-03",
         [("call", 'print(typecheck("src/"))'), ("call", 'print(typecheck("src/app"))')],
         2,
-        dict(passed=False, stop=MAX_TURNS, missing=(), unsupported=(), words=["reply 2 of at most 2 still calls a tool"]),
+        dict(
+            passed=False, stop=MAX_TURNS, missing=(), unsupported=(), words=["reply 2 of at most 2 still calls a tool"]
+        ),
     ),
     (
         "code that calls no typed tool",
@@ -199,7 +239,13 @@ CASES = [
         "existing_tools-03",
         [("call", 'print(typecheck("src/"))'), ("raise", "template cannot render role 'tool'")],
         None,
-        dict(passed=False, stop=ASK_FAILED, missing=(), unsupported=(), words=["reply 2: no reply", "TemplateError", "cannot render"]),
+        dict(
+            passed=False,
+            stop=ASK_FAILED,
+            missing=(),
+            unsupported=(),
+            words=["reply 2: no reply", "TemplateError", "cannot render"],
+        ),
     ),
     (
         "no call at all on a tool query",
@@ -275,10 +321,20 @@ def test_messages_are_in_the_converters_structured_form(fmt, queries, catalog):
 
 
 def test_several_calls_in_one_reply_get_one_tool_message_each(queries, catalog):
-    first = mistral("print(ruff_check('src/'))") + "[TOOL_CALLS]execute_code[ARGS]" + json.dumps({"code": "print(pytest_run('tests/'))"})
+    first = (
+        mistral("print(ruff_check('src/'))")
+        + "[TOOL_CALLS]execute_code[ARGS]"
+        + json.dumps({"code": "print(pytest_run('tests/'))"})
+    )
     reply = reply_from_text(first, "mistral")
     assert len(reply.calls) == 2
-    conversation, score, _ = run(queries, catalog, "cross_tool-01", [first, "Lint is clean; tests/test_export.py::test_csv_header fails."], "mistral")
+    conversation, score, _ = run(
+        queries,
+        catalog,
+        "cross_tool-01",
+        [first, "Lint is clean; tests/test_export.py::test_csv_header fails."],
+        "mistral",
+    )
     assert score.passed, score.reason
     tools = [m for m in conversation.messages if m["role"] == "tool"]
     calls = conversation.messages[2]["tool_calls"]
@@ -296,7 +352,9 @@ def test_malformed_call_stops_the_loop(queries, catalog):
 
 
 def test_a_typed_tool_called_by_name_is_not_offered(queries, catalog):
-    conversation, score, _ = run(queries, catalog, "existing_tools-03", ['[TOOL_CALLS]typecheck[ARGS]{"path": "src/"}'], "mistral")
+    conversation, score, _ = run(
+        queries, catalog, "existing_tools-03", ['[TOOL_CALLS]typecheck[ARGS]{"path": "src/"}'], "mistral"
+    )
     assert conversation.stop == UNUSABLE_CALL and "not a tool the agent offers" in conversation.detail
     assert not score.passed
 
@@ -343,7 +401,11 @@ def _first_alternatives(facts):
 
 def test_every_tool_query_follow_up_is_satisfiable_and_each_fact_matters(queries, catalog):
     for query in (q for q in queries.queries if q.expect == "tool"):
-        tools = list(dict.fromkeys([*query.tools_all, *query.tools_any[:1], *([query.followup_tool] if query.followup_tool else [])]))
+        tools = list(
+            dict.fromkeys(
+                [*query.tools_all, *query.tools_any[:1], *([query.followup_tool] if query.followup_tool else [])]
+            )
+        )
         code = "\n".join(f"print({t}())" for t in tools)
         facts = _first_alternatives(query.answer_facts)
         good = "Here it is: " + "; ".join(facts) + "."
@@ -438,7 +500,11 @@ def test_reply_from_a_server_message():
         "role": "assistant",
         "content": "Let me check.",
         "tool_calls": [
-            {"id": "x", "type": "function", "function": {"name": "execute_code", "arguments": '{"code": "print(git_status())"}'}},
+            {
+                "id": "x",
+                "type": "function",
+                "function": {"name": "execute_code", "arguments": '{"code": "print(git_status())"}'},
+            },
             {"id": "y", "type": "function", "function": {"name": "execute_code", "arguments": "{not json"}},
         ],
     }
@@ -446,8 +512,21 @@ def test_reply_from_a_server_message():
     assert reply.content == "Let me check."
     assert reply.calls[0].arguments == {"code": "print(git_status())"} and reply.calls[0].error is None
     assert "not valid JSON" in reply.calls[1].error
-    sent = for_openai([{"role": "assistant", "content": "", "tool_calls": [
-        {"id": "abcdefghi", "type": "function", "function": {"name": "execute_code", "arguments": {"code": "x"}}}]}])
+    sent = for_openai(
+        [
+            {
+                "role": "assistant",
+                "content": "",
+                "tool_calls": [
+                    {
+                        "id": "abcdefghi",
+                        "type": "function",
+                        "function": {"name": "execute_code", "arguments": {"code": "x"}},
+                    }
+                ],
+            }
+        ]
+    )
     assert sent[0]["tool_calls"][0]["function"]["arguments"] == '{"code": "x"}'
 
 
@@ -466,13 +545,24 @@ class FakeServer:
 
 
 def test_server_ask_sends_string_arguments_and_takes_parsed_calls(queries, catalog):
-    call = {"role": "assistant", "content": "", "tool_calls": [
-        {"id": "call_1", "type": "function", "function": {"name": "execute_code", "arguments": '{"code": "print(typecheck(\'src/models/\'))"}'}}]}
+    call = {
+        "role": "assistant",
+        "content": "",
+        "tool_calls": [
+            {
+                "id": "call_1",
+                "type": "function",
+                "function": {"name": "execute_code", "arguments": '{"code": "print(typecheck(\'src/models/\'))"}'},
+            }
+        ],
+    }
     server = FakeServer([call, {"role": "assistant", "content": "4 type errors.", "tool_calls": None}])
     ask = server_ask(server, "candidate", catalog.native_schemas(), max_tokens=64)
     query = queries.by_id("field_access-01")
     first = ask([*PROMPT, {"role": "user", "content": query.text}])
-    conversation = converse(query, first, ask, catalog=catalog, prompt=[*PROMPT, {"role": "user", "content": query.text}], max_turns=4)
+    conversation = converse(
+        query, first, ask, catalog=catalog, prompt=[*PROMPT, {"role": "user", "content": query.text}], max_turns=4
+    )
     assert score_followup(query, conversation).passed
     sent = server.requests[1]
     assert sent["temperature"] == 0.0 and sent["tools"] and sent["max_tokens"] == 64
@@ -482,7 +572,10 @@ def test_server_ask_sends_string_arguments_and_takes_parsed_calls(queries, catal
 
 
 def test_a_batch_ask_that_raises_is_recorded_for_each_conversation(queries, catalog):
-    starts = [(queries.by_id(q), mistral('print(typecheck("src/"))'), PROMPT) for q in ("existing_tools-03", "field_access-01")]
+    starts = [
+        (queries.by_id(q), mistral('print(typecheck("src/"))'), PROMPT)
+        for q in ("existing_tools-03", "field_access-01")
+    ]
 
     def broken(batch):
         raise RuntimeError("server went away")
@@ -495,7 +588,10 @@ def test_a_batch_ask_that_raises_is_recorded_for_each_conversation(queries, cata
 def test_a_server_that_failed_is_one_error_for_the_run_not_one_per_conversation(queries, catalog):
     from punie_gates.errors import ServerError
 
-    starts = [(queries.by_id(q), mistral('print(typecheck("src/"))'), PROMPT) for q in ("existing_tools-03", "field_access-01")]
+    starts = [
+        (queries.by_id(q), mistral('print(typecheck("src/"))'), PROMPT)
+        for q in ("existing_tools-03", "field_access-01")
+    ]
 
     def dead(batch):  # what the gates' server AskMany raises once the server exited or stalled
         raise ServerError("candidate: 2 of 2 requests got no answer: mlx_lm.server (pid 1, m) was killed by signal 9")
@@ -516,7 +612,9 @@ class NoToolRoleTokenizer:
 def test_in_process_ask_records_a_template_that_cannot_render_the_tool_turn(queries, catalog):
     ask = in_process_ask(None, NoToolRoleTokenizer(), catalog.native_schemas(), max_tokens=4)
     query = queries.by_id("existing_tools-03")
-    (conversation,) = converse_many([(query, mistral('print(typecheck("src/"))'), PROMPT)], ask, catalog=catalog, max_turns=4)
+    (conversation,) = converse_many(
+        [(query, mistral('print(typecheck("src/"))'), PROMPT)], ask, catalog=catalog, max_turns=4
+    )
     assert conversation.stop == ASK_FAILED and "roles must alternate" in conversation.detail
     score = score_followup(query, conversation)
     assert not score.passed and "reply 2: no reply" in score.reason
@@ -546,10 +644,12 @@ def test_saved_conversations_round_trip_and_rescore(queries, catalog, tmp_path):
 
 
 def test_rescoring_uses_the_query_file_as_it_is_now(queries, catalog, tmp_path):
-    conversation, score, _ = run(queries, catalog, "field_access-01", [mistral("print(typecheck('src/models/'))"), "4 errors."], "mistral")
+    conversation, score, _ = run(
+        queries, catalog, "field_access-01", [mistral("print(typecheck('src/models/'))"), "4 errors."], "mistral"
+    )
     assert score.passed
     path = write_conversations(tmp_path / "c.jsonl", [conversation])
-    changed = (tmp_path / "q.toml")
+    changed = tmp_path / "q.toml"
     source = queries.path.read_text(encoding="utf-8")
     old = 'fields_any = ["error_count", "errors"]\nanswer_facts = ["4"]'
     assert old in source
@@ -611,7 +711,11 @@ def test_demo_renders_the_tool_turn_and_answers_from_it(demo, queries, catalog):
     ask = in_process_ask(model, tokenizer, tools, max_tokens=8, batch_size=2)
     ids = ("existing_tools-03", "field_access-01")
     starts = [
-        (queries.by_id(q), mistral('r = typecheck("src/")\nprint(r.error_count)', "Let me check."), query_messages(system, queries.by_id(q).text))
+        (
+            queries.by_id(q),
+            mistral('r = typecheck("src/")\nprint(r.error_count)', "Let me check."),
+            query_messages(system, queries.by_id(q).text),
+        )
         for q in ids
     ]
     conversations = converse_many(starts, ask, catalog=catalog, max_turns=queries.max_turns)
@@ -628,7 +732,9 @@ def test_demo_renders_the_tool_turn_and_answers_from_it(demo, queries, catalog):
     query = queries.by_id("existing_tools-03")
     (own,) = converse_many(
         [(query, ask([query_messages(system, query.text)])[0], query_messages(system, query.text))],
-        ask, catalog=catalog, max_turns=4,
+        ask,
+        catalog=catalog,
+        max_turns=4,
     )
     assert own.stop == ANSWERED and len(own.turns) == 1
     assert "no tool call" in score_followup(query, own).reason
@@ -640,9 +746,13 @@ def test_demo_tokenizer_error_on_the_tool_turn_is_recorded(demo, queries, catalo
     inner = in_process_ask(model, tokenizer, catalog.native_schemas(), max_tokens=4)
 
     def corrupting(batch):
-        return inner([[{**m, "tool_call_id": "zzzzzzzzz"} if m["role"] == "tool" else m for m in msgs] for msgs in batch])
+        return inner(
+            [[{**m, "tool_call_id": "zzzzzzzzz"} if m["role"] == "tool" else m for m in msgs] for msgs in batch]
+        )
 
     query = queries.by_id("existing_tools-03")
-    (conversation,) = converse_many([(query, mistral('print(typecheck("src/"))'), PROMPT)], corrupting, catalog=catalog, max_turns=4)
+    (conversation,) = converse_many(
+        [(query, mistral('print(typecheck("src/"))'), PROMPT)], corrupting, catalog=catalog, max_turns=4
+    )
     assert conversation.stop == ASK_FAILED and "zzzzzzzzz" in conversation.detail, conversation.detail
     assert isinstance(conversation, Conversation) and not score_followup(query, conversation).passed

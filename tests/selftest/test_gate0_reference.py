@@ -41,8 +41,15 @@ def demo_dir(tmp_path_factory) -> Path:
     return ensure_demo_model(tmp_path_factory.getbasetemp() / "punie-demo-cache")  # shared with other modules
 
 
-def _candidate(root: Path, name: str, demo: Path, *, tekken_json: bool, template: str | None = None,
-               tokenizer_json: dict | None = None) -> Path:
+def _candidate(
+    root: Path,
+    name: str,
+    demo: Path,
+    *,
+    tekken_json: bool,
+    template: str | None = None,
+    tokenizer_json: dict | None = None,
+) -> Path:
     """A tokenizer-only candidate folder: the demo's files, a Mistral config, no weights."""
     folder = root / name
     folder.mkdir()
@@ -55,7 +62,8 @@ def _candidate(root: Path, name: str, demo: Path, *, tekken_json: bool, template
     if tekken_json:
         (folder / "tekken.json").symlink_to(demo / "tekken.json")
     (folder / "chat_template.jinja").write_text(
-        template if template is not None else (demo / "chat_template.jinja").read_text(encoding="utf-8"), encoding="utf-8"
+        template if template is not None else (demo / "chat_template.jinja").read_text(encoding="utf-8"),
+        encoding="utf-8",
     )
     return folder
 
@@ -69,9 +77,16 @@ def folders(tmp_path_factory, demo_dir) -> dict[str, Path]:
     assert no_decoder.pop("decoder")["type"] == "ByteLevel"
     return {
         "stray-eos": _candidate(root, "stray-eos", demo_dir, tekken_json=False, template=stray),
-        "stray-eos-fixed": _candidate(root, "stray-eos-fixed", demo_dir, tekken_json=False, template=stray.replace(STRAY, "")),
-        "v3-beside-tekken": _candidate(root, "v3-beside-tekken", demo_dir, tekken_json=True,
-                                       template=(TEMPLATES / "v3-json-array.jinja").read_text(encoding="utf-8")),
+        "stray-eos-fixed": _candidate(
+            root, "stray-eos-fixed", demo_dir, tekken_json=False, template=stray.replace(STRAY, "")
+        ),
+        "v3-beside-tekken": _candidate(
+            root,
+            "v3-beside-tekken",
+            demo_dir,
+            tekken_json=True,
+            template=(TEMPLATES / "v3-json-array.jinja").read_text(encoding="utf-8"),
+        ),
         "no-decoder": _candidate(root, "no-decoder", demo_dir, tekken_json=False, tokenizer_json=no_decoder),
         "official-no-tekken": _candidate(root, "official-no-tekken", demo_dir, tekken_json=False),
     }
@@ -108,7 +123,11 @@ def test_mlx_lm_on_tekken_json_is_not_an_independent_reference(demo_dir):
 
 @pytest.mark.parametrize(
     ("specials", "version"),
-    [({"[ARGS]", "[CALL_ID]", "[TOOL_CALLS]"}, "v13"), ({"[SYSTEM_PROMPT]", "[TOOL_CALLS]"}, "v7"), ({"[TOOL_CALLS]"}, "v3")],
+    [
+        ({"[ARGS]", "[CALL_ID]", "[TOOL_CALLS]"}, "v13"),
+        ({"[SYSTEM_PROMPT]", "[TOOL_CALLS]"}, "v7"),
+        ({"[TOOL_CALLS]"}, "v3"),
+    ],
 )
 def test_the_version_follows_the_vocabulary(specials, version):
     assert tekken.infer_version(specials)[0] == version
@@ -132,8 +151,12 @@ def test_a_stray_eos_before_tool_calls_is_caught_where_it_is(folders):
         tokenizer = mt.load_candidate_tokenizer(folders[name])
         parity = tc.check_parity(records, tokenizer, tc.build_reference(folders[name]), label=names)
         assert parity.mismatched == expected, (name, parity.examples)
-    (first,) = tc.check_parity(records, mt.load_candidate_tokenizer(folders["stray-eos"]),
-                               tc.build_reference(folders["stray-eos"]), label=names).examples
+    (first,) = tc.check_parity(
+        records,
+        mt.load_candidate_tokenizer(folders["stray-eos"]),
+        tc.build_reference(folders["stray-eos"]),
+        label=names,
+    ).examples
     assert first.startswith("the canonical conversation: ids differ at position ")
     assert "mlx-lm has '</s>' where mistral-common has '[TOOL_CALLS]'" in first
 
@@ -146,7 +169,9 @@ def test_the_template_beside_tekken_json_is_the_tokenizers_backend_path(folders)
     assert type(mt.backend_of(view)).__name__ == "TokenizersBackend"
     records, names = _records()
     parity = tc.check_parity(records, view, tc.build_reference(folder), label=names, path_name="chat_template.jinja")
-    assert parity.mismatched == 1 and "chat_template.jinja has '[' where mistral-common has 'execute" in parity.examples[0]
+    assert (
+        parity.mismatched == 1 and "chat_template.jinja has '[' where mistral-common has 'execute" in parity.examples[0]
+    )
 
 
 def test_serving_prompts_end_with_the_turn_the_model_answers():
@@ -212,8 +237,19 @@ def gate0(pytester, demo_dir, monkeypatch, tmp_path_factory):
 
     def run(candidate: str, data: Path = small):
         reports = pytester.path / f"reports-{Path(candidate).name}"
-        result = pytester.runpytest("-p", "no:cacheprovider", "gates", "-m", "gate0", "--candidate", candidate,
-                                    "--training-data", str(data), "--report-dir", str(reports))
+        result = pytester.runpytest(
+            "-p",
+            "no:cacheprovider",
+            "gates",
+            "-m",
+            "gate0",
+            "--candidate",
+            candidate,
+            "--training-data",
+            str(data),
+            "--report-dir",
+            str(reports),
+        )
         doc = json.loads((reports / "gate-report.json").read_text())
         return result, doc, (reports / "gate-report.md").read_text(encoding="utf-8")
 
@@ -242,8 +278,10 @@ def test_gate0_fails_a_v3_template_beside_a_v13_tekken_json_on_the_serving_path(
     assert (gate["status"], doc["verdict"]) == ("failed", "NO_GO"), gate["reasons"]
     assert gate["figures"]["parity"]["mismatches"] == 0  # the suite's own (MistralCommonBackend) path is right
     (flag,) = [f for f in gate["flags"] if f.startswith("chat_template.jinja differs")]
-    assert flag.startswith("chat_template.jinja differs from mistral-common's reference: chat_template.jinja has "
-                           "'[' where mistral-common has 'execute' at position ")
+    assert flag.startswith(
+        "chat_template.jinja differs from mistral-common's reference: chat_template.jinja has "
+        "'[' where mistral-common has 'execute' at position "
+    )
     assert "judged on the serving path" in flag and "\n" not in flag
     (reason,) = [r for r in gate["reasons"] if "on the path production uses" in r]
     assert "'[' where mistral-common has 'execute'" in reason and "the chat template renders differently" in reason
@@ -271,7 +309,10 @@ def test_gate0_passes_wrapped_tool_messages_and_flags_the_demo_server_path(gate0
     assert figures["parity"]["mismatches"] == 0 and figures["template_parity"]["mismatches"] == 0
     plan = figures["serving_plan"]  # production's environment: mlx-lm without mistral-common
     assert (plan["tokenizer_class"], plan["tool_parser"], plan["change"]) == (
-        "TokenizersBackend", "mlx_lm.tool_parsers.mistral", None)
+        "TokenizersBackend",
+        "mlx_lm.tool_parsers.mistral",
+        None,
+    )
     assert figures["serving_parity"]["records"]["mismatches"] == 0
     assert figures["serving_parity"]["prompts"]["mismatches"] == 0
     assert not any("tool parser" in f for f in gate["flags"])

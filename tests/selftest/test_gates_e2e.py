@@ -74,7 +74,9 @@ def small_data(pytester, train: int = 6, valid: int = 2) -> list[str]:
 
 def run(pytester, *args):
     reports = pytester.path / "reports"
-    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--report-dir", str(reports), "gates", *args, timeout=1500)
+    result = pytester.runpytest_subprocess(
+        "-p", "no:cacheprovider", "--report-dir", str(reports), "gates", *args, timeout=1500
+    )
     doc = json.loads((reports / "gate-report.json").read_text())
     return result, doc
 
@@ -91,7 +93,10 @@ def test_gate0_passes_on_the_demo(suite):
     seed = figures["seed_delimiters"]
     # Punie's recorded ids, read from what the template renders and from the vocabulary.
     assert {m: seed[m]["ids"] for m in ("[TOOL_CALLS]", "[TOOL_RESULTS]", "[/TOOL_RESULTS]")} == {
-        "[TOOL_CALLS]": [9], "[TOOL_RESULTS]": [7], "[/TOOL_RESULTS]": [8]}
+        "[TOOL_CALLS]": [9],
+        "[TOOL_RESULTS]": [7],
+        "[/TOOL_RESULTS]": [8],
+    }
     closing = seed["[/TOOL_CALLS]"]
     assert closing["ids"] == [1091, 1047, 9197, 8568, 74483, 1083, 1093] and not closing["emitted"]
     assert closing["note"] == "not emitted by this format (a call ends at </s>)"
@@ -104,7 +109,9 @@ def _tokenizer_only_candidate(root: Path, layout: str) -> Path:
     """A candidate folder made elsewhere: tokenizer and config files, no weights at all."""
     folder = root / f"tok-{layout}"
     tekken.save_hf_tokenizer(tekken.write_tekken(folder / "tekken.json", layout), folder)
-    (folder / "config.json").write_text(json.dumps({"model_type": "mistral3", "text_config": {"model_type": "ministral3"}}))
+    (folder / "config.json").write_text(
+        json.dumps({"model_type": "mistral3", "text_config": {"model_type": "ministral3"}})
+    )
     return folder
 
 
@@ -127,8 +134,14 @@ def test_full_run_on_the_demo_stops_at_gate1(suite):
     result, doc = run(suite, "--candidate", "demo", "--gates", str(small_gates(suite)))
     assert result.ret == 1
     assert (doc["verdict"], doc["stopped_at"]) == ("NO_GO", "gate1")
-    assert statuses(doc) == {"gate0": "passed", "gate1": "failed", "gate2": "skipped",
-                             "gate3": "skipped", "gate4": "skipped", "gate5": "skipped"}
+    assert statuses(doc) == {
+        "gate0": "passed",
+        "gate1": "failed",
+        "gate2": "skipped",
+        "gate3": "skipped",
+        "gate4": "skipped",
+        "gate5": "skipped",
+    }
     reasons = " ".join(doc["gates"]["gate1"]["reasons"])
     assert "define" in reasons or "parse" in reasons  # the gibberish is quoted with why it fails
     figures = doc["gates"]["gate1"]["figures"]
@@ -164,9 +177,24 @@ def test_every_gate_runs_on_the_demo_agent_with_run_all_gates(suite, gate_cache)
     random demo, whose answers never called a tool: those paths never ran.)"""
     gates = small_gates(suite, gate4__valid_examples=2)
     result, doc = run(
-        suite, "--candidate", "demo-agent", "--baseline", "demo", "--run-all-gates", f"--gates={gates}",
-        "--gate4-iters", "2", "--gate5-iters", "2", "--gate4-examples", "4", "--max-tokens", "48",
-        "--gen-batch-size", "8", "--bench",
+        suite,
+        "--candidate",
+        "demo-agent",
+        "--baseline",
+        "demo",
+        "--run-all-gates",
+        f"--gates={gates}",
+        "--gate4-iters",
+        "2",
+        "--gate5-iters",
+        "2",
+        "--gate4-examples",
+        "4",
+        "--max-tokens",
+        "48",
+        "--gen-batch-size",
+        "8",
+        "--bench",
     )
     assert result.ret == 1
     assert doc["verdict"] == "NO_GO"
@@ -191,8 +219,17 @@ def test_every_gate_runs_on_the_demo_agent_with_run_all_gates(suite, gate_cache)
     assert steps["gate1"] == ["quantize", "load", "smoke"] and steps["gate3"] == ["answer"]
     assert doc["gates"]["gate1"]["figures"]["quantized_by_suite"] is False
     assert steps["gate2"] == ["answer", "answer baseline", "load", "bench"]
-    assert steps["gate4"] == ["train", "evaluate", "fuse", "retention", "answer", "multi-turn", "answer baseline",
-                              "held-out", "held-out baseline"]
+    assert steps["gate4"] == [
+        "train",
+        "evaluate",
+        "fuse",
+        "retention",
+        "answer",
+        "multi-turn",
+        "answer baseline",
+        "held-out",
+        "held-out baseline",
+    ]
     fuse = next(s for s in doc["gates"]["gate4"]["figures"]["steps"] if s["step"] == "fuse")
     assert fuse["method"] == "streamed" and fuse["bytes_written"] > 0 and fuse["peak_memory_gb"] > 0
     assert doc["work_folder"]["bytes"] > 0
@@ -231,7 +268,9 @@ def _ran_on_generated_tokens(doc) -> None:
     rows = {r["id"]: r for r in g5["queries"]}
     called = [i for i, r in rows.items() if r["tool_calls"]]
     assert len(called) >= 10, called
-    assert all(c["name"] == "execute_code" and "typecheck" in c["arguments"] for i in called for c in rows[i]["tool_calls"])
+    assert all(
+        c["name"] == "execute_code" and "typecheck" in c["arguments"] for i in called for c in rows[i]["tool_calls"]
+    )
     # a tool query whose reply called a typed tool with a result in the query data got a second reply
     asked = [i for i in called if queries[i].expect == "tool" and set(rows[i]["tools"]) & set(queries[i].results)]
     assert asked
@@ -266,8 +305,12 @@ def _multi_turn_was_reported(reports: Path, doc) -> None:
         direct = [q.id for q in queries.queries if q.id in rows and q.expect == "direct"]
         assert direct and all(rows[q]["reason"] for q in direct)
         saved = reports / f"{gate}-conversations.jsonl"
-        proc = subprocess.run([sys.executable, "-m", "punie_gates", "score", "--conversations", str(saved)],
-                              capture_output=True, text=True, timeout=300)
+        proc = subprocess.run(
+            [sys.executable, "-m", "punie_gates", "score", "--conversations", str(saved)],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         assert proc.returncode == 0, proc.stderr[-2000:]
         rescored = [json.loads(line) for line in proc.stdout.splitlines()]
         assert [r["id"] for r in rescored] == tool
@@ -289,7 +332,9 @@ def assert_compared_through_the_server(reports: Path, doc: dict, result) -> None
     assert any(q["ttft_s"] is not None for q in g2["per_query"])
     for gate in ("gate2", "gate3", "gate4", "gate5"):
         server = doc["gates"][gate]["figures"]["answering"]["server"]
-        assert "mlx_lm.server" in server["command"] and " --model " in server["command"] and server["versions"]["mlx-lm"]
+        assert (
+            "mlx_lm.server" in server["command"] and " --model " in server["command"] and server["versions"]["mlx-lm"]
+        )
         assert all(s["stop_s"] is not None for s in server["starts"]), (gate, server["starts"])
         assert (reports / f"{gate}-server.log").is_file()
     assert doc["gates"]["gate5"]["figures"]["answering"]["baseline_server"]["model"] == "baseline"
@@ -327,8 +372,9 @@ def assert_compared_through_the_server(reports: Path, doc: dict, result) -> None
 def test_gate2_fails_a_candidate_too_slow_through_the_server(suite, gate_cache):
     """A budget no model meets: Gate 2 times through mlx_lm.server and fails, naming the average."""
     gates = small_gates(suite, gate2__max_avg_latency_s=0.001)
-    result, doc = run(suite, "-m", "gate2", "--candidate", "demo", "--run-all-gates", f"--gates={gates}",
-                      *small_data(suite))
+    result, doc = run(
+        suite, "-m", "gate2", "--candidate", "demo", "--run-all-gates", f"--gates={gates}", *small_data(suite)
+    )
     g2 = doc["gates"]["gate2"]
     assert g2["status"] == "failed" and g2["figures"]["timed_via"] == "server"
     assert "over 10 queries exceeds 0.001 s" in g2["reasons"][0]
@@ -344,9 +390,27 @@ def test_ctrl_c_during_gate5_leaves_no_server(suite, gate_cache):
 
     gates = small_gates(suite, gate4__valid_examples=2)
     reports = suite.path / "reports-interrupted"
-    args = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--report-dir", str(reports), "gates",
-            "-m", "gate5", "--candidate", "demo", "--run-all-gates", f"--gates={gates}", *small_data(suite),
-            "--gate5-iters", "2", "--max-tokens", "64"]
+    args = [
+        sys.executable,
+        "-m",
+        "pytest",
+        "-p",
+        "no:cacheprovider",
+        "--report-dir",
+        str(reports),
+        "gates",
+        "-m",
+        "gate5",
+        "--candidate",
+        "demo",
+        "--run-all-gates",
+        f"--gates={gates}",
+        *small_data(suite),
+        "--gate5-iters",
+        "2",
+        "--max-tokens",
+        "64",
+    ]
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     proc = subprocess.Popen(args, cwd=suite.path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:

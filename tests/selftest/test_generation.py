@@ -54,7 +54,9 @@ TOOLS = [
 @pytest.fixture(scope="module")
 def prompts(demo):
     _, tokenizer = demo
-    return [(f"q{n}", render_prompt(tokenizer, query_messages(SYSTEM, text), TOOLS)) for n, text in enumerate(QUESTIONS)]
+    return [
+        (f"q{n}", render_prompt(tokenizer, query_messages(SYSTEM, text), TOOLS)) for n, text in enumerate(QUESTIONS)
+    ]
 
 
 @pytest.fixture(scope="module")

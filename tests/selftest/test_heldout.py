@@ -45,8 +45,12 @@ def _reference_reply(turn, folder: Path, catalog):
 
 
 def _code_reply(code: str, content: str = ""):
-    return reply_from_message({"content": content, "tool_calls": [
-        {"function": {"name": "execute_code", "arguments": json.dumps({"code": code})}}]})
+    return reply_from_message(
+        {
+            "content": content,
+            "tool_calls": [{"function": {"name": "execute_code", "arguments": json.dumps({"code": code})}}],
+        }
+    )
 
 
 def test_every_assistant_turn_of_the_demo_split_is_a_turn(catalog):
@@ -82,8 +86,9 @@ def test_a_reply_fails_with_other_tools_extra_tools_bad_code_or_unknown_fields(c
     turn = next(t for t in _set(DEMO, catalog).turns if t.tools == ("typecheck",))
     assert score_turn(turn, _code_reply("r = typecheck('src/')\nprint(r.error_count)"), catalog).passed
     wrong = score_turn(turn, _code_reply("r = ruff_check('src/')\nprint(r.violation_count)"), catalog)
-    extra = score_turn(turn, _code_reply("print(typecheck('src/').error_count, ruff_check('src/').violation_count)"),
-                       catalog)
+    extra = score_turn(
+        turn, _code_reply("print(typecheck('src/').error_count, ruff_check('src/').violation_count)"), catalog
+    )
     broken = score_turn(turn, _code_reply("r = typecheck('src/'\nprint(r)"), catalog)
     unknown = score_turn(turn, _code_reply("print(typecheck('src/').bogus_field)"), catalog)
     text = score_turn(turn, reply_from_message({"content": "No errors."}), catalog)
@@ -102,7 +107,7 @@ def test_a_direct_turn_passes_with_text_and_fails_with_a_call(catalog):
 def test_figures_with_a_baseline_and_a_criterion(catalog):
     hset = _set(DEMO, catalog)
     text_only = lambda batch: [reply_from_message({"content": "Done."}) for _ in batch]  # noqa: E731
-    perfect = lambda batch: [_reference_reply(t, DEMO, catalog) for t in hset.turns[:len(batch)]]  # noqa: E731
+    perfect = lambda batch: [_reference_reply(t, DEMO, catalog) for t in hset.turns[: len(batch)]]  # noqa: E731
     seen = []
 
     def progress(step, done, total):
@@ -120,7 +125,7 @@ def test_figures_with_a_baseline_and_a_criterion(catalog):
     assert heldout_problem(heldout_figures(hset, mine)) is None  # a measure only
     both = with_baseline(figures, paired_heldout(hset, mine, theirs, alpha=0.05))
     assert both["baseline_passed"] == 17 and both["mcnemar"]["only_baseline"] == 7
-    assert both["mcnemar"]["p_candidate_worse"] == pytest.approx(2 ** -7)
+    assert both["mcnemar"]["p_candidate_worse"] == pytest.approx(2**-7)
     assert "could not be seen with 17 turns" in both["detectable"]["sentence"]
     assert both["categories"]["direct_answers"]["mcnemar"]["discordant"] == 0
 

@@ -227,10 +227,10 @@ def test_a_bad_input_file_ends_the_run_error_not_no_go(pytester, hostile, option
     assert run_json(pytester)["state"] == "not judged"
 
 
-BUG_AT_COLLECTION = '''
+BUG_AT_COLLECTION = """
 def pytest_collection_finish(session):
     raise RuntimeError("a bug after the report folder was taken")
-'''
+"""
 
 
 def test_an_internal_error_is_error_incomplete_and_ends_run_json(pytester):
@@ -268,13 +268,13 @@ def test_an_interrupt_after_a_hard_failure_tells_one_story(pytester):
     assert any(r.startswith("then interrupted (KeyboardInterrupt) while gate3") for r in doc["reasons"])
 
 
-SAVE_ANSWERS = '''
+SAVE_ANSWERS = """
 from punie_gates.answering.answers import QueryAnswer, save_answers
 {break_it}
 answers = [QueryAnswer(f"direct_answers-0{{n}}", "kept answer", None, "inprocess", "stop", 0.1, None, None, None, None)
            for n in range(1, 4)]
 save_answers(gate_config.report_dir / "gate3-responses.jsonl", answers)
-'''
+"""
 
 
 def test_answers_that_cannot_be_saved_are_kept_and_the_run_ends_error(pytester, tmp_path, monkeypatch):
@@ -310,8 +310,13 @@ def test_answers_kept_nowhere_follow_the_verdict(pytester, monkeypatch):
     result, doc = run(pytester)
     assert result.ret == EXIT_NOT_JUDGED
     assert "could not be kept elsewhere either (Permission denied): they follow the verdict" in doc["reasons"][0]
-    result.stdout.fnmatch_lines(["VERDICT: ERROR*", "results that could not be saved (3 JSONL lines*",
-                                 '{"id": "direct_answers-01", "response": "kept answer"*'])
+    result.stdout.fnmatch_lines(
+        [
+            "VERDICT: ERROR*",
+            "results that could not be saved (3 JSONL lines*",
+            '{"id": "direct_answers-01", "response": "kept answer"*',
+        ]
+    )
 
 
 def test_a_fifo_in_the_training_folder_is_refused_not_waited_on(pytester):

@@ -52,7 +52,11 @@ def _imports(path: Path) -> list[tuple[int, str]]:
     found = []
     for node in ast.walk(tree):
         if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            names = [node.module] + [f"{node.module}.{a.name}" for a in node.names] if node.module == "punie_gates" else [node.module]
+            names = (
+                [node.module] + [f"{node.module}.{a.name}" for a in node.names]
+                if node.module == "punie_gates"
+                else [node.module]
+            )
             found += [(node.lineno, n) for n in names]
         elif isinstance(node, ast.Import):
             found += [(node.lineno, a.name) for a in node.names]
@@ -219,5 +223,9 @@ def test_each_subpackage_says_what_lives_there(folder):
 
 
 def test_every_module_opens_with_its_one_idea():
-    missing = [str(p.relative_to(PACKAGE.parent)) for p in _modules() if not ast.get_docstring(ast.parse(p.read_text(encoding="utf-8")))]
+    missing = [
+        str(p.relative_to(PACKAGE.parent))
+        for p in _modules()
+        if not ast.get_docstring(ast.parse(p.read_text(encoding="utf-8")))
+    ]
     assert not missing, "give these modules a docstring saying their one idea:\n" + "\n".join(missing)

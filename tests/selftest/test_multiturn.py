@@ -31,8 +31,6 @@ REPO = Path(__file__).resolve().parents[2]
 SYSTEM = "You are Punie."
 
 
-
-
 def first_call(query) -> str:
     """A first reply in Devstral's form calling every tool the query names (and its follow-up tool)."""
     tools = [*query.listed_tools, *([query.followup_tool] if query.followup_tool else [])]
@@ -68,8 +66,13 @@ def run(queries, catalog, answer, tmp_path=None, first=first_call, qs=None):
     qs = qs or queries
     model = FakeModel(qs, answer)
     multi = run_multi_turn(
-        qs.queries, {q.id: first(q) for q in qs.queries}, model, catalog=catalog, system_prompt=SYSTEM,
-        max_turns=qs.max_turns, save_to=tmp_path / "gate5-conversations.jsonl" if tmp_path else None,
+        qs.queries,
+        {q.id: first(q) for q in qs.queries},
+        model,
+        catalog=catalog,
+        system_prompt=SYSTEM,
+        max_turns=qs.max_turns,
+        save_to=tmp_path / "gate5-conversations.jsonl" if tmp_path else None,
     )
     return multi, model
 
@@ -85,7 +88,12 @@ def test_a_model_that_states_the_results_passes_every_conversation(queries, cata
     figures = verdict.to_json()
     assert (figures["correct"], figures["total"], figures["met"], figures["asked"]) == (32, 32, True, 32)
     assert figures["stops"] == {"answered": 32} and figures["conversations"] == str(multi.path)
-    assert figures["categories"]["cross_tool"] == {**figures["categories"]["cross_tool"], "correct": 5, "total": 5, "min": 3}
+    assert figures["categories"]["cross_tool"] == {
+        **figures["categories"]["cross_tool"],
+        "correct": 5,
+        "total": 5,
+        "min": 3,
+    }
     assert figures["categories"]["discrimination"]["total"] == 2  # its direct queries have no follow-up
     assert figures["interval"]["passed"] == 32 and 0 < figures["interval"]["low"] < 1
 
@@ -114,8 +122,14 @@ def test_gate4_reports_and_a_file_without_followup_is_not_judged(queries, catalo
     verdict = judge_multi_turn(multi, bare, judge=True)
     assert "has no [followup]" in verdict.judged and verdict.problem is None
     # part of the file's tool queries: the file's minimums do not apply
-    part = run_multi_turn(queries.queries[:12], {q.id: first_call(q) for q in queries.queries[:12]},
-                          FakeModel(queries, hallucinates), catalog=catalog, system_prompt=SYSTEM, max_turns=4)
+    part = run_multi_turn(
+        queries.queries[:12],
+        {q.id: first_call(q) for q in queries.queries[:12]},
+        FakeModel(queries, hallucinates),
+        catalog=catalog,
+        system_prompt=SYSTEM,
+        max_turns=4,
+    )
     verdict = judge_multi_turn(part, queries, judge=True)
     assert verdict.judged == "not judged: the pass covers 7 of the file's 32 tool queries" and verdict.problem is None
     assert all(c["min"] is None for c in verdict.to_json()["categories"].values())
@@ -130,8 +144,10 @@ def test_a_model_that_never_calls_fails_every_follow_up_saying_why(queries, cata
 
 def test_rows_carry_both_turns_and_the_baseline_side(queries, catalog):
     multi, _ = run(queries, catalog, states_facts)
-    first = [{"id": "existing_lsp-01", "passed": True, "reason": "PASS: first", "response": "x"},
-             {"id": "direct_answers-01", "passed": False, "reason": "FAIL"}]
+    first = [
+        {"id": "existing_lsp-01", "passed": True, "reason": "PASS: first", "response": "x"},
+        {"id": "direct_answers-01", "passed": False, "reason": "FAIL"},
+    ]
     rows = followup_rows(first, multi, catalog)
     assert len(rows) == 2 + 31  # rows for the tool queries the first turn did not record
     row = rows[0]
@@ -142,6 +158,7 @@ def test_rows_carry_both_turns_and_the_baseline_side(queries, catalog):
     assert "followup" not in rows[1]  # a direct query has no follow-up
     # a workflow's second call shows its tools and the fields its code reads
     workflow = queries.by_id("cross_tool-02")
+
     def call(code):
         return "Let me check.[TOOL_CALLS]execute_code[ARGS]" + json.dumps({"code": code})
 
@@ -160,7 +177,10 @@ def test_rows_carry_both_turns_and_the_baseline_side(queries, catalog):
     (row,) = [r for r in followup_rows(None, again, catalog) if r["id"] == workflow.id]
     followup = row["followup"]
     assert followup["passed"], followup["reason"]
-    assert followup["response"].startswith("[reply 2] Let me check.") and "\n[reply 3] Done: forms.py" in followup["response"]
+    assert (
+        followup["response"].startswith("[reply 2] Let me check.")
+        and "\n[reply 3] Done: forms.py" in followup["response"]
+    )
     assert (followup["tools"], followup["fields"]) == (["typecheck"], ["error_count", "errors"])
     base = followup_rows(rows, multi, catalog, side="baseline")
     assert base[0]["baseline"]["followup"]["passed"] and base[0]["followup"]["passed"]
@@ -187,8 +207,10 @@ def test_the_report_page_shows_the_follow_up_and_its_totals(queries, catalog):
     from punie_gates.decision.html import key_figures, report_page
 
     multi, _ = run(queries, catalog, hallucinates)
-    figures = {"queries": followup_rows(None, multi, catalog),
-               "followup": judge_multi_turn(multi, queries, judge=True).to_json()}
+    figures = {
+        "queries": followup_rows(None, multi, catalog),
+        "followup": judge_multi_turn(multi, queries, judge=True).to_json(),
+    }
     page = report_page({"gates": {"gate5": {"name": "full", "status": "passed", "figures": figures}}})
     (section,) = page.sections
     answer = section.rows[0].answers[0]
@@ -221,8 +243,11 @@ def test_score_conversations_errors_name_file_and_line(queries, catalog, tmp_pat
     assert score_command.main(["--conversations", str(broken)]) == 2
     out, err = capsys.readouterr()
     assert out == "" and f"{broken}:2: not valid JSON" in err
-    for argv in (["--conversations", str(broken), "--responses", str(broken)],
-                 ["--conversations", str(broken), "--format", "mistral"], []):
+    for argv in (
+        ["--conversations", str(broken), "--responses", str(broken)],
+        ["--conversations", str(broken), "--format", "mistral"],
+        [],
+    ):
         with pytest.raises(SystemExit) as exit_info:
             score_command.main(argv)
         assert exit_info.value.code == 2
@@ -231,7 +256,7 @@ def test_score_conversations_errors_name_file_and_line(queries, catalog, tmp_pat
 
 # --- the Gate 5 module with the pass's fixture replaced by a fake ----------------------------
 
-CONFTEST = '''
+CONFTEST = """
 pytest_plugins = ["punie_gates.plugin"]
 import json, os
 import pytest
@@ -251,7 +276,7 @@ def conversations(query_set, catalog, gate_config):
     return run_multi_turn(query_set.queries, {q.id: first(q) for q in query_set.queries}, ask, catalog=catalog,
                           system_prompt="s", max_turns=query_set.max_turns,
                           save_to=gate_config.report_dir / "gate5-conversations.jsonl")
-'''
+"""
 
 
 def _gate5(pytester, monkeypatch, answer, *args):
@@ -259,8 +284,18 @@ def _gate5(pytester, monkeypatch, answer, *args):
     pytester.makeconftest(CONFTEST)
     (pytester.path / "test_gate5_full.py").write_text((REPO / "tests" / "gates" / "test_gate5_full.py").read_text())
     reports = pytester.path / "reports"
-    result = pytester.runpytest("-p", "no:cacheprovider", "--report-dir", str(reports), "--candidate", "demo",
-                                "--run-all-gates", "-k", "multi_turn or decision", *args)
+    result = pytester.runpytest(
+        "-p",
+        "no:cacheprovider",
+        "--report-dir",
+        str(reports),
+        "--candidate",
+        "demo",
+        "--run-all-gates",
+        "-k",
+        "multi_turn or decision",
+        *args,
+    )
     return result, json.loads((reports / "gate-report.json").read_text())["gates"]["gate5"]
 
 

@@ -62,9 +62,10 @@ def _pytest_lines() -> list[tuple[str, list[str]]]:
     return found
 
 
-
 def _declared_entry_point() -> tuple[str, str]:
-    (name, value), = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["entry-points"]["pytest11"].items()
+    ((name, value),) = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["entry-points"][
+        "pytest11"
+    ].items()
     return name, value
 
 
@@ -104,7 +105,9 @@ def _pytest() -> list[str]:
     return [str(script)] if script.is_file() else [sys.executable, "-m", "pytest"]
 
 
-def _run(args: list[str], site: Path | None, reports: Path, demo: Path, extra_env: dict | None = None, cwd: Path = REPO):
+def _run(
+    args: list[str], site: Path | None, reports: Path, demo: Path, extra_env: dict | None = None, cwd: Path = REPO
+):
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), str(site) if site else "", env.get("PYTHONPATH", "")]))
     env |= {"HF_HUB_OFFLINE": "1", "PUNIE_GATES_CACHE": str(demo.parents[1]), "PUNIE_GATES_REPORT_DIR": str(reports)}
@@ -147,7 +150,9 @@ PYTEST_LINES = _pytest_lines()
 
 
 @pytest.mark.parametrize(("where", "words"), PYTEST_LINES, ids=[w for w, _ in PYTEST_LINES])
-def test_every_documented_pytest_command_runs_as_written(where, words, entry_point_site, demo_dir, small_training, tmp_path):
+def test_every_documented_pytest_command_runs_as_written(
+    where, words, entry_point_site, demo_dir, small_training, tmp_path
+):
     reports = tmp_path / "reports"
     args, collect_only = _as_run(words, demo_dir, small_training, reports)
     if any(a.startswith("--html") for a in args):
@@ -169,7 +174,9 @@ def test_every_documented_pytest_command_runs_as_written(where, words, entry_poi
     assert proc.returncode == 0 and "VERDICT: INCOMPLETE" in proc.stdout, shown
 
 
-def test_space_form_works_from_the_checkout_as_a_new_user_types_it(entry_point_site, demo_dir, small_training, tmp_path):
+def test_space_form_works_from_the_checkout_as_a_new_user_types_it(
+    entry_point_site, demo_dir, small_training, tmp_path
+):
     """The Done-when line, `pytest -m gate0 --candidate PATH --training-data PATH`: with
     the entry point it reaches Gate 0's verdict; without it (the plugin loaded by the root
     conftest only) pytest took PATH for a test path and never knew the option."""
@@ -178,7 +185,9 @@ def test_space_form_works_from_the_checkout_as_a_new_user_types_it(entry_point_s
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     # the checkout's config, as with the `=` form: testpaths, so only the gates are collected
     assert f"rootdir: {REPO}" in proc.stdout and "testpaths: tests/gates" in proc.stdout, proc.stdout[:2000]
-    assert re.search(r"collected (\d+) items / \1 deselected|collected \d+ items / \d+ deselected / \d+ selected", proc.stdout)
+    assert re.search(
+        r"collected (\d+) items / \1 deselected|collected \d+ items / \d+ deselected / \d+ selected", proc.stdout
+    )
     assert "tests/selftest" not in proc.stdout
     doc = json.loads((tmp_path / "with" / "gate-report.json").read_text())
     assert doc["gates"]["gate0"]["figures"]["training_data"] == str(small_training)
@@ -216,7 +225,12 @@ def test_the_plugin_is_registered_once_by_entry_point_and_conftest(entry_point_s
         "    print('REGISTERED-ONCE')\n"
     )
     # the entry point, the conftest's pytest_plugins and an explicit -p: one registration
-    proc = _run([str(probe), "-s", "-q", "-p", "punie_gates.plugin", "--candidate", str(demo_dir)],
-                entry_point_site, tmp_path / "r", demo_dir, cwd=checkout)
+    proc = _run(
+        [str(probe), "-s", "-q", "-p", "punie_gates.plugin", "--candidate", str(demo_dir)],
+        entry_point_site,
+        tmp_path / "r",
+        demo_dir,
+        cwd=checkout,
+    )
     assert proc.returncode == 0 and "REGISTERED-ONCE" in proc.stdout, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "already registered" not in proc.stderr

@@ -46,7 +46,9 @@ def write_gates(pytester, outcomes=None, missing=(), detail_fails=False):
 
 
 def run(pytester, *args):
-    result = pytester.runpytest("-p", "no:cacheprovider", "--report-dir", str(pytester.path / "reports"), "--candidate", "demo", *args)
+    result = pytester.runpytest(
+        "-p", "no:cacheprovider", "--report-dir", str(pytester.path / "reports"), "--candidate", "demo", *args
+    )
     doc = json.loads((pytester.path / "reports" / "gate-report.json").read_text())
     return result, doc
 
@@ -72,8 +74,14 @@ def test_hard_failure_stops_and_later_gates_are_skipped(pytester):
     result, doc = run(pytester, "gates")
     assert result.ret == 1
     assert (doc["verdict"], doc["stopped_at"]) == ("NO_GO", "gate1")
-    assert statuses(doc) == {"gate0": "passed", "gate1": "failed", "gate2": "skipped",
-                             "gate3": "skipped", "gate4": "skipped", "gate5": "skipped"}
+    assert statuses(doc) == {
+        "gate0": "passed",
+        "gate1": "failed",
+        "gate2": "skipped",
+        "gate3": "skipped",
+        "gate4": "skipped",
+        "gate5": "skipped",
+    }
     assert "gate1 broke: expected 1, found 2" in doc["gates"]["gate1"]["reasons"][0]
     assert "depends on gate1" in doc["gates"]["gate2"]["reasons"][0]
     assert "depends on gate4" in doc["gates"]["gate5"]["reasons"][0]
@@ -141,7 +149,9 @@ def test_runs_without_gate_tests_are_left_alone(pytester):
 def test_a_broken_thresholds_file_is_named(pytester):
     write_gates(pytester)
     bad = pytester.makefile(".toml", gates="[gate0]\nkind = 'maybe'\n")
-    result = pytester.runpytest("-p", "no:cacheprovider", "--report-dir", str(pytester.path / "reports"), "--gates", str(bad), "gates")
+    result = pytester.runpytest(
+        "-p", "no:cacheprovider", "--report-dir", str(pytester.path / "reports"), "--gates", str(bad), "gates"
+    )
     assert result.ret == EXIT_NOT_JUDGED  # a user's mistake, not a verdict on the candidate
     assert result.stdout.str().count(str(bad)) == 1
     doc = json.loads((pytester.path / "reports" / "gate-report.json").read_text())

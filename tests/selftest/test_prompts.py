@@ -139,7 +139,12 @@ def test_changed_system_prompt_is_reported_with_where_it_diverges(tokenizer):
 
 @pytest.mark.parametrize(
     "tools",
-    [TOOLS[:1], TOOLS[::-1], None, [TOOLS[0], {**TOOLS[1], "function": {**TOOLS[1]["function"], "description": "Read."}}]],
+    [
+        TOOLS[:1],
+        TOOLS[::-1],
+        None,
+        [TOOLS[0], {**TOOLS[1], "function": {**TOOLS[1]["function"], "description": "Read."}}],
+    ],
     ids=["one-tool-dropped", "reordered", "no-tools", "description-changed"],
 )
 def test_changed_tools_block_is_reported(tokenizer, tools):

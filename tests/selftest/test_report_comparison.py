@@ -53,7 +53,10 @@ def test_markdown_puts_both_models_side_by_side():
     md = markdown(_report(_gate5_figures(True), "demo").to_json())
     assert "- baseline: `demo`" in md and "answers came through mlx_lm.server" in md
     assert "| query | candidate | tools | fields | reason | baseline | tools | fields | reason |" in md
-    assert "| cross_tool-01 | pass | typecheck | errors | reason cross_tool-01 | pass | ruff_check | - | PASS: base |" in md
+    assert (
+        "| cross_tool-01 | pass | typecheck | errors | reason cross_tool-01 | pass | ruff_check | - | PASS: base |"
+        in md
+    )
     assert "| category | candidate | minimum | baseline | paired (exact McNemar) |" in md
     assert "| overall | 2/5 [" in md and "only candidate 0, only baseline 3; p = 0.25" in md
     assert "- fused candidate server: `python -m mlx_lm server --model /m` (started in 3.2 s" in md

@@ -35,7 +35,9 @@ def test_34_of_40_is_go_with_a_note_naming_its_interval():
     assert overall["note"] == "40 queries cannot tell whether the rate is above 85%; interval 71-93%"
     md = markdown(doc)
     assert "| gate5 | overall | 34/40 | 34 | 85% | 71-93% | pass | inside the interval |" in md
-    assert f"- {doc['criteria']['inside_interval']} of {doc['criteria']['count']} count criteria were decided inside" in md
+    assert (
+        f"- {doc['criteria']['inside_interval']} of {doc['criteria']['count']} count criteria were decided inside" in md
+    )
     assert any(line.startswith("criteria: ") for line in terminal_lines(report))
 
 
@@ -44,11 +46,16 @@ def test_40_and_20_of_40_are_decided_by_the_data():
         doc = _report(_gate5(passed)).to_json()
         overall = next(r for r in doc["criteria"]["rows"] if r["criterion"] == "overall")
         assert overall["decided"] == "by the data" and overall["note"] is None
-        assert f"| gate5 | overall | {passed}/40 | 34 | 85% |" in markdown(doc) and f"| {met} | by the data |" in markdown(doc)
+        assert f"| gate5 | overall | {passed}/40 | 34 | 85% |" in markdown(
+            doc
+        ) and f"| {met} | by the data |" in markdown(doc)
 
 
 def test_gate4_and_multi_turn_criteria_are_gathered_too():
-    gate5 = {**_gate5(40), "followup": {"criteria": criteria_json([("multi-turn overall", 20, 30, 24)], "conversations")}}
+    gate5 = {
+        **_gate5(40),
+        "followup": {"criteria": criteria_json([("multi-turn overall", 20, 30, 24)], "conversations")},
+    }
     gate4 = {"criteria": criteria_json([("overall", 6, 10, 6)])}
     rows = _report(gate5, gate4).to_json()["criteria"]["rows"]
     assert [r["gate"] for r in rows].count("gate4") == 1

@@ -42,66 +42,185 @@ SHOTS = os.environ.get("PUNIE_GATES_SHOTS")  # also copy screenshots here (for l
 
 def tiny_png(width: int = 40, height: int = 20) -> bytes:
     """A valid PNG (a blue-to-white gradient), written by hand: no plotting library needed."""
+
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
 
-    rows = b"".join(b"\x00" + bytes(v for x in range(width) for v in (x * 255 // width, x * 255 // width, 255)) for _ in range(height))
+    rows = b"".join(
+        b"\x00" + bytes(v for x in range(width) for v in (x * 255 // width, x * 255 // width, 255))
+        for _ in range(height)
+    )
     header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b"")
 
 
 def answer(passed: bool, response: str, **extra) -> dict:
     verdict = "PASS" if passed else "FAIL"
-    return {"passed": passed, "tools": extra.pop("tools", []), "fields": extra.pop("fields", []),
-            "reason": f"{verdict}: expected X; found Y", "response": response[:300], **extra}
+    return {
+        "passed": passed,
+        "tools": extra.pop("tools", []),
+        "fields": extra.pop("fields", []),
+        "reason": f"{verdict}: expected X; found Y",
+        "response": response[:300],
+        **extra,
+    }
 
 
 def handcrafted_doc(report_dir: Path, *, baseline: bool = True) -> dict:
     """A report document shaped like gate-report.json, with every optional part present."""
     g5 = [
-        {"id": "direct_answers-01", **answer(True, "A list is mutable."),
-         **({"baseline": answer(True, "Lists are mutable.")} if baseline else {})},
-        {"id": "cross_tool-01", **answer(False, HOSTILE, tools=["typecheck"], fields=["errors"]),
-         **({"baseline": answer(True, "[TOOL_CALLS]execute_code[ARGS]{}", tools=["typecheck", "ruff_check"])} if baseline else {})},
-        {"id": "cross_tool-02", **answer(True, "[TOOL_CALLS]execute_code[ARGS]{\"code\": \"x\"}", tools=["pytest_run"],
-                                         followup=answer(False, "follow-up reply")),
-         **({"baseline": answer(True, "ok")} if baseline else {})},
-        {"id": "git_tools-01", **answer(False, "no idea"),
-         **({"baseline": answer(False, "no idea either")} if baseline else {})},
+        {
+            "id": "direct_answers-01",
+            **answer(True, "A list is mutable."),
+            **({"baseline": answer(True, "Lists are mutable.")} if baseline else {}),
+        },
+        {
+            "id": "cross_tool-01",
+            **answer(False, HOSTILE, tools=["typecheck"], fields=["errors"]),
+            **(
+                {"baseline": answer(True, "[TOOL_CALLS]execute_code[ARGS]{}", tools=["typecheck", "ruff_check"])}
+                if baseline
+                else {}
+            ),
+        },
+        {
+            "id": "cross_tool-02",
+            **answer(
+                True,
+                '[TOOL_CALLS]execute_code[ARGS]{"code": "x"}',
+                tools=["pytest_run"],
+                followup=answer(False, "follow-up reply"),
+            ),
+            **({"baseline": answer(True, "ok")} if baseline else {}),
+        },
+        {
+            "id": "git_tools-01",
+            **answer(False, "no idea"),
+            **({"baseline": answer(False, "no idea either")} if baseline else {}),
+        },
     ]
     figures5 = {
-        "queries": g5, "correct": 2, "total": 4,
-        "loss_curve_png": str(report_dir / "gate5-loss-curve.png"), "loss": {"first_val": 2.0, "last_val": 0.3},
-        "steps": [{"step": "train", "seconds": 12.5, "peak_memory_gb": 3.25, "bytes": 1000},
-                  {"step": "fuse", "seconds": 2.0, "peak_memory_gb": 1.5, "bytes": 2000}],
+        "queries": g5,
+        "correct": 2,
+        "total": 4,
+        "loss_curve_png": str(report_dir / "gate5-loss-curve.png"),
+        "loss": {"first_val": 2.0, "last_val": 0.3},
+        "steps": [
+            {"step": "train", "seconds": 12.5, "peak_memory_gb": 3.25, "bytes": 1000},
+            {"step": "fuse", "seconds": 2.0, "peak_memory_gb": 1.5, "bytes": 2000},
+        ],
     }
     if baseline:
-        figures5.update({
-            "interval": {"passed": 2, "total": 4, "low": 0.15, "high": 0.85, "confidence": 0.95},
-            "baseline_interval": {"passed": 3, "total": 4, "low": 0.3, "high": 0.95, "confidence": 0.95},
-            "mcnemar": {"both_passed": 2, "both_failed": 1, "only_candidate": 0, "only_baseline": 1, "p_two_sided": 1.0},
-        })
+        figures5.update(
+            {
+                "interval": {"passed": 2, "total": 4, "low": 0.15, "high": 0.85, "confidence": 0.95},
+                "baseline_interval": {"passed": 3, "total": 4, "low": 0.3, "high": 0.95, "confidence": 0.95},
+                "mcnemar": {
+                    "both_passed": 2,
+                    "both_failed": 1,
+                    "only_candidate": 0,
+                    "only_baseline": 1,
+                    "p_two_sided": 1.0,
+                },
+            }
+        )
     gate = lambda name, kind, status, secs, reasons=(), figures=None, tests=None: {  # noqa: E731
-        "name": name, "kind": kind, "status": status, "seconds": secs, "tests": tests or {status: 1},
-        "reasons": list(reasons), "figures": figures or {}}
+        "name": name,
+        "kind": kind,
+        "status": status,
+        "seconds": secs,
+        "tests": tests or {status: 1},
+        "reasons": list(reasons),
+        "figures": figures or {},
+    }
     return {
-        "suite": "punie-gates 0.1.0", "verdict": "NO_GO", "stopped_at": "gate5", "complete": True, "flags": [],
+        "suite": "punie-gates 0.1.0",
+        "verdict": "NO_GO",
+        "stopped_at": "gate5",
+        "complete": True,
+        "flags": [],
         "reasons": ["gate5 (full training) failed: 2/4 correct, expected >= 34"],
         "candidate": {"spec": "demo", "is_demo": True, "note": "built-in offline demo candidate: RANDOM weights"},
-        "baseline": "/models/qwen3" if baseline else None, "run_all_gates": False, "started": "2026-01-01T00:00:00+0000",
-        "seconds": 42.0, "machine": {"platform": "Linux", "machine": "x86_64", "cpus": 2}, "collection_errors": [],
+        "baseline": "/models/qwen3" if baseline else None,
+        "run_all_gates": False,
+        "started": "2026-01-01T00:00:00+0000",
+        "seconds": 42.0,
+        "machine": {"platform": "Linux", "machine": "x86_64", "cpus": 2},
+        "collection_errors": [],
         "gates": {
-            "gate0": gate("tokenizer", "hard", "passed", 1.5, figures={"markers": {
-                "[TOOL_CALLS]": {"ids": [9], "id": 9, "single": True, "control": True, "emitted": True, "text_can_produce": False},
-                "[ARGS]": {"ids": [32], "id": 32, "single": True, "control": True, "emitted": True, "text_can_produce": False}}}),
+            "gate0": gate(
+                "tokenizer",
+                "hard",
+                "passed",
+                1.5,
+                figures={
+                    "markers": {
+                        "[TOOL_CALLS]": {
+                            "ids": [9],
+                            "id": 9,
+                            "single": True,
+                            "control": True,
+                            "emitted": True,
+                            "text_can_produce": False,
+                        },
+                        "[ARGS]": {
+                            "ids": [32],
+                            "id": 32,
+                            "single": True,
+                            "control": True,
+                            "emitted": True,
+                            "text_can_produce": False,
+                        },
+                    }
+                },
+            ),
             "gate1": gate("load and smoke", "hard", "passed", 3.0, figures={"peak_memory_gb": 1.9}),
-            "gate2": gate("latency", "soft", "failed", 5.0, ["average 16 s, expected <= 15 s"], figures={
-                "queries": ["direct_answers-01"], "avg_latency_s": 16.0, "punie_reported_latency_s": 2.9}),
-            "gate3": gate("zero-shot", "caution", "passed", 2.0, figures={"queries": [
-                {"id": "existing_tools-01", "expect": "tool", "calls": ["execute_code"], "valid_calls": 1, "problems": [], "response": "call"},
-                {"id": "direct_answers-02", "expect": "direct", "calls": [], "valid_calls": 0, "problems": [], "response": "text"}]}),
-            "gate4": gate("small LoRA", "hard", "passed", 9.0, figures={"loss_curve_png": "elsewhere/gate4-loss-curve.png"}),
-            "gate5": gate("full training", "hard", "failed", 20.0, ["2/4 correct, expected >= 34"], figures5, {"passed": 3, "failed": 2}),
+            "gate2": gate(
+                "latency",
+                "soft",
+                "failed",
+                5.0,
+                ["average 16 s, expected <= 15 s"],
+                figures={"queries": ["direct_answers-01"], "avg_latency_s": 16.0, "punie_reported_latency_s": 2.9},
+            ),
+            "gate3": gate(
+                "zero-shot",
+                "caution",
+                "passed",
+                2.0,
+                figures={
+                    "queries": [
+                        {
+                            "id": "existing_tools-01",
+                            "expect": "tool",
+                            "calls": ["execute_code"],
+                            "valid_calls": 1,
+                            "problems": [],
+                            "response": "call",
+                        },
+                        {
+                            "id": "direct_answers-02",
+                            "expect": "direct",
+                            "calls": [],
+                            "valid_calls": 0,
+                            "problems": [],
+                            "response": "text",
+                        },
+                    ]
+                },
+            ),
+            "gate4": gate(
+                "small LoRA", "hard", "passed", 9.0, figures={"loss_curve_png": "elsewhere/gate4-loss-curve.png"}
+            ),
+            "gate5": gate(
+                "full training",
+                "hard",
+                "failed",
+                20.0,
+                ["2/4 correct, expected >= 34"],
+                figures5,
+                {"passed": 3, "failed": 2},
+            ),
         },
     }
 
@@ -115,7 +234,9 @@ def write_run(report_dir: Path, *, baseline: bool = True) -> dict:
     (report_dir / "gate5-loss-curve.png").write_bytes(tiny_png(60, 30))
     long_reply = "A list is mutable. " + "x" * 400 + " END-OF-FULL-TEXT"
     rows = {"direct_answers-01": long_reply, "cross_tool-01": HOSTILE}
-    (report_dir / "gate5-responses.jsonl").write_text("".join(json.dumps({"id": k, "response": v}) + "\n" for k, v in rows.items()))
+    (report_dir / "gate5-responses.jsonl").write_text(
+        "".join(json.dumps({"id": k, "response": v}) + "\n" for k, v in rows.items())
+    )
     write_html(report_dir, doc)
     return doc
 
@@ -124,7 +245,8 @@ def query_rows(doc: dict) -> int:
     """Answers the report holds: the per-query rows of Gates 3-5 (Gate 2 lists only ids)."""
     return sum(
         sum(isinstance(q, dict) for q in doc["gates"][g]["figures"].get("queries", []))
-        for g in html.QUERY_GATES if g in doc["gates"]
+        for g in html.QUERY_GATES
+        if g in doc["gates"]
     )
 
 
@@ -240,9 +362,19 @@ def browser():
     options = webdriver.ChromeOptions()
     options.binary_location = chromium_path()
     profile = tempfile.mkdtemp(prefix="punie-gates-chromium-")
-    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 "--disable-dev-shm-usage", "--window-size=1400,1000", f"--user-data-dir={profile}"):
+    for flag in (
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--disable-dev-shm-usage",
+        "--window-size=1400,1000",
+        f"--user-data-dir={profile}",
+    ):
         options.add_argument(flag)
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     # An explicit driver and browser path: selenium's own driver download is never used.
@@ -281,7 +413,9 @@ def check_dom_against_report(driver, doc: dict) -> None:
     assert driver.find_element("id", "verdict").text == doc["verdict"]
     gate_rows = driver.find_elements("css selector", "#gate-table tr.gate-row")
     assert [r.get_attribute("data-gate") for r in gate_rows] == list(doc["gates"])
-    assert [r.find_element("css selector", ".gate-status").text for r in gate_rows] == [g["status"] for g in doc["gates"].values()]
+    assert [r.find_element("css selector", ".gate-status").text for r in gate_rows] == [
+        g["status"] for g in doc["gates"].values()
+    ]
     for row, g in zip(gate_rows, doc["gates"].values()):
         shown = row.find_element("css selector", ".gate-reason .short").text  # clipped, the rest folded
         first = " ".join((g["reasons"][0] if g["reasons"] else "").split())
@@ -304,8 +438,10 @@ def test_rendered_page_matches_the_report(browser, tmp_path):
     gate5 = browser.find_element("css selector", 'tr.gate-row[data-gate="gate5"]')
     assert "3.25 GB" in gate5.text
     assert len(browser.find_elements("css selector", "#curves img")) == 2
-    assert all(browser.execute_script("return arguments[0].naturalWidth", img) > 0
-               for img in browser.find_elements("css selector", "#curves img"))
+    assert all(
+        browser.execute_script("return arguments[0].naturalWidth", img) > 0
+        for img in browser.find_elements("css selector", "#curves img")
+    )
     headers = [th.text for th in browser.find_elements("css selector", '.query-section[data-gate="gate5"] thead th')]
     assert headers == ["query", "candidate", "baseline"]
     assert "follow-up" in browser.find_element("id", "q-gate5-cross_tool-02").text.lower()
@@ -357,7 +493,11 @@ def test_compare_page_in_the_browser(browser, two_runs, tmp_path):
     open_page(browser, out)
     rows = browser.find_elements("css selector", "tr.query-row")
     assert len(rows) == 38
-    assert [th.text for th in browser.find_elements("css selector", ".query-section thead th")] == ["query", "A: run-a", "B: run-b"]
+    assert [th.text for th in browser.find_elements("css selector", ".query-section thead th")] == [
+        "query",
+        "A: run-a",
+        "B: run-b",
+    ]
     from selenium.webdriver.support.ui import Select
 
     Select(browser.find_element("id", "filter-outcome")).select_by_value("disagree")
@@ -366,7 +506,10 @@ def test_compare_page_in_the_browser(browser, two_runs, tmp_path):
     screenshot(browser, tmp_path / "compare.png", "compare")
 
 
-@pytest.mark.skipif(not os.environ.get("PUNIE_GATES_CHECK_RUN"), reason="set PUNIE_GATES_CHECK_RUN=REPORT_DIR to check a real run's page")
+@pytest.mark.skipif(
+    not os.environ.get("PUNIE_GATES_CHECK_RUN"),
+    reason="set PUNIE_GATES_CHECK_RUN=REPORT_DIR to check a real run's page",
+)
 def test_a_real_runs_page(browser):
     folder = Path(os.environ["PUNIE_GATES_CHECK_RUN"])
     doc = json.loads((folder / "gate-report.json").read_text(encoding="utf-8"))
@@ -388,7 +531,9 @@ def two_runs(tmp_path):
     a, b = tmp_path / "run-a", tmp_path / "run-b"
     for folder in (a, b):
         folder.mkdir()
-    (a / "gate5-responses.jsonl").write_text("".join(json.dumps({"id": c["id"], "response": c["response"]}) + "\n" for c in IDEAL))
+    (a / "gate5-responses.jsonl").write_text(
+        "".join(json.dumps({"id": c["id"], "response": c["response"]}) + "\n" for c in IDEAL)
+    )
     lines = []
     for c in IDEAL:
         if c["id"] in DROPPED:
@@ -486,8 +631,17 @@ def fake_gates(pytester):
 def test_terminal_summary_names_the_page_and_junitxml_still_works(pytester):
     fake_gates(pytester)
     reports = pytester.path / "reports"
-    result = pytester.runpytest("-p", "no:cacheprovider", "--report-dir", str(reports), "--candidate", "demo",
-                                "--junitxml", str(pytester.path / "junit.xml"), "gates")
+    result = pytester.runpytest(
+        "-p",
+        "no:cacheprovider",
+        "--report-dir",
+        str(reports),
+        "--candidate",
+        "demo",
+        "--junitxml",
+        str(pytester.path / "junit.xml"),
+        "gates",
+    )
     assert result.ret == 0
     result.stdout.fnmatch_lines(["VERDICT: GO", "report: *gate-report.json, *gate-report.md, *gate-report.html"])
     assert (reports / "gate-report.html").is_file()
@@ -496,13 +650,27 @@ def test_terminal_summary_names_the_page_and_junitxml_still_works(pytester):
 
 
 def test_pytest_html_report_gets_the_verdict_table(pytester):
-    pytest.importorskip("pytest_html", reason="pytest-html is optional: its hook is registered only when it is installed")
+    pytest.importorskip(
+        "pytest_html", reason="pytest-html is optional: its hook is registered only when it is installed"
+    )
     gates = fake_gates(pytester)
-    (gates / "test_gate2_fake.py").write_text(FAKE_GATE.format(gate="gate2").replace(
-        "gate_record('answer', '<b>42</b>')", "assert False, 'slow <i>really</i>'"))
+    (gates / "test_gate2_fake.py").write_text(
+        FAKE_GATE.format(gate="gate2").replace(
+            "gate_record('answer', '<b>42</b>')", "assert False, 'slow <i>really</i>'"
+        )
+    )
     out = pytester.path / "pytest-report.html"
-    result = pytester.runpytest("-p", "no:cacheprovider", "--report-dir", str(pytester.path / "reports"),
-                                "--candidate", "demo", f"--html={out}", "--self-contained-html", "gates")
+    result = pytester.runpytest(
+        "-p",
+        "no:cacheprovider",
+        "--report-dir",
+        str(pytester.path / "reports"),
+        "--candidate",
+        "demo",
+        f"--html={out}",
+        "--self-contained-html",
+        "gates",
+    )
     assert result.ret == 0  # a soft gate failed: GO_WITH_FLAGS
     page = out.read_text(encoding="utf-8")
     ours = re.search(r'<div class="punie-gates-verdict">.*?</div>', page, re.S).group(0)

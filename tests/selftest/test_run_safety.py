@@ -21,8 +21,9 @@ from punie_gates.decision.verdict import EXIT_NOT_JUDGED
 GATES = ("gate0", "gate1", "gate2", "gate3", "gate4", "gate5")
 
 
-def write_gates(pytester, bodies: dict[str, str] | None = None, fixtures: dict[str, str] | None = None,
-                conftest: str = "") -> None:
+def write_gates(
+    pytester, bodies: dict[str, str] | None = None, fixtures: dict[str, str] | None = None, conftest: str = ""
+) -> None:
     """Six fake gate modules; `bodies[gate]` replaces a gate's check, `fixtures[gate]` its arguments."""
     pytester.makeconftest('pytest_plugins = ["punie_gates.plugin"]\n' + conftest)
     gates_dir = pytester.mkdir("gates")
@@ -48,14 +49,14 @@ def run(pytester, *args, reports: Path | None = None):
     return result, (json.loads(path.read_text()) if path.is_file() else None)
 
 
-BROKEN_FIXTURE = '''
+BROKEN_FIXTURE = """
 import pytest
 from punie_gates.errors import CandidateError
 
 @pytest.fixture(scope="session")
 def candidate_folder():
     raise CandidateError("candidate 'nowhere': no such folder; pass an existing MLX model folder")
-'''
+"""
 
 
 def test_a_user_error_is_said_once_and_is_not_a_no_go(pytester):
@@ -145,8 +146,10 @@ def test_a_training_folder_without_valid_jsonl_names_the_file(pytester):
     write_gates(pytester, fixtures={"gate4": "training_data"})
     result, doc = run(pytester, f"--training-data={folder}")
     assert result.ret == EXIT_NOT_JUDGED
-    assert doc["reasons"] == [f"not judged: training data: {folder} has no valid.jsonl; point --training-data at "
-                              "a folder holding train.jsonl and valid.jsonl in Qwen3 form (Punie's data/phase27_merged)"]
+    assert doc["reasons"] == [
+        f"not judged: training data: {folder} has no valid.jsonl; point --training-data at "
+        "a folder holding train.jsonl and valid.jsonl in Qwen3 form (Punie's data/phase27_merged)"
+    ]
 
 
 def test_an_explicit_sample_larger_than_the_data_is_refused(pytester):
@@ -240,7 +243,7 @@ def full_disk(tmp_path):
         subprocess.run(["umount", "-l", str(where)], capture_output=True)
 
 
-FILL = '''
+FILL = """
 import errno
 from pathlib import Path
 filler = Path({where!r}) / "filler.bin"
@@ -251,7 +254,7 @@ try:
             fh.flush()
 except OSError as exc:
     assert exc.errno == errno.ENOSPC
-'''
+"""
 
 
 def test_a_report_that_cannot_be_written_still_gives_the_verdict(pytester, full_disk, monkeypatch):

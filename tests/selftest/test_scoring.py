@@ -32,8 +32,6 @@ IDEAL = _cases("ideal_mistral.toml")
 _CATALOG = load_catalog()  # for hypothesis tests, which cannot take function-scoped fixtures
 
 
-
-
 def _agrees(score, case) -> list[str]:
     wrong = []
     if score.passed != case["passed"]:
@@ -69,9 +67,18 @@ def test_auto_format_agrees_where_markers_match(catalog, queries):
 
 def test_both_formats_cover_the_required_cases():
     required = [
-        "right tool", "wrong tool", "comment", "string", "hallucinated", "truncated",
-        "several calls", "directly as a native tool", "call on a direct question",
-        "half a workflow", "does not parse", "alias and loop",
+        "right tool",
+        "wrong tool",
+        "comment",
+        "string",
+        "hallucinated",
+        "truncated",
+        "several calls",
+        "directly as a native tool",
+        "call on a direct question",
+        "half a workflow",
+        "does not parse",
+        "alias and loop",
     ]
     for fmt, name in CASE_FILES.items():
         names = " | ".join(c["name"] for c in _cases(name))
@@ -166,7 +173,9 @@ def test_detect_format():
 def test_parse_mistral_forms():
     calls = parse_calls('Hi.[TOOL_CALLS]a[ARGS]{"x": 1}[TOOL_CALLS]b[ARGS]{"y": [2]}</s>')
     assert [(c.name, dict(c.arguments), c.error) for c in calls] == [("a", {"x": 1}, None), ("b", {"y": [2]}, None)]
-    array = parse_calls('[TOOL_CALLS][{"name": "a", "arguments": {"x": 1}}, {"name": "b", "arguments": "{\\"y\\": 2}"}]')
+    array = parse_calls(
+        '[TOOL_CALLS][{"name": "a", "arguments": {"x": 1}}, {"name": "b", "arguments": "{\\"y\\": 2}"}]'
+    )
     assert [(c.name, dict(c.arguments)) for c in array] == [("a", {"x": 1}), ("b", {"y": 2})]
     assert parse_calls("[TOOL_CALLS]a[ARGS]{}", "qwen3") == ()
 
@@ -418,8 +427,15 @@ def test_a_typed_tool_offered_natively_counts_as_called(catalog):
     # Punie offers run_command both directly and inside execute_code code.
     from punie_gates.inputs.queries import Query
 
-    query = Query(id="x-01", category="existing_tools", text="List the files.", expect="tool",
-                  tools_any=("run_command",), tools_all=(), fields_any=())
+    query = Query(
+        id="x-01",
+        category="existing_tools",
+        text="List the files.",
+        expect="tool",
+        tools_any=("run_command",),
+        tools_all=(),
+        fields_any=(),
+    )
     direct = score_response(query, '[TOOL_CALLS]run_command[ARGS]{"command": "ls"}', catalog)
     assert direct.passed and direct.tools == ("run_command",), direct.reason
     wrong_args = score_response(query, '[TOOL_CALLS]run_command[ARGS]{"cmd": "ls"}', catalog)
@@ -450,8 +466,15 @@ def test_a_call_punie_would_refuse_fails_the_query_saying_why(catalog, queries, 
 
 
 def test_calls_that_fit_the_signature_and_spreads_are_not_flagged(catalog):
-    for code in ('git_status(".")', 'git_status(path=".")', 'git_log(".", 5)', 'git_diff("src", staged=True)',
-                 "git_log(*args)", "git_log(**options)", "run_command('ls')"):
+    for code in (
+        'git_status(".")',
+        'git_status(path=".")',
+        'git_log(".", 5)',
+        'git_diff("src", staged=True)',
+        "git_log(*args)",
+        "git_log(**options)",
+        "run_command('ls')",
+    ):
         assert analyse_code(code, catalog).bad_calls == (), code
 
 
@@ -461,4 +484,6 @@ def test_git_status_without_path_fails_an_otherwise_right_reply(catalog, queries
     assert right.passed, right.reason
     wrong = score_response(query, _mistral("for f in git_status().files:\n    print(f.file, f.status)"), catalog)
     assert not wrong.passed
-    assert wrong.reason.endswith("git_status() is missing its required argument 'path': Punie's git_status(path) raises TypeError")
+    assert wrong.reason.endswith(
+        "git_status() is missing its required argument 'path': Punie's git_status(path) raises TypeError"
+    )

@@ -136,7 +136,10 @@ def test_stop_kills_a_server_that_ignores_sigterm(model_dir, tmp_path):
 
 
 def test_an_exception_in_the_block_stops_the_server(model_dir, tmp_path):
-    with pytest.raises(ZeroDivisionError), ModelServer(model_dir, tmp_path / "server.log", launcher=_fake("--fake-child")) as server:
+    with (
+        pytest.raises(ZeroDivisionError),
+        ModelServer(model_dir, tmp_path / "server.log", launcher=_fake("--fake-child")) as server,
+    ):
         raise ZeroDivisionError("raised inside the block")
     assert _gone(server.pid) and _wait_gone(_child_pid(tmp_path / "server.log"))
 
@@ -195,9 +198,7 @@ def test_remote_code_is_never_trusted(model_dir, tmp_path):
 def test_tool_calls_come_back_as_the_server_sends_them(model_dir, tmp_path, stream):
     reply = json.dumps(TOOL_REPLY)
     with ModelServer(model_dir, tmp_path / "server.log", launcher=_fake("--fake-reply", reply)) as server:
-        full, cut = (
-            ask(server.base_url, [("q", USER)], tools=None, max_tokens=n, stream=stream)[0] for n in (64, 3)
-        )
+        full, cut = (ask(server.base_url, [("q", USER)], tools=None, max_tokens=n, stream=stream)[0] for n in (64, 3))
     assert full.error == "" and full.content == "Let me check."
     assert [(c.name, json.loads(c.arguments)) for c in full.tool_calls] == [("read_file", {"path": "src/a.py"})]
     assert full.tool_calls[0].id and full.finish_reason == "tool_calls"
@@ -224,6 +225,7 @@ def test_what_the_server_makes_of_a_mistral_tool_call_on_the_demo(demo_model, tm
             ask(server.base_url, [("q", USER)], tools=None, max_tokens=64, stream=s)[0] for s in (False, True)
         )
     parsing = server_tool_parsing(folder)
+
     def seen(answer: Answer):  # ids are fresh uuids on every request
         return answer.content, [(c.name, c.arguments) for c in answer.tool_calls], answer.finish_reason
 

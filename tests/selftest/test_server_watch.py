@@ -193,7 +193,9 @@ def test_a_server_left_by_an_earlier_run_is_stopped_by_the_next(tmp_path, pytest
         )
         result = pytester.runpytest("-p", "no:cacheprovider", "--report-dir", str(reports), "--candidate", "demo",
                                     "gates")  # fmt: skip
-        said = f"*stopped mlx_lm.server pid {orphan}, left running by an earlier run (pid {driver.pid})*gate3-server.log*"
+        said = (
+            f"*stopped mlx_lm.server pid {orphan}, left running by an earlier run (pid {driver.pid})*gate3-server.log*"
+        )
         result.stdout.fnmatch_lines([said])
         assert _wait_gone(orphan, 10) and not pid_file.exists()
     finally:
@@ -224,8 +226,12 @@ def test_the_stall_timeout_is_an_option_an_ini_key_and_an_environment_variable(t
     from punie_gates.inputs.options import resolve_options
 
     def resolved(given=None, environ=None, ini=None):
-        return resolve_options(given or {}, root=tmp_path, environ=environ or {},
-                               ini=(lambda k: ini if k == "server_stall_timeout" else None)).server_stall_timeout_s
+        return resolve_options(
+            given or {},
+            root=tmp_path,
+            environ=environ or {},
+            ini=(lambda k: ini if k == "server_stall_timeout" else None),
+        ).server_stall_timeout_s
 
     assert resolved() == 120.0
     assert resolved(ini="30") == 30.0
@@ -245,7 +251,9 @@ def test_the_report_says_when_a_server_paused_while_answering():
 
     def line(silence: float) -> str:
         start = {"pid": 1, "startup_s": 3.2, "stop_s": 0.1, "longest_silence_s": silence}
-        return "\n".join(_server_lines({"answering": {"via": "server", "server": {"model": "candidate", "starts": [start]}}}))
+        return "\n".join(
+            _server_lines({"answering": {"via": "server", "server": {"model": "candidate", "starts": [start]}}})
+        )
 
     assert "/health unanswered" not in line(0.0)
     assert "(started in 3.2 s, stopped in 0.1 s, /health unanswered for up to 95 s while answering)" in line(95.0)

@@ -63,7 +63,9 @@ def _answering_server(run: subprocess.Popen, reports: Path, timeout: float = 300
             if log.is_file() and "POST /v1/chat/completions" in log.read_text(errors="replace"):
                 return record["pid"], record["command"]
         time.sleep(0.2)
-    raise AssertionError(f"the run never answered through a server: {(reports.parent / f'{reports.name}.out').read_text()[-3000:]}")
+    raise AssertionError(
+        f"the run never answered through a server: {(reports.parent / f'{reports.name}.out').read_text()[-3000:]}"
+    )
 
 
 def _servers_of(command: list[str]) -> list[str]:

@@ -40,7 +40,9 @@ def test_one_model_is_served_at_a_time(tmp_path):
         baseline.stop()  # not the one running: nothing happens
         assert again.alive()
         record = candidate.record()
-        assert record["model"] == "candidate" and len(record["starts"]) == 2 and "fake_mlx_server.py" in record["command"]
+        assert (
+            record["model"] == "candidate" and len(record["starts"]) == 2 and "fake_mlx_server.py" in record["command"]
+        )
         assert record["starts"][0]["stop_s"] is not None
     finally:
         slot.stop()
@@ -52,8 +54,14 @@ def test_ask_queries_answers_in_order_after_a_warm_up(tmp_path):
     served = ServedModel(slot, _model(tmp_path, "m"), tmp_path / "m.log", "candidate")
     seen = []
     try:
-        answers = ask_queries(served, [(f"q{i}", USER) for i in range(5)], tools=None, max_tokens=8, concurrency=3,
-                              progress=lambda step, done, total, **_: seen.append((done, total)))
+        answers = ask_queries(
+            served,
+            [(f"q{i}", USER) for i in range(5)],
+            tools=None,
+            max_tokens=8,
+            concurrency=3,
+            progress=lambda step, done, total, **_: seen.append((done, total)),
+        )
     finally:
         slot.stop()
     assert [a.id for a in answers] == ["q0", "q1", "q2", "q3", "q4"]
@@ -72,15 +80,20 @@ def test_a_server_that_dies_while_answering_is_an_error_with_its_log(tmp_path):
     # One line: the server named as exited, with its status and the end of its log.
     message = str(info.value)
     assert "\n" not in message and message.startswith("fused candidate: 3 of 4 requests got no answer: ")
-    assert re.search(r"mlx_lm.server \(pid \d+, m\) exited with code 1; last lines of .*m.log: .*fake server dies",
-                     message)
+    assert re.search(
+        r"mlx_lm.server \(pid \d+, m\) exited with code 1; last lines of .*m.log: .*fake server dies", message
+    )
 
 
 def test_answer_via_defaults_to_the_server_and_names_a_bad_value(tmp_path):
     assert resolve_options({}, root=tmp_path, environ={}).answer_via == "server"
     assert resolve_options({}, root=tmp_path, environ={"PUNIE_GATES_ANSWER_VIA": "inprocess"}).answer_via == "inprocess"
-    assert resolve_options({}, root=tmp_path, ini=lambda k: "inprocess" if k == "answer_via" else None,
-                           environ={}).answer_via == "inprocess"
+    assert (
+        resolve_options(
+            {}, root=tmp_path, ini=lambda k: "inprocess" if k == "answer_via" else None, environ={}
+        ).answer_via
+        == "inprocess"
+    )
     with pytest.raises(OptionError, match="environment variable PUNIE_GATES_ANSWER_VIA: --answer-via must be one of"):
         resolve_options({}, root=tmp_path, environ={"PUNIE_GATES_ANSWER_VIA": "http"})
     with pytest.raises(OptionError, match="--answer-via must be one of server, inprocess"):

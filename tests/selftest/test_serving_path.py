@@ -64,8 +64,18 @@ def _child_of_this_test(pid: int) -> bool:
 
 
 def _gate3(suite, candidate: Path, *extra: str):
-    args = ["-m", "gate3", "--run-all-gates", "--candidate", str(candidate), "--max-tokens", "48",
-            f"--gates={small_gates(suite)}", *small_data(suite), *extra]
+    args = [
+        "-m",
+        "gate3",
+        "--run-all-gates",
+        "--candidate",
+        str(candidate),
+        "--max-tokens",
+        "48",
+        f"--gates={small_gates(suite)}",
+        *small_data(suite),
+        *extra,
+    ]
     result, doc = run(suite, *args)
     _no_server_left()
     return doc, doc["gates"]["gate3"]

@@ -95,7 +95,9 @@ def test_every_overriding_option_is_in_force_or_refused_naming_the_option(tmp_pa
 
 def test_the_default_settings_load_and_every_key_has_a_rule():
     settings = builtin_gates().settings
-    assert {(t, k) for t, values in DEFAULTS.items() for k in values if k not in ("name", "kind", "depends")} == set(KEYS)
+    assert {(t, k) for t, values in DEFAULTS.items() for k in values if k not in ("name", "kind", "depends")} == set(
+        KEYS
+    )
     assert settings.said("gate4", "min_correct").endswith("gates.toml: [gate4] min_correct = 6")
 
 
@@ -130,16 +132,22 @@ def test_settings_that_cannot_hold_together_name_both_keys(tmp_path):
 def test_every_setting_is_documented_with_its_range():
     doc = (REPO / "docs" / "settings.md").read_text(encoding="utf-8")
     missing = [row for row in setting_rows() if f"| `[{row[0]}]` | `{row[1]}` | {row[2]} | {row[3]} |" not in doc]
-    assert not missing, f"docs/settings.md lacks these rows (`python -m punie_gates.inputs.settings` prints them): {missing}"
+    assert not missing, (
+        f"docs/settings.md lacks these rows (`python -m punie_gates.inputs.settings` prints them): {missing}"
+    )
     assert set(TABLES) == {t for t, _ in KEYS} | {"gate0"}
 
 
-@pytest.mark.parametrize(("table", "key", "value", "says"), [
-    ("gate4", "min_correct", -3, "[gate4] min_correct = -3: must be a whole number from 0"),
-    ("gate2", "max_avg_latency_s", math.nan, "[gate2] max_avg_latency_s = nan: must be a finite number above 0"),
-])
-def test_a_run_with_a_refused_setting_ends_error_naming_the_key(pytester, tmp_path_factory, monkeypatch, table, key, value,
-                                                                says):
+@pytest.mark.parametrize(
+    ("table", "key", "value", "says"),
+    [
+        ("gate4", "min_correct", -3, "[gate4] min_correct = -3: must be a whole number from 0"),
+        ("gate2", "max_avg_latency_s", math.nan, "[gate2] max_avg_latency_s = nan: must be a finite number above 0"),
+    ],
+)
+def test_a_run_with_a_refused_setting_ends_error_naming_the_key(
+    pytester, tmp_path_factory, monkeypatch, table, key, value, says
+):
     """The gate modules as a user runs them: the run stops at the settings, before any model is built."""
     cache = tmp_path_factory.mktemp("cache")
     pytester.makeconftest('pytest_plugins = ["punie_gates.plugin"]')

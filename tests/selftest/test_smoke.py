@@ -127,7 +127,9 @@ def test_a_truncated_download_is_named(tmp_path):
 def test_quantization_bits_reads_mixed_recipes():
     assert quantization_bits({}) == frozenset()
     assert quantization_bits({"quantization": {"group_size": 64, "bits": 5}}) == {5}
-    mixed = {"quantization": {"group_size": 64, "bits": 4, "model.layers.0.mlp.down_proj": {"bits": 6, "group_size": 64}}}
+    mixed = {
+        "quantization": {"group_size": 64, "bits": 4, "model.layers.0.mlp.down_proj": {"bits": 6, "group_size": 64}}
+    }
     assert quantization_bits(mixed) == {4, 6}
 
 
@@ -218,7 +220,12 @@ def test_gate1_on_the_demo_passes_load_and_memory_and_fails_the_smoke(
     gate1 = report["gates"]["gate1"]
     assert gate1["status"] == "failed"
     figures = gate1["figures"]
-    assert (figures["bits"], figures["source_bits"], figures["quantized_by_suite"], figures["is_demo"]) == (5, 32, True, True)
+    assert (figures["bits"], figures["source_bits"], figures["quantized_by_suite"], figures["is_demo"]) == (
+        5,
+        32,
+        True,
+        True,
+    )
     assert figures["smoke_passed"] is False and figures["smoke_output"]
     assert figures["load_seconds"] > 0 and figures["peak_memory_gb"] < figures["memory_budget_gb"]
     reasons = " ".join(gate1["reasons"])

@@ -92,13 +92,19 @@ def test_the_markdown_has_a_resources_table_and_the_terminal_a_line_per_gate(fak
     assert "| gate1 | answer |" in md and "FAILED" in md.split("| gate1 | answer |")[1].splitlines()[0]
     assert f"Work folder at the end: `{work}`, 2.0 kB." in md
     assert "- steps:" not in md, "the steps are in the table, not repeated as a figure"
-    result.stdout.fnmatch_lines(["gate0  steps: quantize *s (cached)*, load *s*+1.0 kB*, answer *s*FAILED*",
-                                 "gate1  steps: load *", f"work folder: {work} (2.0 kB;*"])
+    result.stdout.fnmatch_lines(
+        [
+            "gate0  steps: quantize *s (cached)*, load *s*+1.0 kB*, answer *s*FAILED*",
+            "gate1  steps: load *",
+            f"work folder: {work} (2.0 kB;*",
+        ]
+    )
 
 
 def test_a_user_error_is_reported_in_one_line(pytester):
     pytester.makeconftest('pytest_plugins = ["punie_gates.plugin"]')
-    pytester.makepyfile(textwrap.dedent("""
+    pytester.makepyfile(
+        textwrap.dedent("""
         import pytest
         from punie_gates.errors import DiskSpaceError
 
@@ -108,25 +114,46 @@ def test_a_user_error_is_reported_in_one_line(pytester):
 
         def test_a(big):
             pass
-    """))
+    """)
+    )
     result = pytester.runpytest("-p", "no:cacheprovider")
     result.assert_outcomes(errors=1)
-    result.stdout.fnmatch_lines(["DiskSpaceError: not enough disk space for the model in the work folder /w: it needs 2 GB"])
+    result.stdout.fnmatch_lines(
+        ["DiskSpaceError: not enough disk space for the model in the work folder /w: it needs 2 GB"]
+    )
     assert "raise DiskSpaceError" not in result.stdout.str(), "a traceback was shown"
 
 
 def test_step_rows_round_for_people_and_keep_what_the_caller_added():
     cost = StepCost("fuse", 1.23456, 0.123456, 0.9876543, "step", 1234, True)
     row = step_row(cost, {"cached": True, "method": "streamed"})
-    assert row == {"step": "fuse", "seconds": 1.235, "peak_memory_gb": 0.1235, "peak_rss_gb": 0.9877,
-                   "rss_scope": "step", "bytes_written": 1234, "cached": True, "ok": True, "method": "streamed"}
+    assert row == {
+        "step": "fuse",
+        "seconds": 1.235,
+        "peak_memory_gb": 0.1235,
+        "peak_rss_gb": 0.9877,
+        "rss_scope": "step",
+        "bytes_written": 1234,
+        "cached": True,
+        "ok": True,
+        "method": "streamed",
+    }
     line = steps_line("gate4", [row, {"step": "evaluate", "seconds": 3.0, "part_of": "train"}])
     assert line == "gate4  steps: fuse 1.2s (cached) 0.12/0.99 GB +1.2 kB"
 
 
 def test_markdown_without_steps_has_no_resources_table():
-    doc = {"verdict": "GO", "candidate": {"spec": "x", "note": None}, "baseline": None, "stopped_at": None,
-           "complete": True, "reasons": [], "flags": [], "gates": {}, "work_folder": None}
+    doc = {
+        "verdict": "GO",
+        "candidate": {"spec": "x", "note": None},
+        "baseline": None,
+        "stopped_at": None,
+        "complete": True,
+        "reasons": [],
+        "flags": [],
+        "gates": {},
+        "work_folder": None,
+    }
     assert "Resources" not in markdown(doc)
 
 
@@ -134,7 +161,9 @@ def test_fusion_defaults_to_streamed_and_the_option_overrides(tmp_path):
     assert resolve_options({}, root=tmp_path).settings.gate4.fusion == "streamed"
     assert resolve_options({}, root=tmp_path).settings.gate5.fusion == "streamed"
     assert resolve_options({"fusion": "recipe"}, root=tmp_path).settings.gate5.fusion == "recipe"
-    assert resolve_options({}, root=tmp_path, environ={"PUNIE_GATES_FUSION": "recipe"}).settings.gate4.fusion == "recipe"
+    assert (
+        resolve_options({}, root=tmp_path, environ={"PUNIE_GATES_FUSION": "recipe"}).settings.gate4.fusion == "recipe"
+    )
 
 
 def test_a_wrong_fusion_is_refused_naming_where_it_came_from(tmp_path, repo_root):
@@ -142,6 +171,10 @@ def test_a_wrong_fusion_is_refused_naming_where_it_came_from(tmp_path, repo_root
         resolve_options({"fusion": "fast"}, root=tmp_path)
     gates = tmp_path / "gates.toml"
     toml = (repo_root / "data" / "gates.toml").read_text(encoding="utf-8")
-    gates.write_text(toml.replace('fusion = "streamed"               # as [gate4]', 'fusion = "float16"'), encoding="utf-8")
-    with pytest.raises(DataFileError, match=r'gates.toml: \[gate5\] fusion = "float16": must be one of "streamed", "recipe"'):
+    gates.write_text(
+        toml.replace('fusion = "streamed"               # as [gate4]', 'fusion = "float16"'), encoding="utf-8"
+    )
+    with pytest.raises(
+        DataFileError, match=r'gates.toml: \[gate5\] fusion = "float16": must be one of "streamed", "recipe"'
+    ):
         resolve_options({"gates": str(gates)}, root=tmp_path)

@@ -90,7 +90,9 @@ def test_streamed_output_is_the_recipes_tensor_for_tensor(which, request, tmp_pa
     # The adapter really was merged: an adapted layer differs from the base's.
     fused = mx.load(str(streamed / "model.safetensors"))
     original = mx.load(str(base / "model.safetensors"))
-    adapted = sorted(k[: -len(".lora_a")] for k in mx.load(str(adapter / "adapters.safetensors")) if k.endswith(".lora_a"))
+    adapted = sorted(
+        k[: -len(".lora_a")] for k in mx.load(str(adapter / "adapters.safetensors")) if k.endswith(".lora_a")
+    )
     assert adapted and not mx.array_equal(fused[f"{adapted[-1]}.weight"], original[f"{adapted[-1]}.weight"]).item()
     expected_float = mx.bfloat16 if which == "bf16_base" else mx.float32
     assert fused[f"{adapted[-1]}.scales"].dtype == expected_float

@@ -18,15 +18,14 @@ from punie_gates.inputs import paths
 IDEAL = tomllib.loads((paths.fixtures_dir() / "responses" / "ideal_mistral.toml").read_text(encoding="utf-8"))["case"]
 
 
-
-
 def as_served(text: str) -> tuple[str, list[dict]]:
     """What mlx_lm.server's Mistral parser returns for a raw reply: the text before the
     marker as content, each call with its arguments re-serialized as JSON."""
     calls = parse_calls(text, "mistral")
     content = text.split("[TOOL_CALLS]", 1)[0]
-    return content, [{"id": f"call_{n}", "name": c.name, "arguments": json.dumps(dict(c.arguments))}
-                     for n, c in enumerate(calls)]
+    return content, [
+        {"id": f"call_{n}", "name": c.name, "arguments": json.dumps(dict(c.arguments))} for n, c in enumerate(calls)
+    ]
 
 
 @pytest.mark.parametrize("case", IDEAL, ids=[c["id"] for c in IDEAL])
@@ -66,8 +65,9 @@ def test_arguments_that_are_not_json_make_a_malformed_call(catalog, queries):
 def test_openai_shaped_calls_are_read_too(catalog, queries):
     case = next(c for c in IDEAL if c["id"] == "existing_tools-01")
     content, calls = as_served(case["response"])
-    wrapped = [{"id": c["id"], "type": "function", "function": {"name": c["name"], "arguments": c["arguments"]}}
-               for c in calls]
+    wrapped = [
+        {"id": c["id"], "type": "function", "function": {"name": c["name"], "arguments": c["arguments"]}} for c in calls
+    ]
     assert score_response(queries.by_id(case["id"]), content, catalog, tool_calls=wrapped).passed
 
 

@@ -157,6 +157,7 @@ def test_both_backends_give_the_same_ids_and_verdicts(report_of):
         assert report_of(layout, "tokenizers").passed == report_of(layout, "mistral").passed
     ours, theirs = report_of("v13", "tokenizers"), report_of("v13", "mistral")
     assert ours.canonical_ids == theirs.canonical_ids
+
     def seen(report):
         return [(m.marker, m.ids, m.emitted) for m in report.markers]
 
@@ -192,7 +193,10 @@ def test_naive_text_probe_would_give_a_false_no_go(tokenizer_of, report_of):
     for marker in REQUIRED:
         assert len(tc.naive_text_probe(tokenizer_of("v13", "mistral"), marker)) > 1, marker
     # The seed plan's probe of its guessed closing token: 7 pieces, of a text never emitted.
-    assert tuple(tc.naive_text_probe(tokenizer_of("v13", "tokenizers"), "[/TOOL_CALLS]")) == PUNIE_SEED_IDS["[/TOOL_CALLS]"]
+    assert (
+        tuple(tc.naive_text_probe(tokenizer_of("v13", "tokenizers"), "[/TOOL_CALLS]"))
+        == PUNIE_SEED_IDS["[/TOOL_CALLS]"]
+    )
     assert report_of("v13", "tokenizers").passed
 
 
@@ -338,7 +342,9 @@ def qwen_folders(tmp_path_factory) -> dict[str, Path]:
     turns = ("<|im_start|>", "<|im_end|>")
     return {
         "ok": _tiny_bpe_folder(root / "ok", (*turns, *QWEN_TOOL_MARKERS), QWEN_TEMPLATE),
-        "no-close": _tiny_bpe_folder(root / "no-close", (*turns, *QWEN_TOOL_MARKERS[:1], *QWEN_TOOL_MARKERS[2:]), QWEN_TEMPLATE),
+        "no-close": _tiny_bpe_folder(
+            root / "no-close", (*turns, *QWEN_TOOL_MARKERS[:1], *QWEN_TOOL_MARKERS[2:]), QWEN_TEMPLATE
+        ),
         "plain": _tiny_bpe_folder(root / "plain", (), "{% for m in messages %}{{ m.content }}\n{% endfor %}"),
     }
 

@@ -112,7 +112,10 @@ def test_settings_scale_evaluation_and_checkpoints():
     # a short run validates where it starts and where it ends only, over as many batches as it trains
     assert TrainSettings(iters=4).eval_every == 4 and TrainSettings(iters=3).checkpoint_every == 1
     assert TrainSettings(iters=4).validation_batches == 4 and TrainSettings(iters=500).validation_batches == 25
-    assert TrainSettings(iters=1).validation_batches == 2 and TrainSettings(iters=4, val_batches=-1).validation_batches == -1
+    assert (
+        TrainSettings(iters=1).validation_batches == 2
+        and TrainSettings(iters=4, val_batches=-1).validation_batches == -1
+    )
     with pytest.raises(ValueError, match="iters"):
         TrainSettings(iters=0)
     with pytest.raises(ValueError, match="save_every"):

@@ -16,7 +16,14 @@ KINDS = {g.id: g.kind for g in builtin_gates()}
 
 
 def test_the_registry_holds_the_seed_decision_matrix():
-    assert KINDS == {"gate0": "hard", "gate1": "hard", "gate2": "soft", "gate3": "caution", "gate4": "hard", "gate5": "hard"}
+    assert KINDS == {
+        "gate0": "hard",
+        "gate1": "hard",
+        "gate2": "soft",
+        "gate3": "caution",
+        "gate4": "hard",
+        "gate5": "hard",
+    }
 
 
 def results(**statuses):

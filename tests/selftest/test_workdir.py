@@ -32,7 +32,9 @@ def _artifact(work: Path, kind: str, parts: dict, sources: dict | None = None, s
 
 
 def _dead_pid() -> int:
-    return int(subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True).stdout)
+    return int(
+        subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True).stdout
+    )
 
 
 @pytest.fixture
@@ -220,8 +222,13 @@ _BUILDER = textwrap.dedent("""
 def test_two_processes_building_one_key_build_once(tmp_path):
     final = tmp_path / "work" / "kind" / "0123456789abcdef"
     procs = [
-        subprocess.Popen([sys.executable, "-c", _BUILDER, str(final)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                         text=True, env=ENV)  # fmt: skip
+        subprocess.Popen(
+            [sys.executable, "-c", _BUILDER, str(final)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=ENV,
+        )  # fmt: skip
         for _ in range(2)
     ]
     outs = [p.communicate(timeout=60) for p in procs]

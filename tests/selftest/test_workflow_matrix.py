@@ -81,9 +81,15 @@ def test_the_plan_turns_the_input_into_the_matrix(workflow, tmp_path):
     assert proc.returncode == 0, proc.stderr
     (line,) = (tmp_path / "github_output").read_text().splitlines()
     matrix = json.loads(line.removeprefix("matrix="))
-    assert [e["candidate"] for e in matrix["include"]] == ["mlx-community/Qwen3-8B-4bit", "demo", "/Users/ci/models/devstral"]
+    assert [e["candidate"] for e in matrix["include"]] == [
+        "mlx-community/Qwen3-8B-4bit",
+        "demo",
+        "/Users/ci/models/devstral",
+    ]
     slots = [e["slot"] for e in matrix["include"]]
-    assert slots == sorted(slots) and len(set(slots)) == 3  # artifacts sort in the order given: the first is the baseline
+    assert (
+        slots == sorted(slots) and len(set(slots)) == 3
+    )  # artifacts sort in the order given: the first is the baseline
     assert all("/" not in s for s in slots)  # artifact names may not hold a slash
     for bad, why in (("  ,\n", "names no candidate"), ("demo", "max_parallel")):
         proc = _plan(workflow, bad, "0" if why == "max_parallel" else "1", tmp_path)
@@ -96,8 +102,9 @@ def test_the_compare_step_runs_as_written(workflow, tmp_path):
     for n, wrong in enumerate((0, 3, 1)):
         run = tmp_path / "runs" / f"gate-report-0{n}-model_{n}"
         run.mkdir(parents=True)
-        lines = [json.dumps({"id": c["id"], "response": "no" if i < wrong else c["response"]})
-                 for i, c in enumerate(ideal)]
+        lines = [
+            json.dumps({"id": c["id"], "response": "no" if i < wrong else c["response"]}) for i, c in enumerate(ideal)
+        ]
         (run / "gate5-responses.jsonl").write_text("\n".join(lines) + "\n")
     stopped = tmp_path / "runs" / "gate-report-03-stopped"
     stopped.mkdir()
@@ -107,7 +114,9 @@ def test_the_compare_step_runs_as_written(workflow, tmp_path):
         pytest.skip("no bash")
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
     script = _step(workflow["jobs"]["compare"], "Compare")["run"]
-    proc = subprocess.run([bash, "-e", "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [bash, "-e", "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     out = json.loads((tmp_path / "compare" / "compare.json").read_text())
     assert out["baseline"]["label"].startswith("A: gate-report-00")

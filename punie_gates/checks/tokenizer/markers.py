@@ -58,9 +58,13 @@ class Gate0Report:
 
     @property
     def failures(self) -> tuple[str, ...]:
-        render = () if self.finetuning_render_ok else (
-            "the tokenizer cannot render a training conversation ending with an assistant turn "
-            f"(mlx-lm's LoRA training would crash on such examples): {self.render_error}",
+        render = (
+            ()
+            if self.finetuning_render_ok
+            else (
+                "the tokenizer cannot render a training conversation ending with an assistant turn "
+                f"(mlx-lm's LoRA training would crash on such examples): {self.render_error}",
+            )
         )
         return render + self.marker_failures
 

@@ -17,7 +17,9 @@ class ParityReport:
     records_checked: int
     mismatched: int
     examples: tuple[str, ...]  # the first `limit` mismatches, described
-    headline: str = ""  # the first mismatch in a few words: "X has '</s>' where mistral-common has '[TOOL_CALLS]' at ..."
+    headline: str = (
+        ""  # the first mismatch in a few words: "X has '</s>' where mistral-common has '[TOOL_CALLS]' at ..."
+    )
 
     def figure(self) -> dict[str, Any]:
         return {"records_checked": self.records_checked, "mismatches": self.mismatched, "first": list(self.examples)}
@@ -73,8 +75,9 @@ def check_parity(
     the position and the tokens around it; `path_name` names the path in them.
     """
     if not isinstance(reference, Reference):
-        reference = Reference(load_reference(reference, "finetuning"), load_reference(reference, "test"),
-                              str(reference), "", True)
+        reference = Reference(
+            load_reference(reference, "finetuning"), load_reference(reference, "test"), str(reference), "", True
+        )
     encoder = reference.serving if serving else reference.finetuning
     if expected is None:
         expected = reference_ids(records, reference, serving=serving)
@@ -118,13 +121,16 @@ def check_parity(
             f"mistral-common {_window(theirs, at, ref_pieces)}",
             f"{path_name} has {here} where mistral-common has {there} at position {at} of {name}",
         )
-    return ParityReport(records_checked=len(records), mismatched=mismatched, examples=tuple(examples), headline=headline)
+    return ParityReport(
+        records_checked=len(records), mismatched=mismatched, examples=tuple(examples), headline=headline
+    )
 
 
 @dataclass(frozen=True)
 class Expectations:
     """mistral-common's ids for a run's records and for a sample of their prompts, computed
     once for every rendering path compared with them."""
+
     records: tuple[Mapping, ...]
     """The records, as trained (the canonical conversation first)."""
     names: tuple[str, ...]
@@ -152,10 +158,24 @@ def compare_path(
 ) -> tuple[ParityReport, ParityReport]:
     """(as trained, as served): one rendering path against the reference on every record
     and on the sampled prompts. `rendered` reuses ids already rendered for the records."""
-    train = check_parity(expected.records, tokenizer, reference, rendered=rendered, label=expected.names,
-                         path_name=path_name, expected=expected.record_ids)
-    serve = check_parity(expected.prompts, serving_tokenizer, reference, serving=True, label=expected.prompt_names,
-                         path_name=path_name, expected=expected.prompt_ids)
+    train = check_parity(
+        expected.records,
+        tokenizer,
+        reference,
+        rendered=rendered,
+        label=expected.names,
+        path_name=path_name,
+        expected=expected.record_ids,
+    )
+    serve = check_parity(
+        expected.prompts,
+        serving_tokenizer,
+        reference,
+        serving=True,
+        label=expected.prompt_names,
+        path_name=path_name,
+        expected=expected.prompt_ids,
+    )
     return train, serve
 
 

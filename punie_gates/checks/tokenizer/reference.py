@@ -18,6 +18,7 @@ from punie_gates.model.tokenizer import backend_of, tekken_path_of
 class Reference:
     """mistral-common's own encoder for the candidate's vocabulary: what every rendering
     path of the candidate is compared with."""
+
     finetuning: Any
     """MistralTokenizer in "finetuning" mode: training records (ending with an assistant turn)."""
     serving: Any
@@ -28,6 +29,7 @@ class Reference:
     """The tokenizer version it encodes, and why that one."""
     independent: bool
     """False when mlx-lm's own backend is this very encoder (MistralCommonBackend on the same tekken.json)."""
+
     def figure(self) -> dict[str, Any]:
         return {"source": self.source, "version": self.version, "independent_of_mlx_lm": self.independent}
 
@@ -64,7 +66,9 @@ def _built_reference(tokenizer_json: Path, mtime_ns: int, size: int) -> tuple[An
         try:
             return reference_tokenizer(path, "finetuning"), reference_tokenizer(path, "test"), version
         except Exception as exc:
-            raise ReferenceUnavailable(f"mistral-common rejects the vocabulary of {tokenizer_json.name}: {exc}") from None
+            raise ReferenceUnavailable(
+                f"mistral-common rejects the vocabulary of {tokenizer_json.name}: {exc}"
+            ) from None
 
 
 def build_reference(folder: Path, tokenizer=None) -> Reference:

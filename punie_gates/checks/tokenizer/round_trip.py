@@ -15,6 +15,7 @@ from punie_gates.model.tokenizer import backend_of
 @dataclass(frozen=True)
 class DetokenizerReport:
     """Ids back to text, through tokenizer.decode and mlx-lm's streaming detokenizer."""
+
     backend: str
     """The transformers tokenizer class."""
     detokenizer: str
@@ -42,6 +43,7 @@ class DetokenizerReport:
     """Of `replaced`, the texts the streaming detokenizer raised on (a server request would fail), described."""
     stream_raised_count: int = 0
     """How many."""
+
     @property
     def cause(self) -> str:
         """The decoder problem behind a wrong decode, when the files show one."""
@@ -58,7 +60,9 @@ class DetokenizerReport:
             "stream_raised": self.stream_raised_count,
             "stream_replacement_chars": self.replaced,
             "replaced_chars": list(self.replaced_chars),
-            "first": list(self.decode_wrong[:1] + self.stream_wrong[:1] + self.stream_raised[:1] + self.replaced_first[:1]),
+            "first": list(
+                self.decode_wrong[:1] + self.stream_wrong[:1] + self.stream_raised[:1] + self.replaced_first[:1]
+            ),
         }
 
 
@@ -84,7 +88,9 @@ def assistant_texts(records: Sequence[Mapping], names: Sequence[str]) -> list[tu
         for index, message in enumerate(record["messages"]):
             if message.get("role") != "assistant":
                 continue
-            calls = [json.dumps(c["function"]["arguments"], ensure_ascii=False) for c in message.get("tool_calls") or ()]
+            calls = [
+                json.dumps(c["function"]["arguments"], ensure_ascii=False) for c in message.get("tool_calls") or ()
+            ]
             text = (message.get("content") or "") + "".join(calls)
             if text:
                 out.append((f"{name} messages[{index}]", text))
@@ -94,7 +100,7 @@ def assistant_texts(records: Sequence[Mapping], names: Sequence[str]) -> list[tu
 def _difference(expected: str, got: str) -> str:
     at = next((k for k, (a, b) in enumerate(zip(expected, got)) if a != b), min(len(expected), len(got)))
     lo = max(0, at - 12)
-    return f"at character {at}: expected {expected[lo:at + 12]!r}, got {got[lo:at + 12]!r}"
+    return f"at character {at}: expected {expected[lo : at + 12]!r}, got {got[lo : at + 12]!r}"
 
 
 def _decoder_description(backend, folder: Path | None) -> str:
@@ -110,8 +116,10 @@ def _decoder_description(backend, folder: Path | None) -> str:
         return "tokenizer.json cannot be read"
     decoder = doc.get("decoder")
     if not decoder:
-        return ("tokenizer.json has no decoder, so byte-level pieces come back as text (Ġ for a space, Ċ for a "
-                "newline); add its ByteLevel decoder")
+        return (
+            "tokenizer.json has no decoder, so byte-level pieces come back as text (Ġ for a space, Ċ for a "
+            "newline); add its ByteLevel decoder"
+        )
     if decoder.get("type") != "ByteLevel" and "ByteLevel" in json.dumps(doc.get("pre_tokenizer")):
         return f"tokenizer.json's decoder is {decoder.get('type')}, not the ByteLevel decoder its pre-tokenizer needs"
     return str(decoder.get("type"))
@@ -140,7 +148,9 @@ def _leading_spaces_only(text: str, streamed: str) -> bool:
     return streamed == text or (text.endswith(streamed) and not text[: len(text) - len(streamed)].strip(" "))
 
 
-def check_round_trip(tokenizer, texts: Sequence[tuple[str, str]], folder: Path | None = None, limit: int = 3) -> DetokenizerReport:
+def check_round_trip(
+    tokenizer, texts: Sequence[tuple[str, str]], folder: Path | None = None, limit: int = 3
+) -> DetokenizerReport:
     """Encode each text, then decode it with tokenizer.decode and stream it through mlx-lm's
     detokenizer (`tokenizer` is an mlx-lm TokenizerWrapper); both must give it back exactly.
 
