@@ -126,8 +126,7 @@ followup_tool = "git_diff"
 answer_facts = ["3", "a1b2c3d|first"]
 
 [query.results]
-git_log = ("GitLogResult(success=True, commits=[GitCommit(hash='a1b2c3d', message='first', author='A', "
-           "date='2025-01-02')], commit_count=1, parse_error=None)")
+git_log = "GitLogResult(success=True, commits=[GitCommit(hash='a1b2c3d', message='first', author='A', date='2025-01-02')], commit_count=1, parse_error=None)"
 git_diff = "GitDiffResult(success=True, file_count=1, additions=3, deletions=0, files=[], parse_error=None)"
 
 [[query]]
