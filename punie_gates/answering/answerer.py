@@ -93,7 +93,6 @@ class ServerAnswerer:
         self.path = served.path
 
     def answer(self, conversations: Sequence[Conversation]) -> list[QueryAnswer]:
-
         s = self.settings
         # Unstreamed with the generated ids: each answer keeps what the model wrote beside what
         # the API returned, so a miss can be told the model's, the server's or the stream's.
@@ -108,7 +107,6 @@ class ServerAnswerer:
         )
 
     def time_each(self, conversations: Sequence[Conversation], *, max_tokens: int) -> list[QueryAnswer]:
-
         return ask_queries(
             self.served,
             conversations,
@@ -184,12 +182,10 @@ class InProcessAnswerer:
         return (got.model, got.tokenizer) if hasattr(got, "model") else tuple(got)
 
     def _prompts(self, tokenizer, conversations: Sequence[Conversation]) -> list[tuple[str, list[int]]]:
-
         tools = [dict(t) for t in self.settings.tools]
         return [(qid, render_prompt(tokenizer, list(messages), tools)) for qid, messages in conversations]
 
     def answer(self, conversations: Sequence[Conversation]) -> list[QueryAnswer]:
-
         model, tokenizer = self.loaded()
         s = self.settings
         generations = generate_answers(
@@ -203,7 +199,6 @@ class InProcessAnswerer:
         return [from_generation(g) for g in generations]
 
     def time_each(self, conversations: Sequence[Conversation], *, max_tokens: int) -> list[QueryAnswer]:
-
         model, tokenizer = self.loaded()
         return [
             from_generation(g)
@@ -217,7 +212,6 @@ class InProcessAnswerer:
         ]
 
     def ask_many(self) -> AskMany:
-
         model, tokenizer = self.loaded()
         s = self.settings
         return in_process_ask(

@@ -297,7 +297,6 @@ class EndpointAnswerer:
         self.path = None  # an endpoint has no files
 
     def answer(self, conversations):
-
         s = self.settings
         # Streamed, without logprobs: an endpoint need not give token ids, and its answer is what the API returned.
         return ask_queries(
@@ -310,7 +309,6 @@ class EndpointAnswerer:
         )
 
     def time_each(self, conversations, *, max_tokens: int):
-
         return ask_queries(
             self.endpoint,
             conversations,
@@ -326,7 +324,6 @@ class EndpointAnswerer:
         return self.endpoint.conversation_ask(self.settings.tools, max_tokens=self.settings.max_tokens)
 
     def prompt_tokenizer(self):
-
         raise CandidateError(f"{self.endpoint.url}: an endpoint has no files: its prompts cannot be rendered here")
 
     def release(self) -> None:

@@ -108,5 +108,4 @@ def _versions(python: str, hidden: bool) -> dict[str, str]:
 
 
 def _probe_env() -> dict[str, str]:
-
     return {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}

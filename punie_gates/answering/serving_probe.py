@@ -36,7 +36,6 @@ LIBRARIES = ("mlx", "mlx-lm", "transformers", "tokenizers", "mistral-common")
 
 
 def versions(hidden: bool) -> dict:
-
     found = {"python": sys.version.split()[0], "executable": sys.executable}
     for name in LIBRARIES:
         try:
@@ -49,7 +48,6 @@ def versions(hidden: bool) -> dict:
 
 
 def template_source(backend, folder) -> str:
-
     if type(backend).__name__ == "MistralCommonBackend":
         return "mistral-common (tekken.json), no Jinja template"
     if getattr(backend, "chat_template", None) is None:
@@ -110,7 +108,6 @@ def ids_of(render, items) -> list:
 
 
 def probe(request: dict) -> dict:
-
     hidden = bool(request.get("hide_mistral_common"))
     if hidden:
         sys.modules["mistral_common"] = None

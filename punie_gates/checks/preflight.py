@@ -124,7 +124,6 @@ def _query_problems(cfg, gates: Collection[str]) -> list[str]:
 
 
 def _candidate_problems(cfg, *, need_weights: bool) -> list[str]:
-
     spec = cfg.candidate
     if spec in BUILT_IN or is_endpoint(spec) or (is_hub_id(spec) and not Path(spec).expanduser().exists()):
         return []  # built by its fixture / asked over HTTP / may need the network: resolved by the gates

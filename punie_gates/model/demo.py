@@ -196,7 +196,6 @@ def _build_into(target: Path, parts: dict | None = None, build=None) -> Path | N
 
 
 def _same_recipe(folder: Path, parts: dict) -> bool:
-
     try:
         recorded = json.loads((folder / artifacts.INPUTS).read_text(encoding="utf-8"))
     except (OSError, ValueError):

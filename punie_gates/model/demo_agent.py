@@ -47,7 +47,6 @@ NOTE = (
 
 
 def shipped_dir() -> Path:
-
     return paths.fixtures_dir() / "demo-agent"
 
 
@@ -71,7 +70,6 @@ def built_from() -> str:
 
 
 def key_parts() -> dict:
-
     folder = shipped_dir()
     return {
         "recipe": RECIPE_VERSION,

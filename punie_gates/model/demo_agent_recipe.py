@@ -108,7 +108,6 @@ class Sources:
 
 
 def source_files(phase27_dir: Path | None) -> tuple[Path, ...]:
-
     files = [paths.fixtures_dir() / "demo-training" / "train.jsonl"]
     if phase27_dir is not None:
         files.insert(0, Path(phase27_dir) / "train.jsonl")
@@ -230,7 +229,6 @@ def make_manifest(sources: Sources, query_set, figures: dict, seconds: float) ->
 
 
 def _source_name(path: Path) -> str:
-
     path = Path(path)
     if path.parent.name == "demo-training" and path.parent.parent == paths.fixtures_dir():
         return f"fixtures/demo-training/{path.name}"

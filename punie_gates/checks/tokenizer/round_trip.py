@@ -104,7 +104,6 @@ def _difference(expected: str, got: str) -> str:
 
 
 def _decoder_description(backend, folder: Path | None) -> str:
-
     if type(backend).__name__ == "MistralCommonBackend":
         return "mistral-common's own decode (MistralCommonBackend)"
     path = Path(folder) / "tokenizer.json" if folder is not None else None
