@@ -96,14 +96,8 @@ def quantized_weight_bytes(model_dir: Path, bits: int, group_size: int = 64) -> 
     target = config.get("torch_dtype") or (config.get("text_config") or {}).get("dtype")
     tensors = _tensors(model_dir)
     total = 0
-    for name, tensor in tensors.items():
+    for name, tensor in _counted(tensors):
         prefix, _, leaf = name.rpartition(".")
-        if (
-            leaf in ("scales", "biases")
-            and f"{prefix}.weight" in tensors
-            and tensors[f"{prefix}.weight"].dtype == "U32"
-        ):
-            continue  # counted with its weight
         float_bytes = _CONVERSION_DTYPES.get(str(target)) or DTYPE_BYTES.get(tensor.dtype, 2)
         dense = _dense_shape(name, tensor, tensors, quant)
         if dense is not None:
@@ -135,20 +129,27 @@ def estimate_fused_bytes(model_dir: Path) -> int:
     quant = config.get("quantization") or {}
     tensors = _tensors(model_dir)
     total = 0
-    for name, tensor in tensors.items():
-        prefix, _, leaf = name.rpartition(".")
-        if (
-            leaf in ("scales", "biases")
-            and f"{prefix}.weight" in tensors
-            and tensors[f"{prefix}.weight"].dtype == "U32"
-        ):
-            continue
+    for name, tensor in _counted(tensors):
+        prefix = name.rpartition(".")[0]
         dense = _dense_shape(name, tensor, tensors, quant)
         if dense is not None:
             total += dense[0] * dense[1] * DTYPE_BYTES.get(tensors[f"{prefix}.scales"].dtype, 2)
         else:
             total += tensor.nbytes
     return total + _other_files_bytes(model_dir)
+
+
+def _counted(tensors: dict) -> list:
+    """(name, tensor) of every tensor counted on its own: a quantized weight's scales and
+    biases are counted with that weight."""
+    out = []
+    for name, tensor in tensors.items():
+        prefix, _, leaf = name.rpartition(".")
+        weight = tensors.get(f"{prefix}.weight")
+        if leaf in ("scales", "biases") and weight is not None and weight.dtype == "U32":
+            continue
+        out.append((name, tensor))
+    return out
 
 
 def estimate_checkpoint_bytes(trainable_bytes: int, optimizer_copies: int = 2) -> int:
