@@ -38,7 +38,7 @@ from typing import Any
 from punie_gates.answering.conversation import ask_each, server_ask
 from punie_gates.answering.serving import ask_queries
 from punie_gates.errors import CandidateError, EndpointError
-from punie_gates.inputs.options import DEFAULT_API_KEY_ENV, DEFAULT_ENDPOINT_TIMEOUT_S, endpoint_url
+from punie_gates.inputs.endpoint_spec import DEFAULT_API_KEY_ENV, DEFAULT_ENDPOINT_TIMEOUT_S, endpoint_url
 
 DEFAULT_MODEL = "default_model"  # mlx_lm.server: the model it was started with
 PROBE_TIMEOUT_S = 30.0

@@ -17,7 +17,8 @@ from punie_gates.commands import bench_fusion
 from punie_gates.errors import DataFileError, UserError
 from punie_gates.formats.convert import convert_training_folder
 from punie_gates.inputs.catalog import CatalogError, load_catalog
-from punie_gates.inputs.options import DEFAULT_BATCH_SIZE, resolve_options
+from punie_gates.inputs.option_table import DEFAULT_BATCH_SIZE
+from punie_gates.inputs.options import resolve_options
 from punie_gates.inputs.queries import QueryFileError, load_queries
 from punie_gates.inputs.readers import read_text
 from punie_gates.model.candidate import CandidateError

@@ -1,4 +1,4 @@
-"""docs/options.md, written from the options themselves (inputs.options.OPTIONS).
+"""docs/options.md, written from the options themselves (inputs.option_table.OPTIONS).
 
 `python -m punie_gates.inputs.options_page docs/options.md` rewrites the page; a
 self-test (tests/selftest/test_docs.py) fails when the page and OPTIONS differ, so
@@ -10,11 +10,11 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from punie_gates.inputs.options import OPTIONS, Option
+from punie_gates.inputs.option_table import OPTIONS, Option
 
 HEAD = """# Options
 
-<!-- Generated from punie_gates/inputs/options.py by
+<!-- Generated from punie_gates/inputs/option_table.py by
      `python -m punie_gates.inputs.options_page docs/options.md`; do not edit by hand. -->
 
 Every option is a command-line flag of the gates (`pytest --candidate demo`); most are

@@ -19,7 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from punie_gates.errors import CandidateError
-from punie_gates.inputs.options import DEFAULT_CANDIDATE, endpoint_url
+from punie_gates.inputs.endpoint_spec import endpoint_url
+from punie_gates.inputs.option_table import DEFAULT_CANDIDATE
 from punie_gates.model.demo import ensure_demo_model, is_demo_model
 from punie_gates.model.demo_agent import ensure_demo_agent
 from punie_gates.model.folder import TOKENIZER_MARKERS, config_family, read_config, weight_files

@@ -17,7 +17,7 @@ from typing import Any
 
 from punie_gates.errors import CandidateError
 from punie_gates.inputs import readers
-from punie_gates.inputs.options import DEFAULT_CANDIDATE
+from punie_gates.inputs.option_table import DEFAULT_CANDIDATE
 
 _FLOAT_BITS = {"F64": 64, "F32": 32, "F16": 16, "BF16": 16, "F8_E4M3": 8, "F8_E5M2": 8}
 _DTYPE_NAMES = {"float32": 32, "float16": 16, "bfloat16": 16}

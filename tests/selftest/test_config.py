@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from punie_gates.inputs.options import DEFAULT_BATCH_SIZE
+from punie_gates.inputs.option_table import DEFAULT_BATCH_SIZE
 
 SHOW = """
 import json

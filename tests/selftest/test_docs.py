@@ -20,7 +20,7 @@ import pytest
 import yaml
 
 from punie_gates.inputs import options_page
-from punie_gates.inputs.options import OPTIONS
+from punie_gates.inputs.option_table import OPTIONS
 
 REPO = Path(__file__).resolve().parents[2]
 DOCS = (REPO / "README.md", *sorted((REPO / "docs").glob("*.md")))

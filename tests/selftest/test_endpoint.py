@@ -25,7 +25,8 @@ from pathlib import Path
 import pytest
 
 from punie_gates.errors import EndpointError, OptionError
-from punie_gates.inputs.options import endpoint_url, resolve_options
+from punie_gates.inputs.endpoint_spec import endpoint_url
+from punie_gates.inputs.options import resolve_options
 
 REPO = Path(__file__).resolve().parents[2]
 FAKE = Path(__file__).with_name("fake_mlx_server.py")

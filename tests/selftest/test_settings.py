@@ -16,7 +16,8 @@ from hypothesis import strategies as st
 from punie_gates.errors import DataFileError, OptionError, UserError
 from punie_gates.inputs import paths
 from punie_gates.inputs.gates import builtin_gates, load_gates
-from punie_gates.inputs.options import OPTIONS, resolve_options
+from punie_gates.inputs.option_table import OPTIONS
+from punie_gates.inputs.options import resolve_options
 from punie_gates.inputs.settings import TABLES, setting_rows
 
 REPO = Path(__file__).resolve().parents[2]
