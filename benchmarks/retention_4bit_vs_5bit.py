@@ -52,8 +52,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
 
-    from punie_gates.formats.convert import convert_training_folder
     from punie_gates.formats.sampling import stratified_sample
+    from punie_gates.formats.to_mistral import convert_training_folder
     from punie_gates.inputs import paths
     from punie_gates.inputs.catalog import load_catalog
     from punie_gates.model.fusion import fuse_and_quantize, lora_retention

@@ -11,7 +11,7 @@ result for, when a call is unusable (malformed, or code that calls no typed tool
 only running it could say what it prints), or when `ask` fails (e.g. a chat template
 that cannot render a tool turn). Every stop is recorded, never raised.
 
-Messages are in the structured form the converter writes (punie_gates.formats.convert):
+Messages are in the structured form the converter writes (punie_gates.formats.to_mistral):
 assistant turns carry `tool_calls` with 9-character ids and dict arguments, results
 are `tool` messages with the matching `tool_call_id`, so the model's own chat
 template renders them as training did.
@@ -40,7 +40,7 @@ from punie_gates.answering.prompts import render_prompt
 # know what a reply calls.
 from punie_gates.errors import UserError
 from punie_gates.formats.code_analysis import analyse_code
-from punie_gates.formats.convert import make_call_id  # the converter's id rule: 9 letters/digits
+from punie_gates.formats.to_mistral import make_call_id  # the converter's id rule: 9 letters/digits
 from punie_gates.formats.tool_calls import ParsedCall, parse_calls
 from punie_gates.inputs import readers
 from punie_gates.inputs.catalog import Catalog

@@ -5,7 +5,7 @@ knows, at each assistant turn, the right next step: which typed tools the refere
 calls, or that it answers in text. Conversations also in train.jsonl are left out
 (13 of Phase 27's 111: they are not held out). For each remaining assistant turn the
 model is given the conversation up to that turn, converted to Mistral form by the
-project's converter (punie_gates.formats.convert), through the gate's own answering
+project's converter (punie_gates.formats.to_mistral), through the gate's own answering
 path (an AskMany: mlx_lm.server or in-process, as the multi-turn pass asks), and its
 reply is scored by the first turn's rules (punie_gates.checks.scoring):
 - a tool turn passes when the reply calls exactly the reference's typed tools (set
@@ -33,7 +33,7 @@ from punie_gates.answering.conversation import AskMany, Reply
 from punie_gates.checks.judgment import criteria_json
 from punie_gates.checks.scoring import Score, score_reply
 from punie_gates.formats.code_analysis import analyse_code
-from punie_gates.formats.convert import ConversionResult, read_jsonl_bytes
+from punie_gates.formats.records import ConversionResult, read_jsonl_bytes
 from punie_gates.inputs.catalog import Catalog
 from punie_gates.inputs.queries import Query
 from punie_gates.stats import detectable_difference, paired, wilson_interval

@@ -15,7 +15,7 @@ from punie_gates.answering.server import ServerError
 from punie_gates.checks.bench import PLAN_MAX_TOKENS, run_bench, run_server_bench, write_result
 from punie_gates.commands import bench_fusion
 from punie_gates.errors import DataFileError, UserError
-from punie_gates.formats.convert import convert_training_folder
+from punie_gates.formats.to_mistral import convert_training_folder
 from punie_gates.inputs.catalog import CatalogError, load_catalog
 from punie_gates.inputs.option_table import DEFAULT_BATCH_SIZE
 from punie_gates.inputs.options import resolve_options

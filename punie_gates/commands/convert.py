@@ -11,15 +11,11 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from punie_gates.errors import UserError
-from punie_gates.formats.convert import (
-    Reject,
-    check_tools,
-    convert_training_folder,
-    read_jsonl_bytes,
-    to_mistral,
-    to_qwen3,
-)
+from punie_gates.formats.records import Reject, read_jsonl_bytes
 from punie_gates.formats.sampling import stratified_sample
+from punie_gates.formats.to_mistral import convert_training_folder, to_mistral
+from punie_gates.formats.to_qwen3 import to_qwen3
+from punie_gates.formats.turns import check_tools
 from punie_gates.inputs import readers
 from punie_gates.inputs.catalog import native_tool_schemas
 

@@ -30,7 +30,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from punie_gates.formats.convert import read_jsonl_bytes, to_mistral
+from punie_gates.formats.records import read_jsonl_bytes
+from punie_gates.formats.to_mistral import to_mistral
 from punie_gates.inputs import paths
 from punie_gates.inputs.catalog import load_catalog
 from punie_gates.inputs.facts import alternatives

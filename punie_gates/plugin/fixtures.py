@@ -8,7 +8,7 @@ import pytest
 
 from punie_gates.answering.prompts import default_system_prompt
 from punie_gates.errors import DataFileError, UserError
-from punie_gates.formats.convert import convert_training_folder
+from punie_gates.formats.to_mistral import convert_training_folder
 from punie_gates.inputs import options as gate_options
 from punie_gates.inputs import paths
 from punie_gates.inputs.catalog import load_catalog

@@ -30,7 +30,7 @@ def test_the_summary_names_its_quantiles_and_source():
 def test_a_turns_length_is_what_the_template_renders_for_it(repo_root):
     """Counted from the message, equal to the ids between [/INST] or [/TOOL_RESULTS] and </s>
     of the conversation as training renders it, on every demo training conversation."""
-    from punie_gates.formats.convert import convert_training_folder
+    from punie_gates.formats.to_mistral import convert_training_folder
     from punie_gates.inputs.catalog import load_catalog
     from punie_gates.model.demo import ensure_demo_model
     from punie_gates.model.tokenizer import load_candidate_tokenizer, render_ids

@@ -9,15 +9,11 @@ from pathlib import Path
 import pytest
 
 from punie_gates.commands.convert import main
-from punie_gates.formats.convert import (
-    ConversionResult,
-    convert_training_folder,
-    read_jsonl_bytes,
-    to_mistral,
-    to_qwen3,
-)
 from punie_gates.formats.qwen3 import QWEN3_MARKERS
+from punie_gates.formats.records import ConversionResult, read_jsonl_bytes
 from punie_gates.formats.sampling import record_family, stratified_sample
+from punie_gates.formats.to_mistral import convert_training_folder, to_mistral
+from punie_gates.formats.to_qwen3 import to_qwen3
 from punie_gates.inputs import paths
 
 FIXTURES = paths.fixtures_dir() / "qwen3"

@@ -8,14 +8,10 @@ from collections import Counter
 
 import pytest
 
-from punie_gates.formats.convert import (
-    convert_training_folder,
-    read_jsonl_bytes,
-    record_family,
-    stratified_sample,
-    to_mistral,
-    to_qwen3,
-)
+from punie_gates.formats.records import read_jsonl_bytes
+from punie_gates.formats.sampling import record_family, stratified_sample
+from punie_gates.formats.to_mistral import convert_training_folder, to_mistral
+from punie_gates.formats.to_qwen3 import to_qwen3
 
 ID = re.compile(r"[A-Za-z0-9]{9}")
 # Layout whitespace next to Qwen3 tags: the only thing to_qwen3 may change in Punie's text.

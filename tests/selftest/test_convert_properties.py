@@ -19,8 +19,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from punie_gates.formats.convert import _mistral_marker, to_mistral, to_qwen3
 from punie_gates.formats.qwen3 import LAYOUT_WS, QWEN3_MARKERS
+from punie_gates.formats.to_mistral import to_mistral
+from punie_gates.formats.to_qwen3 import to_qwen3
+from punie_gates.formats.turns import mistral_marker
 
 ID = re.compile(r"[A-Za-z0-9]{9}")
 _QWEN3 = re.compile("|".join(map(re.escape, QWEN3_MARKERS)))
@@ -36,7 +38,7 @@ _raw_text = st.lists(st.one_of(_chars, _pieces), max_size=6).map("".join)
 
 
 def _no_markers(text: str) -> bool:
-    return not _mistral_marker().search(text) and not _QWEN3.search(text)
+    return not mistral_marker().search(text) and not _QWEN3.search(text)
 
 
 free_text = _raw_text.filter(_no_markers)
@@ -62,7 +64,7 @@ def calls(draw):
         written = draw(_raw_text.filter(lambda v: "</parameter>" not in v and "</tool_call>" not in v))
         wrap = draw(st.booleans())
         value = written if wrap else _strip_one_newline(written)  # qwen3_coder drops one newline a side
-        if value.lower() == "null" or _mistral_marker().search(value):
+        if value.lower() == "null" or mistral_marker().search(value):
             continue
         arguments[param] = value
         nl = "\n" if wrap else ""
@@ -218,7 +220,7 @@ def test_v13_template_renders_one_call_token_per_call_and_matches_mistral_common
 
 @given(
     value=st.one_of(_raw_text, st.sampled_from(["a</parameter>b", "</tool_call>", "NULL", "Null"])).filter(
-        lambda v: not _mistral_marker().search(v)
+        lambda v: not mistral_marker().search(v)
     )
 )
 def test_qwen3_either_holds_a_value_exactly_or_rejects_it(value):

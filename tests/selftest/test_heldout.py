@@ -18,7 +18,7 @@ from punie_gates.checks.heldout import (
     score_turn,
     with_baseline,
 )
-from punie_gates.formats.convert import convert_training_folder
+from punie_gates.formats.to_mistral import convert_training_folder
 from punie_gates.inputs.catalog import load_catalog
 from punie_gates.inputs.paths import data_dir, fixtures_dir
 

@@ -175,7 +175,7 @@ def test_default_system_prompt_is_the_most_common_in_training():
 
 
 def test_default_system_prompt_accepts_a_conversion_result():
-    class Result:  # the shape of punie_gates.formats.convert.ConversionResult that matters here
+    class Result:  # the shape of punie_gates.formats.records.ConversionResult that matters here
         records = (record(system="From records."),)
 
     assert default_system_prompt(Result()) == "From records."

@@ -91,7 +91,7 @@ def _heldout(with_baseline: bool) -> dict:
     from punie_gates.answering.conversation import reply_from_message
     from punie_gates.checks.heldout import heldout_figures, heldout_set, paired_heldout, run_heldout
     from punie_gates.checks.heldout import with_baseline as merge
-    from punie_gates.formats.convert import convert_training_folder
+    from punie_gates.formats.to_mistral import convert_training_folder
     from punie_gates.inputs.catalog import load_catalog
     from punie_gates.inputs.paths import data_dir, fixtures_dir
 

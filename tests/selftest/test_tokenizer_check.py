@@ -267,7 +267,7 @@ def test_parity_uses_the_ids_given(tokenizer_of, tekken_files):
 
 
 def test_real_training_data_has_no_split_marker_and_parity_holds(phase27_dir, repo_root, tokenizer_of, tekken_files):
-    from punie_gates.formats.convert import convert_training_folder
+    from punie_gates.formats.to_mistral import convert_training_folder
     from punie_gates.inputs.catalog import load_catalog
 
     tools = load_catalog(repo_root / "data" / "tools.toml").native_schemas()
