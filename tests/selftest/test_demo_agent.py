@@ -14,7 +14,7 @@ from punie_gates.inputs.catalog import load_catalog
 from punie_gates.inputs.facts import alternatives, is_number
 from punie_gates.inputs.queries import load_queries
 from punie_gates.model import artifacts, demo_agent
-from punie_gates.model.demo_agent_recipe import (
+from punie_gates.model.demo_agent_sources import (
     held_out_hits,
     held_out_strings,
     load_sources,
