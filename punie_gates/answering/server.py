@@ -3,7 +3,9 @@
 `ModelServer` runs the server as a child process in its own process group for the
 length of a `with` block (or between `start()` and `stop()`); how it is asked lives in
 `client.py`, which tool parser it picks for a folder in `tool_parsing.py`, timing
-batches against single requests in `concurrency.py`.
+batches against single requests in `concurrency.py`. The process group's signals and
+exits are in `process_group.py`, the HTTP it is probed with in `local_http.py`, what a
+run was (`ServerRecord`) in `server_record.py`.
 
 What mlx-lm 0.32.2's server does (read in mlx_lm/server.py, checked on the demo candidate):
 
@@ -19,26 +21,31 @@ What mlx-lm 0.32.2's server does (read in mlx_lm/server.py, checked on the demo 
 
 from __future__ import annotations
 
-import atexit
 import json
 import os
 import shlex
 import signal
-import socket
 import subprocess
 import sys
 import threading
 import time
-import urllib.error
 import urllib.request
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
-from punie_gates.answering import server_guard
+from punie_gates.answering import process_group, server_guard
+from punie_gates.answering.local_http import free_port, http_status, post
+from punie_gates.answering.process_group import (
+    exit_code,
+    exit_text,
+    has_exited,
+    install_signal_handling,
+    signal_group,
+    wait_exit,
+)
+from punie_gates.answering.server_record import ServerRecord, server_versions
 from punie_gates.errors import ServerError  # noqa: F401  (raised here; defined with the other user errors)
 from punie_gates.progress import notice
 
@@ -49,37 +56,6 @@ DEFAULT_STALL_TIMEOUT_S = 120.0  # /health silent this long: the server is stopp
 HEALTH_TIMEOUT_S = 5.0  # one /health probe; a busy but working server answers in well under a second
 WATCH_INTERVAL_S = 5.0  # between probes (each is a line in the server's log)
 _LOG_TAIL_LINES = 40
-
-
-@dataclass(frozen=True)
-class ServerRecord:
-    """How a server run was started and what it cost."""
-
-    command: tuple[str, ...]  # the exact argv
-    pid: int  # the server process (and its process group)
-    versions: Mapping[str, str | None]
-    base_url: str  # e.g. http://127.0.0.1:41234/v1
-    log_path: Path
-    startup_s: float  # start -> model loaded and a one-token request answered
-    stop_s: float | None  # stop requested -> process gone (None while running)
-
-
-def server_versions() -> dict[str, str | None]:
-    """Versions of what shapes the server's answers (python, mlx, mlx-lm, transformers, ...)."""
-    found: dict[str, str | None] = {"python": sys.version.split()[0]}
-    for name in ("mlx", "mlx-lm", "transformers", "mistral-common", "tokenizers", "openai"):
-        try:
-            found[name] = version(name)
-        except PackageNotFoundError:
-            found[name] = None
-    return found
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    """A port nobody listens on right now (the OS picks it)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return sock.getsockname()[1]
 
 
 # --- the server process -------------------------------------------------------------
@@ -187,7 +163,7 @@ class ModelServer:
         )
 
     def alive(self) -> bool:
-        return self._proc is not None and not _has_exited(self._proc)
+        return self._proc is not None and not has_exited(self._proc)
 
     @property
     def failure(self) -> str | None:
@@ -195,8 +171,8 @@ class ModelServer:
         in one line with the end of its log; None while it serves, or after `stop`."""
         proc = self._proc
         if (self._failure is None and self.startup_s is not None and proc is not None
-                and not self._stopping.is_set() and _has_exited(proc)):  # fmt: skip
-            self._failure = self._failed(_exit_text(_exit_code(proc)))
+                and not self._stopping.is_set() and has_exited(proc)):  # fmt: skip
+            self._failure = self._failed(exit_text(exit_code(proc)))
         return self._failure
 
     @contextmanager
@@ -278,21 +254,21 @@ class ModelServer:
             self._stopping.set()  # what happens to the process from here on is no failure
         began = time.perf_counter()
         try:
-            if not _has_exited(proc):
-                _signal_group(proc.pid, signal.SIGTERM)
-                _wait_exit(proc, self.stop_timeout_s)
+            if not has_exited(proc):
+                signal_group(proc.pid, signal.SIGTERM)
+                wait_exit(proc, self.stop_timeout_s)
         finally:
             # Also reached on a second Ctrl-C during the wait above. The leader is not reaped
             # yet (a zombie at worst), so its group id still names its group: SIGKILL the
             # leader if it is still there and any children it left.
             if proc.returncode is None:
-                _signal_group(proc.pid, signal.SIGKILL)
+                signal_group(proc.pid, signal.SIGKILL)
             try:
                 proc.wait(timeout=self.stop_timeout_s)
             except subprocess.TimeoutExpired:
                 pass
             self._stopped = True
-            _LIVE.discard(self)
+            process_group.LIVE.discard(self)
             server_guard.remove_pid_file(self._pid_file)
             if self._guard_fd is not None:
                 os.close(self._guard_fd)  # the watchdog died with the group; nothing reads it now
@@ -313,7 +289,7 @@ class ModelServer:
             "--port", str(self.port),
             *self._options,
         )  # fmt: skip
-        _install_signal_handling()
+        install_signal_handling()
         self._log_handle = self.log_path.open("a", encoding="utf-8")
         when = time.strftime("%Y-%m-%d %H:%M:%S")
         self._log_handle.write(f"# punie-gates: {when} starting: {shlex.join(self.command)}\n")
@@ -341,7 +317,7 @@ class ModelServer:
             os.close(watch_fd)
         self._stopped = False
         self._stopping.clear()
-        _LIVE.add(self)
+        process_group.LIVE.add(self)
         try:
             self._pid_file = server_guard.write_pid_file(self.log_path.parent, self._proc.pid, self.command,
                                                          self.log_path)  # fmt: skip
@@ -358,7 +334,7 @@ class ModelServer:
             self._check_running()
             if time.perf_counter() > deadline:
                 raise self._fail(f"did not open port {self.port} within {self.startup_timeout_s:.0f} s")
-            status = _http_status(f"{root}/health", timeout=1.0)
+            status = http_status(f"{root}/health", timeout=1.0)
             if status == 200:
                 break
             if status is not None:
@@ -370,7 +346,7 @@ class ModelServer:
             f"{root}/v1/completions", data=body, headers={"Content-Type": "application/json"}
         )
         result: dict[str, Any] = {}
-        worker = threading.Thread(target=_post, args=(request, deadline, result), daemon=True)
+        worker = threading.Thread(target=post, args=(request, deadline, result), daemon=True)
         worker.start()
         while worker.is_alive():  # poll, so a dying process or Ctrl-C is seen at once
             worker.join(timeout=0.1)
@@ -381,8 +357,8 @@ class ModelServer:
             raise self._fail(f"failed its first request ({result.get('error') or result.get('status')})")
 
     def _check_running(self) -> None:
-        if self._proc is not None and _has_exited(self._proc):
-            raise self._fail(f"{_exit_text(_exit_code(self._proc))} before it was ready")
+        if self._proc is not None and has_exited(self._proc):
+            raise self._fail(f"{exit_text(exit_code(self._proc))} before it was ready")
 
     def _failed(self, what: str) -> str:
         return f"mlx_lm.server (pid {self.pid}, {self.model_path.name}) {what}; {self.log_summary(4)}"
@@ -402,7 +378,7 @@ class ModelServer:
                 silent_since, misses = None, 0  # idle: nobody waits on it (an exit is still seen above)
                 continue
             asked = time.monotonic()
-            status = _http_status(url, timeout=probe_timeout)
+            status = http_status(url, timeout=probe_timeout)
             if self._stopping.is_set() or self.failure is not None:
                 return
             if status == 200:
@@ -431,110 +407,4 @@ class ModelServer:
             if self._stopping.is_set():
                 return
             self._failure = self._failed(why)
-            _signal_group(proc.pid, signal.SIGKILL)  # ends the requests waiting on it
-
-
-def _post(request: urllib.request.Request, deadline: float, result: dict) -> None:
-    try:
-        with urllib.request.urlopen(request, timeout=max(deadline - time.perf_counter(), 1.0)) as response:
-            result["status"] = response.status
-            response.read()
-    except urllib.error.HTTPError as exc:
-        result["status"] = exc.code
-        result["error"] = f"HTTP {exc.code}: {exc.read()[:300].decode('utf-8', 'replace')}"
-    except Exception as exc:  # noqa: BLE001 - any failure means not ready
-        result["error"] = f"{type(exc).__name__}: {exc}"
-
-
-def _http_status(url: str, timeout: float) -> int | None:
-    """The status of GET url, or None when nothing answers yet."""
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as response:
-            return response.status
-    except urllib.error.HTTPError as exc:
-        return exc.code
-    except (OSError, ValueError):
-        return None
-
-
-def _has_exited(proc: subprocess.Popen) -> bool:
-    """Whether the process ended, without reaping it where the OS allows (see ModelServer.stop)."""
-    if proc.returncode is not None:
-        return True
-    if hasattr(os, "waitid"):
-        try:
-            return os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
-        except ChildProcessError:
-            return proc.poll() is not None
-    return proc.poll() is not None
-
-
-def _exit_code(proc: subprocess.Popen) -> int | None:
-    if proc.returncode is None and hasattr(os, "waitid"):
-        try:
-            info = os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
-        except ChildProcessError:
-            info = None
-        if info is not None:
-            return info.si_status if info.si_code == os.CLD_EXITED else -info.si_status
-    return proc.returncode
-
-
-def _exit_text(code: int | None) -> str:
-    """`exited with code 3`, `was killed by signal 9 (SIGKILL)`."""
-    if code is None or code >= 0:
-        return f"exited with code {code}"
-    try:
-        name = f" ({signal.Signals(-code).name})"
-    except ValueError:
-        name = ""
-    return f"was killed by signal {-code}{name}"
-
-
-def _wait_exit(proc: subprocess.Popen, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while not _has_exited(proc):
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.02)
-    return True
-
-
-def _signal_group(pgid: int, sig: int) -> None:
-    try:
-        os.killpg(pgid, sig)
-    except (ProcessLookupError, PermissionError):
-        pass
-
-
-# Servers still running, stopped by a SIGTERM to this process and at interpreter exit.
-_LIVE: set[ModelServer] = set()
-_handlers_installed = False
-
-
-def _install_signal_handling() -> None:
-    global _handlers_installed
-    if _handlers_installed:
-        return
-    _handlers_installed = True
-    atexit.register(_stop_all)
-    if threading.current_thread() is not threading.main_thread():
-        return  # signal handlers can only be set from the main thread; atexit still covers exit
-    previous = signal.getsignal(signal.SIGTERM)
-
-    def on_sigterm(signum, frame):
-        _stop_all()
-        if callable(previous):
-            previous(signum, frame)
-        elif previous != signal.SIG_IGN:
-            # Die of SIGTERM as we would have without this handler (a SystemExit here could
-            # be caught, e.g. by a test runner, and the run would go on).
-            signal.signal(signal.SIGTERM, signal.SIG_DFL)
-            os.kill(os.getpid(), signal.SIGTERM)
-
-    signal.signal(signal.SIGTERM, on_sigterm)
-
-
-def _stop_all() -> None:
-    for server in list(_LIVE):
-        server.stop()
+            signal_group(proc.pid, signal.SIGKILL)  # ends the requests waiting on it
