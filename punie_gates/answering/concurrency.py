@@ -9,7 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from punie_gates.answering.client import DEFAULT_CONCURRENCY, Answer, Conversation, ask
-from punie_gates.answering.server import DEFAULT_STARTUP_TIMEOUT_S, ModelServer, ServerRecord
+from punie_gates.answering.server import DEFAULT_STARTUP_TIMEOUT_S, ModelServer
+from punie_gates.answering.server_record import ServerRecord
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,8 @@ from typing import Any
 from punie_gates.answering.answers import QueryAnswer, from_server
 from punie_gates.answering.client import Conversation, ask
 from punie_gates.answering.plan import plan_serving
-from punie_gates.answering.server import ModelServer, ServerError, server_versions
+from punie_gates.answering.server import ModelServer, ServerError
+from punie_gates.answering.server_record import server_versions
 from punie_gates.answering.tool_parsing import server_tool_parsing
 
 

@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 
 from punie_gates.answering.client import Answer, ToolCall, _Partial, ask
-from punie_gates.answering.server import ModelServer, ServerError, server_versions
+from punie_gates.answering.server import ModelServer, ServerError
+from punie_gates.answering.server_record import server_versions
 from punie_gates.answering.tool_parsing import server_tool_parsing
 
 HERE = Path(__file__).resolve().parent
@@ -272,7 +273,7 @@ def test_a_request_to_no_server_is_an_error_answer():
 
 
 def _closed_port() -> int:
-    from punie_gates.answering.server import free_port
+    from punie_gates.answering.local_http import free_port
 
     return free_port()
 
