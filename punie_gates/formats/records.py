@@ -48,6 +48,7 @@ class Rejected(Exception):
 
 
 def json_type(value: Any) -> str:
+    """What kind of JSON value `value` is, in words ("an object"), for a reject's reason."""
     names = {dict: "an object", list: "an array", str: "a string", bool: "a boolean", type(None): "null"}
     return names.get(type(value), "a number")
 
@@ -111,6 +112,8 @@ def record_messages(record: dict, *, content_may_be_null: bool = False) -> Itera
 
 
 def convert_lines(lines: Iterable[bytes | str], parse) -> tuple[list[tuple[int, Any]], list[Reject], int]:
+    """Each line decoded, loaded and handed to `parse`: (line number, what `parse` returned) for
+    the lines that convert, a Reject for each that does not, and how many lines were read."""
     parsed: list[tuple[int, Any]] = []
     rejects: list[Reject] = []
     read = 0
