@@ -4,8 +4,8 @@
 length of a `with` block (or between `start()` and `stop()`); how it is asked lives in
 `client.py`, which tool parser it picks for a folder in `tool_parsing.py`, timing
 batches against single requests in `concurrency.py`. The process group's signals and
-exits are in `process_group.py`, the HTTP it is probed with in `local_http.py`, what a
-run was (`ServerRecord`) in `server_record.py`.
+exits are in `process_group.py`, the HTTP it is probed with in `local_http.py`, its watch
+while it serves in `server_watch.py`, what a run was (`ServerRecord`) in `server_record.py`.
 
 What mlx-lm 0.32.2's server does (read in mlx_lm/server.py, checked on the demo candidate):
 
@@ -46,6 +46,7 @@ from punie_gates.answering.process_group import (
     wait_exit,
 )
 from punie_gates.answering.server_record import ServerRecord, server_versions
+from punie_gates.answering.server_watch import ServerWatch
 from punie_gates.errors import ServerError  # noqa: F401  (raised here; defined with the other user errors)
 from punie_gates.progress import notice
 
@@ -53,8 +54,6 @@ SERVER_MODULE = ("-m", "mlx_lm", "server")  # `python -m mlx_lm.server` prints a
 DEFAULT_STARTUP_TIMEOUT_S = 600.0  # a 24B model loads in tens of seconds; a cold disk is slower
 DEFAULT_STOP_TIMEOUT_S = 15.0
 DEFAULT_STALL_TIMEOUT_S = 120.0  # /health silent this long: the server is stopped (docs/reliability-servers.md)
-HEALTH_TIMEOUT_S = 5.0  # one /health probe; a busy but working server answers in well under a second
-WATCH_INTERVAL_S = 5.0  # between probes (each is a line in the server's log)
 _LOG_TAIL_LINES = 40
 
 
@@ -74,7 +73,7 @@ class ModelServer:
     few seconds that the process still runs and that /health answers within
     HEALTH_TIMEOUT_S. A server that exits, reports /health 503, or leaves /health silent
     for `stall_timeout_s` (it is then killed, which ends the requests waiting on it) sets
-    `failure`, one line the request layer raises as ServerError.
+    `failure`, one line the request layer raises as ServerError (answering.server_watch).
     A killed run takes its server with it (answering.server_guard), and a server left by
     an earlier run in the log's folder is stopped at start, with a notice.
     """
@@ -105,9 +104,7 @@ class ModelServer:
         self.port = port
         self.startup_timeout_s = startup_timeout_s
         self.stop_timeout_s = stop_timeout_s
-        if not 0 < stall_timeout_s < float("inf"):
-            raise ValueError(f"stall_timeout_s must be a positive number of seconds, got {stall_timeout_s}")
-        self.stall_timeout_s = float(stall_timeout_s)
+        self._watch = ServerWatch(stall_timeout_s)  # refuses a stall timeout that is not positive seconds
         if any(a.startswith("--trust-remote-code") for a in extra_args):
             raise ValueError("ModelServer never passes --trust-remote-code: a candidate may not run its own code")
         self._options: list[str] = ["--log-level", log_level]
@@ -130,12 +127,6 @@ class ModelServer:
         self.command: tuple[str, ...] = ()
         self.startup_s: float | None = None
         self.stop_s: float | None = None
-        self.longest_silence_s = 0.0  # the longest time /health went unanswered while watched
-        self._failure: str | None = None
-        self._in_flight = 0  # `answering()` blocks open: /health is probed only then
-        self._in_flight_lock = threading.Lock()
-        self._stopping = threading.Event()
-        self._kill_lock = threading.Lock()  # the watch kills only a process stop() has not begun to reap
         self._guard_fd: int | None = None  # the write end of the watchdog's pipe (server_guard)
         self._pid_file: Path | None = None
 
@@ -170,27 +161,27 @@ class ModelServer:
         """Why the server stopped serving when nobody asked it to (exited, stalled, unhealthy),
         in one line with the end of its log; None while it serves, or after `stop`."""
         proc = self._proc
-        if (self._failure is None and self.startup_s is not None and proc is not None
-                and not self._stopping.is_set() and has_exited(proc)):  # fmt: skip
-            self._failure = self._failed(exit_text(exit_code(proc)))
-        return self._failure
+        if (self._watch.failure is None and self.startup_s is not None and proc is not None
+                and not self._watch.stopping.is_set() and has_exited(proc)):  # fmt: skip
+            self._watch.failure = self._failed(exit_text(exit_code(proc)))
+        return self._watch.failure
+
+    @property
+    def longest_silence_s(self) -> float:
+        """The longest time /health went unanswered while watched."""
+        return self._watch.longest_silence_s
 
     @contextmanager
     def answering(self) -> Iterator[ModelServer]:
         """Requests are in flight inside this block: the watch probes /health (see the class docstring)."""
-        with self._in_flight_lock:
-            self._in_flight += 1
-        try:
+        with self._watch.answering():
             yield self
-        finally:
-            with self._in_flight_lock:
-                self._in_flight -= 1
 
     def failure_within(self, seconds: float) -> str | None:
         """`failure`, waiting up to `seconds` for it: a request can fail a moment before the
         process it talked to is seen to have exited."""
         deadline = time.monotonic() + seconds
-        while self.failure is None and time.monotonic() < deadline and not self._stopping.is_set():
+        while self.failure is None and time.monotonic() < deadline and not self._watch.stopping.is_set():
             time.sleep(0.05)
         return self.failure
 
@@ -243,15 +234,20 @@ class ModelServer:
                 self.stop()  # Ctrl-C or SIGTERM while waiting: no server may stay behind
                 raise
         self.startup_s = time.perf_counter() - started
-        threading.Thread(target=self._watch, name=f"watch mlx_lm.server {self.pid}", daemon=True).start()
+        url = f"http://{self.host}:{self.port}/health"
+        threading.Thread(
+            target=self._watch.run,
+            args=(self._proc, url, lambda: self.failure, self._failed),
+            name=f"watch mlx_lm.server {self.pid}",
+            daemon=True,
+        ).start()
 
     def stop(self) -> None:
         """Stop the server's process group (SIGTERM, bounded wait, SIGKILL); idempotent."""
         proc = self._proc
         if proc is None or self._stopped:
             return
-        with self._kill_lock:
-            self._stopping.set()  # what happens to the process from here on is no failure
+        self._watch.stop()  # what happens to the process from here on is no failure
         began = time.perf_counter()
         try:
             if not has_exited(proc):
@@ -316,7 +312,7 @@ class ModelServer:
         finally:
             os.close(watch_fd)
         self._stopped = False
-        self._stopping.clear()
+        self._watch.stopping.clear()
         process_group.LIVE.add(self)
         try:
             self._pid_file = server_guard.write_pid_file(self.log_path.parent, self._proc.pid, self.command,
@@ -362,49 +358,3 @@ class ModelServer:
 
     def _failed(self, what: str) -> str:
         return f"mlx_lm.server (pid {self.pid}, {self.model_path.name}) {what}; {self.log_summary(4)}"
-
-    def _watch(self) -> None:
-        """While the server runs: its process, and /health answering (see the class docstring)."""
-        proc = self._proc
-        probe_timeout = min(HEALTH_TIMEOUT_S, self.stall_timeout_s / 2)
-        interval = min(WATCH_INTERVAL_S, self.stall_timeout_s / 4)
-        url = f"http://{self.host}:{self.port}/health"
-        silent_since: float | None = None
-        misses = 0
-        while not self._stopping.wait(interval):
-            if self.failure is not None:
-                return  # it exited (`failure` says how)
-            if not self._in_flight:
-                silent_since, misses = None, 0  # idle: nobody waits on it (an exit is still seen above)
-                continue
-            asked = time.monotonic()
-            status = http_status(url, timeout=probe_timeout)
-            if self._stopping.is_set() or self.failure is not None:
-                return
-            if status == 200:
-                silent_since, misses = None, 0
-                continue
-            if status is not None:
-                self._kill(proc, f"reported /health {status} while serving (its generation thread died); "
-                                 "it was stopped")  # fmt: skip
-                return
-            silent_since = asked if silent_since is None else silent_since
-            misses += 1
-            silent = time.monotonic() - silent_since
-            self.longest_silence_s = max(self.longest_silence_s, silent)
-            # Two misses at least: one late probe after this process itself was paused is no stall.
-            if misses >= 2 and silent >= self.stall_timeout_s:
-                self._kill(
-                    proc,
-                    f"stopped responding: /health did not answer for {silent:.0f} s (the stall "
-                    f"timeout is {self.stall_timeout_s:g} s: --server-stall-timeout); it was killed",
-                )
-                return
-
-    def _kill(self, proc: subprocess.Popen, why: str) -> None:
-        """Record `why` as the failure and kill the group, unless stop() got there first."""
-        with self._kill_lock:
-            if self._stopping.is_set():
-                return
-            self._failure = self._failed(why)
-            signal_group(proc.pid, signal.SIGKILL)  # ends the requests waiting on it
