@@ -49,13 +49,17 @@ def field_hints(cls: type) -> dict[str, Any]:
     return _HINTS[cls]
 
 
-def from_json(hint: Any, data: Any, path: str, unknown: list[str] | None = None) -> Any:
-    """`data` (a JSON value) as `hint` says; ResultsError naming `path` when it is not one."""
+def from_json(
+    hint: Any, data: Any, path: str, unknown: list[str] | None = None, problems: list[str] | None = None
+) -> Any:
+    """`data` (a JSON value) as `hint` says; ResultsError naming `path` when it is not one. With a
+    `problems` list the read is lenient: a field whose value is of the wrong type is left out
+    (None) and the message added to `problems` instead (readers that must show any report)."""
     if hint is Any or hint is object:
         return data
     origin = typing.get_origin(hint)
     if origin is Union or origin is types.UnionType:
-        return _union(hint, data, path, unknown)
+        return _union(hint, data, path, unknown, problems)
     if origin is Literal:
         if data in typing.get_args(hint):
             return data
@@ -63,11 +67,11 @@ def from_json(hint: Any, data: Any, path: str, unknown: list[str] | None = None)
     if hint is type(None):
         return None if data is None else _wrong(hint, data, path)
     if isinstance(hint, type) and dataclasses.is_dataclass(hint):
-        return _dataclass(hint, data, path, unknown)
+        return _dataclass(hint, data, path, unknown, problems)
     if origin in (tuple, list, Sequence, typing.Sequence) or hint in (tuple, list):
-        return _sequence(hint, data, path, unknown)
+        return _sequence(hint, data, path, unknown, problems)
     if origin in (dict, Mapping, typing.Mapping) or hint is dict:
-        return _mapping(hint, data, path, unknown)
+        return _mapping(hint, data, path, unknown, problems)
     if hint is bool:
         return data if isinstance(data, bool) else _wrong(hint, data, path)
     if hint is int:
@@ -81,7 +85,7 @@ def from_json(hint: Any, data: Any, path: str, unknown: list[str] | None = None)
     raise TypeError(f"{path}: the codec cannot read {hint!r}")
 
 
-def _dataclass(cls: type, data: Any, path: str, unknown: list[str] | None) -> Any:
+def _dataclass(cls: type, data: Any, path: str, unknown: list[str] | None, problems: list[str] | None) -> Any:
     if not isinstance(data, Mapping):
         return _wrong(cls, data, path)
     hints = field_hints(cls)
@@ -91,38 +95,43 @@ def _dataclass(cls: type, data: Any, path: str, unknown: list[str] | None) -> An
             if unknown is not None:
                 unknown.append(_join(path, key))
             continue
-        values[key] = from_json(hints[key], value, _join(path, key), unknown)
+        try:
+            values[key] = from_json(hints[key], value, _join(path, key), unknown, problems)
+        except ResultsError as exc:
+            if problems is None:
+                raise
+            problems.append(str(exc))  # lenient: the field is left out
     return cls(**values)
 
 
-def _sequence(hint: Any, data: Any, path: str, unknown: list[str] | None) -> Any:
+def _sequence(hint: Any, data: Any, path: str, unknown: list[str] | None, problems: list[str] | None) -> Any:
     if not isinstance(data, (list, tuple)):
         return _wrong(hint, data, path)
     args = typing.get_args(hint)
     if typing.get_origin(hint) is tuple and args and args[-1] is not Ellipsis:  # a fixed tuple: (iteration, loss)
         if len(data) != len(args):
             return _wrong(hint, data, path)
-        return tuple(from_json(a, v, f"{path}[{n}]", unknown) for n, (a, v) in enumerate(zip(args, data)))
+        return tuple(from_json(a, v, f"{path}[{n}]", unknown, problems) for n, (a, v) in enumerate(zip(args, data)))
     item = args[0] if args else Any
-    out = [from_json(item, v, f"{path}[{n}]", unknown) for n, v in enumerate(data)]
+    out = [from_json(item, v, f"{path}[{n}]", unknown, problems) for n, v in enumerate(data)]
     return out if typing.get_origin(hint) is list or hint is list else tuple(out)
 
 
-def _mapping(hint: Any, data: Any, path: str, unknown: list[str] | None) -> Any:
+def _mapping(hint: Any, data: Any, path: str, unknown: list[str] | None, problems: list[str] | None) -> Any:
     if not isinstance(data, Mapping):
         return _wrong(hint, data, path)
     args = typing.get_args(hint)
     value = args[1] if len(args) == 2 else Any
-    return {str(k): from_json(value, v, _join(path, str(k)), unknown) for k, v in data.items()}
+    return {str(k): from_json(value, v, _join(path, str(k)), unknown, problems) for k, v in data.items()}
 
 
-def _union(hint: Any, data: Any, path: str, unknown: list[str] | None) -> Any:
+def _union(hint: Any, data: Any, path: str, unknown: list[str] | None, problems: list[str] | None) -> Any:
     options = typing.get_args(hint)
     if data is None:
         return None if type(None) in options else _wrong(hint, data, path)
     for option in options:
         if option is not type(None) and _kind_fits(option, data):
-            return from_json(option, data, path, unknown)
+            return from_json(option, data, path, unknown, problems)
     return _wrong(hint, data, path)
 
 

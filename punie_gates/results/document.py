@@ -201,32 +201,55 @@ class RunResults:
     """Every count criterion against its interval."""
 
 
-def read_results(doc: Mapping[str, Any], unknown: list[str] | None = None) -> RunResults:
-    """The typed report from a gate-report.json document (ResultsError names a value of the wrong type;
-    keys this suite does not know are left out, their paths added to `unknown` when given)."""
+def read_results(
+    doc: Mapping[str, Any], unknown: list[str] | None = None, problems: list[str] | None = None
+) -> RunResults:
+    """The typed report from a gate-report.json document. ResultsError names a value of the wrong type;
+    with a `problems` list such a value is left out instead and its message added there (a reader that
+    must show any report). Keys this suite does not know are left out, their paths added to `unknown`."""
     if not isinstance(doc, Mapping):
         raise ResultsError(f"the report: expected an object, found {type(doc).__name__}")
-    top = from_json(RunResults, {k: v for k, v in doc.items() if k != "gates"}, "", unknown)
+    top = from_json(RunResults, {k: v for k, v in doc.items() if k != "gates"}, "", unknown, problems)
     gates = doc.get("gates")
     if gates is None:
         return top
     if not isinstance(gates, Mapping):
-        raise ResultsError(f"gates: expected an object, found {type(gates).__name__}")
+        return _refuse(f"gates: expected an object, found {type(gates).__name__}", top, problems)
     entries = {}
     for gate, entry in gates.items():
         if not isinstance(entry, Mapping):
-            raise ResultsError(f"gates.{gate}: expected an object, found {type(entry).__name__}")
-        plain = from_json(GateEntry, {k: v for k, v in entry.items() if k != "figures"}, f"gates.{gate}", unknown)
+            _refuse(f"gates.{gate}: expected an object, found {type(entry).__name__}", None, problems)
+            continue
+        plain = from_json(
+            GateEntry, {k: v for k, v in entry.items() if k != "figures"}, f"gates.{gate}", unknown, problems
+        )
         figures = entry.get("figures")
         if figures is not None:
-            figures = from_json(figures_class(str(gate)), figures, f"gates.{gate}.figures", unknown)
+            figures = _lenient(figures_class(str(gate)), figures, f"gates.{gate}.figures", unknown, problems)
         entries[str(gate)] = dataclasses.replace(plain, figures=figures)
     return dataclasses.replace(top, gates=entries)
 
 
-def read_figures(gate: str, figures: Mapping[str, Any], unknown: list[str] | None = None) -> GateFigures:
-    """One gate's figures (`gates.<gate>.figures`) typed."""
-    return from_json(figures_class(gate), figures, f"gates.{gate}.figures", unknown)
+def read_figures(
+    gate: str, figures: Mapping[str, Any], unknown: list[str] | None = None, problems: list[str] | None = None
+) -> GateFigures:
+    """One gate's figures (`gates.<gate>.figures`) typed (`problems`: as read_results)."""
+    return _lenient(figures_class(gate), figures, f"gates.{gate}.figures", unknown, problems)
+
+
+def _lenient(cls: type, data: Any, path: str, unknown: list[str] | None, problems: list[str] | None) -> Any:
+    """`data` as `cls`; a value that is not even an object is left out (None) when `problems` is given."""
+    try:
+        return from_json(cls, data, path, unknown, problems)
+    except ResultsError as exc:
+        return _refuse(str(exc), None, problems)
+
+
+def _refuse(message: str, instead: Any, problems: list[str] | None) -> Any:
+    if problems is None:
+        raise ResultsError(message)
+    problems.append(message)
+    return instead
 
 
 def check_figure(gate: str, key: str, value: Any, recorded_by: str) -> Any:

@@ -119,3 +119,16 @@ def test_the_recorder_check_refuses_an_unknown_figure_naming_it():
         check_figure("gate5", "total", "3", "test_x")
     assert check_figure("gate5", "interval", WilsonInterval(passed=1, total=2), "test_x") == {"passed": 1, "total": 2}
     assert check_figure("gate2", "queries", ("a", "b"), "test_x") == ["a", "b"]
+
+
+def test_a_lenient_read_leaves_a_wrong_value_out_and_says_where():
+    problems: list[str] = []
+    doc = {"verdict": 3, "gates": {"gate5": {"figures": {"correct": "x", "total": 40}}, "gate4": {"figures": []}}}
+    results = read_results(doc, problems=problems)
+    assert results.verdict is None and results.gates["gate5"].figures.total == 40
+    assert results.gates["gate5"].figures.correct is None and results.gates["gate4"].figures is None
+    assert problems == [
+        'verdict: expected a string, found 3',
+        'gates.gate5.figures.correct: expected an int, found "x"',
+        "gates.gate4.figures: expected an object (Gate4Figures), found []",
+    ]
