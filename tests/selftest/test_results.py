@@ -128,7 +128,7 @@ def test_a_lenient_read_leaves_a_wrong_value_out_and_says_where():
     assert results.verdict is None and results.gates["gate5"].figures.total == 40
     assert results.gates["gate5"].figures.correct is None and results.gates["gate4"].figures is None
     assert problems == [
-        'verdict: expected a string, found 3',
+        "verdict: expected a string, found 3",
         'gates.gate5.figures.correct: expected an int, found "x"',
         "gates.gate4.figures: expected an object (Gate4Figures), found []",
     ]
