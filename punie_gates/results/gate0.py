@@ -14,7 +14,7 @@ from punie_gates.results.shared import GateFigures, ServingPlan
 
 @dataclass(frozen=True)
 class Conversion:
-    """One split's conversion from Qwen3 to the candidate's form (formats.convert)."""
+    """One split's conversion from Qwen3 to the candidate's form (formats.records.ConversionResult)."""
 
     read: int | None = None
     """Conversations read."""
