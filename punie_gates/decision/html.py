@@ -5,8 +5,9 @@ report document as embedded JSON) so it opens offline and can be mailed or attac
 to CI. A Content-Security-Policy allows no network at all and only the page's own
 script (by hash), and Jinja2 autoescaping shows a reply holding markup as text.
 The page's content is its view model (punie_gates.decision.page), built from the report
-document by punie_gates.decision.page_from_report; both are re-exported here for callers
-that build pages of their own (`punie-gates compare`).
+document by punie_gates.decision.page_from_report (with page_queries, page_tables,
+page_figures, page_words); the names callers need are re-exported here for those that
+build pages of their own (`punie-gates compare`).
 """
 
 from __future__ import annotations
@@ -21,18 +22,10 @@ from pathlib import Path
 from typing import Any
 
 from punie_gates.decision.page import Answer, Curve, GateRow, Page, QueryRow, QuerySection, Table
-from punie_gates.decision.page_from_report import (
-    QUERY_GATES,
-    RESPONSE_FILES,
-    category_of,
-    interval_text,
-    key_figures,
-    mcnemar_text,
-    read_responses,
-    report_page,
-    run_peak_memory,
-    saved_text,
-)
+from punie_gates.decision.page_figures import key_figures, run_peak_memory
+from punie_gates.decision.page_from_report import report_page
+from punie_gates.decision.page_queries import QUERY_GATES, RESPONSE_FILES, category_of, read_responses, saved_text
+from punie_gates.decision.page_words import interval_text, mcnemar_text
 
 __all__ = [
     "Answer", "Curve", "GateRow", "Page", "QueryRow", "QuerySection", "Table", "QUERY_GATES", "RESPONSE_FILES",

@@ -247,7 +247,7 @@ def test_the_stall_timeout_is_an_option_an_ini_key_and_an_environment_variable(t
 
 
 def test_the_report_says_when_a_server_paused_while_answering():
-    from punie_gates.decision.report import _server_lines
+    from punie_gates.decision.report_markdown import _server_lines
 
     def line(silence: float) -> str:
         start = {"pid": 1, "startup_s": 3.2, "stop_s": 0.1, "longest_silence_s": silence}
