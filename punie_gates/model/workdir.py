@@ -39,9 +39,11 @@ import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from punie_gates.model import artifacts
 from punie_gates.model.training import RESUME_SOURCES
+from punie_gates.resources import folder_bytes
 
 _KEY = re.compile(r"^(?P<key>[0-9a-f]{16})(?:\.(?P<suffix>partial|stale)-(?P<pid>\d+)|(?P<resume>\.resume))?$")
 RESUME_INPUTS = artifacts.INPUTS
@@ -255,3 +257,8 @@ def _read_json(path: Path):
 
 def _json_safe(value):
     return json.loads(json.dumps(value, default=str))
+
+
+def work_folder_figures(work_dir: Path) -> dict[str, Any]:
+    """The work folder and its size at the end of the run (cached models, adapters, fused models)."""
+    return {"path": str(work_dir), "bytes": folder_bytes(work_dir) if Path(work_dir).is_dir() else 0}

@@ -14,6 +14,7 @@ from punie_gates.inputs import paths
 from punie_gates.inputs.catalog import load_catalog
 from punie_gates.inputs.queries import load_queries
 from punie_gates.inputs.readers import read_text
+from punie_gates.plugin.recording import GateLogs
 from punie_gates.plugin.session import gate_of, session_of
 from punie_gates.plugin.terminal import make_progress
 
@@ -28,21 +29,20 @@ def gate_config(pytestconfig) -> gate_options.GateConfig:
 
 
 class GateRecorder:
-    """`gate_record(key, value)` puts a figure in gates.<gate>.figures of the report;
-    `gate_record.flag(text)` raises a flag on the gate (several accumulate)."""
+    """`gate_record.update(correct=..., total=...)` puts figures in gates.<gate>.figures of the
+    report, each checked against the gate's figures class (punie_gates.results: an unknown field
+    or a value of the wrong type stops the run, naming the field and the test);
+    `gate_record.flag(text)` raises a flag on the gate (several accumulate). Figures are written,
+    never read back: a test that needs an earlier test's output gets it from a fixture."""
 
-    def __init__(self, session, gate: str):
-        self._session, self.gate = session, gate
+    def __init__(self, logs: GateLogs, gate: str, test: str):
+        self._logs, self.gate, self._test = logs, gate, test
 
-    def __call__(self, key: str, value: Any) -> Any:
-        return self._session.record(self.gate, key, value)
+    def update(self, **figures: Any) -> None:
+        self._logs.record(self.gate, self._test, **figures)
 
     def flag(self, text: str) -> None:
-        self._session.flag(self.gate, text)
-
-    def get(self, key: str, default: Any = None) -> Any:
-        """A figure an earlier test of the gate recorded (to add to it), else `default`."""
-        return self._session.logs[self.gate].figures.get(key, default)
+        self._logs.flag(self.gate, text)
 
 
 def _gate_or_fail(request) -> str:
@@ -68,7 +68,7 @@ def settings(gate_config, gate_id):
 @pytest.fixture
 def gate_record(request) -> GateRecorder:
     """Figures and flags for this test's gate's report entry."""
-    return GateRecorder(session_of(request.config), _gate_or_fail(request))
+    return GateRecorder(session_of(request.config).logs, _gate_or_fail(request), request.node.nodeid)
 
 
 class GateOutcome:

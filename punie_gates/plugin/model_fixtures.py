@@ -116,10 +116,7 @@ def server_slot(gate_config, serving_environment):
 
 def _record_answering(request, gate: str, key: str, value) -> None:
     # Into gates.<gate>.figures.answering, from module fixtures (gate_record is per test).
-    session = session_of(request.config)
-    answering = dict(session.logs[gate].figures.get("answering") or {})
-    answering[key] = value
-    session.record(gate, "answering", answering)
+    session_of(request.config).logs.add_answering(gate, key, value)
 
 
 def _gate(request) -> str:

@@ -16,7 +16,7 @@ from punie_gates import progress
 from punie_gates.answering.server_guard import stop_leftovers
 from punie_gates.checks.preflight import check_run
 from punie_gates.decision.html import verdict_fragment
-from punie_gates.decision.outcomes import GateLog, TestRecord, gate_results, unmet_checks
+from punie_gates.decision.outcomes import TestRecord, gate_results, unmet_checks
 from punie_gates.decision.report import Report, terminal_lines, write_reports
 from punie_gates.decision.report_folder import REPORT_FILES, ReportFolder, open_report_folder
 from punie_gates.decision.verdict import EXIT_NOT_JUDGED, NOT_JUDGED, Verdict, decide, decide_not_judged
@@ -25,8 +25,9 @@ from punie_gates.inputs import options as gate_options
 from punie_gates.inputs.gates import builtin_gates
 from punie_gates.model import artifacts
 from punie_gates.model.candidate import ENDPOINT_HAS_NO_FILES, GATES_NEEDING_FILES
+from punie_gates.model.workdir import work_folder_figures
+from punie_gates.plugin.recording import GateLogs
 from punie_gates.plugin.terminal import notice_writer
-from punie_gates.resources import folder_bytes
 
 ROLE_MARKERS = {
     "gate_decision": "the test that decides its gate from the gate's other tests (last in its module)",
@@ -54,7 +55,7 @@ class GateSession:
     def __init__(self, config):
         self.config = config
         self.records: dict[str, TestRecord] = {}  # nodeid -> record, in run order
-        self.logs: dict[str, GateLog] = {g: GateLog() for g in builtin_gates().ids}
+        self.logs = GateLogs(builtin_gates().ids)  # figures and flags, by gate
         self.deselected: set[str] = set()
         self.collection_errors: list[str] = []
         self.started = time.time()
@@ -100,14 +101,6 @@ class GateSession:
         return self._options
 
     # -- what the gate tests call (through fixtures) ----------------------------
-
-    def record(self, gate: str, key: str, value: Any) -> Any:
-        self.logs[gate].figures[key] = value
-        return value
-
-    def flag(self, gate: str, text: str) -> None:
-        if text not in self.logs[gate].flags:
-            self.logs[gate].flags.append(text)
 
     def unmet_checks(self, gate: str, before_nodeid: str) -> list[str]:
         earlier = []
@@ -504,8 +497,3 @@ def _partial(config) -> bool:
     if getattr(opt, "markexpr", "") or getattr(opt, "keyword", ""):
         return True
     return any("::" in arg or Path(arg).is_file() for arg in config.args)
-
-
-def work_folder_figures(work_dir: Path) -> dict[str, Any]:
-    """The work folder and its size at the end of the run (cached models, adapters, fused models)."""
-    return {"path": str(work_dir), "bytes": folder_bytes(work_dir) if Path(work_dir).is_dir() else 0}

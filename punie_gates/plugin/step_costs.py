@@ -90,8 +90,7 @@ class GateSteps:
 
     def add(self, gate: str, row: dict[str, Any]) -> None:
         """Append a row measured some other way (a part of a step, such as training's validation passes)."""
-        session = session_of(self._config)
-        session.record(gate, "steps", [*session.logs[gate].figures.get("steps", ()), row])
+        session_of(self._config).logs.add_step(gate, row)
 
 
 @pytest.fixture(scope="session")

@@ -1,18 +1,23 @@
 """Module fixtures the training gates (4 and 5) share: train, fuse, load the fused model, answer.
 
-Each training gate module defines `records` ((train, valid) for its run, drawn from
-`usable_training_data`) and
-`gate_queries` (what it asks); these fixtures do the rest for the module's gate,
-so the two gates train, fuse and answer exactly alike, and measure the next step on the
-training data's held-out split (`heldout`, `baseline_heldout`: checks.heldout) the same way.
+A training gate module must define two module fixtures, which these fixtures build on:
+`records` ((train, valid) for its run, drawn from `usable_training_data`) and
+`gate_queries` (what it asks). A module whose tests need either without defining it is
+refused at collection, naming the module (`check_training_modules`). These fixtures do
+the rest for the module's gate, so the two gates train, fuse and answer exactly alike,
+score the answers once (`answer_scores`, `answer_rows`: what every test that reports the
+queries starts from), and measure the next step on the training data's held-out split
+(`heldout`, `baseline_heldout`: checks.heldout) the same way.
 """
 
 from __future__ import annotations
 
 import pytest
 
+from punie_gates.checks.comparison import query_rows
 from punie_gates.checks.heldout import heldout_set, run_heldout, write_turns
 from punie_gates.checks.multiturn import first_reply, run_multi_turn
+from punie_gates.checks.scoring import score_answer
 from punie_gates.checks.steps import (
     answer_gate_queries,
     answer_queries,
@@ -24,6 +29,33 @@ from punie_gates.errors import DataFileError
 from punie_gates.formats.sampling import stratified_sample
 from punie_gates.model.loading import holding, load_folder
 from punie_gates.plugin.session import session_of
+
+# The module fixtures a training gate module defines itself.
+TRAINING_MODULE_FIXTURES = {
+    "records": "(train, valid) records for the gate's run, drawn from usable_training_data",
+    "gate_queries": "the queries the gate asks (query_set.for_gate(gate_id), or every query)",
+}
+
+
+def check_training_modules(items) -> None:
+    """pytest.UsageError naming the module when a test needs a training module fixture
+    (TRAINING_MODULE_FIXTURES) that its module does not define."""
+    for item in items:
+        defined = getattr(getattr(item, "_fixtureinfo", None), "name2fixturedefs", None)
+        if defined is None:
+            continue
+        missing = [n for n in TRAINING_MODULE_FIXTURES if n in item.fixturenames and not defined.get(n)]
+        if missing:
+            module = getattr(getattr(item, "module", None), "__name__", str(item.path))
+            needs = "; ".join(f"`{n}`: {TRAINING_MODULE_FIXTURES[n]}" for n in missing)
+            raise pytest.UsageError(
+                f"{module} ({item.path}): {item.name} uses the training gates' fixtures "
+                f"(plugin/training_fixtures.py), which need the module fixtures it does not define: {needs}"
+            )
+
+
+def pytest_collection_modifyitems(items):
+    check_training_modules(items)
 
 
 @pytest.fixture(scope="module")
@@ -78,7 +110,7 @@ def fused(candidate_at_target_bits, trained, gate_config, training_gate, gate_st
         step.update(cached=result.cached, method=result.method)
         if result.fallback:
             step["fallback"] = result.fallback
-    session_of(pytestconfig).record(training_gate, "fusion", result.to_json())
+    session_of(pytestconfig).logs.record(training_gate, "the fused fixture", fusion=result.to_json())
     return result.path
 
 
@@ -120,6 +152,19 @@ def answers(answerer, gate_queries, records, catalog, system_prompt, gate_config
             system_prompt=system_prompt,
             save_to=gate_config.report_dir / f"{training_gate}-responses.jsonl",
         )
+
+
+@pytest.fixture(scope="module")
+def answer_scores(answers, catalog) -> dict:
+    """The fused model's answers scored (checks.scoring.Score by query id), once per module."""
+    return {q.id: score_answer(q, answers.generations[q.id], catalog) for q in answers.queries}
+
+
+@pytest.fixture(scope="module")
+def answer_rows(answers, answer_scores) -> list[dict]:
+    """A report row per query for the fused model's answers (checks.comparison.query_rows): what
+    the tests that record `queries` start from, each adding its own (baseline, multi-turn)."""
+    return query_rows(answers.queries, answer_scores, answers.generations)
 
 
 @pytest.fixture(scope="module")

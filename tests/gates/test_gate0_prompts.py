@@ -15,12 +15,16 @@ pytestmark = [pytest.mark.gate0]
 
 def test_training_data_converts_with_nothing_rejected(training_data, gate_config, gate_record):
     train, valid = training_data
-    for name, result in (("train", train), ("valid", valid)):
-        gate_record(
-            f"{name}_conversion", {"read": result.read, "converted": result.converted, "rejected": result.rejected}
-        )
-    gate_record("training_data", str(gate_config.training_data))
-    gate_record("tools", [t["function"]["name"] for t in train.tools])
+    gate_record.update(
+        **{
+            f"{name}_conversion": {"read": result.read, "converted": result.converted, "rejected": result.rejected}
+            for name, result in (("train", train), ("valid", valid))
+        }
+    )
+    gate_record.update(
+        training_data=str(gate_config.training_data),
+        tools=[t["function"]["name"] for t in train.tools],
+    )
     rejects = [
         f"{name}.jsonl line {r.line}: {r.reason}"
         for name, res in (("train", train), ("valid", valid))
@@ -46,8 +50,10 @@ def test_validation_prompts_render_like_training(
     )
     same_prompt = [r for r in train.records if r["messages"][0].get("content") == system_prompt]
     assert same_prompt, f"no training example uses the validation system prompt {system_prompt[:80]!r}"
-    gate_record("system_prompt", system_prompt)
-    gate_record("training_examples_with_that_prompt", len(same_prompt))
+    gate_record.update(
+        system_prompt=system_prompt,
+        training_examples_with_that_prompt=len(same_prompt),
+    )
     query = query_set.queries[0]
     mismatch = prefix_mismatch(
         candidate_serving_tokenizer, same_prompt[0], query_messages(system_prompt, query.text), tools
@@ -69,9 +75,8 @@ def test_validation_data_is_not_in_the_training_data(training_data, gate_config,
     seen = set(train_keys)
     leaked = [line for line, r in zip(valid.record_lines, valid.records) if key(r) in seen]
     duplicates = len(train_keys) - len(seen)
-    gate_record(
-        "data_overlap",
-        {
+    gate_record.update(
+        data_overlap={
             "train_duplicates": duplicates,
             "valid_in_train": len(leaked),
             "valid_in_train_lines": leaked[:20],

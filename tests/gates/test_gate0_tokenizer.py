@@ -109,9 +109,11 @@ def expected_ids(reference, with_canonical) -> tc.Expectations | None:
 
 
 def test_tokenizer_format_is_known(candidate, gate0_report, gate_record):
-    gate_record("candidate", candidate.name)
-    gate_record("tokenizer_class", gate0_report.tokenizer_class)
-    gate_record("format_family", gate0_report.family)
+    gate_record.update(
+        candidate=candidate.name,
+        tokenizer_class=gate0_report.tokenizer_class,
+        format_family=gate0_report.family,
+    )
     assert gate0_report.family != "unknown", "; ".join(gate0_report.marker_failures)
     if candidate.family in tc.FAMILY_MARKERS:
         assert gate0_report.family == candidate.family, (
@@ -121,9 +123,11 @@ def test_tokenizer_format_is_known(candidate, gate0_report, gate_record):
 
 
 def test_tool_markers_are_single_control_tokens(gate0_report, gate_record):
-    gate_record("markers", gate0_report.marker_figures())
-    gate_record("seed_delimiters", gate0_report.seed_figures())
-    gate_record("canonical_conversation_ids", len(gate0_report.canonical_ids))
+    gate_record.update(
+        markers=gate0_report.marker_figures(),
+        seed_delimiters=gate0_report.seed_figures(),
+        canonical_conversation_ids=len(gate0_report.canonical_ids),
+    )
     assert not gate0_report.marker_failures, (
         f"{gate0_report.tokenizer_class}: the tool-call format does not survive tokenization: "
         + "; ".join(gate0_report.marker_failures)
@@ -131,7 +135,7 @@ def test_tool_markers_are_single_control_tokens(gate0_report, gate_record):
 
 
 def test_renders_a_training_conversation(gate0_report, gate_record):
-    gate_record("finetuning_render", "ok" if gate0_report.finetuning_render_ok else gate0_report.render_error)
+    gate_record.update(finetuning_render="ok" if gate0_report.finetuning_render_ok else gate0_report.render_error)
     assert gate0_report.finetuning_render_ok, (
         f"{gate0_report.tokenizer_class} cannot render a conversation ending with an assistant turn, "
         f"which mlx-lm's ChatDataset renders for every training example: {gate0_report.render_error} "
@@ -140,7 +144,7 @@ def test_renders_a_training_conversation(gate0_report, gate_record):
 
 
 def test_training_data_renders(rendered_records, gate_record):
-    gate_record("training_render", {"records": len(rendered_records.ids), "failed": len(rendered_records.errors)})
+    gate_record.update(training_render={"records": len(rendered_records.ids), "failed": len(rendered_records.errors)})
     errors = rendered_records.errors
     assert not errors, f"{len(errors)} converted training example(s) cannot be rendered: " + "; ".join(errors[:3])
 
@@ -148,7 +152,7 @@ def test_training_data_renders(rendered_records, gate_record):
 def test_training_data_holds_no_split_marker(converted_records, candidate_tokenizer, gate0_report, gate_record):
     records, names = converted_records
     found = tc.find_split_markers(records, candidate_tokenizer, family=gate0_report.family, label=names)
-    gate_record("split_markers", {"count": len(found), "first": found[:3]})
+    gate_record.update(split_markers={"count": len(found), "first": found[:3]})
     assert not found, (
         f"{len(found)} place(s) in the converted training data write a format marker as text, "
         "which the model would learn as something other than the marker: " + "; ".join(found[:3])
@@ -167,7 +171,7 @@ def test_tokenizer_parity_with_mistral_common(
     gate_record,
 ):
     if not mistral_family:
-        gate_record("parity", f"not made: the {gate0_report.family} format has no mistral-common reference")
+        gate_record.update(parity=f"not made: the {gate0_report.family} format has no mistral-common reference")
         return
     assert not isinstance(reference, Exception), (
         f"no independent reference for {candidate.name}'s tokenizer, so the ids mlx-lm trains on cannot be "
@@ -183,7 +187,7 @@ def test_tokenizer_parity_with_mistral_common(
         "mlx-lm",
         rendered=[None, *rendered_records.ids],
     )
-    gate_record("parity", {
+    gate_record.update(parity={
         **reference.figure(), "path": path, **train.figure(),
         "serving": serve.figure(), "seconds": round(time.perf_counter() - started, 2),
     })  # fmt: skip
@@ -203,7 +207,7 @@ def test_every_shipped_template_renders_like_the_reference(
     tokenizers backend, LM Studio and llama.cpp render with: compared, and flagged."""
     template = mt.shipped_template(candidate.path)
     if not mistral_family:
-        gate_record("template_parity", "not made: no mistral-common reference for this format")
+        gate_record.update(template_parity="not made: no mistral-common reference for this format")
         return
     if template_view is None:
         why = (
@@ -211,21 +215,21 @@ def test_every_shipped_template_renders_like_the_reference(
             if template is None
             else f"{template} is mlx-lm's own path, compared with the reference above"
         )
-        gate_record("template_parity", why)
+        gate_record.update(template_parity=why)
         return
     name, view = template_view
     if isinstance(reference, Exception):
-        gate_record("template_parity", f"not made: {reference}")
+        gate_record.update(template_parity=f"not made: {reference}")
         return
     if isinstance(view, str):
-        gate_record("template_parity", f"not made: {name} cannot be loaded ({view})")
+        gate_record.update(template_parity=f"not made: {name} cannot be loaded ({view})")
         gate_record.flag(
             f"{name} cannot be loaded by transformers' tokenizers backend ({view}); mlx-lm uses tekken.json, so not a NO-GO"
         )
         return
     started = time.perf_counter()
     train, serve = tc.compare_path(expected_ids, view, view, reference, name)
-    gate_record("template_parity", {
+    gate_record.update(template_parity={
         "template": name, **train.figure(), "serving": serve.figure(), "seconds": round(time.perf_counter() - started, 2),
     })  # fmt: skip
     if train.mismatched or serve.mismatched:
@@ -249,14 +253,17 @@ def test_ids_come_back_as_the_same_text(
     turns = tc.assistant_texts(records, names)
     started = time.perf_counter()
     on_probes, on_data = (tc.check_round_trip(candidate_serving_tokenizer, t, candidate.path) for t in (probes, turns))
-    gate_record(
-        "detokenizer",
-        {**on_probes.figure(), "training_data": on_data.figure(), "seconds": round(time.perf_counter() - started, 2)},
+    gate_record.update(
+        detokenizer={
+            **on_probes.figure(),
+            "training_data": on_data.figure(),
+            "seconds": round(time.perf_counter() - started, 2),
+        },
     )
     view = template_view[1] if template_view and not isinstance(template_view[1], str) else None
     others = [tc.check_round_trip(view, t, candidate.path) for t in (probes, turns)] if view is not None else []
     if others:
-        gate_record("detokenizer_without_tekken", {**others[0].figure(), "training_data": others[1].figure()})
+        gate_record.update(detokenizer_without_tekken={**others[0].figure(), "training_data": others[1].figure()})
         if wrong := [r for r in others if r.decode_wrong_count or r.stream_wrong_count]:
             gate_record.flag(
                 f"without tekken.json ({wrong[0].backend}, as LM Studio and other tokenizers-backend users load it) "
@@ -296,11 +303,11 @@ def test_served_and_trained_as_production_renders(
     from punie_gates.checks.serving_parity import check_serving_parity
 
     plan = plan_serving(candidate.path, serving_environment, gate_config.work_dir, catalog.native_schemas())
-    gate_record("serving_plan", plan.to_json())
+    gate_record.update(serving_plan=plan.to_json())
     if plan.change:
         gate_record.flag(f"Punie must change how it serves {candidate.name}: {plan.change}")
     if expected_ids is None or isinstance(reference, Exception):
-        gate_record("serving_parity", "not made: no mistral-common reference for this format")
+        gate_record.update(serving_parity="not made: no mistral-common reference for this format")
         return
     prompts, records, found = check_serving_parity(plan, expected_ids, reference)
     same_path = (
@@ -308,9 +315,8 @@ def test_served_and_trained_as_production_renders(
         and plan.served_folder == candidate.path.resolve()
         and found.get("tokenizer_class") == type(mt.backend_of(candidate_tokenizer)).__name__
     )
-    gate_record(
-        "serving_parity",
-        {
+    gate_record.update(
+        serving_parity={
             "prompts": prompts.figure(),
             "records": records.figure(),
             "regex_warning": found.get("regex_warning"),
@@ -336,5 +342,5 @@ def test_served_and_trained_as_production_renders(
 
 @pytest.mark.gate_decision
 def test_gate0_decision(gate_outcome, gate_record, gate0_clock):
-    gate_record("seconds", round(time.perf_counter() - gate0_clock, 2))
+    gate_record.update(seconds=round(time.perf_counter() - gate0_clock, 2))
     gate_outcome.check()

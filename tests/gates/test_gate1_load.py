@@ -15,10 +15,8 @@ pytestmark = [pytest.mark.gate1]
 
 
 def test_loads_at_target_bits(candidate_model, settings, gate_record):
-    for key, value in candidate_model.figures().items():
-        gate_record(key, value)
     target = settings.target_bits
-    gate_record("target_bits", target)
+    gate_record.update(**candidate_model.figures(), target_bits=target)
     assert candidate_model.bits == target, (
         f"expected the loaded model at {target} bits, found {candidate_model.bits} "
         f"(config.json of {candidate_model.path}); later gates would measure another model"
@@ -27,7 +25,7 @@ def test_loads_at_target_bits(candidate_model, settings, gate_record):
 
 def test_peak_memory_within_budget(candidate_model, settings, gate_record):
     budget = settings.memory_budget_gb
-    gate_record("memory_budget_gb", budget)
+    gate_record.update(memory_budget_gb=budget)
     assert candidate_model.peak_memory_gb <= budget, (
         f"expected peak memory while loading <= {budget:g} GB, found {candidate_model.peak_memory_gb:.2f} GB "
         f"({candidate_model.name} at {candidate_model.bits} bits); it would not run beside the agent"
@@ -44,8 +42,7 @@ def test_smoke_writes_a_python_function(candidate_model, settings, gate_record, 
             prompt=settings.smoke_prompt,
             max_tokens=settings.smoke_max_tokens,
         )
-    for key, value in result.figures().items():
-        gate_record(key, value)
+    gate_record.update(**result.figures())
     problems = [] if result.passed else [result.failure_message()]
     budget = settings.memory_budget_gb
     if result.peak_memory_gb > budget:

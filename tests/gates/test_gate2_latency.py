@@ -85,14 +85,15 @@ def test_latency(
     summary = _summary(answers)
     avg = summary["avg_latency_s"]
     reference = settings.reference_latency_s
-    gate_record("max_tokens", max_tokens)
-    gate_record("queries", [q.id for q in queries])
-    gate_record("timed_via", gate_config.answer_via)
-    gate_record("avg_latency_s", round(avg, 3))
-    gate_record("ratio_to_punie_reported", round(avg / reference, 3))
-    gate_record("punie_reported_latency_s", reference)
-    for key in ("avg_ttft_s", "avg_prompt_tps", "avg_generation_tps", "per_query"):
-        gate_record(key, summary[key])
+    gate_record.update(
+        max_tokens=max_tokens,
+        queries=[q.id for q in queries],
+        timed_via=gate_config.answer_via,
+        avg_latency_s=round(avg, 3),
+        ratio_to_punie_reported=round(avg / reference, 3),
+        punie_reported_latency_s=reference,
+        **{key: summary[key] for key in ("avg_ttft_s", "avg_prompt_tps", "avg_generation_tps", "per_query")},
+    )
 
     if baseline_answerer is not None:
         # Served (or loaded) the same way, after the candidate's server stopped: one model at a time.
@@ -105,16 +106,18 @@ def test_latency(
             mine["ratio_to_baseline"] = (
                 round(mine["latency_s"] / theirs["latency_s"], 3) if theirs["latency_s"] else None
             )
-        gate_record("per_query", summary["per_query"])
-        gate_record("baseline_avg_latency_s", round(base_avg, 3))
-        gate_record("baseline_avg_ttft_s", _round(base_summary["avg_ttft_s"], 3))
-        gate_record("ratio_to_baseline_same_run", round(avg / base_avg, 3) if base_avg else None)
+        gate_record.update(
+            per_query=summary["per_query"],
+            baseline_avg_latency_s=round(base_avg, 3),
+            baseline_avg_ttft_s=_round(base_summary["avg_ttft_s"], 3),
+            ratio_to_baseline_same_run=round(avg / base_avg, 3) if base_avg else None,
+        )
 
     out = gate_config.report_dir / "gate2-benchmark.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     stats = benchmark.stats.stats.as_dict() if getattr(benchmark, "stats", None) else {}
     out.write_text(json.dumps({"benchmark": stats, **summary}, indent=2) + "\n", encoding="utf-8")
-    gate_record("benchmark_json", str(out))
+    gate_record.update(benchmark_json=str(out))
 
     limit = settings.max_avg_latency_s
     assert avg <= limit, (
@@ -157,9 +160,12 @@ def test_speed_to_verdict(
             seed=gate_config.seed,
             progress=progress,
         )
-    figures = gate_record("bench", asdict(result))
-    gate_record("bench_json", str(write_result(gate_config.report_dir / "bench.json", result)))
-    gate_record("bench_summary", summary(figures))
+    figures = asdict(result)
+    gate_record.update(
+        bench=figures,
+        bench_json=str(write_result(gate_config.report_dir / "bench.json", result)),
+        bench_summary=summary(figures),
+    )
 
 
 @pytest.mark.gate_decision

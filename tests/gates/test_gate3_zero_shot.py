@@ -45,9 +45,11 @@ def test_zero_shot_tool_calls(zero_shot, answerer, catalog, gate_config, setting
         for r in tally.rows
     ]
     counts, lead, tail = miss_reason(rows, answerer.serving_change())
-    gate_record("queries", rows)
-    gate_record("misses_by_cause", counts)
-    gate_record("well_formed_calls", tally.good_calls)
+    gate_record.update(
+        queries=rows,
+        misses_by_cause=counts,
+        well_formed_calls=tally.good_calls,
+    )
 
     need = settings.min_correct_calls
     wrong = tally.called_on_direct
@@ -74,7 +76,7 @@ def test_screening(answerer, query_set, catalog, system_prompt, gate_config, gat
 
     with gate_steps.measure("screening"):
         figures = screen(answerer, query_set, catalog, system_prompt, gate_config)
-    gate_record("screening", figures)
+    gate_record.update(screening=figures)
 
 
 @pytest.mark.gate_decision

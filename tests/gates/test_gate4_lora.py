@@ -46,15 +46,17 @@ def test_training_sample(records, training_data, gate_config, settings, gate_rec
 
     train, valid = records
     converted_train, converted_valid = training_data
-    gate_record("training_data", str(gate_config.training_data))
-    gate_record("converted", {"train": converted_train.converted, "valid": converted_valid.converted})
-    gate_record("rejected", {"train": converted_train.rejected, "valid": converted_valid.rejected})
     rejects = converted_train.rejects + converted_valid.rejects
     if rejects:
-        gate_record("first_rejects", [f"line {r.line}: {r.reason}" for r in rejects[:5]])
+        gate_record.update(first_rejects=[f"line {r.line}: {r.reason}" for r in rejects[:5]])
     wanted = {"train": settings.examples, "valid": settings.valid_examples}
-    gate_record("examples", {"train": len(train), "valid": len(valid), "requested": wanted})
-    gate_record("families", dict(Counter(record_family(r) for r in train).most_common()))
+    gate_record.update(
+        training_data=str(gate_config.training_data),
+        converted={"train": converted_train.converted, "valid": converted_valid.converted},
+        rejected={"train": converted_train.rejected, "valid": converted_valid.rejected},
+        examples={"train": len(train), "valid": len(valid), "requested": wanted},
+        families=dict(Counter(record_family(r) for r in train).most_common()),
+    )
     assert len(train) == min(wanted["train"], converted_train.converted), (
         f"expected a sample of {wanted['train']} training conversations "
         f"(or all {converted_train.converted}), found {len(train)}"
@@ -65,10 +67,9 @@ def test_training_sample(records, training_data, gate_config, settings, gate_rec
 def test_validation_loss_falls(trained, gate_config, gate_id, gate_record):
     from punie_gates.checks.steps import training_figures
 
-    for key, value in training_figures(
-        trained, gate_config.report_dir, gate_id, f"Gate 4 LoRA: {trained.iters_done} iterations"
-    ).items():
-        gate_record(key, value)
+    gate_record.update(
+        **training_figures(trained, gate_config.report_dir, gate_id, f"Gate 4 LoRA: {trained.iters_done} iterations")
+    )
     curve = trained.curve
     assert curve.start is not None and len(curve.valid) >= 2, f"expected >= 2 validation points, found {curve.valid}"
     assert curve.end < curve.start, (
@@ -81,38 +82,36 @@ def test_lora_survives_quantization(retention, fused, settings, gate_record):
     from punie_gates.checks.steps import retention_problem
     from punie_gates.model.folder import disk_gb
 
-    gate_record("lora_retention", retention.to_json())
-    gate_record("fused_model", {"path": str(fused), "disk_gb": round(disk_gb(fused), 3)})
+    gate_record.update(
+        lora_retention=retention.to_json(), fused_model={"path": str(fused), "disk_gb": round(disk_gb(fused), 3)}
+    )
     problem = retention_problem(retention, settings.min_lora_retention)
     assert problem is None, problem
 
 
 def test_prompts_match_training(answers, gate_record):
-    gate_record("prompt_matches_training", answers.prompt_mismatch is None)
+    gate_record.update(prompt_matches_training=answers.prompt_mismatch is None)
     assert answers.prompt_mismatch is None, answers.prompt_mismatch
 
 
-def test_gate4_queries(answers, answerer, catalog, gate_config, settings, gate_record):
-    from punie_gates.checks.comparison import interval_figures, query_rows
-    from punie_gates.checks.judgment import criteria_json
-    from punie_gates.checks.scoring import score_answer
-
-    generations = answers.generations
-    scores = [score_answer(q, generations[q.id], catalog) for q in answers.queries]
-    by_id = {s.id: s for s in scores}
+def test_gate4_queries(answers, answer_scores, answer_rows, answerer, gate_config, settings, gate_record):
     from punie_gates.checks.attribution import miss_reason
+    from punie_gates.checks.comparison import interval_figures
+    from punie_gates.checks.judgment import criteria_json
 
-    rows = query_rows(answers.queries, by_id, generations)
-    counts, lead, tail = miss_reason(rows, answerer.serving_change())
-    gate_record("queries", rows)
-    gate_record("misses_by_cause", counts)
-    gate_record("interval", interval_figures(answers.queries, by_id)["interval"])
+    scores = list(answer_scores.values())
+    counts, lead, tail = miss_reason(answer_rows, answerer.serving_change())
     correct = sum(s.passed for s in scores)
-    gate_record("correct", correct)
-    gate_record("total", len(scores))
-    gate_record("responses", str(gate_config.report_dir / "gate4-responses.jsonl"))
     need = settings.min_correct
-    gate_record("criteria", criteria_json([("overall", correct, len(scores), need)]))
+    gate_record.update(
+        queries=answer_rows,
+        misses_by_cause=counts,
+        interval=interval_figures(answers.queries, answer_scores)["interval"],
+        correct=correct,
+        total=len(scores),
+        responses=str(gate_config.report_dir / "gate4-responses.jsonl"),
+        criteria=criteria_json([("overall", correct, len(scores), need)]),
+    )
     failed = "; ".join(f"{s.id}: {s.reason}" for s in scores if not s.passed)
     message = (
         f"{lead}expected >= {need}/{len(scores)} correct answers from the fused model, found {correct}{tail}: {failed}"
@@ -121,13 +120,15 @@ def test_gate4_queries(answers, answerer, catalog, gate_config, settings, gate_r
 
 
 @pytest.mark.gate_detail
-def test_gate4_multi_turn(conversations, query_set, catalog, gate_record):
+def test_gate4_multi_turn(answer_rows, conversations, query_set, catalog, gate_record):
     """Reported, not judged (Gate 5 judges the multi-turn pass), so a detail: its failure
     alone does not fail the gate."""
     from punie_gates.checks.multiturn import followup_rows, judge_multi_turn
 
-    gate_record("queries", followup_rows(gate_record.get("queries"), conversations, catalog))
-    gate_record("followup", judge_multi_turn(conversations, query_set, judge=False).to_json())
+    gate_record.update(
+        queries=followup_rows(answer_rows, conversations, catalog),
+        followup=judge_multi_turn(conversations, query_set, judge=False).to_json(),
+    )
 
 
 def test_against_baseline(answers, baseline_answers, conversations, catalog, gate_config, gate_record):
@@ -142,7 +143,7 @@ def test_against_baseline(answers, baseline_answers, conversations, catalog, gat
     )
 
     if baseline_answers is None:
-        gate_record("comparison", {"made": False, "reason": NO_BASELINE})
+        gate_record.update(comparison={"made": False, "reason": NO_BASELINE})
         return
     queries = answers.queries
     mine, theirs = score_both(queries, answers.generations, baseline_answers, catalog)
@@ -151,20 +152,19 @@ def test_against_baseline(answers, baseline_answers, conversations, catalog, gat
     from punie_gates.checks.multiturn import followup_rows
 
     rows = query_rows(queries, mine, answers.generations, theirs, baseline_answers)
-    gate_record("queries", followup_rows(rows, conversations, catalog))  # the multi-turn verdicts stay
     from punie_gates.checks.attribution import causes_line, count_causes
 
     theirs_by_cause = count_causes(r["baseline"] for r in rows if isinstance(r.get("baseline"), dict))
     mine_by_cause = count_causes(rows)
-    gate_record("baseline_misses_by_cause", theirs_by_cause)
-    gate_record(
-        "misses_by_cause_summary",
-        "; ".join(x for x in (causes_line("candidate", mine_by_cause), causes_line("baseline", theirs_by_cause)) if x),
+    gate_record.update(
+        queries=followup_rows(rows, conversations, catalog),  # the multi-turn verdicts stay
+        baseline_misses_by_cause=theirs_by_cause,
+        misses_by_cause_summary="; ".join(
+            x for x in (causes_line("candidate", mine_by_cause), causes_line("baseline", theirs_by_cause)) if x
+        ),
+        **figures,  # categories, intervals, the paired test, comparison
+        baseline_responses=str(gate_config.report_dir / "gate4-baseline-responses.jsonl"),
     )
-    gate_record("categories", figures.pop("categories"))
-    for key, value in figures.items():
-        gate_record(key, value)
-    gate_record("baseline_responses", str(gate_config.report_dir / "gate4-baseline-responses.jsonl"))
 
 
 @pytest.mark.gate_detail
@@ -174,12 +174,12 @@ def test_gate4_heldout_next_steps(heldout_turns, heldout, baseline_heldout, gate
     from punie_gates.checks.heldout import heldout_figures, paired_heldout, with_baseline
 
     if heldout is None:
-        gate_record("heldout", {"measured": False, "reason": "--heldout-limit 0"})
+        gate_record.update(heldout={"measured": False, "reason": "--heldout-limit 0"})
         return
     figures = heldout_figures(heldout_turns, heldout)
     if baseline_heldout is not None:
         figures = with_baseline(figures, paired_heldout(heldout_turns, heldout, baseline_heldout))
-    gate_record("heldout", figures)
+    gate_record.update(heldout=figures)
 
 
 @pytest.mark.gate_decision

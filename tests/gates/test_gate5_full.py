@@ -56,11 +56,10 @@ def gate_queries(query_set):
 def test_validation_loss_reduction(trained, records, gate_config, settings, gate_id, gate_record):
     from punie_gates.checks.steps import training_figures
 
-    for key, value in training_figures(
-        trained, gate_config.report_dir, gate_id, f"Gate 5 LoRA: {trained.iters_done} iterations"
-    ).items():
-        gate_record(key, value)
-    gate_record("examples", {"train": len(records[0]), "valid": len(records[1])})
+    gate_record.update(
+        **training_figures(trained, gate_config.report_dir, gate_id, f"Gate 5 LoRA: {trained.iters_done} iterations"),
+        examples={"train": len(records[0]), "valid": len(records[1])},
+    )
     curve = trained.curve
     need = settings.min_val_loss_reduction
     assert curve.reduction is not None, f"expected >= 2 validation points, found {curve.valid}"
@@ -76,7 +75,7 @@ def test_validation_loss_reduction(trained, records, gate_config, settings, gate
 def test_lora_survives_quantization(retention, settings, gate_record):
     from punie_gates.checks.steps import retention_problem
 
-    gate_record("lora_retention", retention.to_json())
+    gate_record.update(lora_retention=retention.to_json())
     problem = retention_problem(retention, settings.min_lora_retention)
     assert problem is None, problem
 
@@ -86,7 +85,7 @@ def test_size_on_disk(fused, settings, gate_record):
 
     size = disk_gb(fused)
     limit = settings.max_disk_gb
-    gate_record("fused_model", {"path": str(fused), "disk_gb": round(size, 3)})
+    gate_record.update(fused_model={"path": str(fused), "disk_gb": round(size, 3)})
     assert size <= limit, f"the fused model takes {size:.2f} GB on disk; expected <= {limit:g} GB"
 
 
@@ -98,42 +97,38 @@ def test_query(query_id, answers, query_set, catalog):
     assert score.passed, f"{query_id}: {score.reason}"
 
 
-def test_overall_and_per_category(answers, answerer, query_set, catalog, gate_config, gate_record):
-    from punie_gates.checks.comparison import interval_figures, merge_categories, query_rows
+def test_overall_and_per_category(answers, answer_scores, answer_rows, answerer, query_set, gate_config, gate_record):
+    from punie_gates.checks.attribution import miss_reason
+    from punie_gates.checks.comparison import interval_figures, merge_categories
     from punie_gates.checks.judgment import judge
-    from punie_gates.checks.scoring import score_answer
     from punie_gates.checks.steps import generation_figures
 
     generations = answers.generations
-    scores = [score_answer(q, generations[q.id], catalog) for q in answers.queries]
-    by_id = {s.id: s for s in scores}
-    judgment = judge(scores, query_set)
-    intervals = interval_figures(answers.queries, by_id)
-    gate_record("correct", judgment.passed)
-    gate_record("total", judgment.total)
-    gate_record("interval", intervals["interval"])
-    gate_record("categories", merge_categories(judgment.categories_json(), intervals["categories"]))
-    from punie_gates.checks.attribution import miss_reason
-
-    rows = query_rows(answers.queries, by_id, generations)
-    counts, lead, tail = miss_reason(rows, answerer.serving_change())
-    gate_record("criteria", judgment.criteria_json())
-    gate_record("queries", rows)
-    gate_record("misses_by_cause", counts)
-    gate_record("responses", str(gate_config.report_dir / "gate5-responses.jsonl"))
-    gate_record("avg_latency_s", round(statistics.fmean(g.latency_s for g in generations.values()), 3))
-    gate_record("generation", generation_figures(generations.values(), gate_config))
+    judgment = judge(list(answer_scores.values()), query_set)
+    intervals = interval_figures(answers.queries, answer_scores)
+    counts, lead, tail = miss_reason(answer_rows, answerer.serving_change())
+    gate_record.update(
+        correct=judgment.passed,
+        total=judgment.total,
+        interval=intervals["interval"],
+        categories=merge_categories(judgment.categories_json(), intervals["categories"]),
+        criteria=judgment.criteria_json(),
+        queries=answer_rows,
+        misses_by_cause=counts,
+        responses=str(gate_config.report_dir / "gate5-responses.jsonl"),
+        avg_latency_s=round(statistics.fmean(g.latency_s for g in generations.values()), 3),
+        generation=generation_figures(generations.values(), gate_config),
+    )
     assert judgment.met, lead + ("; ".join(judgment.problems) or "not every query was scored once") + tail
 
 
-def test_multi_turn(conversations, query_set, catalog, gate_record):
+def test_multi_turn(answer_rows, conversations, query_set, catalog, gate_record):
     """Each tool query's result comes back and the answer must state it ([followup] in the
     query file: a flag, or with hard = true a criterion)."""
     from punie_gates.checks.multiturn import followup_rows, judge_multi_turn
 
-    gate_record("queries", followup_rows(gate_record.get("queries"), conversations, catalog))
     verdict = judge_multi_turn(conversations, query_set, judge=True)
-    gate_record("followup", verdict.to_json())
+    gate_record.update(queries=followup_rows(answer_rows, conversations, catalog), followup=verdict.to_json())
     if verdict.problem and not verdict.fails:
         gate_record.flag(verdict.problem)
     failed = "; ".join(f"{s.id}: {s.reason}" for s in conversations.scores if not s.passed)
@@ -144,7 +139,7 @@ def test_speed_against_baseline(
     answerer, baseline_answerer, query_set, system_prompt, gate_config, settings, gate_record
 ):
     if baseline_answerer is None:
-        gate_record("speed", "not applicable: no --baseline given (Gate 2 compares with Punie's reported figure)")
+        gate_record.update(speed="not applicable: no --baseline given (Gate 2 compares with Punie's reported figure)")
         return
     from punie_gates.checks.steps import time_queries
 
@@ -163,9 +158,8 @@ def test_speed_against_baseline(
     theirs = average(baseline_answerer)  # the candidate's server stops first: one model served at a time
     ratio = mine / theirs if theirs else float("inf")
     flag, limit = settings.slowdown_flag, settings.slowdown_max
-    gate_record(
-        "speed",
-        {
+    gate_record.update(
+        speed={
             "queries": [q.id for q in queries],
             "max_tokens": max_tokens,
             "fused_avg_latency_s": round(mine, 3),
@@ -200,7 +194,7 @@ def test_against_baseline(
     from punie_gates.checks.judgment import judge
 
     if baseline_answers is None:
-        gate_record("comparison", {"made": False, "reason": NO_BASELINE})
+        gate_record.update(comparison={"made": False, "reason": NO_BASELINE})
         return
     queries = answers.queries
     mine, theirs = score_both(queries, answers.generations, baseline_answers, catalog)
@@ -209,20 +203,21 @@ def test_against_baseline(
     from punie_gates.checks.multiturn import followup_rows
 
     rows = query_rows(queries, mine, answers.generations, theirs, baseline_answers)
-    gate_record("queries", followup_rows(rows, conversations, catalog))  # the multi-turn verdicts stay
     from punie_gates.checks.attribution import causes_line, count_causes
 
     theirs_by_cause = count_causes(r["baseline"] for r in rows if isinstance(r.get("baseline"), dict))
     mine_by_cause = count_causes(rows)
-    gate_record("baseline_misses_by_cause", theirs_by_cause)
     by_cause = "; ".join(
         x for x in (causes_line("candidate", mine_by_cause), causes_line("baseline", theirs_by_cause)) if x
     )
-    judged = judge(list(mine.values()), query_set).categories_json()
-    gate_record("categories", merge_categories(judged, figures.pop("categories")))
-    for key, value in figures.items():
-        gate_record(key, value)
-    gate_record("baseline_responses", str(gate_config.report_dir / "gate5-baseline-responses.jsonl"))
+    categories = merge_categories(judge(list(mine.values()), query_set).categories_json(), figures.pop("categories"))
+    gate_record.update(
+        queries=followup_rows(rows, conversations, catalog),  # the multi-turn verdicts stay
+        baseline_misses_by_cause=theirs_by_cause,
+        categories=categories,
+        **figures,  # intervals, the paired test, comparison
+        baseline_responses=str(gate_config.report_dir / "gate5-baseline-responses.jsonl"),
+    )
     if comparison.flag:
         gate_record.flag(comparison.flag)
     assert comparison.problem is None, comparison.problem + (f" [{by_cause}]" if by_cause else "")
@@ -235,14 +230,14 @@ def test_heldout_next_steps(heldout_turns, heldout, baseline_heldout, settings, 
     from punie_gates.checks.heldout import heldout_figures, heldout_problem, paired_heldout, with_baseline
 
     if heldout is None:
-        gate_record("heldout", {"measured": False, "reason": "--heldout-limit 0"})
+        gate_record.update(heldout={"measured": False, "reason": "--heldout-limit 0"})
         return
     figures = heldout_figures(heldout_turns, heldout, settings.heldout_min)
     if baseline_heldout is not None:
         figures = with_baseline(
             figures, paired_heldout(heldout_turns, heldout, baseline_heldout, settings.baseline_alpha)
         )
-    gate_record("heldout", figures)
+    gate_record.update(heldout=figures)
     problem = heldout_problem(figures)
     assert problem is None, problem
 

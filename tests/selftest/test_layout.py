@@ -1,7 +1,7 @@
 """The package's layout holds: imports go one way, without cycles, at module top, and only
 the plugin imports pytest.
 
-plugin, commands -> decision, checks -> answering, model -> formats, inputs -> errors, progress, resources, stats.
+plugin, commands -> decision, checks -> answering, model -> formats, inputs, results -> errors, progress, resources, stats.
 A module may import its own layer or a lower one, never a higher one (function-level
 imports included: a lazy import is still a dependency). No module reaches itself through
 its imports, no two packages import each other, and imports sit at module top unless
@@ -18,7 +18,7 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[2] / "punie_gates"
 LAYERS = {
     "errors": 0, "progress": 0, "resources": 0, "stats": 0, "__init__": 0,
-    "inputs": 1, "formats": 1,
+    "inputs": 1, "formats": 1, "results": 1,
     "model": 2, "answering": 2,
     "checks": 3, "decision": 3,
     "plugin": 4, "commands": 4, "__main__": 4,

@@ -36,7 +36,7 @@ def write_gates(pytester, outcomes=None, missing=(), detail_fails=False):
             f"pytestmark = [pytest.mark.{gate}]\n\n"
             "@pytest.fixture\ndef broken():\n    raise RuntimeError('fixture could not load the model')\n\n"
             f"def test_check({fixture}):\n"
-            f"    {fixture}('answer', 42) if callable({fixture}) else None\n"
+            f"    {fixture}.update(steps=[dict(step='answer', seconds=42.0)]) if hasattr({fixture}, 'update') else None\n"
             f"    {body}\n\n"
             f"{detail}"
             "@pytest.mark.gate_decision\n"
@@ -63,7 +63,7 @@ def test_all_gates_pass_is_go(pytester):
     assert result.ret == 0
     assert doc["verdict"] == "GO" and doc["stopped_at"] is None
     assert set(statuses(doc).values()) == {"passed"}
-    assert doc["gates"]["gate0"]["figures"] == {"answer": 42}
+    assert doc["gates"]["gate0"]["figures"] == {"steps": [{"step": "answer", "seconds": 42.0}]}
     assert doc["candidate"]["is_demo"] and "RANDOM weights" in doc["candidate"]["note"]
     assert (pytester.path / "reports" / "gate-report.md").read_text().startswith("# punie-gates report: GO")
     result.stdout.fnmatch_lines(["*punie-gates verdict*", "candidate: demo (*RANDOM weights*", "VERDICT: GO"])
@@ -156,3 +156,30 @@ def test_a_broken_thresholds_file_is_named(pytester):
     assert result.stdout.str().count(str(bad)) == 1
     doc = json.loads((pytester.path / "reports" / "gate-report.json").read_text())
     assert doc["verdict"] == "ERROR" and str(bad) in doc["reasons"][0] and not doc["complete"]
+
+
+def test_a_figure_the_gate_does_not_have_is_refused_naming_it(pytester):
+    gates = write_gates(pytester)
+    (gates / "test_gate1_fake.py").write_text(
+        "import pytest\npytestmark = [pytest.mark.gate1]\n\n"
+        "def test_check(gate_record):\n    gate_record.update(smoke_pased=True)\n\n"
+        "@pytest.mark.gate_decision\ndef test_gate1_decision(gate_outcome):\n    gate_outcome.check()\n"
+    )
+    result, doc = run(pytester, "gates")
+    assert result.ret == EXIT_NOT_JUDGED  # a gate module's mistake is never a verdict on the candidate
+    assert doc["verdict"] == "ERROR"
+    reason = doc["reasons"][0]
+    assert "test_gate1_fake.py::test_check records 'smoke_pased'" in reason and "Gate1Figures" in reason
+    assert "smoke_pased" not in doc["gates"]["gate1"]["figures"]
+
+
+def test_a_training_module_without_its_fixtures_is_named(pytester):
+    gates = write_gates(pytester)
+    (gates / "test_gate4_fake.py").write_text(
+        "import pytest\npytestmark = [pytest.mark.gate4]\n\n"
+        "def test_sample(answer_rows):\n    pass\n\n"
+        "@pytest.mark.gate_decision\ndef test_gate4_decision(gate_outcome):\n    gate_outcome.check()\n"
+    )
+    result = pytester.runpytest("-p", "no:cacheprovider", "--report-dir", str(pytester.path / "reports"), "gates")
+    assert result.ret == 4  # a usage error, before anything runs
+    result.stderr.fnmatch_lines(["*test_gate4_fake*test_sample*module fixtures it does not define: `records`*"])

@@ -615,7 +615,7 @@ def test_compare_loads_no_model(two_runs, tmp_path, monkeypatch):
 
 FAKE_GATE = (
     "import pytest\npytestmark = [pytest.mark.{gate}]\n\n"
-    "def test_check(gate_record):\n    gate_record('answer', '<b>42</b>')\n\n"
+    "def test_check(gate_record):\n    gate_record.update(steps=[dict(step='<b>42</b>', seconds=1.0)])\n\n"
     "@pytest.mark.gate_decision\ndef test_{gate}_decision(gate_outcome):\n    gate_outcome.check()\n"
 )
 
@@ -656,7 +656,7 @@ def test_pytest_html_report_gets_the_verdict_table(pytester):
     gates = fake_gates(pytester)
     (gates / "test_gate2_fake.py").write_text(
         FAKE_GATE.format(gate="gate2").replace(
-            "gate_record('answer', '<b>42</b>')", "assert False, 'slow <i>really</i>'"
+            "gate_record.update(steps=[dict(step='<b>42</b>', seconds=1.0)])", "assert False, 'slow <i>really</i>'"
         )
     )
     out = pytester.path / "pytest-report.html"
