@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from punie_gates.decision.page import GateRow, Page
-from punie_gates.decision.page_figures import _peak_memory, key_figures
+from punie_gates.decision.page_figures import key_figures, peak_memory
 from punie_gates.decision.page_queries import QUERY_GATES, RESPONSE_FILES, query_section, read_responses
 from punie_gates.decision.page_tables import (
     _category_table,
@@ -41,12 +41,44 @@ from punie_gates.decision.page_tables import (
     _marker_table,
     _pass_rate_table,
     _steps_table,
+    pass_rates,
 )
 from punie_gates.decision.page_words import interval_text, serving_line
+from punie_gates.decision.report_read import typed_report
+from punie_gates.results.document import CandidateEntry, CriteriaSummary, RunAnswering, RunResults
+from punie_gates.results.gate0 import Gate0Figures
+from punie_gates.results.gate3 import Gate3Figures
+from punie_gates.results.shared import GateFigures
+from punie_gates.results.training import TrainedGateFigures
 
 
-def _first(reasons: Any) -> str:
-    return str(reasons[0]) if isinstance(reasons, list) and reasons else ""
+def _text(value: Any) -> str:
+    return "" if value is None else str(value)
+
+
+def _facts(report: RunResults) -> list[tuple[str, str]]:
+    """The run's facts: candidate, baseline, how it was answered and served, when, how long, where."""
+    cand = report.candidate or CandidateEntry()
+    facts = [("candidate", str(cand.spec or "-"))]
+    if report.baseline:
+        facts.append(("baseline", report.baseline))
+    answering = report.answering or RunAnswering()
+    if answering.note:
+        facts.append(("answers", answering.note))
+    facts += [("served", serving_line(plan)) for plan in answering.serving or ()]
+    machine = report.machine
+    facts += [
+        ("started", "-" if report.started is None else report.started),
+        ("seconds", f"{report.seconds:.1f}" if report.seconds is not None else "-"),
+        ("complete run", "yes" if report.complete else "no (a subset of the gates was selected)"),
+        ("run past hard failures", "yes (--run-all-gates)" if report.run_all_gates else "no"),
+        ("machine", f"{_text(machine.platform)} {_text(machine.cpus)} CPUs" if machine else "-"),
+        ("suite", _text(report.suite)),
+    ]
+    work = report.work_folder
+    if work is not None and work.bytes is not None:
+        facts.append(("work folder at the end", f"{work.path}: {work.bytes / 1e9:.3f} GB"))
+    return facts
 
 
 def report_page(
@@ -62,108 +94,96 @@ def report_page(
             for gate in QUERY_GATES:
                 responses[gate] = read_responses(report_dir / RESPONSE_FILES[gate])
                 responses[f"{gate}-baseline"] = read_responses(report_dir / f"{gate}-baseline-responses.jsonl")
-    gates_doc: Mapping[str, Any] = doc.get("gates") or {}
-    cand = doc.get("candidate") or {}
-    notes = [cand["note"]] if cand.get("note") else []
-    notes += [f"collection error: {e}" for e in doc.get("collection_errors") or ()]
-    if (doc.get("criteria") or {}).get("inside_interval"):
-        notes.append(doc["criteria"]["sentence"])
-    machine = doc.get("machine") or {}
-    facts = [("candidate", str(cand.get("spec") or "-"))]
-    if doc.get("baseline"):
-        facts.append(("baseline", str(doc["baseline"])))
-    answering = doc.get("answering") or {}
-    if answering.get("note"):
-        facts.append(("answers", str(answering["note"])))
-    facts += [("served", serving_line(plan)) for plan in answering.get("serving") or ()]
-    facts += [
-        ("started", str(doc.get("started", "-"))),
-        ("seconds", f"{doc['seconds']:.1f}" if isinstance(doc.get("seconds"), (int, float)) else "-"),
-        ("complete run", "yes" if doc.get("complete") else "no (a subset of the gates was selected)"),
-        ("run past hard failures", "yes (--run-all-gates)" if doc.get("run_all_gates") else "no"),
-        ("machine", " ".join(str(machine.get(k, "")) for k in ("platform", "cpus")) + " CPUs" if machine else "-"),
-        ("suite", str(doc.get("suite", ""))),
-    ]
-    if isinstance(work := doc.get("work_folder"), Mapping) and isinstance(work.get("bytes"), int):
-        facts.append(("work folder at the end", f"{work.get('path')}: {work['bytes'] / 1e9:.3f} GB"))
+    report = typed_report(doc)
+    raw_gates = found if isinstance(found := doc.get("gates"), Mapping) else {}
+    cand = report.candidate or CandidateEntry()
+    criteria = report.criteria or CriteriaSummary()
+    notes = [cand.note] if cand.note else []
+    notes += [f"collection error: {e}" for e in report.collection_errors or ()]
+    if criteria.inside_interval:
+        notes.append(_text(criteria.sentence))
+    facts = _facts(report)
     gates, tables, sections, figures_json = [], [], [], []
-    for gate, g in gates_doc.items():
-        figures = g.get("figures") or {}
+    for gate, g in (report.gates or {}).items():
+        figures = g.figures or GateFigures()
         gates.append(
             GateRow(
                 gate,
-                str(g.get("name", "")),
-                str(g.get("kind", "")),
-                str(g.get("status", "")),
-                g.get("seconds"),
-                _peak_memory(figures),
-                _first(g.get("reasons")),
-                dict(g.get("tests") or {}),
+                _text(g.name),
+                _text(g.kind),
+                _text(g.status),
+                g.seconds,
+                peak_memory(figures),
+                g.reasons[0] if g.reasons else "",
+                dict(g.tests or {}),
                 key_figures(figures),
             )
         )
-        if gate == "gate0":
+        if isinstance(figures, Gate0Figures):
             for t in (
                 _marker_table(
                     "gate0: tool markers the template emits",
-                    figures.get("markers"),
+                    figures.markers,
                     "Each must be one control token: text cannot forge it, and the model sees it whole.",
                 ),
                 _marker_table(
                     "gate0: the seed plan's delimiters (for reference)",
-                    figures.get("seed_delimiters"),
+                    figures.seed_delimiters,
                     "[/TOOL_CALLS] is not part of Devstral's format: several tokens is no failure.",
                 ),
             ):
                 if t:
                     tables.append(t)
-        comparison = figures.get("comparison")
-        if isinstance(comparison, Mapping) and isinstance(comparison.get("detectable"), Mapping):
-            notes.append(f"{gate} vs baseline: {comparison['detectable'].get('sentence')}")
-        followup = found if isinstance(found := figures.get("followup"), Mapping) else {}
+        trained = figures if isinstance(figures, TrainedGateFigures) else None
+        if trained and trained.comparison and trained.comparison.detectable:
+            notes.append(f"{gate} vs baseline: {trained.comparison.detectable.sentence}")
+        raw = (raw_gates.get(gate) or {}).get("figures") or {}
+        followup = trained.followup if trained else None
         for t in (
-            _category_table(gate, figures) or _pass_rate_table(gate, figures),
-            _criteria_table(gate, (doc.get("criteria") or {}).get("rows")),
-            _heldout_table(gate, figures.get("heldout")),
-            _category_table(gate, followup, "multi-turn pass per category"),
-            _steps_table(gate, figures),
+            (_category_table(gate, pass_rates(trained)) or _pass_rate_table(gate, trained)) if trained else None,
+            _criteria_table(gate, criteria.rows or ()),
+            _heldout_table(gate, trained.heldout if trained else None),
+            _category_table(gate, pass_rates(followup), "multi-turn pass per category") if followup else None,
+            _steps_table(gate, raw.get("steps")),
         ):
             if t:
                 tables.append(t)
-        section = (
-            query_section(gate, figures, responses.get(gate, {}), responses.get(f"{gate}-baseline", {}))
-            if gate in QUERY_GATES
-            else None
-        )  # Gate 2 lists query ids only
-        if section:
+        rows = trained.queries if trained else figures.queries if isinstance(figures, Gate3Figures) else None
+        # Gate 2 lists query ids only
+        section = query_section(gate, rows, responses.get(gate, {}), responses.get(f"{gate}-baseline", {}))
+        if section and gate in QUERY_GATES:
             sections.append(section)
-        if figures:
-            figures_json.append((gate, json.dumps(figures, indent=2, ensure_ascii=False)))
-    screening = (gates_doc.get("gate3") or {}).get("figures", {}).get("screening")
-    if isinstance(screening, Mapping):  # an endpoint candidate: all queries, beside the verdict
-        title = f"not judged: {interval_text(screening.get('interval'))} of every query"
+        if raw:
+            figures_json.append((gate, json.dumps(raw, indent=2, ensure_ascii=False)))
+    gate3 = (report.gates or {}).get("gate3")
+    screening = gate3.figures.screening if gate3 and isinstance(gate3.figures, Gate3Figures) else None
+    if screening is not None:  # an endpoint candidate: all queries, beside the verdict
+        title = f"not judged: {interval_text(screening.interval)} of every query"
         tables[:0] = [
             t
             for t in (
-                _category_table("screening", screening, title),
-                _category_table("screening", screening.get("followup") or {}, "multi-turn pass per category"),
+                _category_table("screening", pass_rates(screening), title),
+                _category_table("screening", pass_rates(screening.followup), "multi-turn pass per category")
+                if screening.followup
+                else None,
             )
             if t
         ]
         answered = read_responses(report_dir / "screening-responses.jsonl") if report_dir else {}
-        if section := query_section("screening", screening, answered):
+        if section := query_section("screening", screening.queries, answered):
             sections.insert(0, section)
+    reasons = report.reasons or ()
     return Page(
-        title=f"punie-gates: {doc.get('verdict', '?')} for {cand.get('spec') or 'candidate'}",
-        verdict=str(doc.get("verdict", "")),
-        stopped_at=doc.get("stopped_at"),
-        reasons=tuple(map(str, doc.get("reasons") or ())),
-        flags=tuple(str(f) for f in doc.get("flags") or () if f not in (doc.get("reasons") or ())),
+        title=f"punie-gates: {report.verdict or '?'} for {cand.spec or 'candidate'}",
+        verdict=_text(report.verdict),
+        stopped_at=report.stopped_at,
+        reasons=reasons,
+        flags=tuple(f for f in report.flags or () if f not in reasons),
         notes=tuple(notes),
         facts=tuple(facts),
         gates=tuple(gates),
         tables=tuple(tables),
-        curves=tuple(_curves(doc, report_dir)),
+        curves=tuple(_curves(report.gates or {}, report_dir)),
         sections=tuple(sections),
         figures=tuple(figures_json),
         data=doc,

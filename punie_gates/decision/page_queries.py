@@ -1,15 +1,22 @@
-"""The page's query sections: each query's answers (candidate, baseline, follow-up) with the saved full texts."""
+"""The page's query sections: each query's answers (candidate, baseline, follow-up) with the saved full texts.
+
+The rows are the report's typed rows (punie_gates.results.queries); the full texts come from
+the responses files beside the report (gateN-responses.jsonl: `{"id", "response", "tool_calls",
+"followup"}`), which are not part of the report document and are read as they are.
+"""
 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from punie_gates.decision.page import Answer, QueryRow, QuerySection
 from punie_gates.errors import UserError
 from punie_gates.inputs import readers
+from punie_gates.results.queries import FollowupAnswer, QueryAnswer, ZeroShotRow
+from punie_gates.results.queries import QueryRow as ReportRow
 
 QUERY_GATES = ("gate3", "gate4", "gate5")
 RESPONSE_FILES = {gate: f"{gate}-responses.jsonl" for gate in QUERY_GATES}
@@ -36,67 +43,63 @@ def read_responses(path: Path) -> dict[str, dict[str, Any]]:
     return out
 
 
-def _strings(value: Any) -> tuple[str, ...]:
-    if isinstance(value, str):
-        return (value,)
-    return tuple(str(v) for v in value) if isinstance(value, (list, tuple)) else ()
-
-
-def answer_from(record: Any, full_text: str | None = None) -> Answer | None:
-    """An Answer from a report row's dict (`response`, `passed`, `reason`, `tools`, `fields`, `followup`)."""
-    if not isinstance(record, Mapping):
+def answer_from(
+    record: QueryAnswer | FollowupAnswer | ZeroShotRow | None, full_text: str | None = None
+) -> Answer | None:
+    """An Answer from a report row's answer (its response, verdict, reason, tools, fields, follow-up)."""
+    if record is None:
         return None
-    response = full_text if full_text is not None else record.get("response")
-    passed = record.get("passed")
+    response = full_text if full_text is not None else record.response
+    if isinstance(record, ZeroShotRow):  # Gate 3: calls, not scored tools and fields
+        return Answer(response=response, passed=record.passed, reason=_cause(record))
     return Answer(
-        response=response if isinstance(response, str) else None,
-        passed=passed if isinstance(passed, bool) else None,
-        reason=str(record.get("reason") or "") + _cause(record),
-        tools=_strings(record.get("tools")),
-        fields=_strings(record.get("fields")),
-        followup=answer_from(record.get("followup")),
+        response=response,
+        passed=record.passed,
+        reason=(record.reason or "") + (_cause(record) if isinstance(record, QueryAnswer) else ""),
+        tools=tuple(record.tools or ()),
+        fields=tuple(record.fields or ()),
+        followup=answer_from(record.followup) if isinstance(record, QueryAnswer) else None,
     )
 
 
-def _cause(row: Mapping[str, Any]) -> str:
+def _cause(row: QueryAnswer | ZeroShotRow) -> str:
     """Whose miss a failing row is (checks.attribution), as the reason's last words."""
-    return f" [cause: {row['cause']}: {row.get('cause_detail', '')}]" if row.get("cause") else ""
+    return f" [cause: {row.cause}: {row.cause_detail or ''}]" if row.cause else ""
 
 
-def _gate3_answer(row: Mapping[str, Any], full_text: str | None) -> Answer:
+def _gate3_answer(row: ZeroShotRow, full_text: str | None) -> Answer:
     # Gate 3 rows carry calls and problems, not a scorer verdict: a tool query passes
     # with a valid call, the direct one with none (the gate's own rule).
-    calls, valid, problems = _strings(row.get("calls")), row.get("valid_calls") or 0, _strings(row.get("problems"))
-    passed = (valid > 0) if row.get("expect") == "tool" else not calls
+    calls, valid, problems = tuple(row.calls or ()), row.valid_calls or 0, tuple(row.problems or ())
+    passed = (valid > 0) if row.expect == "tool" else not calls
     found = f"calls {', '.join(calls)} ({valid} valid)" if calls else "no tool call"
-    expected = "a valid tool call" if row.get("expect") == "tool" else "no tool call"
+    expected = "a valid tool call" if row.expect == "tool" else "no tool call"
     reason = f"{'PASS' if passed else 'FAIL'}: expected {expected}; found {found}"
     if problems:
         reason += "; " + "; ".join(problems)
     reason += _cause(row)
-    response = full_text if full_text is not None else row.get("response")
-    return Answer(response if isinstance(response, str) else None, passed, reason, calls)
+    response = full_text if full_text is not None else row.response
+    return Answer(response, passed, reason, calls)
 
 
 def query_section(
     gate: str,
-    figures: Mapping[str, Any],
+    rows_in: Sequence[ReportRow | ZeroShotRow] | None,
     responses: Mapping[str, Mapping[str, Any]],
     baseline_responses: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> QuerySection | None:
-    """A gate's query rows (figures.queries) with the full saved texts; None when it has none."""
-    rows_in = figures.get("queries")
-    if not isinstance(rows_in, list) or not rows_in:
+    """A gate's query rows (its figures' `queries`) with the full saved texts; None when it has none."""
+    if not rows_in:
         return None
-    rows, with_baseline = [], any(isinstance(r, Mapping) and r.get("baseline") is not None for r in rows_in)
+    rows, with_baseline = [], any(isinstance(r, ReportRow) and r.baseline is not None for r in rows_in)
     for row in rows_in:
-        if not isinstance(row, Mapping) or not isinstance(row.get("id"), str):
+        if row.id is None:
             continue
-        qid = row["id"]
+        qid = row.id
         saved = responses.get(qid, {})
         text = saved_text(saved)
         mine: Answer | None
-        if gate == "gate3" and "passed" not in row:
+        if isinstance(row, ZeroShotRow) and row.passed is None:
             mine = _gate3_answer(row, text)
         else:
             mine = answer_from(row, text)
@@ -105,9 +108,9 @@ def query_section(
         answers: list[Answer | None] = [mine]
         if with_baseline:
             base_text = saved_text((baseline_responses or {}).get(qid, {}))
-            answers.append(answer_from(row.get("baseline"), base_text))
-        category = str(row.get("category") or category_of(qid))
-        rows.append(QueryRow(gate, qid, category, str(row.get("text") or ""), tuple(answers)))
+            answers.append(answer_from(row.baseline if isinstance(row, ReportRow) else None, base_text))
+        category = (row.category if isinstance(row, ReportRow) else None) or category_of(qid)
+        rows.append(QueryRow(gate, qid, category, "", tuple(answers)))  # the report keeps no query text
     if not rows:
         return None
     sides = ("candidate", "baseline") if with_baseline else ("candidate",)

@@ -4,35 +4,66 @@ next steps, resources per step, loss curves."""
 from __future__ import annotations
 
 import base64
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from punie_gates.decision.page import Curve, Table
-from punie_gates.decision.page_figures import _steps
 from punie_gates.decision.page_words import interval_text, loss_text, mcnemar_text
+from punie_gates.results.document import GateEntry
+from punie_gates.results.gate0 import Marker
+from punie_gates.results.queries import CategoryFigures, Heldout, HeldoutLeftOut, MultiTurn, Screening
+from punie_gates.results.shared import CriterionRow, McNemarTest, WilsonInterval
+from punie_gates.results.training import TrainedGateFigures
 
 
-def _marker_table(title: str, markers: Any, note: str = "") -> Table | None:
-    if not isinstance(markers, Mapping) or not markers:
+@dataclass(frozen=True)
+class PassRates:
+    """What a per-category table shows, from whichever figures hold it: a trained gate's, its
+    multi-turn pass, a screening."""
+
+    categories: Mapping[str, CategoryFigures] | None = None
+    """Per category: correct, total, minimum, intervals, McNemar."""
+    overall: CategoryFigures | None = None
+    """The overall row (None when the figures hold no correct/total)."""
+
+
+def pass_rates(figures: TrainedGateFigures | MultiTurn | Screening) -> PassRates:
+    """The per-category table's parts of a trained gate's figures, a multi-turn pass or a screening."""
+    base = figures if isinstance(figures, TrainedGateFigures) else None
+    minimum = figures.overall_min if isinstance(figures, MultiTurn) else None
+    overall = None
+    if figures.correct is not None and figures.total is not None:
+        overall = CategoryFigures(
+            correct=figures.correct,
+            total=figures.total,
+            min=minimum,
+            interval=figures.interval,
+            baseline_interval=base.baseline_interval if base else None,
+            mcnemar=base.mcnemar if base else None,
+        )
+    return PassRates(figures.categories, overall)
+
+
+def _marker_table(title: str, markers: Mapping[str, Marker] | None, note: str = "") -> Table | None:
+    if not markers:
         return None
     rows, bad = [], set()
     for n, (marker, fig) in enumerate(markers.items()):
-        fig = fig if isinstance(fig, Mapping) else {}
-        ids = fig.get("ids") or []
         rows.append(
             (
                 marker,
-                fig.get("id"),
-                " ".join(map(str, ids)),
-                fig.get("single"),
-                fig.get("control"),
-                fig.get("emitted"),
-                fig.get("text_can_produce"),
-                fig.get("note", ""),
+                fig.id,
+                " ".join(map(str, fig.ids or ())),
+                fig.single,
+                fig.control,
+                fig.emitted,
+                fig.text_can_produce,
+                "" if fig.note is None else fig.note,
             )
         )
-        if fig.get("single") is False and fig.get("emitted"):
+        if fig.single is False and fig.emitted:
             bad.add(n)
     return Table(
         title,
@@ -52,36 +83,36 @@ def _marker_table(title: str, markers: Any, note: str = "") -> Table | None:
     )
 
 
-def _pass_rate_table(gate: str, figures: Mapping[str, Any]) -> Table | None:
+def _pass_rate_table(gate: str, figures: TrainedGateFigures) -> Table | None:
     rows = []
-    if figures.get("interval") or figures.get("baseline_interval"):
+    if figures.interval or figures.baseline_interval:
         rows.append(
             (
                 "overall",
-                interval_text(figures.get("interval")),
-                interval_text(figures.get("baseline_interval")),
-                mcnemar_text(figures.get("mcnemar")),
+                interval_text(figures.interval),
+                interval_text(figures.baseline_interval),
+                mcnemar_text(figures.mcnemar),
             )
         )
-    categories = figures.get("categories")
-    if isinstance(categories, Mapping):
-        for name, cat in categories.items():
-            if isinstance(cat, Mapping) and (cat.get("interval") or cat.get("baseline_interval")):
-                rows.append(
-                    (
-                        name,
-                        interval_text(cat.get("interval")),
-                        interval_text(cat.get("baseline_interval")),
-                        mcnemar_text(cat.get("mcnemar")),
-                    )
+    for name, cat in (figures.categories or {}).items():
+        if cat.interval or cat.baseline_interval:
+            rows.append(
+                (
+                    name,
+                    interval_text(cat.interval),
+                    interval_text(cat.baseline_interval),
+                    mcnemar_text(cat.mcnemar),
                 )
+            )
     if not rows:
         return None
     return Table(f"{gate}: pass rates", ("", "candidate", "baseline", "paired (McNemar)"), tuple(rows))
 
 
-def _steps_table(gate: str, figures: Mapping[str, Any]) -> Table | None:
-    steps = _steps(figures.get("steps"))
+def _steps_table(gate: str, steps: Any) -> Table | None:
+    """Every key the gate's steps recorded, as recorded (`steps` of the document as it is: a table of
+    whatever each step measured, its columns the union of their keys)."""
+    steps = _step_rows(steps)
     if not steps:
         return None
     columns = list(dict.fromkeys(k for s in steps for k in s))
@@ -91,6 +122,14 @@ def _steps_table(gate: str, figures: Mapping[str, Any]) -> Table | None:
     return Table(
         f"{gate}: resources per step", tuple(columns), tuple(tuple(s.get(c, "") for c in columns) for s in steps)
     )
+
+
+def _step_rows(value: Any) -> list[Mapping[str, Any]]:
+    if isinstance(value, Mapping):  # an older form: step -> its figures
+        return [{"step": k, **v} if isinstance(v, Mapping) else {"step": k, "value": v} for k, v in value.items()]
+    if isinstance(value, list):
+        return [v for v in value if isinstance(v, Mapping)]
+    return []
 
 
 def _png_uri(path: Path) -> str | None:
@@ -103,11 +142,11 @@ def _png_uri(path: Path) -> str | None:
     return "data:image/png;base64," + base64.b64encode(data).decode("ascii")
 
 
-def _curves(doc: Mapping[str, Any], report_dir: Path | None) -> list[Curve]:
+def _curves(gates: Mapping[str, GateEntry], report_dir: Path | None) -> list[Curve]:
     out = []
-    for gate, g in doc.get("gates", {}).items():
-        figures = g.get("figures") or {}
-        named = figures.get("loss_curve_png")
+    for gate, g in gates.items():
+        figures = g.figures if isinstance(g.figures, TrainedGateFigures) else TrainedGateFigures()
+        named = figures.loss_curve_png
         candidates = []
         if report_dir is not None:
             if named:
@@ -118,43 +157,34 @@ def _curves(doc: Mapping[str, Any], report_dir: Path | None) -> list[Curve]:
         uri = next((u for u in map(_png_uri, candidates) if u), None)
         if uri is None:
             continue
-        loss = figures.get("loss")
-        out.append(Curve(f"{gate}: {g.get('name', '')}", uri, loss_text(loss)))
+        out.append(Curve(f"{gate}: {g.name or ''}", uri, loss_text(figures.loss)))
     return out
 
 
-def _category_table(gate: str, figures: Mapping[str, Any], title: str = "per category") -> Table | None:
+def _category_table(gate: str, rates: PassRates, title: str = "per category") -> Table | None:
     """Per category: correct/total against the minimum, with intervals and McNemar when recorded."""
-    categories = figures.get("categories")
-    if not isinstance(categories, Mapping) or not categories:
+    cats = rates.categories
+    if not cats:
         return None
-    cats = {k: v for k, v in categories.items() if isinstance(v, Mapping)}
-    with_base = any(c.get("baseline_interval") for c in cats.values()) or bool(figures.get("baseline_interval"))
-    with_mcnemar = any(c.get("mcnemar") for c in cats.values()) or bool(figures.get("mcnemar"))
+    overall = rates.overall
+    with_base = any(c.baseline_interval for c in cats.values()) or bool(overall and overall.baseline_interval)
+    with_mcnemar = any(c.mcnemar for c in cats.values()) or bool(overall and overall.mcnemar)
 
-    def row(name: str, c: Mapping[str, Any]) -> tuple[Any, ...]:
-        iv = c.get("interval")
-        mine = interval_text(iv) or (f"{c['correct']}/{c['total']}" if "correct" in c and "total" in c else "")
-        minimum = c.get("min")
-        met = None if minimum is None or "correct" not in c else c["correct"] >= minimum
-        cells: list[Any] = [name, mine, minimum if minimum is not None else "", met]
+    def row(name: str, c: CategoryFigures) -> tuple[Any, ...]:
+        mine = interval_text(c.interval) or (
+            f"{c.correct}/{c.total}" if c.correct is not None and c.total is not None else ""
+        )
+        met = None if c.min is None or c.correct is None else c.correct >= c.min
+        cells: list[Any] = [name, mine, c.min if c.min is not None else "", met]
         if with_base:
-            cells.append(interval_text(c.get("baseline_interval")))
+            cells.append(interval_text(c.baseline_interval))
         if with_mcnemar:
-            cells.append(mcnemar_text(c.get("mcnemar")))
+            cells.append(mcnemar_text(c.mcnemar))
         return tuple(cells)
 
     rows = [row(n, c) for n, c in cats.items()]
-    overall = {
-        "correct": figures.get("correct"),
-        "total": figures.get("total"),
-        "interval": figures.get("interval"),
-        "baseline_interval": figures.get("baseline_interval"),
-        "mcnemar": figures.get("mcnemar"),
-        "min": figures.get("overall_min"),
-    }
-    if overall["correct"] is not None and overall["total"] is not None:
-        rows.insert(0, row("overall", {k: v for k, v in overall.items() if v is not None}))
+    if overall is not None:
+        rows.insert(0, row("overall", overall))
     bad = frozenset(i for i, r in enumerate(rows) if r[3] is False)
     columns = (
         ["category", "candidate", "minimum", "met"]
@@ -164,21 +194,21 @@ def _category_table(gate: str, figures: Mapping[str, Any], title: str = "per cat
     return Table(f"{gate}: {title}", tuple(columns), tuple(rows), bad)
 
 
-def _criteria_table(gate: str, rows: Any) -> Table | None:
+def _criteria_table(gate: str, rows: Sequence[CriterionRow]) -> Table | None:
     """Per count criterion of the gate: count, minimum, threshold, interval, met, decided by the data
     or inside the interval (punie_gates.decision.criteria)."""
-    mine = [r for r in rows or () if isinstance(r, Mapping) and r.get("gate") == gate]
+    mine = [r for r in rows if r.gate == gate]
     if not mine:
         return None
     cells = tuple(
         (
-            r.get("criterion"),
-            f"{r.get('passed')}/{r.get('total')}",
-            r.get("min"),
-            f"{100 * r.get('threshold', 0):.0f}%",
-            interval_text(r.get("interval")),
-            r.get("met"),
-            r.get("decided"),
+            r.criterion,
+            f"{r.passed}/{r.total}",
+            r.min,
+            f"{100 * (r.threshold or 0):.0f}%",
+            interval_text(r.interval),
+            r.met,
+            r.decided,
         )
         for r in mine
     )
@@ -186,34 +216,34 @@ def _criteria_table(gate: str, rows: Any) -> Table | None:
         f"{gate}: criteria against their intervals",
         ("criterion", "count", "minimum", "threshold", "95% interval", "met", "decided"),
         cells,
-        frozenset(i for i, r in enumerate(mine) if r.get("met") is False),
+        frozenset(i for i, r in enumerate(mine) if r.met is False),
         "Inside the interval: the sample cannot tell on which side of the threshold the rate is "
         "(a note, not a flag: the verdict stands).",
     )
 
 
-def _heldout_table(gate: str, heldout: Any) -> Table | None:
+def _heldout_table(gate: str, heldout: Heldout | None) -> Table | None:
     """The held-out next-step measure per category, with the baseline's and the paired test when present."""
-    if not isinstance(heldout, Mapping) or "total" not in heldout:
+    if heldout is None or heldout.total is None:
         return None
-    with_base = "baseline_interval" in heldout
+    with_base = heldout.baseline_interval is not None
 
-    def row(name: str, c: Mapping[str, Any]) -> tuple[str, ...]:
-        mine = (name, interval_text(c.get("interval")))
-        return mine + ((interval_text(c.get("baseline_interval")), mcnemar_text(c.get("mcnemar"))) if with_base else ())
+    def row(name: str, iv: WilsonInterval | None, base: WilsonInterval | None, m: McNemarTest | None) -> tuple[str, ...]:
+        mine = (name, interval_text(iv))
+        return mine + ((interval_text(base), mcnemar_text(m)) if with_base else ())
 
-    rows = [row("overall", heldout)]
-    rows += [row(name, c) for name, c in (heldout.get("categories") or {}).items() if isinstance(c, Mapping)]
-    left = heldout.get("left_out") or {}
+    rows = [row("overall", heldout.interval, heldout.baseline_interval, heldout.mcnemar)]
+    rows += [
+        row(name, c.interval, c.baseline_interval, c.mcnemar) for name, c in (heldout.categories or {}).items()
+    ]
+    left = heldout.left_out or HeldoutLeftOut()
     note = (
-        f"{heldout['total']} turns of {heldout.get('source')} ({heldout.get('conversations')} conversations; "
-        f"left out: {left.get('in_train', 0)} also in train.jsonl"
-        + (f", the first {heldout['total']} of {heldout.get('available')}" if heldout.get("limited") else "")
-        + f"); {heldout.get('seconds')} s"
+        f"{heldout.total} turns of {heldout.source} ({heldout.conversations} conversations; "
+        f"left out: {left.in_train or 0} also in train.jsonl"
+        + (f", the first {heldout.total} of {heldout.available}" if heldout.limited else "")
+        + f"); {heldout.seconds} s"
     )
-    if isinstance(heldout.get("detectable"), Mapping):
-        note += f". {heldout['detectable'].get('sentence')}"
+    if heldout.detectable is not None:
+        note += f". {heldout.detectable.sentence}"
     columns = ("", "candidate") + (("baseline", "paired (exact McNemar)") if with_base else ())
     return Table(f"{gate}: held-out next steps (a measure beside the queries)", columns, tuple(rows), note=note)
-
-

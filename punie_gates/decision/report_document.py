@@ -15,6 +15,7 @@ from punie_gates import __version__
 from punie_gates.decision import criteria
 from punie_gates.decision.verdict import GateResult, Verdict
 from punie_gates.model.demo_agent import built_from
+from punie_gates.results.codec import to_json
 
 DEMO_NOTE = (
     "built-in offline demo candidate: a tiny model with RANDOM weights and Devstral's "
@@ -52,7 +53,7 @@ ANSWERING_NOTES = {
 
 def _jsonable(value: Any) -> Any:
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return _jsonable(dataclasses.asdict(value))
+        return _jsonable(to_json(value))  # a typed result as the results codec writes it
     if isinstance(value, dict):
         return {str(k): _jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple, set, frozenset)):

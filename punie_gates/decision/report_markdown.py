@@ -1,4 +1,4 @@
-"""gate-report.md: the report document (gate-report.json's dict) as markdown."""
+"""gate-report.md: the report document (gate-report.json's dict) as markdown, read through its types."""
 
 from __future__ import annotations
 
@@ -6,47 +6,57 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from punie_gates.decision.page_words import serving_line
-from punie_gates.decision.report_text import _cell, _gb, _interval, _mcnemar, _short, _size
+from punie_gates.decision.report_read import typed_report
+from punie_gates.decision.report_text import cell, gb_text, interval_brief, mcnemar_brief, short, size_text
+from punie_gates.results.document import CriteriaSummary, RunAnswering, RunResults
+from punie_gates.results.gate3 import Gate3Figures
+from punie_gates.results.queries import CategoryFigures, Heldout, HeldoutLeftOut, QueryAnswer, QueryRow, ZeroShotRow
+from punie_gates.results.shared import (
+    Answering,
+    CriterionRow,
+    GateFigures,
+    McNemarTest,
+    StepRow,
+    ToolParsing,
+    WilsonInterval,
+)
+from punie_gates.results.training import TrainedGateFigures
 
 
-def _server_lines(figures: dict[str, Any]) -> list[str]:
-    answering = figures.get("answering")
-    if not isinstance(answering, dict):
+def _server_lines(answering: Answering | None) -> list[str]:
+    if answering is None:
         return []
-    lines = [f"- answered via: {answering.get('via')}"]
-    for key in ("server", "baseline_server"):
-        server = answering.get(key)
-        if not isinstance(server, dict):
+    lines = [f"- answered via: {answering.via}"]
+    for server in (answering.server, answering.baseline_server):
+        if server is None:
             continue
-        versions = ", ".join(f"{k} {v}" for k, v in (server.get("versions") or {}).items())
-        parsing = server.get("tool_parsing") or {}
+        versions = ", ".join(f"{k} {v}" for k, v in (server.versions or {}).items())
+        parsing = server.tool_parsing or ToolParsing()
         starts = ", ".join(
-            f"started in {s['startup_s']:.1f} s, stopped in {s['stop_s'] or 0:.1f} s"
+            f"started in {s.startup_s:.1f} s, stopped in {s.stop_s or 0:.1f} s"
             # a pause shorter than the stall timeout: the answers' times include it
             + (
-                f", /health unanswered for up to {s['longest_silence_s']:.0f} s while answering"
-                if s.get("longest_silence_s")
+                f", /health unanswered for up to {s.longest_silence_s:.0f} s while answering"
+                if s.longest_silence_s
                 else ""
             )
-            for s in server.get("starts") or ()
+            for s in server.starts or ()
         )
-        lines.append(
-            f"- {server.get('model')} server: `{server.get('command', '')}` ({starts}); log `{server.get('log')}`"
-        )
+        lines.append(f"- {server.model} server: `{server.command or ''}` ({starts}); log `{server.log}`")
         lines.append(f"  - versions: {versions}")
         lines.append(
-            f"  - tool parser: {parsing.get('tool_parser')} (tokenizer {parsing.get('tokenizer_class')})"
-            + (f": {parsing['note']}" if parsing.get("note") else "")
+            f"  - tool parser: {parsing.tool_parser} (tokenizer {parsing.tokenizer_class})"
+            + (f": {parsing.note}" if parsing.note else "")
         )
     return lines
 
 
-def _query_table(rows: list[Any]) -> list[str]:
+def _query_table(rows: Sequence[QueryRow | ZeroShotRow]) -> list[str]:
     """Per query: the candidate's answer and, when there is one, the baseline's beside it."""
-    rows = [r for r in rows if isinstance(r, dict) and "passed" in r]
+    rows = [r for r in rows if r.passed is not None]
     if not rows:
         return []
-    both = any(isinstance(r.get("baseline"), dict) for r in rows)
+    both = any(isinstance(r, QueryRow) and r.baseline is not None for r in rows)
     head = "| query | candidate | tools | fields | reason |"
     rule = "|---|---|---|---|---|"
     if both:
@@ -54,141 +64,154 @@ def _query_table(rows: list[Any]) -> list[str]:
         rule += "---|---|---|---|"
     out = ["", head, rule]
     for r in rows:
-        cells = [r["id"], r["passed"], r.get("tools"), r.get("fields"), r.get("reason")]
+        mine = r if isinstance(r, QueryRow) else QueryAnswer(passed=r.passed)  # Gate 3's rows: calls, not tools
+        cells: list[Any] = [r.id, r.passed, mine.tools, mine.fields, mine.reason]
         if both:
-            b = r.get("baseline") or {}
-            cells += [b.get("passed"), b.get("tools"), b.get("fields"), b.get("reason")]
-        out.append("| " + " | ".join(_cell(c) for c in cells) + " |")
+            b = (r.baseline if isinstance(r, QueryRow) else None) or QueryAnswer()
+            cells += [b.passed, b.tools, b.fields, b.reason]
+        out.append("| " + " | ".join(cell(c) for c in cells) + " |")
     return out
 
 
-def _category_table(figures: Mapping[str, Any]) -> list[str]:
-    categories = figures.get("categories")
-    if not isinstance(categories, dict) or not figures.get("interval"):
+def _category_table(
+    categories: Mapping[str, CategoryFigures] | None,
+    interval: WilsonInterval | None,
+    baseline_interval: WilsonInterval | None = None,
+    mcnemar: McNemarTest | None = None,
+) -> list[str]:
+    if categories is None or interval is None:
         return []
-    both = bool(figures.get("baseline_interval"))
+    both = baseline_interval is not None
     head, rule = "| category | candidate | minimum |", "|---|---|---|"
     if both:
         head += " baseline | paired (exact McNemar) |"
         rule += "---|---|"
     out = ["", head, rule]
-    entries = [
-        (
-            "overall",
-            {
-                "interval": figures.get("interval"),
-                "baseline_interval": figures.get("baseline_interval"),
-                "mcnemar": figures.get("mcnemar"),
-            },
-        )
-    ]
-    entries += [(n, c) for n, c in categories.items() if isinstance(c, dict)]
+    entries = [("overall", CategoryFigures(interval=interval, baseline_interval=baseline_interval, mcnemar=mcnemar))]
+    entries += list(categories.items())
     for name, c in entries:
-        cells = [name, _interval(c.get("interval")), c.get("min", "")]
+        cells: list[Any] = [name, interval_brief(c.interval), "" if c.min is None else c.min]
         if both:
-            cells += [_interval(c.get("baseline_interval")), _mcnemar(c.get("mcnemar"))]
-        out.append("| " + " | ".join(_cell(x, 200) for x in cells) + " |")
+            cells += [interval_brief(c.baseline_interval), mcnemar_brief(c.mcnemar)]
+        out.append("| " + " | ".join(cell(x, 200) for x in cells) + " |")
     return out
+
+
+def _gate_tables(figures: GateFigures) -> list[str]:
+    """A gate's pass rates per category and its query rows (the gates that ask queries)."""
+    if isinstance(figures, TrainedGateFigures):
+        return _category_table(
+            figures.categories, figures.interval, figures.baseline_interval, figures.mcnemar
+        ) + _query_table(figures.queries or ())
+    if isinstance(figures, Gate3Figures):
+        return _query_table(figures.queries or ())
+    return []
 
 
 _TABLED = ("queries", "categories", "answering", "screening")
 
 
-def markdown(doc: dict[str, Any]) -> str:
-    lines = [f"# punie-gates report: {doc['verdict']}", ""]
-    cand = doc["candidate"]
-    lines.append(f"- candidate: `{cand['spec']}`" + (f" ({cand['note']})" if cand["note"] else ""))
-    if doc["baseline"]:
-        lines.append(f"- baseline: `{doc['baseline']}`")
+def markdown(doc: Mapping[str, Any]) -> str:
+    """gate-report.md from the gate-report.json document."""
+    report = typed_report(doc)
+    raw_gates: Mapping[str, Any] = found if isinstance(found := doc.get("gates"), Mapping) else {}
+    lines = [f"# punie-gates report: {report.verdict}", ""]
+    cand = report.candidate
+    spec, note = (cand.spec, cand.note) if cand else (None, None)
+    lines.append(f"- candidate: `{spec}`" + (f" ({note})" if note else ""))
+    if report.baseline:
+        lines.append(f"- baseline: `{report.baseline}`")
     else:
         lines.append(
             "- baseline: none given: no comparison with the production model was made; "
             "the verdict rests on the thresholds alone"
         )
-    answering = doc.get("answering") or {}
-    if answering.get("note"):
-        lines.append(f"- {answering['note']}")
-    lines += [f"- {serving_line(plan)}" for plan in answering.get("serving") or ()]
-    lines.append(f"- stopped at: {doc['stopped_at'] or '-'}; complete run: {doc['complete']}")
-    lines += [f"- {r}" for r in doc["reasons"]]
-    lines += [f"- flag: {f}" for f in doc["flags"] if f not in doc["reasons"]]
-    judged = doc.get("criteria") or {}
-    if judged.get("sentence"):
-        lines.append(f"- {judged['sentence']}")
+    answering = report.answering or RunAnswering()
+    if answering.note:
+        lines.append(f"- {answering.note}")
+    lines += [f"- {serving_line(plan)}" for plan in answering.serving or ()]
+    lines.append(f"- stopped at: {report.stopped_at or '-'}; complete run: {report.complete}")
+    lines += [f"- {r}" for r in report.reasons or ()]
+    lines += [f"- flag: {f}" for f in report.flags or () if f not in (report.reasons or ())]
+    judged = report.criteria or CriteriaSummary()
+    if judged.sentence:
+        lines.append(f"- {judged.sentence}")
     lines += ["", "| gate | name | kind | status | seconds | reason |", "|---|---|---|---|---|---|"]
-    for gate, g in doc["gates"].items():
-        reason = _short(g["reasons"][0], 120).replace("|", "\\|") if g["reasons"] else ""
-        lines.append(f"| {gate} | {g['name']} | {g['kind']} | **{g['status']}** | {g['seconds']:.1f} | {reason} |")
-    lines += _criteria_markdown(judged.get("rows") or [])
-    lines += _steps_markdown(doc)
-    screening = (doc["gates"].get("gate3") or {}).get("figures", {}).get("screening")
-    if isinstance(screening, Mapping):  # an endpoint candidate: every query, beside the verdict
+    gates = report.gates or {}
+    for gate, g in gates.items():
+        reason = short(g.reasons[0], 120).replace("|", "\\|") if g.reasons else ""
+        lines.append(f"| {gate} | {g.name} | {g.kind} | **{g.status}** | {g.seconds or 0:.1f} | {reason} |")
+    lines += _criteria_markdown(judged.rows or ())
+    lines += _steps_markdown(report)
+    gate3 = gates["gate3"].figures if "gate3" in gates else None
+    screening = gate3.screening if isinstance(gate3, Gate3Figures) else None
+    if screening is not None:  # an endpoint candidate: every query, beside the verdict
         lines += [
             "",
             "## screening (not judged)",
             "",
-            f"- {screening.get('note')}",
-            f"- {screening.get('correct')}/{screening.get('total')} queries passed",
+            f"- {screening.note}",
+            f"- {screening.correct}/{screening.total} queries passed",
         ]
-        lines += _category_table(screening) + _query_table(screening.get("queries") or [])
-    for gate, g in doc["gates"].items():
-        if not g["figures"]:
+        lines += _category_table(screening.categories, screening.interval) + _query_table(screening.queries or ())
+    for gate, g in gates.items():
+        raw = (raw_gates.get(gate) or {}).get("figures") or {}
+        if not raw:
             continue
-        figures = g["figures"]
-        lines += ["", f"## {gate}: {g['name']}", ""]
-        tables = _category_table(figures) + _query_table(figures.get("queries") or [])
-        heldout = _heldout_markdown(figures.get("heldout"))
-        for key, value in figures.items():
+        figures = g.figures or GateFigures()
+        lines += ["", f"## {gate}: {g.name}", ""]
+        tables = _gate_tables(figures)
+        trained = figures if isinstance(figures, TrainedGateFigures) else None
+        heldout = _heldout_markdown(trained.heldout if trained else None)
+        for key, value in raw.items():  # every figure the gate recorded, those shown below apart
             if (
                 key in ("steps", "criteria")
                 or (key == "heldout" and heldout)
                 or (key in _TABLED and (tables or key == "answering"))
             ):
                 continue  # steps: in the resources table above; criteria: in their own
-            lines.append(f"- {key}: `{_short(value, 300)}`")
-        comparison = figures.get("comparison")
-        if isinstance(comparison, dict) and isinstance(comparison.get("detectable"), dict):
-            lines.append(f"- what the comparison could see: {comparison['detectable'].get('sentence')}")
-        lines += _server_lines(figures) + heldout + tables
+            lines.append(f"- {key}: `{short(value, 300)}`")
+        comparison = trained.comparison if trained else None
+        if comparison is not None and comparison.detectable is not None:
+            lines.append(f"- what the comparison could see: {comparison.detectable.sentence}")
+        lines += _server_lines(figures.answering) + heldout + tables
     return "\n".join(lines) + "\n"
 
 
-def _heldout_markdown(h: Any) -> list[str]:
+def _heldout_markdown(h: Heldout | None) -> list[str]:
     """The held-out next-step measure beside the queries: overall, the baseline's, per category."""
-    if not isinstance(h, dict) or "total" not in h:
+    if h is None or h.total is None:
         return []
-    left = h.get("left_out") or {}
+    left = h.left_out or HeldoutLeftOut()
     out = [
-        f"- held-out next steps (a measure beside the queries): candidate {_interval(h.get('interval'))}"
+        f"- held-out next steps (a measure beside the queries): candidate {interval_brief(h.interval)}"
         + (
-            f", baseline {_interval(h.get('baseline_interval'))}; {_mcnemar(h.get('mcnemar'))}"
-            if h.get("baseline_interval")
+            f", baseline {interval_brief(h.baseline_interval)}; {mcnemar_brief(h.mcnemar)}"
+            if h.baseline_interval
             else ""
         ),
-        f"  - {h['total']} turns ({h.get('tool_turns')} with a call, {h.get('tool_turns_passed')} of them passed) "
-        f"of `{h.get('source')}`, "
-        f"{h.get('conversations')} conversations; left out {left.get('in_train', 0)} also in train.jsonl"
-        + (f"; the first {h['total']} of {h.get('available')} (--heldout-limit)" if h.get("limited") else "")
-        + f"; {h.get('seconds')} s ({h.get('seconds_per_turn')} s a turn)"
-        + (f", the baseline's {h['baseline_seconds']} s" if h.get("baseline_seconds") is not None else ""),
+        f"  - {h.total} turns ({h.tool_turns} with a call, {h.tool_turns_passed} of them passed) "
+        f"of `{h.source}`, "
+        f"{h.conversations} conversations; left out {left.in_train or 0} also in train.jsonl"
+        + (f"; the first {h.total} of {h.available} (--heldout-limit)" if h.limited else "")
+        + f"; {h.seconds} s ({h.seconds_per_turn} s a turn)"
+        + (f", the baseline's {h.baseline_seconds} s" if h.baseline_seconds is not None else ""),
     ]
-    cats = h.get("categories") or {}
-    if cats:
+    if h.categories:
         out.append(
             "  - per category: "
             + "; ".join(
-                f"{name} {_interval(c.get('interval'))}"
-                + (f" vs {_interval(c.get('baseline_interval'))}" if c.get("baseline_interval") else "")
-                for name, c in cats.items()
-                if isinstance(c, dict)
+                f"{name} {interval_brief(c.interval)}"
+                + (f" vs {interval_brief(c.baseline_interval)}" if c.baseline_interval else "")
+                for name, c in h.categories.items()
             )
         )
-    if isinstance(h.get("detectable"), dict):
-        out.append(f"  - {h['detectable'].get('sentence')}")
+    if h.detectable is not None:
+        out.append(f"  - {h.detectable.sentence}")
     return out
 
 
-def _criteria_markdown(rows: Sequence[Mapping[str, Any]]) -> list[str]:
+def _criteria_markdown(rows: Sequence[CriterionRow]) -> list[str]:
     """Per count criterion: its count, threshold, interval and whether the data decided it."""
     if not rows:
         return []
@@ -203,38 +226,40 @@ def _criteria_markdown(rows: Sequence[Mapping[str, Any]]) -> list[str]:
         "|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
-        iv = r.get("interval") or {}
+        iv = r.interval or WilsonInterval()
         cells = [
-            r.get("gate"),
-            r.get("criterion"),
-            f"{r.get('passed')}/{r.get('total')}",
-            r.get("min"),
-            f"{100 * r.get('threshold', 0):.0f}%",
-            f"{100 * iv.get('low', 0):.0f}-{100 * iv.get('high', 0):.0f}%",
-            r.get("met"),
-            r.get("decided"),
+            r.gate,
+            r.criterion,
+            f"{r.passed}/{r.total}",
+            r.min,
+            f"{100 * (r.threshold or 0):.0f}%",
+            f"{100 * (iv.low or 0):.0f}-{100 * (iv.high or 0):.0f}%",
+            r.met,
+            r.decided,
         ]
-        out.append("| " + " | ".join(_cell(c) for c in cells) + " |")
+        out.append("| " + " | ".join(cell(c) for c in cells) + " |")
     return out
 
 
-def _step_note(step: Mapping[str, Any]) -> str:
-    notes = ["cached" if step.get("cached") else "", "FAILED" if step.get("ok") is False else ""]
-    notes += [f"{k} {v}" for k, v in step.items() if k in ("method", "part_of", "note", "fallback") and v]
+def step_note(step: StepRow) -> str:
+    """A step's remarks in its row: cached, FAILED, the fusion method, what it is part of, a note, a fallback."""
+    notes = ["cached" if step.cached else "", "FAILED" if step.ok is False else ""]
+    notes += [f"{k} {v}" for k, v in (("method", step.method), ("part_of", step.part_of)) if v]
+    notes += [f"{k} {v}" for k, v in (("note", step.note), ("fallback", step.fallback)) if v]
     return "; ".join(n for n in notes if n).replace("|", "\\|")
 
 
-def _steps_markdown(doc: Mapping[str, Any]) -> list[str]:
+def _steps_markdown(report: RunResults) -> list[str]:
     """The resources table: one row per measured step of every gate, then the work folder's size."""
     rows = []
-    for gate, g in doc["gates"].items():
-        for step in g["figures"].get("steps") or ():
+    for gate, g in (report.gates or {}).items():
+        for step in (g.figures.steps if g.figures else None) or ():
             rows.append(
-                f"| {gate} | {step.get('step', '')} | {step.get('seconds', 0):.1f} | "
-                f"{_gb(step.get('peak_memory_gb'))} | {_gb(step.get('peak_rss_gb'))} | "
-                f"{_size(step.get('bytes_written'))} | {_step_note(step)} |"
+                f"| {gate} | {step.step or ''} | {step.seconds or 0:.1f} | "
+                f"{gb_text(step.peak_memory_gb)} | {gb_text(step.peak_rss_gb)} | "
+                f"{size_text(step.bytes_written)} | {step_note(step)} |"
             )
-    work = doc.get("work_folder")
+    work = report.work_folder
     if not rows and not work:
         return []
     out = ["", "## Resources per step", ""]
@@ -248,7 +273,5 @@ def _steps_markdown(doc: Mapping[str, Any]) -> list[str]:
         ]
         out += rows
     if work:
-        out += ["", f"Work folder at the end: `{work['path']}`, {_size(work['bytes'])}."]
+        out += ["", f"Work folder at the end: `{work.path}`, {size_text(work.bytes)}."]
     return out
-
-
