@@ -1,26 +1,20 @@
-"""The report page built from the report document (the dict gate-report.json holds).
+"""The report page built from the report document, read once through its types
+(punie_gates.results, leniently: decision.report_read).
 
-The page reads the report document and the saved responses beside it (gateN-responses.jsonl,
-`{"id", "response"}`, full text where the document keeps 300 characters; a
-baseline's in gateN-baseline-responses.jsonl). Parts that later runs may add are
-shown when present and left out when absent:
+The page shows the typed document and the saved responses beside it (gateN-responses.jsonl,
+`{"id", "response"}`, full text where the document keeps 300 characters; a baseline's in
+gateN-baseline-responses.jsonl). A part a run did not record is left out:
 
-- per query row of `gates.gateN.figures.queries`: `category` (else from the id,
-  `category-NN`), `text`, `followup` (the follow-up turn's answer) and `baseline`
-  (the baseline's answer, with its own `followup`); an answer is a dict with
-  `response`, `passed`, `reason`, `tools`, `fields`;
-- a saved record's `tool_calls` (an answer through mlx_lm.server) is shown under its text;
-- per gate: `figures.followup` (the multi-turn pass: `correct`, `total`, `categories`
-  and the interval keys below, as punie_gates.checks.multiturn records them);
-  `figures.interval` / `figures.baseline_interval` and the same keys in
-  `figures.categories[NAME]` (Wilson intervals, `Interval.to_json`), `figures.mcnemar`
-  (`McNemar.to_json`), and `figures.steps` (per-step resources: a list of dicts with
-  `step` or a dict step -> dict, holding seconds, peak memory, bytes ...). A gate's
-  peak memory is the largest `peak_memory_gb` among its figures and steps;
-- `figures.heldout` (the held-out next-step measure, punie_gates.checks.heldout) beside
-  the queries, and the document's `criteria` (each count criterion against its interval,
-  punie_gates.decision.criteria);
-- the document's `work_folder` ({"path", "bytes"}), among the run's facts.
+- per query row of a gate's `queries` (results.queries.QueryRow, Gate 3's ZeroShotRow): its
+  category (else from the id, `category-NN`), the follow-up turn's answer and the baseline's
+  answer (with its own follow-up); a saved record's `tool_calls` (an answer through
+  mlx_lm.server) is shown under its text;
+- per gate: the gate row (status, key figures, peak memory: Gate 1's and every step's), Gate 0's
+  marker tables, pass rates per category with intervals and McNemar, the multi-turn pass, the
+  held-out next steps, the document's criteria of the gate, the loss curve;
+- two parts are shown as recorded, whatever keys they hold: each gate's `steps` table (its
+  columns the union of the steps' keys) and the folded JSON of its figures;
+- the run's facts (candidate, serving, machine, `work_folder`).
 """
 
 from __future__ import annotations
@@ -34,14 +28,14 @@ from punie_gates.decision.page import GateRow, Page
 from punie_gates.decision.page_figures import key_figures, peak_memory
 from punie_gates.decision.page_queries import QUERY_GATES, RESPONSE_FILES, query_section, read_responses
 from punie_gates.decision.page_tables import (
-    _category_table,
-    _criteria_table,
-    _curves,
-    _heldout_table,
-    _marker_table,
-    _pass_rate_table,
-    _steps_table,
+    category_table,
+    criteria_table,
+    curves,
+    heldout_table,
+    marker_table,
+    pass_rate_table,
     pass_rates,
+    steps_table,
 )
 from punie_gates.decision.page_words import interval_text, serving_line
 from punie_gates.decision.report_read import typed_report
@@ -121,12 +115,12 @@ def report_page(
         )
         if isinstance(figures, Gate0Figures):
             for t in (
-                _marker_table(
+                marker_table(
                     "gate0: tool markers the template emits",
                     figures.markers,
                     "Each must be one control token: text cannot forge it, and the model sees it whole.",
                 ),
-                _marker_table(
+                marker_table(
                     "gate0: the seed plan's delimiters (for reference)",
                     figures.seed_delimiters,
                     "[/TOOL_CALLS] is not part of Devstral's format: several tokens is no failure.",
@@ -140,11 +134,11 @@ def report_page(
         raw = (raw_gates.get(gate) or {}).get("figures") or {}
         followup = trained.followup if trained else None
         for t in (
-            (_category_table(gate, pass_rates(trained)) or _pass_rate_table(gate, trained)) if trained else None,
-            _criteria_table(gate, criteria.rows or ()),
-            _heldout_table(gate, trained.heldout if trained else None),
-            _category_table(gate, pass_rates(followup), "multi-turn pass per category") if followup else None,
-            _steps_table(gate, raw.get("steps")),
+            (category_table(gate, pass_rates(trained)) or pass_rate_table(gate, trained)) if trained else None,
+            criteria_table(gate, criteria.rows or ()),
+            heldout_table(gate, trained.heldout if trained else None),
+            category_table(gate, pass_rates(followup), "multi-turn pass per category") if followup else None,
+            steps_table(gate, raw.get("steps")),
         ):
             if t:
                 tables.append(t)
@@ -162,8 +156,8 @@ def report_page(
         tables[:0] = [
             t
             for t in (
-                _category_table("screening", pass_rates(screening), title),
-                _category_table("screening", pass_rates(screening.followup), "multi-turn pass per category")
+                category_table("screening", pass_rates(screening), title),
+                category_table("screening", pass_rates(screening.followup), "multi-turn pass per category")
                 if screening.followup
                 else None,
             )
@@ -183,7 +177,7 @@ def report_page(
         facts=tuple(facts),
         gates=tuple(gates),
         tables=tuple(tables),
-        curves=tuple(_curves(report.gates or {}, report_dir)),
+        curves=tuple(curves(report.gates or {}, report_dir)),
         sections=tuple(sections),
         figures=tuple(figures_json),
         data=doc,

@@ -130,5 +130,3 @@ def saved_text(saved: Mapping[str, Any]) -> str | None:
 
 def _replace_followup(answer: Answer, followup: Answer) -> Answer:
     return Answer(answer.response, answer.passed, answer.reason, answer.tools, answer.fields, followup)
-
-

@@ -46,7 +46,7 @@ def pass_rates(figures: TrainedGateFigures | MultiTurn | Screening) -> PassRates
     return PassRates(figures.categories, overall)
 
 
-def _marker_table(title: str, markers: Mapping[str, Marker] | None, note: str = "") -> Table | None:
+def marker_table(title: str, markers: Mapping[str, Marker] | None, note: str = "") -> Table | None:
     if not markers:
         return None
     rows, bad = [], set()
@@ -83,7 +83,7 @@ def _marker_table(title: str, markers: Mapping[str, Marker] | None, note: str = 
     )
 
 
-def _pass_rate_table(gate: str, figures: TrainedGateFigures) -> Table | None:
+def pass_rate_table(gate: str, figures: TrainedGateFigures) -> Table | None:
     rows = []
     if figures.interval or figures.baseline_interval:
         rows.append(
@@ -109,7 +109,7 @@ def _pass_rate_table(gate: str, figures: TrainedGateFigures) -> Table | None:
     return Table(f"{gate}: pass rates", ("", "candidate", "baseline", "paired (McNemar)"), tuple(rows))
 
 
-def _steps_table(gate: str, steps: Any) -> Table | None:
+def steps_table(gate: str, steps: Any) -> Table | None:
     """Every key the gate's steps recorded, as recorded (`steps` of the document as it is: a table of
     whatever each step measured, its columns the union of their keys)."""
     steps = _step_rows(steps)
@@ -142,7 +142,7 @@ def _png_uri(path: Path) -> str | None:
     return "data:image/png;base64," + base64.b64encode(data).decode("ascii")
 
 
-def _curves(gates: Mapping[str, GateEntry], report_dir: Path | None) -> list[Curve]:
+def curves(gates: Mapping[str, GateEntry], report_dir: Path | None) -> list[Curve]:
     out = []
     for gate, g in gates.items():
         figures = g.figures if isinstance(g.figures, TrainedGateFigures) else TrainedGateFigures()
@@ -161,7 +161,7 @@ def _curves(gates: Mapping[str, GateEntry], report_dir: Path | None) -> list[Cur
     return out
 
 
-def _category_table(gate: str, rates: PassRates, title: str = "per category") -> Table | None:
+def category_table(gate: str, rates: PassRates, title: str = "per category") -> Table | None:
     """Per category: correct/total against the minimum, with intervals and McNemar when recorded."""
     cats = rates.categories
     if not cats:
@@ -194,7 +194,7 @@ def _category_table(gate: str, rates: PassRates, title: str = "per category") ->
     return Table(f"{gate}: {title}", tuple(columns), tuple(rows), bad)
 
 
-def _criteria_table(gate: str, rows: Sequence[CriterionRow]) -> Table | None:
+def criteria_table(gate: str, rows: Sequence[CriterionRow]) -> Table | None:
     """Per count criterion of the gate: count, minimum, threshold, interval, met, decided by the data
     or inside the interval (punie_gates.decision.criteria)."""
     mine = [r for r in rows if r.gate == gate]
@@ -222,20 +222,20 @@ def _criteria_table(gate: str, rows: Sequence[CriterionRow]) -> Table | None:
     )
 
 
-def _heldout_table(gate: str, heldout: Heldout | None) -> Table | None:
+def heldout_table(gate: str, heldout: Heldout | None) -> Table | None:
     """The held-out next-step measure per category, with the baseline's and the paired test when present."""
     if heldout is None or heldout.total is None:
         return None
     with_base = heldout.baseline_interval is not None
 
-    def row(name: str, iv: WilsonInterval | None, base: WilsonInterval | None, m: McNemarTest | None) -> tuple[str, ...]:
+    def row(
+        name: str, iv: WilsonInterval | None, base: WilsonInterval | None, m: McNemarTest | None
+    ) -> tuple[str, ...]:
         mine = (name, interval_text(iv))
         return mine + ((interval_text(base), mcnemar_text(m)) if with_base else ())
 
     rows = [row("overall", heldout.interval, heldout.baseline_interval, heldout.mcnemar)]
-    rows += [
-        row(name, c.interval, c.baseline_interval, c.mcnemar) for name, c in (heldout.categories or {}).items()
-    ]
+    rows += [row(name, c.interval, c.baseline_interval, c.mcnemar) for name, c in (heldout.categories or {}).items()]
     left = heldout.left_out or HeldoutLeftOut()
     note = (
         f"{heldout.total} turns of {heldout.source} ({heldout.conversations} conversations; "

@@ -40,4 +40,3 @@ def write_reports(report_dir: Path, report: Report) -> tuple[Path, Path, Path]:
     finally:
         for tmp in report_dir.glob(f".gate-report.*.{os.getpid()}.tmp"):
             tmp.unlink(missing_ok=True)
-

@@ -163,4 +163,3 @@ def serving_plans(results: Mapping[str, Any]) -> list[dict[str, Any]]:
             if isinstance(plan, dict):
                 plans.setdefault(str(plan.get("model_folder")), {"model": server.get("model"), **plan})
     return list(plans.values())
-

@@ -22,4 +22,3 @@ def typed_report(doc: Any, problems: list[str] | None = None) -> RunResults:
         problems.append(f"the report: expected an object, found {type(doc).__name__}")
         return RunResults()
     return read_results(doc, problems=problems)
-

@@ -58,9 +58,7 @@ def terminal_lines(report: Report, report_paths: Sequence[Path] = (), report_mis
             out.append(steps_line(gate, f.steps))
     work = typed.work_folder
     if work is not None:
-        out.append(
-            f"work folder: {work.path} ({size_text(work.bytes)}; `punie-gates work list` shows what it holds)"
-        )
+        out.append(f"work folder: {work.path} ({size_text(work.bytes)}; `punie-gates work list` shows what it holds)")
     gate2 = figures.get("gate2")
     if isinstance(gate2, Gate2Figures) and gate2.bench_summary:
         out.append(f"speed to verdict (--bench): {gate2.bench_summary}")
