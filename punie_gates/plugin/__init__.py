@@ -2,12 +2,13 @@
 
 The only part of punie_gates that imports pytest. Its hooks are one-liners into
 the run's `GateSession` (plugin/session.py); the fixtures live in
-plugin/fixtures.py (options and data) and plugin/model_fixtures.py (the candidate
-and its models). The plugin stays inert in runs that collect no gate tests, such
-as the self-tests.
+plugin/fixtures.py (options, data, the `gate_record` recorder of plugin/recording.py),
+plugin/model_fixtures.py (the candidate and its models) and
+plugin/training_fixtures.py (the training gates' shared steps). The plugin stays inert
+in runs that collect no gate tests, such as the self-tests.
 
 Import direction of the package (a self-test enforces it):
-plugin -> decision, checks -> answering, model -> formats, inputs -> errors, progress.
+plugin -> decision, checks -> answering, model -> formats, inputs, results -> errors, progress.
 """
 
 from __future__ import annotations

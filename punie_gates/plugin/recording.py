@@ -4,7 +4,9 @@
 The gate tests record through the `gate_record` fixture (plugin/fixtures.py); the fixtures
 that measure steps and ask models append to `steps` and `answering` here. A figure the
 gate's class does not have, or a value not of its type, raises ResultsError naming the
-field and who recorded it: a typo cannot reach the report or the readers.
+field and who recorded it: a typo cannot reach the report or the readers. A wrong type
+deeper inside a value is said as a notice and kept (the self-tests read every report
+strictly, so it is caught there, not in a user's run).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from punie_gates import progress
 from punie_gates.decision.outcomes import GateLog
 from punie_gates.results.document import check_figure
 
@@ -23,9 +26,13 @@ class GateLogs(dict[str, GateLog]):
         super().__init__((gate, GateLog()) for gate in gates)
 
     def record(self, gate: str, recorded_by: str, **figures: Any) -> None:
-        """Put `figures` in gates.<gate>.figures, each checked first (ResultsError names the field
-        and `recorded_by`); a figure recorded again replaces the earlier value."""
-        checked = {key: check_figure(gate, key, value, recorded_by) for key, value in figures.items()}
+        """Put `figures` in gates.<gate>.figures, each checked first: ResultsError names a field the
+        gate does not have or a value not of its kind, and `recorded_by`; a wrong type deeper inside
+        is kept and said as a notice. A figure recorded again replaces the earlier value."""
+        problems: list[str] = []
+        checked = {key: check_figure(gate, key, value, recorded_by, problems) for key, value in figures.items()}
+        for problem in problems:
+            progress.notice(f"{recorded_by}: {problem} (kept as recorded; punie_gates/results should say so)")
         self[gate].figures.update(checked)
 
     def add_step(self, gate: str, row: dict[str, Any]) -> None:

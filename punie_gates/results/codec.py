@@ -18,6 +18,7 @@ import json
 import types
 import typing
 from collections.abc import Mapping, Sequence
+from pathlib import PurePath
 from typing import Any, Literal, Union
 
 from punie_gates.errors import UserError
@@ -28,13 +29,20 @@ class ResultsError(UserError, ValueError):
 
 
 def to_json(value: Any) -> Any:
-    """A plain JSON value (dict, list, str, int, float, bool, None) for `value`."""
+    """A plain JSON value (dict, list, str, int, float, bool, None) for `value` (a path as its text,
+    a set as a sorted list, a numpy scalar as its Python value)."""
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return {f.name: to_json(v) for f in dataclasses.fields(value) if (v := getattr(value, f.name)) is not None}
     if isinstance(value, Mapping):
         return {str(k): to_json(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [to_json(v) for v in value]
+    if isinstance(value, (set, frozenset)):
+        return sorted((to_json(v) for v in value), key=str)
+    if isinstance(value, PurePath):
+        return str(value)
+    if type(value).__module__ == "numpy" and hasattr(value, "item"):  # a numpy scalar: its Python value
+        return value.item()
     return value
 
 

@@ -252,10 +252,12 @@ def _refuse(message: str, instead: Any, problems: list[str] | None) -> Any:
     return instead
 
 
-def check_figure(gate: str, key: str, value: Any, recorded_by: str) -> Any:
+def check_figure(gate: str, key: str, value: Any, recorded_by: str, problems: list[str] | None = None) -> Any:
     """`value` as `gates.<gate>.figures.<key>` holds it in the report (plain JSON; typed values
-    are turned into it): ResultsError when the gate's figures have no such field or the value
-    is not of its type, naming the field and `recorded_by`."""
+    are turned into it). ResultsError, naming the field and `recorded_by`, when the gate's figures
+    have no such field or the value is not of its kind. With a `problems` list a value of the
+    wrong type deeper inside is kept as recorded and its path added there (a run is not stopped
+    for a detail a results class has not caught up with; the self-tests read strictly)."""
     cls = figures_class(gate)
     hints = field_hints(cls)
     if key not in hints:
@@ -265,7 +267,7 @@ def check_figure(gate: str, key: str, value: Any, recorded_by: str) -> Any:
         )
     plain = to_json(value)
     try:
-        from_json(hints[key], plain, f"gates.{gate}.figures.{key}")
+        from_json(hints[key], plain, f"gates.{gate}.figures.{key}", None, problems)
     except ResultsError as exc:
         raise ResultsError(f"{recorded_by}: {exc}") from None
     return plain

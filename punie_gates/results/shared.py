@@ -171,6 +171,22 @@ class ToolParsing:
 
 
 @dataclass(frozen=True)
+class ServedAsIs:
+    """How mlx_lm.server would serve the model folder as it is (answering.plan._summary)."""
+
+    tokenizer_class: str | None = None
+    """The tokenizer class the server would load."""
+    tool_parser: str | None = None
+    """mlx-lm's tool parser it would use; null when none."""
+    detokenizer: str | None = None
+    """mlx-lm's streaming detokenizer class."""
+    chat_template_source: str | None = None
+    """Where its chat template would come from."""
+    parses_template_calls: bool | None = None
+    """Whether that parser reads the calls the chat template writes."""
+
+
+@dataclass(frozen=True)
 class ServingPlan:
     """How production's environment serves a model folder (answering.plan.ServingPlan.to_json;
     docs/serving.md)."""
@@ -181,7 +197,7 @@ class ServingPlan:
     """The folder actually served (a copy with a changed tokenizer setup when the plan needs one)."""
     environment: str | None = None
     """The serving interpreter, described."""
-    versions: Mapping[str, str] | None = None
+    versions: Mapping[str, str | None] | None = None
     """Library versions in the serving environment (python, mlx, mlx-lm, transformers, ...)."""
     tokenizer_class: str | None = None
     """The tokenizer class the server loads."""
@@ -195,8 +211,9 @@ class ServingPlan:
     """Where the chat template comes from (chat_template.jinja, tokenizer_config.json, tekken.json)."""
     regex_warning: bool | None = None
     """Whether transformers warns about an incorrect regex pattern for this tokenizer."""
-    as_is: str | None = None
-    """Why the folder cannot be served as it is; null when it can."""
+    as_is: ServedAsIs | None = None
+    """How the folder would be served as it is, when the plan serves something else (a copy with another
+    tokenizer setup); null when it is served as it is."""
     change: str | None = None
     """The change Punie must make to serve it (a flag on Gate 0); null when none."""
     returns_tool_calls: bool | None = None
@@ -219,7 +236,7 @@ class ServerRecord:
     """The server's log file (gateN-server.log in the report folder)."""
     command: str | None = None
     """The command that started it."""
-    versions: Mapping[str, str] | None = None
+    versions: Mapping[str, str | None] | None = None
     """Library versions in the serving environment."""
     plan: ServingPlan | None = None
     """The serving plan it was started from."""

@@ -167,8 +167,6 @@ class Speed:
 class TrainedGateFigures(GateFigures):
     """What both training gates record: the run, the fuse, and the fused model's answers."""
 
-    training_data: str | None = None
-    """The training data folder (--training-data); Gate 4 only."""
     examples: Examples | None = None
     """The training sample's size."""
     loss_curve: LossCurve | None = None
@@ -191,8 +189,6 @@ class TrainedGateFigures(GateFigures):
     """The candidate's failed queries counted by cause (model, server, stream)."""
     baseline_misses_by_cause: Mapping[str, int] | None = None
     """The baseline's failed queries counted by cause; absent without --baseline."""
-    misses_by_cause_summary: str | None = None
-    """Both counts in one line; Gate 4 with --baseline only."""
     correct: int | None = None
     """Queries the fused model passed."""
     total: int | None = None
@@ -223,6 +219,10 @@ class TrainedGateFigures(GateFigures):
 class Gate4Figures(TrainedGateFigures):
     """Gate 4 (hard): a small LoRA run."""
 
+    training_data: str | None = None
+    """The training data folder (--training-data)."""
+    misses_by_cause_summary: str | None = None
+    """The candidate's and the baseline's misses by cause in one line; absent without --baseline."""
     converted: Mapping[str, int] | None = None
     """Conversations converted, per split (`train`, `valid`)."""
     rejected: Mapping[str, int] | None = None

@@ -21,6 +21,7 @@ import yaml
 
 from punie_gates.inputs import options_page
 from punie_gates.inputs.options import OPTIONS
+from punie_gates.results import reference
 
 REPO = Path(__file__).resolve().parents[2]
 DOCS = (REPO / "README.md", *sorted((REPO / "docs").glob("*.md")))
@@ -115,6 +116,13 @@ def test_the_options_page_is_generated_from_the_options():
         for flag in re.findall(r"`(--[\w-]+)`", ln.split("|")[1])
     }
     assert named == {o.flag for o in OPTIONS}
+
+
+def test_the_report_page_is_generated_from_the_results_classes():
+    page = (REPO / "docs" / "report.md").read_text(encoding="utf-8")
+    assert page == reference.render(), (
+        "docs/report.md is out of date: run `python -m punie_gates.results.reference docs/report.md`"
+    )
 
 
 def test_the_readme_is_short():

@@ -17,6 +17,7 @@ import pytest
 
 from punie_gates.formats import tekken
 from punie_gates.inputs import paths
+from punie_gates.results.document import read_results
 
 REPO = Path(__file__).resolve().parents[2]
 GATES = ("gate0", "gate1", "gate2", "gate3", "gate4", "gate5")
@@ -78,6 +79,9 @@ def run(pytester, *args):
         "-p", "no:cacheprovider", "--report-dir", str(reports), "gates", *args, timeout=1500
     )
     doc = json.loads((reports / "gate-report.json").read_text())
+    unknown: list[str] = []
+    read_results(doc, unknown)  # every value of the type its results class says (ResultsError names one)
+    assert not unknown, f"keys the results classes (punie_gates/results) do not have: {unknown[:10]}"
     return result, doc
 
 

@@ -132,3 +132,21 @@ def test_a_lenient_read_leaves_a_wrong_value_out_and_says_where():
         'gates.gate5.figures.correct: expected an int, found "x"',
         "gates.gate4.figures: expected an object (Gate4Figures), found []",
     ]
+
+
+def test_every_key_of_the_report_has_a_docstring():
+    from punie_gates.results.reference import documented_classes, missing_docstrings
+
+    assert not missing_docstrings(), "give these a docstring in punie_gates/results/: " + ", ".join(
+        missing_docstrings()
+    )
+    assert set(FIGURES_BY_GATE.values()) <= set(documented_classes())
+
+
+def test_the_recorder_keeps_a_wrong_detail_and_says_where():
+    problems: list[str] = []
+    rows = [{"id": "a", "passed": "yes"}]
+    assert check_figure("gate5", "queries", rows, "test_x", problems) == rows
+    assert problems == ['gates.gate5.figures.queries[0].passed: expected true or false, found "yes"']
+    with pytest.raises(ResultsError, match="queries: expected a list"):
+        check_figure("gate5", "queries", {"id": "a"}, "test_x", problems)
