@@ -16,6 +16,7 @@ from punie_gates.decision import criteria
 from punie_gates.decision.verdict import GateResult, Verdict
 from punie_gates.model.demo_agent import built_from
 from punie_gates.results.codec import to_json
+from punie_gates.results.document import read_figures
 
 DEMO_NOTE = (
     "built-in offline demo candidate: a tiny model with RANDOM weights and Devstral's "
@@ -132,7 +133,9 @@ class Report:
             "work_folder": _jsonable(dict(self.work_folder)) if self.work_folder else None,
             "gates": {},
         }
+        typed = {}  # the figures as the readers see them, for the criteria
         for gate, result in self.results.items():
+            figures = _jsonable(dict(result.figures))
             doc["gates"][gate] = {
                 "name": result.name,
                 "kind": result.kind,
@@ -141,9 +144,10 @@ class Report:
                 "tests": dict(result.tests),
                 "reasons": list(result.reasons),
                 "flags": list(result.flags),
-                "figures": _jsonable(dict(result.figures)),
+                "figures": figures,
             }
-        doc["criteria"] = criteria.summary({gate: g["figures"] for gate, g in doc["gates"].items()})
+            typed[gate] = read_figures(gate, figures, problems=[])
+        doc["criteria"] = criteria.summary(typed)
         return doc
 
 
