@@ -17,6 +17,7 @@ from punie_gates.decision.verdict import GateResult, Verdict
 from punie_gates.model.demo_agent import built_from
 from punie_gates.results.codec import to_json
 from punie_gates.results.document import read_figures
+from punie_gates.results.shared import GateFigures
 
 DEMO_NOTE = (
     "built-in offline demo candidate: a tiny model with RANDOM weights and Devstral's "
@@ -105,6 +106,8 @@ class Report:
     def to_json(self) -> dict[str, Any]:
         """The gate-report.json document."""
         verdict = self.verdict
+        figures = {gate: _jsonable(dict(result.figures)) for gate, result in self.results.items()}
+        typed = {gate: read_figures(gate, f, problems=[]) for gate, f in figures.items()}  # as the readers see them
         doc: dict[str, Any] = {
             "suite": f"punie-gates {__version__}",
             "verdict": verdict.verdict,
@@ -121,7 +124,7 @@ class Report:
             "answering": {
                 "via": self.answer_via,
                 "note": ANSWERING_NOTES.get(self.answer_via or ""),
-                "serving": serving_plans(self.results),
+                "serving": serving_plans(typed),
             },
             "run_all_gates": self.run_all_gates,
             "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(self.started)),
@@ -133,9 +136,7 @@ class Report:
             "work_folder": _jsonable(dict(self.work_folder)) if self.work_folder else None,
             "gates": {},
         }
-        typed = {}  # the figures as the readers see them, for the criteria
         for gate, result in self.results.items():
-            figures = _jsonable(dict(result.figures))
             doc["gates"][gate] = {
                 "name": result.name,
                 "kind": result.kind,
@@ -144,26 +145,22 @@ class Report:
                 "tests": dict(result.tests),
                 "reasons": list(result.reasons),
                 "flags": list(result.flags),
-                "figures": figures,
+                "figures": figures[gate],
             }
-            typed[gate] = read_figures(gate, figures, problems=[])
         doc["criteria"] = criteria.summary(typed)
         return doc
 
 
-def serving_plans(results: Mapping[str, Any]) -> list[dict[str, Any]]:
+def serving_plans(figures: Mapping[str, GateFigures]) -> list[dict[str, Any]]:
     """How each model was served (answering.plan.ServingPlan.to_json), once per model folder, from the
     gates' answering figures: the environment, backend, parser, the exact command, the change Punie needs."""
     plans: dict[str, dict[str, Any]] = {}
-    for result in results.values():
-        answering = result.figures.get("answering")
-        if not isinstance(answering, dict):
-            continue
-        for key in ("server", "baseline_server"):
-            server = answering.get(key)
-            if not isinstance(server, dict):
-                continue
-            plan = server.get("plan")
-            if isinstance(plan, dict):
-                plans.setdefault(str(plan.get("model_folder")), {"model": server.get("model"), **plan})
+    for gate_figures in figures.values():
+        answering = gate_figures.answering
+        for server in (answering.server, answering.baseline_server) if answering else ():
+            if server is not None and server.plan is not None:
+                # every field, a null one too, as answering.plan writes them
+                plans.setdefault(
+                    str(server.plan.model_folder), {"model": server.model, **dataclasses.asdict(server.plan)}
+                )
     return list(plans.values())
