@@ -13,6 +13,7 @@ candidates against one baseline run (`rank_runs`), each paired with that baselin
 
 from __future__ import annotations
 
+import dataclasses
 import string
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -20,9 +21,12 @@ from pathlib import Path
 from typing import Any
 
 from punie_gates.decision import html
+from punie_gates.decision.report_read import typed_report
 from punie_gates.errors import UserError
 from punie_gates.inputs import readers
 from punie_gates.inputs.queries import QuerySet
+from punie_gates.results.codec import from_json
+from punie_gates.results.shared import McNemarTest, WilsonInterval
 from punie_gates.stats import Interval, McNemar, Paired, mcnemar_exact, paired, wilson_interval
 
 
@@ -64,13 +68,13 @@ def run_of(rescored: Any) -> Run:
     verdict = candidate = seconds = peak = None
     report = folder / "gate-report.json"
     if report.is_file():
-        try:
-            doc = readers.read_json(report, "report")
-            verdict = doc.get("verdict")
-            candidate = (doc.get("candidate") or {}).get("spec")
-            seconds = doc.get("seconds") if isinstance(doc.get("seconds"), (int, float)) else None
+        try:  # any version's report: its keys never changed, and a value that does not fit is left out
+            doc = typed_report(readers.read_json(report, "report"))
+            verdict = doc.verdict
+            candidate = doc.candidate.spec if doc.candidate else None
+            seconds = doc.seconds
             peak = html.run_peak_memory(doc)
-        except (UserError, AttributeError):
+        except UserError:
             pass  # the responses are what is compared; a broken report only loses the labels
     return Run(folder, Path(rescored.responses_path), verdict, candidate, texts, dict(rescored.scores), seconds, peak)
 
@@ -96,6 +100,17 @@ def paired_json(p: Paired) -> dict[str, Any]:
 
 def _p(value: float) -> float:
     return float(f"{value:.6g}")  # significant digits: 32 discordant pairs give p ~ 5e-10, not 0
+
+
+def _interval(iv: Interval) -> WilsonInterval:
+    """An interval as the report types it (what the page's words read)."""
+    return from_json(WilsonInterval, iv.to_json(), "interval")
+
+
+def _mcnemar(m: McNemar, rounded: bool = False) -> McNemarTest:
+    """A McNemar test as the report types it; `rounded`: its p to 6 significant digits, as the JSON line says it."""
+    typed = from_json(McNemarTest, m.to_json(), "mcnemar")
+    return dataclasses.replace(typed, p_two_sided=_p(m.p_two_sided)) if rounded else typed
 
 
 @dataclass(frozen=True)
@@ -197,18 +212,18 @@ def comparison_page(c: Comparison, queries: QuerySet) -> html.Page:
     rows = [
         (
             "overall",
-            html.interval_text(c.overall.candidate.to_json()),
-            html.interval_text(c.overall.baseline.to_json()),
-            html.mcnemar_text(paired_json(c.overall)["mcnemar"], la, lb),
+            html.interval_text(_interval(c.overall.candidate)),
+            html.interval_text(_interval(c.overall.baseline)),
+            html.mcnemar_text(_mcnemar(c.overall.mcnemar, rounded=True), la, lb),
         )
     ]
     for name, p in c.categories.items():
         rows.append(
             (
                 name,
-                html.interval_text(p.candidate.to_json()),
-                html.interval_text(p.baseline.to_json()),
-                html.mcnemar_text(paired_json(p)["mcnemar"], la, lb),
+                html.interval_text(_interval(p.candidate)),
+                html.interval_text(_interval(p.baseline)),
+                html.mcnemar_text(_mcnemar(p.mcnemar, rounded=True), la, lb),
             )
         )
     table = html.Table(
@@ -396,7 +411,7 @@ def ranking_page(r: Ranking, queries: QuerySet) -> html.Page:
             "baseline",
             base,
             r.baseline.run.verdict or "-",
-            html.interval_text(r.baseline.overall.to_json()),
+            html.interval_text(_interval(r.baseline.overall)),
             "",
             *_cost(r.baseline.run),
         )
@@ -407,8 +422,8 @@ def ranking_page(r: Ranking, queries: QuerySet) -> html.Page:
                 str(n),
                 c.label,
                 c.run.verdict or "-",
-                html.interval_text(c.overall.to_json()),
-                html.mcnemar_text(c.against.to_json(), c.label, base),
+                html.interval_text(_interval(c.overall)),
+                html.mcnemar_text(_mcnemar(c.against), c.label, base),
                 *_cost(c.run),
             )
         )
@@ -421,7 +436,7 @@ def ranking_page(r: Ranking, queries: QuerySet) -> html.Page:
         "per category (95% Wilson intervals)",
         ("category", *(x.label for x in r.runs)),
         tuple(
-            (name, *(html.interval_text(x.categories[name].to_json()) for x in r.runs))
+            (name, *(html.interval_text(_interval(x.categories[name])) for x in r.runs))
             for name in r.baseline.categories
         ),
     )

@@ -5,8 +5,9 @@ report document as embedded JSON) so it opens offline and can be mailed or attac
 to CI. A Content-Security-Policy allows no network at all and only the page's own
 script (by hash), and Jinja2 autoescaping shows a reply holding markup as text.
 The page's content is its view model (punie_gates.decision.page), built from the report
-document by punie_gates.decision.page_from_report; both are re-exported here for callers
-that build pages of their own (`punie-gates compare`).
+document by punie_gates.decision.page_from_report (with page_queries, page_tables,
+page_figures, page_words); the names callers need are re-exported here for those that
+build pages of their own (`punie-gates compare`).
 """
 
 from __future__ import annotations
@@ -21,18 +22,11 @@ from pathlib import Path
 from typing import Any
 
 from punie_gates.decision.page import Answer, Curve, GateRow, Page, QueryRow, QuerySection, Table
-from punie_gates.decision.page_from_report import (
-    QUERY_GATES,
-    RESPONSE_FILES,
-    category_of,
-    interval_text,
-    key_figures,
-    mcnemar_text,
-    read_responses,
-    report_page,
-    run_peak_memory,
-    saved_text,
-)
+from punie_gates.decision.page_figures import key_figures, run_peak_memory
+from punie_gates.decision.page_from_report import report_page
+from punie_gates.decision.page_queries import QUERY_GATES, RESPONSE_FILES, category_of, read_responses, saved_text
+from punie_gates.decision.page_words import interval_text, mcnemar_text
+from punie_gates.decision.report_read import typed_report
 
 __all__ = [
     "Answer", "Curve", "GateRow", "Page", "QueryRow", "QuerySection", "Table", "QUERY_GATES", "RESPONSE_FILES",
@@ -128,17 +122,13 @@ def write_page(path: Path, page: Page) -> Path:
 
 def verdict_fragment(doc: Mapping[str, Any], html_path: Path | None = None) -> str:
     """The verdict and gate table as an HTML fragment (escaped), for pytest-html's summary."""
-    note = (doc.get("candidate") or {}).get("note") or ""
+    report = typed_report(doc)
     return (
         _environment()
         .get_template("summary.html.j2")
         .render(
-            doc={
-                "verdict": doc.get("verdict", ""),
-                "stopped_at": doc.get("stopped_at"),
-                "gates": doc.get("gates") or {},
-            },
-            note=note,
+            doc={"verdict": report.verdict or "", "stopped_at": report.stopped_at, "gates": report.gates or {}},
+            note=(report.candidate.note if report.candidate else None) or "",
             html_path=str(html_path) if html_path else "",
         )
     )

@@ -94,3 +94,42 @@ def test_one_run_is_not_a_comparison(three_runs, capsys):
     with pytest.raises(SystemExit) as exited:
         main(["compare", str(three_runs[0])])
     assert exited.value.code == 2 and "at least two report folders" in capsys.readouterr().err
+
+
+def test_a_report_written_before_the_typed_results_still_labels_its_run(tmp_path):
+    """The keys never changed: a report from an earlier suite (no `criteria`, no gate `flags`, steps in
+    the older step -> figures form, a key this suite no longer knows) and one with a hand-edited value
+    of the wrong type are read, what fits is shown, and nothing stops the readers."""
+    from punie_gates.checks.rescoring import rescore_folder
+    from punie_gates.decision import compare
+    from punie_gates.decision.html import report_page
+    from punie_gates.decision.report import markdown
+    from punie_gates.inputs.catalog import load_catalog
+    from punie_gates.inputs.queries import load_queries
+
+    folder = write_run(tmp_path / "old")
+    old = {
+        "suite": "punie-gates 0.0.9",
+        "verdict": "NO_GO",
+        "stopped_at": "gate5",
+        "complete": True,
+        "reasons": ["gate5 (full) failed: 30/40 correct"],
+        "candidate": {"spec": "mlx-community/old", "is_demo": False, "note": None},
+        "seconds": 4200,
+        "gates": {
+            "gate1": {"name": "load", "kind": "hard", "status": "passed", "seconds": 3, "reasons": [],
+                      "figures": {"peak_memory_gb": 14.5, "a_figure_since_renamed": 1}},
+            "gate5": {"name": "full", "kind": "hard", "status": "failed", "seconds": 4000,
+                      "reasons": ["30/40 correct"],
+                      "figures": {"correct": "thirty", "total": 40, "steps": {"train": {"seconds": 3900}}}},
+        },
+    }  # fmt: skip
+    (folder / "gate-report.json").write_text(json.dumps(old))
+    run = compare.run_of(rescore_folder(folder, load_queries(), load_catalog()))
+    assert (run.verdict, run.candidate, run.seconds, run.peak_memory_gb) == ("NO_GO", "mlx-community/old", 4200, 14.5)
+    text = markdown(old)
+    assert text.startswith("# punie-gates report: NO_GO") and "| gate5 | full | hard | **failed** | 4000.0 |" in text
+    assert '- correct: `thirty`' in text  # the recorded value is still listed as recorded
+    page = report_page(old, folder)
+    assert page.verdict == "NO_GO" and [g.key_figures for g in page.gates] == [(), ()]  # "thirty" is no count
+    assert [t.title for t in page.tables] == ["gate5: resources per step"]

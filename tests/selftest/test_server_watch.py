@@ -247,13 +247,13 @@ def test_the_stall_timeout_is_an_option_an_ini_key_and_an_environment_variable(t
 
 
 def test_the_report_says_when_a_server_paused_while_answering():
-    from punie_gates.decision.report import _server_lines
+    from punie_gates.decision.report_markdown import _server_lines
+    from punie_gates.results.document import read_figures
 
     def line(silence: float) -> str:
         start = {"pid": 1, "startup_s": 3.2, "stop_s": 0.1, "longest_silence_s": silence}
-        return "\n".join(
-            _server_lines({"answering": {"via": "server", "server": {"model": "candidate", "starts": [start]}}})
-        )
+        figures = read_figures("gate3", {"answering": {"via": "server", "server": {"model": "candidate", "starts": [start]}}})
+        return "\n".join(_server_lines(figures.answering))
 
     assert "/health unanswered" not in line(0.0)
     assert "(started in 3.2 s, stopped in 0.1 s, /health unanswered for up to 95 s while answering)" in line(95.0)

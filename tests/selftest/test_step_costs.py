@@ -14,6 +14,7 @@ from punie_gates.errors import DataFileError, OptionError
 from punie_gates.inputs.options import resolve_options
 from punie_gates.plugin.step_costs import step_row
 from punie_gates.resources import StepCost
+from punie_gates.results.document import read_figures
 
 CONFTEST = """
 import pytest
@@ -138,7 +139,8 @@ def test_step_rows_round_for_people_and_keep_what_the_caller_added():
         "ok": True,
         "method": "streamed",
     }
-    line = steps_line("gate4", [row, {"step": "evaluate", "seconds": 3.0, "part_of": "train"}])
+    steps = read_figures("gate4", {"steps": [row, {"step": "evaluate", "seconds": 3.0, "part_of": "train"}]}).steps
+    line = steps_line("gate4", steps or ())
     assert line == "gate4  steps: fuse 1.2s (cached) 0.12/0.99 GB +1.2 kB"
 
 
