@@ -112,12 +112,12 @@ def ids_of(render, items) -> list:
     return out
 
 
-def round_trip(wrapper, texts) -> list:
-    """Each text's ids (`encode(text, add_special_tokens=False)`) back to text: `decoded` by
+def round_trip(wrapper, texts) -> dict:
+    """Text -> what came back for its ids (`encode(text, add_special_tokens=False)`) back to text: `decoded` by
     tokenizer.decode, and `streamed` through the wrapper's streaming detokenizer as mlx_lm.server
     streams a reply (add_token for each id, then finalize), or `raised` saying where it raised."""
     backend, detokenizer = wrapper._tokenizer, wrapper.detokenizer
-    out = []
+    out = {}
     for text in texts:
         ids = [int(i) for i in backend.encode(text, add_special_tokens=False)]
         found = {"decoded": backend.decode(ids, skip_special_tokens=False)}
@@ -131,7 +131,7 @@ def round_trip(wrapper, texts) -> list:
             found["streamed"] = detokenizer.text
         except Exception as exc:  # noqa: BLE001 - the finding: the server's request would fail here
             found["raised"] = f"{type(detokenizer).__name__}.{step} raised {type(exc).__name__}: {exc}"
-        out.append(found)
+        out[text] = found
     return out
 
 

@@ -96,12 +96,20 @@ def template_view(candidate):
 
 
 @pytest.fixture(scope="module")
-def serving_plan(candidate, serving_environment, catalog, gate_config):
+def stream_texts(converted_records) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+    """(probe texts, every assistant turn of the training data): what ids must come back as."""
+    records, names = converted_records
+    return [(f"probe {k}", v) for k, v in tc.DETOKENIZER_PROBES.items()], tc.assistant_texts(records, names)
+
+
+@pytest.fixture(scope="module")
+def serving_plan(candidate, serving_environment, catalog, gate_config, stream_texts):
     """How production's environment serves the folder (answering/plan.py): decided once, for the
-    round trip (what mlx_lm.server streams) and the serving parity (what it renders)."""
+    round trip (its probes stream the texts too) and the serving parity (what it renders)."""
     from punie_gates.answering.plan import plan_serving
 
-    return plan_serving(candidate.path, serving_environment, gate_config.work_dir, catalog.native_schemas())
+    texts = tc.texts_to_stream(*stream_texts)
+    return plan_serving(candidate.path, serving_environment, gate_config.work_dir, catalog.native_schemas(), texts)
 
 
 # Generation prompts compared in serving mode: the canonical conversation's and records'
@@ -249,15 +257,13 @@ def test_every_shipped_template_renders_like_the_reference(
 
 
 def test_ids_come_back_as_the_same_text(
-    candidate, candidate_serving_tokenizer, converted_records, template_view, serving_plan, gate_record
+    candidate, candidate_serving_tokenizer, stream_texts, template_view, serving_plan, gate_record
 ):
     """tokenizer.decode and mlx-lm's streaming detokenizer on probe texts and every assistant turn
     of the training data, judged where they are served: the serving probe streams them in the
     serving environment on the folder the serving plan serves (what mlx_lm.server streams with).
     The suite's own load (mistral-common installed) is measured beside it and flags nothing."""
-    records, names = converted_records
-    probes = [(f"probe {k}", v) for k, v in tc.DETOKENIZER_PROBES.items()]
-    turns = tc.assistant_texts(records, names)
+    probes, turns = stream_texts
     started = time.perf_counter()
     on_probes, on_data = tc.check_served_round_trip(serving_plan, probes, turns)
     served = f"{on_probes.backend} in {serving_plan.environment.describe()}, {serving_plan.served_folder}"

@@ -70,6 +70,7 @@ from punie_gates.checks.tokenizer.round_trip import (
     check_round_trip,
     check_served_round_trip,
     judge_round_trip,
+    texts_to_stream,
 )
 from punie_gates.checks.tokenizer.split_markers import find_split_markers
 from punie_gates.checks.tokenizer.tool_parsing import tool_parsing_of
@@ -107,5 +108,6 @@ __all__ = [
     "naive_text_probe",
     "reference_ids",
     "serving_prompts",
+    "texts_to_stream",
     "tool_parsing_of",
 ]

@@ -12,6 +12,7 @@ import json
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -116,8 +117,15 @@ def _decoder_description(backend_class: str, folder: Path | None) -> str:
     path = Path(folder) / "tokenizer.json" if folder is not None else None
     if path is None or not path.is_file():
         return "no tokenizer.json to read a decoder from"
+    stat = path.stat()
+    return _decoder_of(str(path.resolve()), stat.st_mtime_ns, stat.st_size)
+
+
+@lru_cache(maxsize=8)
+def _decoder_of(path: str, mtime_ns: int, size: int) -> str:
+    """The decoder a tokenizer.json file names (cached by file and version: a real one is ~17 MB of JSON)."""
     try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
+        doc = json.loads(Path(path).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return "tokenizer.json cannot be read"
     decoder = doc.get("decoder")
@@ -135,10 +143,11 @@ def _ascii(text: str) -> str:
     return "".join(c for c in text if ord(c) < 128)
 
 
-def _to_measure(texts: Sequence[tuple[str, str]]) -> list[str]:
-    """Every text, and the ASCII part of each text that has other characters (to tell damage
-    confined to those characters from any other), each once."""
-    return list(dict.fromkeys([t for _, t in texts] + [_ascii(t) for _, t in texts if _ascii(t) != t]))
+def texts_to_stream(*groups: Sequence[tuple[str, str]]) -> list[str]:
+    """Every text of the groups, and the ASCII part of each text that has other characters (to
+    tell damage confined to those characters from any other), each once: what to measure."""
+    texts = [t for group in groups for _, t in group]
+    return list(dict.fromkeys(texts + [_ascii(t) for t in texts if _ascii(t) != t]))
 
 
 def _leading_spaces_only(text: str, streamed: str) -> bool:
@@ -154,8 +163,7 @@ def check_round_trip(
     give it back exactly. The measurement is the serving probe's own (`serving_probe.round_trip`);
     `check_served_round_trip` makes it in the serving environment instead."""
     backend = backend_of(tokenizer)
-    measured = _to_measure(texts)
-    found = dict(zip(measured, round_trip(tokenizer, measured)))
+    found = round_trip(tokenizer, texts_to_stream(texts))
     return judge_round_trip(
         texts,
         found,
@@ -171,10 +179,15 @@ def check_served_round_trip(
 ) -> tuple[DetokenizerReport, ...]:
     """`check_round_trip` on the path production serves: the serving probe, run by the plan's
     interpreter (answering.plan.ServingPlan) on the folder it serves, loads the tokenizer as
-    mlx_lm.server does there and streams each text; one report per group of texts."""
-    measured = list(dict.fromkeys(t for group in groups for t in _to_measure(group)))
-    probed = plan.environment.probe({"folder": str(plan.served_folder), "round_trip": measured})
-    found = dict(zip(measured, probed["round_trip"]))
+    mlx_lm.server does there and streams each text; one report per group of texts. What the
+    plan's own probe already streamed (`plan_serving(..., round_trip=texts_to_stream(...))`)
+    is read from it; anything else is probed now."""
+    measured = texts_to_stream(*groups)
+    found = dict(plan.served.get("round_trip") or {})
+    probed = plan.served
+    if missing := [t for t in measured if t not in found]:
+        probed = plan.environment.probe({"folder": str(plan.served_folder), "round_trip": missing})
+        found |= probed["round_trip"]
     backend = str(probed.get("tokenizer_class"))
     return tuple(
         judge_round_trip(
