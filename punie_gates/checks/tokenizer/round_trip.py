@@ -174,9 +174,7 @@ def check_round_trip(
     )
 
 
-def check_served_round_trip(
-    plan, *groups: Sequence[tuple[str, str]], limit: int = 3
-) -> tuple[DetokenizerReport, ...]:
+def check_served_round_trip(plan, *groups: Sequence[tuple[str, str]], limit: int = 3) -> tuple[DetokenizerReport, ...]:
     """`check_round_trip` on the path production serves: the serving probe, run by the plan's
     interpreter (answering.plan.ServingPlan) on the folder it serves, loads the tokenizer as
     mlx_lm.server does there and streams each text; one report per group of texts. What the
