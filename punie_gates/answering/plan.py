@@ -146,13 +146,19 @@ def serving_folder(folder: Path, work_dir: Path) -> Path:
 
 
 def plan_serving(
-    folder: Path, environment: ServingEnvironment, work_dir: Path, tools: Sequence[Mapping[str, Any]] = ()
+    folder: Path,
+    environment: ServingEnvironment,
+    work_dir: Path,
+    tools: Sequence[Mapping[str, Any]] = (),
+    round_trip: Sequence[str] = (),
 ) -> ServingPlan:
     """The plan for `folder` in `environment`: as is, through a serving folder without tekken.json,
-    or ServingPlanError naming the serving cause."""
+    or ServingPlanError naming the serving cause. Each probe also streams the `round_trip` texts
+    (in `as_is` and `served`, for Gate 0's round trip: no extra tokenizer load)."""
     folder = Path(folder).resolve()
     check = call_check(tools)
-    as_is = environment.probe({"folder": str(folder), "call_check": check})
+    extra = {"round_trip": list(round_trip)} if round_trip else {}
+    as_is = environment.probe({"folder": str(folder), "call_check": check, **extra})
     versions = as_is.get("versions") or {}
     if returns_calls(as_is):
         return ServingPlan(folder, folder, environment, as_is, as_is, None, versions)
@@ -160,7 +166,7 @@ def plan_serving(
     mistral_backend = as_is.get("tokenizer_class") == "MistralCommonBackend"  # what tekken.json selects
     if mistral_backend and (folder / TEKKEN).is_file() and (folder / "tokenizer.json").is_file():
         view = serving_folder(folder, work_dir)
-        served = environment.probe({"folder": str(view), "call_check": check})
+        served = environment.probe({"folder": str(view), "call_check": check, **extra})
         if returns_calls(served):
             fix = (
                 f"serve a folder without tekken.json: {why}; without it the same environment loads "

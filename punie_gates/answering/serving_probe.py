@@ -6,7 +6,7 @@ runs wherever mlx_lm.server runs. It reads one JSON request on stdin:
 
     {"folder": PATH, "hide_mistral_common": bool, "tokenizer_config": {...},
      "prompts": [{"messages", "tools"}], "records": [{"messages", "tools"}],
-     "call_check": {"messages", "tools", "name", "arguments"}}
+     "call_check": {"messages", "tools", "name", "arguments"}, "round_trip": [TEXT]}
 
 and writes one JSON object on stdout: the versions of what shapes serving, the
 tokenizer backend class `mlx_lm.utils.load_tokenizer` gives (as mlx_lm.server and
@@ -15,12 +15,17 @@ the call the folder's own chat template writes for `call_check`, the streaming
 detokenizer class, where the chat template comes from, whether transformers warned about
 the Mistral pre-tokenizer regex, and the ids of each prompt as mlx_lm.server renders a
 chat request (`add_generation_prompt=True`) and of each record as mlx_lm.lora's
-ChatDataset renders it. With `hide_mistral_common` the name maps to None in
+ChatDataset renders it, and for each `round_trip` text what tokenizer.decode and the
+streaming detokenizer mlx_lm.server streams with give back for its ids (`round_trip`:
+Gate 0 judges the text the server really streams). With `hide_mistral_common` the name maps to None in
 `sys.modules` before anything imports transformers, so `importlib.util.find_spec`
 returns None and transformers' `is_mistral_common_available()` says False: the process
 behaves as one where mlx-lm is installed alone.
 
 Usage: python serving_probe.py < request.json
+
+The suite also imports `round_trip` to make the same measurement on a tokenizer it loaded
+itself (one way of measuring, in and out of process).
 """
 
 from __future__ import annotations
@@ -107,6 +112,29 @@ def ids_of(render, items) -> list:
     return out
 
 
+def round_trip(wrapper, texts) -> dict:
+    """Text -> what came back for its ids (`encode(text, add_special_tokens=False)`) back to text: `decoded` by
+    tokenizer.decode, and `streamed` through the wrapper's streaming detokenizer as mlx_lm.server
+    streams a reply (add_token for each id, then finalize), or `raised` saying where it raised."""
+    backend, detokenizer = wrapper._tokenizer, wrapper.detokenizer
+    out = {}
+    for text in texts:
+        ids = [int(i) for i in backend.encode(text, add_special_tokens=False)]
+        found = {"decoded": backend.decode(ids, skip_special_tokens=False)}
+        detokenizer.reset()
+        step = "add_token"
+        try:
+            for token in ids:
+                detokenizer.add_token(token)
+            step = "finalize"
+            detokenizer.finalize()
+            found["streamed"] = detokenizer.text
+        except Exception as exc:  # noqa: BLE001 - the finding: the server's request would fail here
+            found["raised"] = f"{type(detokenizer).__name__}.{step} raised {type(exc).__name__}: {exc}"
+        out[text] = found
+    return out
+
+
 def probe(request: dict) -> dict:
     hidden = bool(request.get("hide_mistral_common"))
     if hidden:
@@ -150,6 +178,7 @@ def probe(request: dict) -> dict:
         "call_check": check_call(wrapper, check) if check else None,
         "prompt_ids": ids_of(prompt, request.get("prompts") or []),
         "record_ids": ids_of(record, request.get("records") or []),
+        "round_trip": round_trip(wrapper, request.get("round_trip") or []),
     }
 
 

@@ -138,6 +138,13 @@ class RoundTrip:
     """The same on every assistant turn of the training data (the fields above are the probe texts)."""
     seconds: float | None = None
     """Seconds the check took; `detokenizer` only."""
+    served: str | None = None
+    """Where the texts were streamed: the backend, the serving environment and the folder the serving
+    plan serves; `detokenizer` only (the judged measurement)."""
+    judged: bool | None = None
+    """False on `detokenizer_in_suite`: measured, never judged or flagged."""
+    note: str | None = None
+    """Why a measurement is reported but not judged; `detokenizer_in_suite` only."""
 
 
 @dataclass(frozen=True)
@@ -213,7 +220,11 @@ class Gate0Figures(GateFigures):
     """The shipped chat template (the path tokenizers-backend users render with) against the reference; a
     string when not compared, saying why."""
     detokenizer: RoundTrip | None = None
-    """Ids back to text with tekken.json (mlx-lm's path)."""
+    """Ids back to text where the candidate is served (the serving plan's folder, in the serving
+    environment): what Gate 0 judges."""
+    detokenizer_in_suite: RoundTrip | None = None
+    """The same measured on the suite's own load (mistral-common installed, so MistralCommonBackend
+    where tekken.json ships): reported, never judged; absent when it is the served backend."""
     detokenizer_without_tekken: RoundTrip | None = None
     """The same from the folder without tekken.json; absent when the folder has no other template."""
     serving_plan: ServingPlan | None = None

@@ -9,7 +9,8 @@ the demo's tokenizer files and the project's fixtures (fixtures/templates/):
   tekken.json): Gate 0 passes with a flag naming the template and the position;
 - a tokenizer.json without its ByteLevel decoder: Gate 0 fails naming the decoder;
 - Punie-shaped data whose tool messages are wrapped in `<tool_response>`: it converts
-  whole and Gate 0 passes.
+  whole and Gate 0 passes, its stream judged where it is served (no U+FFFD flag from the
+  suite's own MistralCommonBackend).
 
 The unit tests call punie_gates.checks.tokenizer directly; the end-to-end ones run
 `pytest -m gate0` on each folder through pytester and read gate-report.json, the
@@ -20,10 +21,13 @@ from __future__ import annotations
 
 import json
 import shutil
+import sys
 from pathlib import Path
 
 import pytest
 
+from punie_gates.answering.environment import ServingEnvironment
+from punie_gates.answering.plan import ServingPlan
 from punie_gates.checks import tokenizer as tc
 from punie_gates.formats import tekken
 from punie_gates.inputs import paths
@@ -186,10 +190,19 @@ def test_serving_prompts_end_with_the_turn_the_model_answers():
 # -- ids back to text --------------------------------------------------------------------
 
 
-def test_a_missing_decoder_is_named(folders):
-    tokenizer = mt.load_candidate_tokenizer(folders["no-decoder"], serving=True)
-    report = tc.check_round_trip(tokenizer, list(tc.DETOKENIZER_PROBES.items()), folders["no-decoder"])
-    assert report.decode_wrong_count == len(tc.DETOKENIZER_PROBES)
+def _served_as_is(folder: Path, *, mistral_common: bool = False) -> ServingPlan:
+    """A serving plan serving `folder` as is from this interpreter: with mistral-common hidden (the
+    default server), or importable (a production environment that has it installed)."""
+    return ServingPlan(folder, folder, ServingEnvironment(sys.executable, not mistral_common), {}, {})
+
+
+# Characters spanning several tokens, one ending a reply, and ASCII text.
+SPANNING = [("check", "print('✓ 3 passed')"), ("end", "All tests pass ✓"), ("ascii", "def f(x):\n\treturn x  # ok\n")]
+
+
+def test_a_missing_decoder_is_named_where_it_is_served(folders):
+    (report,) = tc.check_served_round_trip(_served_as_is(folders["no-decoder"]), list(tc.DETOKENIZER_PROBES.items()))
+    assert report.backend == "TokenizersBackend" and report.decode_wrong_count == len(tc.DETOKENIZER_PROBES)
     assert report.cause.startswith("tokenizer.json has no decoder") and "Ġ" in report.cause
     assert "got 'HelloĠ" in report.decode_wrong[0] or "Ġ" in report.decode_wrong[0]
 
@@ -202,15 +215,36 @@ def test_the_tokenizers_backend_round_trips_every_probe(folders):
 
 
 def test_mistral_common_backend_streams_multi_token_characters_as_replacement(demo_dir):
-    """With tekken.json, mlx-lm streams through MistralCommonBackend's pieces: a character
-    spanning several tokens comes out as U+FFFD (and at the end of a reply the detokenizer
-    raises). tokenizer.decode is exact; ASCII text streams exactly."""
+    """With tekken.json and mistral-common importable (the suite's own process), mlx-lm streams
+    through MistralCommonBackend's pieces: a character spanning several tokens comes out as
+    U+FFFD (and at the end of a reply the detokenizer raises). tokenizer.decode is exact; ASCII
+    text streams exactly."""
     tokenizer = mt.load_candidate_tokenizer(demo_dir, serving=True)
-    texts = [("check", "print('✓ 3 passed')"), ("end", "All tests pass ✓"), ("ascii", "def f(x):\n\treturn x  # ok\n")]
-    report = tc.check_round_trip(tokenizer, texts, demo_dir)
+    report = tc.check_round_trip(tokenizer, SPANNING, demo_dir)
     assert report.backend == "MistralCommonBackend" and report.decode_wrong_count == 0
     assert (report.stream_wrong_count, report.replaced, report.stream_raised_count) == (0, 2, 1)
     assert report.replaced_chars == ("✓",) and "\\ufffd" in report.replaced_first[0].encode("unicode_escape").decode()
+
+
+def test_the_demo_streams_exactly_where_it_is_served(demo_dir):
+    """The false flag Gate 0 once raised on every Mistral candidate: it measured the suite's own
+    load (above), but the server runs where mistral-common is absent, loads TokenizersBackend
+    for the same folder and streams those characters exactly."""
+    (report,) = tc.check_served_round_trip(_served_as_is(demo_dir), SPANNING)
+    assert (report.backend, report.detokenizer, report.decoder) == (
+        "TokenizersBackend",
+        "BPEStreamingDetokenizer",
+        "ByteLevel",
+    )
+    assert (report.decode_wrong_count, report.stream_wrong_count, report.replaced) == (0, 0, 0), report.figure()
+
+
+def test_a_server_with_mistral_common_is_measured_as_it_streams(demo_dir):
+    """Where the serving environment has mistral-common (production's own, --serve-python), the
+    served path is MistralCommonBackend and the damage is counted there: the check still sees it."""
+    (report,) = tc.check_served_round_trip(_served_as_is(demo_dir, mistral_common=True), SPANNING)
+    assert report.backend == "MistralCommonBackend" and report.decode_wrong_count == 0
+    assert (report.stream_wrong_count, report.replaced, report.stream_raised_count) == (0, 2, 1)
 
 
 def test_the_server_tool_parser_is_read_from_the_tokenizer(demo_dir, folders):
@@ -300,7 +334,10 @@ def test_gate0_fails_a_tokenizer_without_its_decoder(gate0, folders):
     assert gate["figures"]["parity"]["mismatches"] == 0  # the ids are right: only the text is not
 
 
-def test_gate0_passes_wrapped_tool_messages_and_flags_the_demo_server_path(gate0, demo_dir):
+def test_gate0_passes_wrapped_tool_messages_and_judges_the_stream_where_served(gate0, demo_dir):
+    """The demo passes without the U+FFFD flag Gate 0 once raised on every Mistral candidate: the
+    stream is judged on what the server loads (TokenizersBackend, mistral-common hidden); the
+    suite's own MistralCommonBackend, which does stream 🎉 as U+FFFD, is reported and not judged."""
     result, doc, markdown = gate0("demo", paths.fixtures_dir() / "tool-role-wrapped")
     gate = doc["gates"]["gate0"]
     assert gate["status"] == "passed" and result.ret == 0, gate["reasons"]
@@ -316,4 +353,12 @@ def test_gate0_passes_wrapped_tool_messages_and_flags_the_demo_server_path(gate0
     assert figures["serving_parity"]["records"]["mismatches"] == 0
     assert figures["serving_parity"]["prompts"]["mismatches"] == 0
     assert not any("tool parser" in f for f in gate["flags"])
-    assert any("U+FFFD" in f for f in gate["flags"])
+    assert not any("U+FFFD" in f for f in gate["flags"]), gate["flags"]
+    served, in_suite = figures["detokenizer"], figures["detokenizer_in_suite"]
+    assert served["backend"] == "TokenizersBackend" and "mistral-common hidden" in served["served"]
+    assert (served["stream_replacement_chars"], served["stream_wrong"], served["decode_wrong"]) == (0, 0, 0)
+    assert (in_suite["backend"], in_suite["judged"], in_suite["stream_replacement_chars"]) == (
+        "MistralCommonBackend",
+        False,
+        1,
+    )

@@ -89,26 +89,6 @@ def statuses(doc):
     return {g: doc["gates"][g]["status"] for g in GATES}
 
 
-def test_gate0_passes_on_the_demo(suite):
-    result, doc = run(suite, "-m", "gate0", "--candidate", "demo")
-    assert result.ret == 0, result.stdout.str()[-3000:]
-    assert statuses(doc)["gate0"] == "passed" and doc["verdict"] == "INCOMPLETE"
-    figures = doc["gates"]["gate0"]["figures"]
-    seed = figures["seed_delimiters"]
-    # Punie's recorded ids, read from what the template renders and from the vocabulary.
-    assert {m: seed[m]["ids"] for m in ("[TOOL_CALLS]", "[TOOL_RESULTS]", "[/TOOL_RESULTS]")} == {
-        "[TOOL_CALLS]": [9],
-        "[TOOL_RESULTS]": [7],
-        "[/TOOL_RESULTS]": [8],
-    }
-    closing = seed["[/TOOL_CALLS]"]
-    assert closing["ids"] == [1091, 1047, 9197, 8568, 74483, 1083, 1093] and not closing["emitted"]
-    assert closing["note"] == "not emitted by this format (a call ends at </s>)"
-    assert figures["markers"]["[ARGS]"]["single"] and figures["markers"]["[ARGS]"]["control"]
-    assert figures["tokenizer_class"] == "MistralCommonBackend"
-    assert figures["parity"]["mismatches"] == 0 and figures["parity"]["records_checked"] > 0
-
-
 def _tokenizer_only_candidate(root: Path, layout: str) -> Path:
     """A candidate folder made elsewhere: tokenizer and config files, no weights at all."""
     folder = root / f"tok-{layout}"
@@ -199,6 +179,8 @@ def test_every_gate_runs_on_the_demo_agent_with_run_all_gates(suite, gate_cache)
         "--gen-batch-size",
         "8",
         "--bench",
+        "--heldout-limit",
+        str(HELDOUT_LIMIT),
     )
     assert result.ret == 1
     assert doc["verdict"] == "NO_GO"
@@ -248,18 +230,25 @@ def test_every_gate_runs_on_the_demo_agent_with_run_all_gates(suite, gate_cache)
     _ran_on_generated_tokens(doc)
 
 
+# Held-out turns the full run scores per model and gate (the demo's valid.jsonl has 17): enough to
+# prove the measure is run on both models, paired, saved and reported, and that --heldout-limit
+# reaches it; scoring every turn is test_heldout.py's (unit tests over all 17).
+HELDOUT_LIMIT = 4
+
+
 def _heldout_was_reported(reports: Path, doc, result) -> None:
     """The held-out next-step measure beside the queries, both models paired, Gate 5's with what
     the paired test could see; each count criterion against its interval."""
     for gate in ("gate4", "gate5"):
         h = doc["gates"][gate]["figures"]["heldout"]
-        assert h["total"] == h["available"] > 0 and 0 <= h["passed"] <= h["total"], h
+        assert h["available"] > h["total"] == HELDOUT_LIMIT and h["limited"], h
+        assert 0 <= h["passed"] <= h["total"], h
         assert h["mcnemar"]["discordant"] == h["mcnemar"]["only_candidate"] + h["mcnemar"]["only_baseline"]
         lines = (reports / f"{gate}-heldout.jsonl").read_text(encoding="utf-8").splitlines()
         assert len(lines) == h["total"] and (reports / f"{gate}-baseline-heldout.jsonl").is_file()
     assert " seen with " in doc["gates"]["gate5"]["figures"]["heldout"]["detectable"]["sentence"]
     assert {r["gate"] for r in doc["criteria"]["rows"]} >= {"gate4", "gate5"}
-    result.stdout.fnmatch_lines(["gate4 held-out next steps: */* * vs baseline */* * s)"])  # [ is fnmatch's
+    result.stdout.fnmatch_lines(["gate4 held-out next steps: */* * vs baseline */* * s, limited)"])  # [ is fnmatch's
 
 
 def _ran_on_generated_tokens(doc) -> None:
@@ -438,7 +427,11 @@ def test_ctrl_c_during_gate5_leaves_no_server(suite, gate_cache):
     assert not servers_left(gate_cache)
 
 
-def test_gate0_flags_validation_conversations_found_in_training(suite):
+def test_gate0_passes_on_the_demo_and_flags_validation_conversations_found_in_training(suite):
+    """One Gate 0 run on the demo (it once was two, identical but for the data) proves both: the
+    ids Punie recorded, read from the template and the vocabulary, with parity to the reference;
+    and a validation conversation also in the training data flagged with its line. Gate 0 on the
+    demo's default data is run by test_full_run_on_the_demo_stops_at_gate1 and test_options_as_typed."""
     folder = suite.path / "leaky"
     folder.mkdir()
     source = paths.fixtures_dir() / "demo-training"
@@ -447,7 +440,22 @@ def test_gate0_flags_validation_conversations_found_in_training(suite):
     (folder / "train.jsonl").write_text("".join(train), encoding="utf-8")
     (folder / "valid.jsonl").write_text("".join(valid + train[2:3]), encoding="utf-8")
     result, doc = run(suite, "-m", "gate0", "--candidate", "demo", f"--training-data={folder}")
-    assert result.ret == 0 and doc["gates"]["gate0"]["status"] == "passed"
-    overlap = doc["gates"]["gate0"]["figures"]["data_overlap"]
+    assert result.ret == 0, result.stdout.str()[-3000:]
+    assert statuses(doc)["gate0"] == "passed" and doc["verdict"] == "INCOMPLETE"
+    figures = doc["gates"]["gate0"]["figures"]
+    seed = figures["seed_delimiters"]
+    # Punie's recorded ids, read from what the template renders and from the vocabulary.
+    assert {m: seed[m]["ids"] for m in ("[TOOL_CALLS]", "[TOOL_RESULTS]", "[/TOOL_RESULTS]")} == {
+        "[TOOL_CALLS]": [9],
+        "[TOOL_RESULTS]": [7],
+        "[/TOOL_RESULTS]": [8],
+    }
+    closing = seed["[/TOOL_CALLS]"]
+    assert closing["ids"] == [1091, 1047, 9197, 8568, 74483, 1083, 1093] and not closing["emitted"]
+    assert closing["note"] == "not emitted by this format (a call ends at </s>)"
+    assert figures["markers"]["[ARGS]"]["single"] and figures["markers"]["[ARGS]"]["control"]
+    assert figures["tokenizer_class"] == "MistralCommonBackend"
+    assert figures["parity"]["mismatches"] == 0 and figures["parity"]["records_checked"] > 0
+    overlap = figures["data_overlap"]
     assert overlap["valid_in_train"] == 1 and overlap["valid_in_train_lines"] == [2]
     assert any("1 of 2 validation conversations also appear" in f for f in doc["flags"])

@@ -6,7 +6,9 @@ pytest reads the command line: `--candidate PATH` and `--training-data PATH` wor
 space, not only with `=`. Paths are replaced by the project's fixtures, hub ids and
 `$CANDIDATE` by a local demo folder, and a run that would take too long is cut: gate runs
 to `-m gate0` (they must reach a verdict), the self-tests to `--collect-only` (they must
-collect cleanly). The report folder goes to a scratch folder through
+collect cleanly). Lines that make the same run once cut and substituted (the same options
+in another order or in `--opt=V` form, a workflow's line and a doc's) run once; a failure
+names every place that shows it. The report folder goes to a scratch folder through
 PUNIE_GATES_REPORT_DIR, so the checkout is left as it was.
 
 Until the checkout is installed again (`pip install -e .`), the environment's
@@ -39,8 +41,9 @@ TIMEOUT = 900
 
 def _pytest_lines() -> list[tuple[str, list[str]]]:
     """Every `pytest ...` command the docs show: in shell blocks, in inline code (`pytest -m
-    gate0`, also across a line break) and in the workflows' run steps; each once."""
-    found, seen = [], set()
+    gate0`, also across a line break) and in the workflows' run steps; each run once (the
+    places that show the same run are kept in SAME_RUN, for the failure message)."""
+    found, first = [], {}
     sources = []
     for path in DOCS:
         text = path.read_text(encoding="utf-8")
@@ -54,12 +57,43 @@ def _pytest_lines() -> list[tuple[str, list[str]]]:
                 words = words[1:]
             if words[:1] != ["pytest"] or "..." in words:
                 continue
-            # lines that run the same once cut and substituted (`pytest` and `pytest -m gate0`) run once
-            cut = (path.parent.name == "workflows", *_as_run(words, Path("D"), Path("T"), Path("R"))[0])
-            if cut not in seen:
-                seen.add(cut)
-                found.append((f"{path.relative_to(REPO)}: {line}", words))
+            where = f"{path.relative_to(REPO)}: {line}"
+            # Lines that run the same once cut and substituted run once: `pytest` and `pytest -m
+            # gate0`; `--opt=V` and `--opt V`, options in another order (pytest's argparse reads
+            # them alike); a workflow's line and a doc's line with the same options. Of such lines
+            # the one with the fewest `--opt=V` runs (the space form is the one that needs the
+            # entry point); the `=` form still runs in lines that have no space-form twin
+            # (docs/ci.md's `--candidate=...`).
+            cut = _same_run(_as_run(words, Path("D"), Path("T"), Path("R"))[0])
+            if cut not in first:
+                first[cut] = len(found)
+                found.append((where, words))
+                continue
+            at = first[cut]
+            kept = found[at]
+            if sum("=" in w for w in words) < sum("=" in w for w in kept[1]):
+                found[at], where = (where, words), kept[0]
+                SAME_RUN[found[at][0]] = SAME_RUN.pop(kept[0], [])
+            SAME_RUN.setdefault(found[at][0], []).append(where)
     return found
+
+
+SAME_RUN: dict[str, list[str]] = {}
+
+
+def _same_run(args: list[str]) -> tuple[tuple[str, ...], ...]:
+    """The run `args` make, whatever their order and `=` or space form: each option with its
+    values, sorted (an argument before any option, such as a test path, leads its own group)."""
+    groups: list[list[str]] = []
+    for arg in args:
+        flag, eq, value = arg.partition("=") if arg.startswith("--") else (arg, "", "")
+        if flag.startswith("-") or not groups:
+            groups.append([flag])
+        else:
+            groups[-1].append(flag)
+        if eq:
+            groups[-1].append(value)
+    return tuple(sorted(tuple(g) for g in groups))
 
 
 def _declared_entry_point() -> tuple[str, str]:
@@ -149,20 +183,36 @@ def _substitute(value: str, demo: Path, data: Path, reports: Path, option: str) 
 PYTEST_LINES = _pytest_lines()
 
 
+@pytest.fixture(scope="module")
+def documented_run(entry_point_site, demo_dir, small_training, tmp_path_factory):
+    """Runs documented words (`pytest ...`) as the tests below do, each run once per module:
+    (the process, the arguments run, whether collect-only, its report folder). The space-form
+    test reads the same run as the README's `pytest -m gate0 --candidate ... --training-data ...`
+    instead of paying for it twice."""
+    done: dict[tuple, tuple] = {}
+
+    def run(words: list[str]):
+        key = _same_run(_as_run(words, Path("D"), Path("T"), Path("R"))[0])
+        if key not in done:
+            reports = tmp_path_factory.mktemp("reports") / "reports"
+            args, collect_only = _as_run(words, demo_dir, small_training, reports)
+            # The defaults stand for things the docs assume: the default candidate is a hub id (the
+            # local demo folder stands in), the default training data is Punie's data/phase27_merged
+            # (which the workflows fetch and name in PUNIE_GATES_TRAINING_DATA): the small fixture.
+            env = {"PUNIE_GATES_CANDIDATE": str(demo_dir), "PUNIE_GATES_TRAINING_DATA": str(small_training)}
+            done[key] = (_run(args, entry_point_site, reports, demo_dir, env), args, collect_only, reports)
+        return done[key]
+
+    return run
+
+
 @pytest.mark.parametrize(("where", "words"), PYTEST_LINES, ids=[w for w, _ in PYTEST_LINES])
-def test_every_documented_pytest_command_runs_as_written(
-    where, words, entry_point_site, demo_dir, small_training, tmp_path
-):
-    reports = tmp_path / "reports"
-    args, collect_only = _as_run(words, demo_dir, small_training, reports)
-    if any(a.startswith("--html") for a in args):
+def test_every_documented_pytest_command_runs_as_written(where, words, documented_run):
+    if any(w.startswith("--html") for w in words):
         pytest.importorskip("pytest_html", reason="the README shows --html for when pytest-html is installed")
-    # The defaults stand for things the docs assume: the default candidate is a hub id (the
-    # local demo folder stands in), the default training data is Punie's data/phase27_merged
-    # (which the workflows fetch and name in PUNIE_GATES_TRAINING_DATA): the small fixture.
-    env = {"PUNIE_GATES_CANDIDATE": str(demo_dir), "PUNIE_GATES_TRAINING_DATA": str(small_training)}
-    proc = _run(args, entry_point_site, reports, demo_dir, env)
-    shown = f"{where}\nran: pytest {shlex.join(args)}\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    proc, args, collect_only, reports = documented_run(words)
+    also = "".join(f"\nthe same run is documented in {w}" for w in SAME_RUN.get(where, ()))
+    shown = f"{where}{also}\nran: pytest {shlex.join(args)}\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
     assert "unrecognized arguments" not in proc.stderr, shown
     # pytest's rootdir and config are the checkout's, whatever paths the options carry
     assert f"rootdir: {REPO}" in proc.stdout and "configfile: pyproject.toml" in proc.stdout, shown
@@ -174,14 +224,14 @@ def test_every_documented_pytest_command_runs_as_written(
     assert proc.returncode == 0 and "VERDICT: INCOMPLETE" in proc.stdout, shown
 
 
-def test_space_form_works_from_the_checkout_as_a_new_user_types_it(
-    entry_point_site, demo_dir, small_training, tmp_path
-):
+def test_space_form_works_from_the_checkout_as_a_new_user_types_it(demo_dir, small_training, documented_run, tmp_path):
     """The Done-when line, `pytest -m gate0 --candidate PATH --training-data PATH`: with
     the entry point it reaches Gate 0's verdict; without it (the plugin loaded by the root
-    conftest only) pytest took PATH for a test path and never knew the option."""
-    args = ["-m", "gate0", "--candidate", str(demo_dir), "--training-data", str(small_training)]
-    proc = _run(args, entry_point_site, tmp_path / "with", demo_dir)
+    conftest only) pytest took PATH for a test path and never knew the option. The run is the
+    README's line of the same words (documented_run): its flags name candidate and data, so
+    the environment's defaults the documented runs set change nothing."""
+    proc, args, _, reports = documented_run(["pytest", "-m", "gate0", "--candidate", "C", "--training-data", "T"])
+    assert args == ["-m", "gate0", "--candidate", str(demo_dir), "--training-data", str(small_training)]
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     # the checkout's config, as with the `=` form: testpaths, so only the gates are collected
     assert f"rootdir: {REPO}" in proc.stdout and "testpaths: tests/gates" in proc.stdout, proc.stdout[:2000]
@@ -189,7 +239,7 @@ def test_space_form_works_from_the_checkout_as_a_new_user_types_it(
         r"collected (\d+) items / \1 deselected|collected \d+ items / \d+ deselected / \d+ selected", proc.stdout
     )
     assert "tests/selftest" not in proc.stdout
-    doc = json.loads((tmp_path / "with" / "gate-report.json").read_text())
+    doc = json.loads((reports / "gate-report.json").read_text())
     assert doc["gates"]["gate0"]["figures"]["training_data"] == str(small_training)
     assert doc["gates"]["gate0"]["figures"]["candidate"] == demo_dir.name
     if _installed_entry_point():

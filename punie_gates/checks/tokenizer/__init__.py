@@ -27,18 +27,26 @@ the tokenizers backend (LM Studio, llama.cpp, transformers) renders with, and is
 compared as its own path: a difference there is a flag, a difference on mlx-lm's
 path a failure.
 
-Ids back to text (`check_round_trip`): tokenizer.decode and mlx-lm's streaming
-detokenizer must give every probe text and every assistant turn of the training
-data back exactly (leading spaces dropped at the start of a reply are mlx-lm's
-convention). Decision on one known defect: under MistralCommonBackend, mlx-lm's
-BPEStreamingDetokenizer reads mistral-common's pieces as byte-level ones, so a
-character spanning several tokens streams as U+FFFD (45 of Phase 27's 1,547
-assistant turns, Punie's ✓ and ✗) and one ending a reply makes it raise. That is a
-flag with its count, not a failure: decode is exact, training and the scorer's
-reading of calls are unaffected, ASCII text streams exactly, and serving from the
-folder without tekken.json fixes it (the flag says when that was measured clean).
-Any other difference (spaces, newlines, a missing ByteLevel decoder printing Ġ and
-Ċ) fails Gate 0: every reply would be corrupted and Gate 1 would blame the model.
+Ids back to text (`check_served_round_trip`): tokenizer.decode and mlx-lm's streaming
+detokenizer must give every probe text and every assistant turn of the training data
+back exactly (leading spaces dropped at the start of a reply are mlx-lm's convention),
+measured on the path production serves: the serving probe, run by the serving
+interpreter (production's with --serve-python, else ours with mistral-common hidden) on
+the folder the serving plan serves, loads the tokenizer as mlx_lm.server does there and
+streams each text. That measurement decides. The same measurement on the tokenizer the
+suite loads in its own process (`check_round_trip`; MistralCommonBackend when tekken.json
+ships, since mistral-common is installed here) is reported beside it and flags nothing
+when it is not what is served: there mlx-lm's BPEStreamingDetokenizer reads
+mistral-common's pieces as byte-level ones, so a character spanning several tokens
+streams as U+FFFD and one ending a reply makes it raise (45 of Phase 27's 1,547
+assistant turns, Punie's ✓ and ✗), a defect of mlx-lm wherever
+mistral-common is installed, not of the served path (mlx-lm alone loads
+TokenizersBackend for the same folder and streams exactly). On the served path, damage
+confined to characters spanning several tokens (U+FFFD, or raising at the end of one) is
+a flag with its count, not a failure: decode is exact, training and the scorer's reading
+of calls are unaffected, ASCII text streams exactly. Any other difference (spaces,
+newlines, a missing ByteLevel decoder printing Ġ and Ċ) fails Gate 0: every reply would
+be corrupted and Gate 1 would blame the model.
 Likewise `tool_parsing_of` records the tool parser mlx_lm.server would pick; none
 (MistralCommonBackend has no chat template to pick one from) is a flag: Gate 0
 judges tokenization, and the fix is in how the model is served.
@@ -60,6 +68,9 @@ from punie_gates.checks.tokenizer.round_trip import (
     DetokenizerReport,
     assistant_texts,
     check_round_trip,
+    check_served_round_trip,
+    judge_round_trip,
+    texts_to_stream,
 )
 from punie_gates.checks.tokenizer.split_markers import find_split_markers
 from punie_gates.checks.tokenizer.tool_parsing import tool_parsing_of
@@ -86,14 +97,17 @@ __all__ = [
     "canonical_conversation",
     "check_parity",
     "check_round_trip",
+    "check_served_round_trip",
     "compare_path",
     "expectations",
     "find_split_markers",
     "format_family",
     "inspect_tokenizer",
+    "judge_round_trip",
     "mlx_path_name",
     "naive_text_probe",
     "reference_ids",
     "serving_prompts",
+    "texts_to_stream",
     "tool_parsing_of",
 ]

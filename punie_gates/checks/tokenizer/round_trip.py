@@ -1,4 +1,10 @@
-"""Ids back to text: tokenizer.decode and mlx-lm's streaming detokenizer must give every text back."""
+"""Ids back to text: tokenizer.decode and mlx-lm's streaming detokenizer must give every text back.
+
+Measured where it is served: `check_served_round_trip` has the serving probe stream the
+texts in the serving environment, on the folder the serving plan serves (what
+mlx_lm.server streams replies with); `check_round_trip` makes the same measurement on a
+tokenizer loaded in this process. Both are judged by `judge_round_trip`.
+"""
 
 from __future__ import annotations
 
@@ -6,9 +12,11 @@ import json
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from punie_gates.answering.serving_probe import round_trip
 from punie_gates.model.tokenizer import backend_of
 
 
@@ -103,14 +111,21 @@ def _difference(expected: str, got: str) -> str:
     return f"at character {at}: expected {expected[lo : at + 12]!r}, got {got[lo : at + 12]!r}"
 
 
-def _decoder_description(backend, folder: Path | None) -> str:
-    if type(backend).__name__ == "MistralCommonBackend":
+def _decoder_description(backend_class: str, folder: Path | None) -> str:
+    if backend_class == "MistralCommonBackend":
         return "mistral-common's own decode (MistralCommonBackend)"
     path = Path(folder) / "tokenizer.json" if folder is not None else None
     if path is None or not path.is_file():
         return "no tokenizer.json to read a decoder from"
+    stat = path.stat()
+    return _decoder_of(str(path.resolve()), stat.st_mtime_ns, stat.st_size)
+
+
+@lru_cache(maxsize=8)
+def _decoder_of(path: str, mtime_ns: int, size: int) -> str:
+    """The decoder a tokenizer.json file names (cached by file and version: a real one is ~17 MB of JSON)."""
     try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
+        doc = json.loads(Path(path).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return "tokenizer.json cannot be read"
     decoder = doc.get("decoder")
@@ -124,22 +139,15 @@ def _decoder_description(backend, folder: Path | None) -> str:
     return str(decoder.get("type"))
 
 
-class _StreamRaised(Exception):
-    """mlx-lm's streaming detokenizer raised on these ids (the message says where and what)."""
+def _ascii(text: str) -> str:
+    return "".join(c for c in text if ord(c) < 128)
 
 
-def _streamed(tokenizer, ids: Sequence[int]) -> str:
-    detokenizer = tokenizer.detokenizer
-    detokenizer.reset()
-    step = "add_token"
-    try:
-        for token in ids:
-            detokenizer.add_token(int(token))
-        step = "finalize"
-        detokenizer.finalize()
-    except Exception as exc:  # the finding: mlx_lm.server's request would fail here
-        raise _StreamRaised(f"{type(detokenizer).__name__}.{step} raised {type(exc).__name__}: {exc}") from None
-    return detokenizer.text
+def texts_to_stream(*groups: Sequence[tuple[str, str]]) -> list[str]:
+    """Every text of the groups, and the ASCII part of each text that has other characters (to
+    tell damage confined to those characters from any other), each once: what to measure."""
+    texts = [t for group in groups for _, t in group]
+    return list(dict.fromkeys(texts + [_ascii(t) for t in texts if _ascii(t) != t]))
 
 
 def _leading_spaces_only(text: str, streamed: str) -> bool:
@@ -151,7 +159,58 @@ def check_round_trip(
     tokenizer, texts: Sequence[tuple[str, str]], folder: Path | None = None, limit: int = 3
 ) -> DetokenizerReport:
     """Encode each text, then decode it with tokenizer.decode and stream it through mlx-lm's
-    detokenizer (`tokenizer` is an mlx-lm TokenizerWrapper); both must give it back exactly.
+    detokenizer (`tokenizer` is an mlx-lm TokenizerWrapper loaded in this process); both must
+    give it back exactly. The measurement is the serving probe's own (`serving_probe.round_trip`);
+    `check_served_round_trip` makes it in the serving environment instead."""
+    backend = backend_of(tokenizer)
+    found = round_trip(tokenizer, texts_to_stream(texts))
+    return judge_round_trip(
+        texts,
+        found,
+        backend=type(backend).__name__,
+        detokenizer=type(tokenizer.detokenizer).__name__,
+        decoder=_decoder_description(type(backend).__name__, folder),
+        limit=limit,
+    )
+
+
+def check_served_round_trip(plan, *groups: Sequence[tuple[str, str]], limit: int = 3) -> tuple[DetokenizerReport, ...]:
+    """`check_round_trip` on the path production serves: the serving probe, run by the plan's
+    interpreter (answering.plan.ServingPlan) on the folder it serves, loads the tokenizer as
+    mlx_lm.server does there and streams each text; one report per group of texts. What the
+    plan's own probe already streamed (`plan_serving(..., round_trip=texts_to_stream(...))`)
+    is read from it; anything else is probed now."""
+    measured = texts_to_stream(*groups)
+    found = dict(plan.served.get("round_trip") or {})
+    probed = plan.served
+    if missing := [t for t in measured if t not in found]:
+        probed = plan.environment.probe({"folder": str(plan.served_folder), "round_trip": missing})
+        found |= probed["round_trip"]
+    backend = str(probed.get("tokenizer_class"))
+    return tuple(
+        judge_round_trip(
+            group,
+            found,
+            backend=backend,
+            detokenizer=str(probed.get("detokenizer")),
+            decoder=_decoder_description(backend, plan.served_folder),
+            limit=limit,
+        )
+        for group in groups
+    )
+
+
+def judge_round_trip(
+    texts: Sequence[tuple[str, str]],
+    found: Mapping[str, Mapping[str, str]],
+    *,
+    backend: str,
+    detokenizer: str,
+    decoder: str,
+    limit: int = 3,
+) -> DetokenizerReport:
+    """The report on `texts` from what decode and the stream gave back (`found`: text -> the serving
+    probe's `round_trip` entry, the ASCII parts of non-ASCII texts included).
 
     Leading spaces the streaming detokenizer drops at the start of a reply are mlx-lm's
     convention and not counted. A stream difference that vanishes once the text's
@@ -159,7 +218,6 @@ def check_round_trip(
     several tokens, or the detokenizer raising at the end of one) is counted apart
     (`replaced`): it corrupts only those characters. Anything else is `stream_wrong`.
     """
-    backend = backend_of(tokenizer)
     decode_wrong: list[str] = []
     stream_wrong: list[str] = []
     replaced_first: list[str] = []
@@ -168,16 +226,14 @@ def check_round_trip(
     chars: Counter[str] = Counter()
 
     def streams_right(text: str) -> tuple[bool, str, str | None]:
-        ids = [int(i) for i in backend.encode(text, add_special_tokens=False)]
-        try:
-            streamed = _streamed(tokenizer, ids)
-        except _StreamRaised as exc:
-            return False, f"{exc} (at the end of {text[-24:]!r})", None
+        got = found[text]
+        if "raised" in got:
+            return False, f"{got['raised']} (at the end of {text[-24:]!r})", None
+        streamed = got["streamed"]
         return _leading_spaces_only(text, streamed), f"the stream {_difference(text, streamed)}", streamed
 
     for where, text in texts:
-        ids = [int(i) for i in backend.encode(text, add_special_tokens=False)]
-        decoded = backend.decode(ids, skip_special_tokens=False)
+        decoded = found[text]["decoded"]
         if decoded != text:
             counts[0] += 1
             if len(decode_wrong) < limit:
@@ -185,8 +241,7 @@ def check_round_trip(
         right, why, streamed = streams_right(text)
         if right:
             continue
-        ascii_text = "".join(c for c in text if ord(c) < 128)
-        if ascii_text != text and streams_right(ascii_text)[0]:
+        if _ascii(text) != text and streams_right(_ascii(text))[0]:
             counts[2] += 1
             if streamed is None:  # it raised on the character that ends the text
                 chars.update(c for c in text[::-1][:1] if ord(c) >= 128)
@@ -203,9 +258,9 @@ def check_round_trip(
             if len(stream_wrong) < limit:
                 stream_wrong.append(f"{where}: {why}")
     return DetokenizerReport(
-        backend=type(backend).__name__,
-        detokenizer=type(tokenizer.detokenizer).__name__,
-        decoder=_decoder_description(backend, folder),
+        backend=backend,
+        detokenizer=detokenizer,
+        decoder=decoder,
         checked=len(texts),
         decode_wrong=tuple(decode_wrong),
         decode_wrong_count=counts[0],
