@@ -247,6 +247,48 @@ class ServerRecord:
 
 
 @dataclass(frozen=True)
+class EndpointLatency:
+    """How long an endpoint took to answer."""
+
+    requests: int | None = None
+    """Requests timed."""
+    avg_s: float | None = None
+    """Average seconds per request."""
+    max_s: float | None = None
+    """The longest request, seconds."""
+
+
+@dataclass(frozen=True)
+class EndpointRecord:
+    """A model asked where it runs, an OpenAI-compatible URL (answering.endpoint.Endpoint.record; docs/endpoints.md)."""
+
+    via: str | None = None
+    """`endpoint`."""
+    model: str | None = None
+    """Which model: candidate or baseline."""
+    endpoint: str | None = None
+    """The URL asked (--candidate or --baseline)."""
+    request_model: str | None = None
+    """The `model` sent with each request (--candidate-model, --baseline-model); null when none."""
+    api_key_env: str | None = None
+    """The environment variable the API key is read from (the key itself is never written)."""
+    api_key_sent: bool | None = None
+    """Whether a key was sent."""
+    timeout_s: float | None = None
+    """Each request's timeout, seconds."""
+    models: Mapping[str, Any] | None = None
+    """What GET /v1/models said (status, ids, latency_s, note; shown whole)."""
+    response_model: Mapping[str, int] | None = None
+    """The `model` the answers named, with how many answers named each."""
+    system_fingerprint: Mapping[str, int] | None = None
+    """The answers' system_fingerprint values, with how many answers gave each."""
+    versions: str | None = None
+    """What is known of the server's library versions (an endpoint does not say)."""
+    latency: EndpointLatency | None = None
+    """How long it took to answer; absent when nothing was asked."""
+
+
+@dataclass(frozen=True)
 class Answering:
     """How a gate's answers were asked (plugin/model_fixtures.py; docs/answering.md)."""
 
@@ -256,10 +298,9 @@ class Answering:
     """The candidate's mlx_lm.server; absent when no server was started."""
     baseline_server: ServerRecord | None = None
     """The baseline's mlx_lm.server; absent without --baseline or when none was started."""
-    endpoint: Mapping[str, Any] | None = None
-    """The candidate's endpoint as asked (answering.endpoint.Endpoint.record: URL, model, latency, what
-    /v1/models said); absent unless the candidate is a URL."""
-    baseline_endpoint: Mapping[str, Any] | None = None
+    endpoint: EndpointRecord | None = None
+    """The candidate's endpoint as asked; absent unless the candidate is a URL."""
+    baseline_endpoint: EndpointRecord | None = None
     """The baseline's endpoint, the same way; absent unless the baseline is a URL."""
 
 

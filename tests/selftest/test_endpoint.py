@@ -27,6 +27,7 @@ import pytest
 from punie_gates.errors import EndpointError, OptionError
 from punie_gates.inputs.endpoint_spec import endpoint_url
 from punie_gates.inputs.options import resolve_options
+from punie_gates.results.document import read_results
 
 REPO = Path(__file__).resolve().parents[2]
 FAKE = Path(__file__).with_name("fake_mlx_server.py")
@@ -235,6 +236,9 @@ def test_an_endpoint_candidate_is_screened_and_the_key_stays_secret(fake_endpoin
     assert doc["gates"]["gate2"]["status"] == "passed" and doc["gates"]["gate3"]["status"] in ("passed", "failed")
     assert proc.returncode in (0, 1), shown  # INCOMPLETE keeps pytest's status: never ERROR (6)
 
+    unknown: list[str] = []
+    typed = read_results(doc, unknown).gates["gate3"].figures.screening  # every value of its type, every key known
+    assert not unknown and typed is not None and typed.total == 40 and len(typed.queries or ()) == 40
     screening = doc["gates"]["gate3"]["figures"]["screening"]
     assert (screening["total"], len(screening["queries"])) == (40, 40)
     assert screening["followup"]["total"] == 32 and "not judged" in screening["note"]
