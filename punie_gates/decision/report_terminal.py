@@ -127,9 +127,7 @@ def _comparison_lines(report: Report, typed: RunResults) -> list[str]:
     for f in figures.values() if asked else ():
         baseline = f.answering.baseline_endpoint if f.answering else None
         if baseline is not None:
-            out.append(
-                f"baseline answers: from the endpoint {baseline.get('endpoint')} (model {baseline.get('request_model')})"
-            )
+            out.append(f"baseline answers: from the endpoint {baseline.endpoint} (model {baseline.request_model})")
             break
     gate3 = figures.get("gate3")
     screening = gate3.screening if isinstance(gate3, Gate3Figures) else None

@@ -129,7 +129,7 @@ def test_a_report_written_before_the_typed_results_still_labels_its_run(tmp_path
     assert (run.verdict, run.candidate, run.seconds, run.peak_memory_gb) == ("NO_GO", "mlx-community/old", 4200, 14.5)
     text = markdown(old)
     assert text.startswith("# punie-gates report: NO_GO") and "| gate5 | full | hard | **failed** | 4000.0 |" in text
-    assert '- correct: `thirty`' in text  # the recorded value is still listed as recorded
+    assert "- correct: `thirty`" in text  # the recorded value is still listed as recorded
     page = report_page(old, folder)
     assert page.verdict == "NO_GO" and [g.key_figures for g in page.gates] == [(), ()]  # "thirty" is no count
     assert [t.title for t in page.tables] == ["gate5: resources per step"]

@@ -252,7 +252,9 @@ def test_the_report_says_when_a_server_paused_while_answering():
 
     def line(silence: float) -> str:
         start = {"pid": 1, "startup_s": 3.2, "stop_s": 0.1, "longest_silence_s": silence}
-        figures = read_figures("gate3", {"answering": {"via": "server", "server": {"model": "candidate", "starts": [start]}}})
+        figures = read_figures(
+            "gate3", {"answering": {"via": "server", "server": {"model": "candidate", "starts": [start]}}}
+        )
         return "\n".join(_server_lines(figures.answering))
 
     assert "/health unanswered" not in line(0.0)
