@@ -106,6 +106,7 @@ class Gate2Settings:
     max_avg_latency_s: float = setting(POSITIVE, "average seconds per gate2 query allowed")
     reference_latency_s: float = setting(POSITIVE, "Punie's reported Qwen3 average in seconds, for the ratio")
     max_tokens: int = setting(AT_LEAST_ONE, "token budget per timed query")
+    bench_queries: int = setting(AT_LEAST_ONE, "validation queries --bench times both ways (all when fewer)")
 
 
 @dataclass(frozen=True)

@@ -128,9 +128,19 @@ def test_latency(
 
 @pytest.mark.gate_detail  # a measurement of the suite's method, not of the candidate: it never fails the gate
 def test_speed_to_verdict(
-    request, answerer, query_set, catalog, system_prompt, training_data, gate_config, gate_record, gate_steps, progress
+    request,
+    answerer,
+    query_set,
+    catalog,
+    system_prompt,
+    training_data,
+    gate_config,
+    settings,
+    gate_record,
+    gate_steps,
+    progress,
 ):
-    """--bench: every validation query answered the plan's way (one at a time, the full
+    """--bench: the validation queries (the first `[gate2] bench_queries`, all 40 by default) answered the plan's way (one at a time, the full
     prompt each time) and the suite's way (shared prefix once, batches), timed side by
     side on this model, at the plan's cap and at the training data's answer lengths;
     the figures `punie-gates bench` prints, in the report."""
@@ -149,7 +159,7 @@ def test_speed_to_verdict(
         result = run_bench(
             candidate_model.model,
             candidate_model.tokenizer,
-            query_set.queries,
+            query_set.queries[: settings.bench_queries],
             catalog,
             system_prompt,
             max_tokens=gate_config.max_tokens,
