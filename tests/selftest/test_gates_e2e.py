@@ -148,9 +148,9 @@ def servers_left(cache: Path, started_by: int | None = None) -> list[str]:
         except OSError:
             continue
         text = " ".join(a.decode("utf-8", "replace") for a in argv)
-        if state not in ("Z", "X") and "mlx_lm" in text and "server" in text and str(cache) in text:
-            if started_by is None or started_by in _ancestors(int(proc.name)):
-                found.append(f"{proc.name}: {text}")
+        serving = state not in ("Z", "X") and "mlx_lm" in text and "server" in text and str(cache) in text
+        if serving and (started_by is None or started_by in _ancestors(int(proc.name))):
+            found.append(f"{proc.name}: {text}")
     return found
 
 
