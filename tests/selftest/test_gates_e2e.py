@@ -422,7 +422,17 @@ def test_ctrl_c_during_gate5_leaves_no_server(suite, gate_cache):
         "64",
     ]
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    proc = subprocess.Popen(args, cwd=suite.path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    # SIGINT as a terminal delivers it, even when this test runs where SIGINT is ignored (a
+    # background job, `cmd &`: the child would inherit SIG_IGN and Python install no Ctrl-C handler).
+    proc = subprocess.Popen(
+        args,
+        cwd=suite.path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     try:
         deadline = time.monotonic() + 900
         # Training and fusion first (cached after the full run). Only a server this run started

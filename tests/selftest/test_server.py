@@ -163,6 +163,8 @@ def test_a_signal_to_our_process_stops_the_server(model_dir, tmp_path, sig):
     driver = subprocess.Popen(
         [sys.executable, "-c", DRIVER, str(model_dir), str(log), json.dumps(_fake("--fake-child"))],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+        # SIGINT as a terminal delivers it, even where this test runs with SIGINT ignored (`cmd &`).
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )  # fmt: skip
     try:
         line = driver.stdout.readline()
