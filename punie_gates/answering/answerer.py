@@ -24,7 +24,7 @@ from punie_gates.answering.conversation import AskMany, ask_each, in_process_ask
 from punie_gates.answering.endpoint import EndpointAnswerer
 from punie_gates.answering.inprocess import generate_answers, generate_naive
 from punie_gates.answering.prompts import render_prompt
-from punie_gates.answering.serving import ServedModel, ask_queries
+from punie_gates.answering.serving import ServedModel, ask_queries, time_alone
 from punie_gates.model.tokenizer import training_tokenizer_config
 
 ANSWER_VIA = (VIA_SERVER, VIA_INPROCESS)
@@ -107,14 +107,11 @@ class ServerAnswerer:
         )
 
     def time_each(self, conversations: Sequence[Conversation], *, max_tokens: int) -> list[QueryAnswer]:
-        return ask_queries(
+        return time_alone(
             self.served,
             conversations,
             tools=self.settings.tools,
             max_tokens=max_tokens,
-            concurrency=1,
-            stream=True,
-            warm_up=False,
             progress=self.settings.progress,
         )
 

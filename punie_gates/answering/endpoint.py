@@ -36,7 +36,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from punie_gates.answering.conversation import ask_each, server_ask
-from punie_gates.answering.serving import ask_queries
+from punie_gates.answering.serving import ask_queries, time_alone
 from punie_gates.errors import CandidateError, EndpointError
 from punie_gates.inputs.endpoint_spec import DEFAULT_API_KEY_ENV, DEFAULT_ENDPOINT_TIMEOUT_S, endpoint_url
 
@@ -309,14 +309,11 @@ class EndpointAnswerer:
         )
 
     def time_each(self, conversations, *, max_tokens: int):
-        return ask_queries(
+        return time_alone(
             self.endpoint,
             conversations,
             tools=self.settings.tools,
             max_tokens=max_tokens,
-            concurrency=1,
-            stream=True,
-            warm_up=False,
             progress=self.settings.progress,
         )
 

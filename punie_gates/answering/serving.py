@@ -249,13 +249,41 @@ def ask_queries(
     return [from_server(a, decode) for a in answers]
 
 
+def time_alone(
+    served: ServedModel | Any,
+    conversations: Sequence[Conversation],
+    *,
+    tools: Sequence[Mapping[str, Any]] | None,
+    max_tokens: int,
+    progress: Callable[..., None] | None = None,
+) -> list[QueryAnswer]:
+    """Each conversation alone, streamed, one after the other (what a user waits for one request):
+    the timing both a served model and an endpoint answer with (Answerer.time_each)."""
+    return ask_queries(
+        served,
+        conversations,
+        tools=tools,
+        max_tokens=max_tokens,
+        concurrency=1,
+        stream=True,
+        warm_up=False,
+        progress=progress,
+    )
+
+
 def raw_decoder(folder: Path):
     """ids -> text with control tokens kept, by the served folder's tokenizer.json (the tokenizers
     library alone: no chat template, no backend choice), or None without a tokenizer.json."""
     path = Path(folder) / "tokenizer.json"
     if not path.is_file():
         return None
+    tokenizer = _tokenizer_json(str(path))
+    return lambda ids: tokenizer.decode(list(ids), skip_special_tokens=False)
+
+
+@lru_cache(maxsize=8)
+def _tokenizer_json(path: str):
+    # Devstral's is 17 MB: read once per folder, not once per gate's batch of answers.
     from tokenizers import Tokenizer
 
-    tokenizer = Tokenizer.from_file(str(path))
-    return lambda ids: tokenizer.decode(list(ids), skip_special_tokens=False)
+    return Tokenizer.from_file(path)
